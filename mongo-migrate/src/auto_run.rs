@@ -1,0 +1,91 @@
+//! Running pending migrations at application startup.
+
+use crate::{Error, Migrator, RunReport, UpOptions};
+
+/// When and how strictly to migrate at startup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AutoRunConfig {
+    /// `MIGRATE_ON_START`: off unless `true`.
+    pub enabled: bool,
+    /// `MIGRATE_ON_START_FAIL_HARD`: return the error instead of reporting it.
+    pub fail_hard: bool,
+}
+
+impl AutoRunConfig {
+    /// Reads `MIGRATE_ON_START` and `MIGRATE_ON_START_FAIL_HARD`; both default to off.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`AutoRunConfig::from_env`] over any lookup (tests, config files).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let flag = |name: &str| match lookup(name).as_deref().map(str::trim) {
+            None | Some("") => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
+            Some(v) => Err(Error::InvalidEnv {
+                variable: name.to_string(),
+                value: v.to_string(),
+            }),
+        };
+        Ok(AutoRunConfig {
+            enabled: flag("MIGRATE_ON_START")?,
+            fail_hard: flag("MIGRATE_ON_START_FAIL_HARD")?,
+        })
+    }
+}
+
+/// What [`auto_run`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AutoRun {
+    /// `MIGRATE_ON_START` is not `true`.
+    Disabled,
+    Applied(RunReport),
+    /// The run failed and strict mode is off: the application may start; log this.
+    Failed(Error),
+}
+
+/// Applies pending migrations at startup when `config.enabled`.
+///
+/// In strict mode (`fail_hard`) a failure is returned as `Err` so the
+/// application can refuse to start; otherwise it comes back as
+/// [`AutoRun::Failed`].
+pub async fn auto_run(migrator: &Migrator, config: AutoRunConfig) -> Result<AutoRun, Error> {
+    if !config.enabled {
+        return Ok(AutoRun::Disabled);
+    }
+    match migrator.up(UpOptions::default()).await {
+        Ok(report) => Ok(AutoRun::Applied(report)),
+        Err(e) if config.fail_hard => Err(e),
+        Err(e) => Ok(AutoRun::Failed(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<AutoRunConfig, Error> {
+        AutoRunConfig::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn off_by_default() {
+        assert_eq!(config(&[]).unwrap(), AutoRunConfig::default());
+    }
+
+    #[test]
+    fn reads_both_flags() {
+        let c = config(&[("MIGRATE_ON_START", "true"), ("MIGRATE_ON_START_FAIL_HARD", "TRUE")]).unwrap();
+        assert!(c.enabled && c.fail_hard);
+        let c = config(&[("MIGRATE_ON_START", "false")]).unwrap();
+        assert!(!c.enabled);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let err = config(&[("MIGRATE_ON_START", "yes please")]).unwrap_err();
+        assert!(err.to_string().contains("MIGRATE_ON_START"), "{err}");
+    }
+}

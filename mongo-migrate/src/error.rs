@@ -1,0 +1,105 @@
+//! The runtime's error type.
+
+use crate::Version;
+
+/// What a migration's `up` or `down` returns on failure.
+pub type MigrationError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of the runtime. Each message says what went wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("invalid migration version `{input}`: expected 14 digits YYYYMMDDHHMMSS forming a real UTC date and time")]
+    InvalidVersion { input: String },
+
+    #[error(
+        "duplicate migration version {version}: `{first}` and `{second}` share it; give one of them a new timestamp"
+    )]
+    DuplicateVersion {
+        version: Version,
+        first: String,
+        second: String,
+    },
+
+    #[error("migrations are out of order: {later} is listed after {earlier}; regenerate the registry so it lists versions in ascending order")]
+    Unordered { earlier: Version, later: Version },
+
+    #[error("invalid MongoDB URI: {source}; expected e.g. mongodb://127.0.0.1:27017/mydb")]
+    InvalidUri {
+        #[source]
+        source: mongodb::error::Error,
+    },
+
+    #[error("no database name: put it in the URI path (mongodb://host/mydb) or set it explicitly")]
+    MissingDatabase,
+
+    #[error("cannot reach the MongoDB server: {source}; check that it is running and that the URI points at it")]
+    Unreachable {
+        #[source]
+        source: mongodb::error::Error,
+    },
+
+    #[error("MongoDB error: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+
+    #[error("migrations are locked by {holder} until {expires_at}; wait for that run to finish, or if it died, run `force-unlock` once you are sure it is gone")]
+    Locked {
+        holder: String,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+
+    #[error("this runner lost the migration lock (it expired or was taken over); it recorded nothing further. Check `status`, then run again")]
+    LockLost,
+
+    #[error("force-unlock needs explicit confirmation")]
+    UnlockNotConfirmed,
+
+    #[error("the database records migration(s) {versions} that this build does not know; deploy the code that contains them, or remove their tracking records if they were deleted on purpose")]
+    UnknownVersions { versions: String },
+
+    #[error("migration {version} ({name}) was edited after it was applied (checksum {recorded} recorded, {current} now); restore the original file and write a new migration for the change")]
+    ChecksumMismatch {
+        version: Version,
+        name: String,
+        recorded: String,
+        current: String,
+    },
+
+    #[error("migration {version} ({name}) is {status}{detail}; fix the cause, then `resolve {version} --pending` to run it again or `resolve {version} --applied` if it completed")]
+    Blocked {
+        version: Version,
+        name: String,
+        status: crate::MigrationStatus,
+        detail: String,
+    },
+
+    #[error("migration {version} ({name}) is irreversible (it has no `down`); nothing was rolled back")]
+    Irreversible { version: Version, name: String },
+
+    #[error("unknown target version {version}: it is not in this build's registry")]
+    UnknownTarget { version: Version },
+
+    #[error("migration {version} ({name}) failed: {message}")]
+    MigrationFailed {
+        version: Version,
+        name: String,
+        message: String,
+        #[source]
+        source: Option<MigrationError>,
+    },
+
+    #[error("migration {version} ({name}) needs a transaction, but this server does not support them (it is not a replica set or sharded cluster); run it against a replica set or make it non-transactional")]
+    TransactionsUnsupported { version: Version, name: String },
+
+    #[error("{0}")]
+    Context(String),
+
+    #[error("no tracking record for version {version}; nothing to resolve")]
+    NothingToResolve { version: Version },
+
+    #[error("invalid value `{value}` for {variable}: expected `true` or `false`")]
+    InvalidEnv { variable: String, value: String },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,39 @@
+//! Runtime of `cargo mongo-migrate`: versioned, typed MongoDB migrations.
+//!
+//! A [`Registry`] lists [`Migration`]s in version order (the CLI generates it);
+//! a [`Migrator`] applies them with a tracking collection, an expiring, fenced
+//! lock so concurrent runners never apply a migration twice, optional
+//! transactions, and dry-runs.
+
+mod auto_run;
+mod error;
+mod lock;
+mod migration;
+mod migrator;
+mod plan;
+mod registry;
+mod tracking;
+mod version;
+
+pub use auto_run::{auto_run, AutoRun, AutoRunConfig};
+pub use error::{Error, MigrationError, Result};
+pub use lock::{Holder, LockInfo};
+pub use migration::{BoxFuture, Migration, MigrationContext, MigrationFn, MigrationResult};
+pub use migrator::{
+    connect, supports_transactions, Config, Counts, DownOptions, Migrator, Progress, Resolution, RunReport, State,
+    StatusEntry, StatusReport, Step, UpOptions,
+};
+pub use plan::DownTarget;
+pub use registry::Registry;
+pub use tracking::{Direction, HistoryQuery, MigrationStatus, Record};
+pub use version::Version;
+
+/// Re-exported so migrations and generated code need no direct dependency.
+pub use bson;
+pub use mongodb;
+
+/// What a migration module usually needs.
+pub mod prelude {
+    pub use crate::{MigrationContext, MigrationResult};
+    pub use bson::{doc, Document};
+}

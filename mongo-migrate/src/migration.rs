@@ -1,0 +1,178 @@
+//! A migration and the context its `up`/`down` run with.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use mongodb::{ClientSession, Database};
+
+use crate::{MigrationError, Version};
+
+/// A boxed, sendable future, the shape every migration step returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What `up` and `down` return.
+pub type MigrationResult = Result<(), MigrationError>;
+
+/// One direction of a migration: `|ctx| Box::pin(my_migration::up(ctx))`.
+pub type MigrationFn = for<'a> fn(&'a mut MigrationContext) -> BoxFuture<'a, MigrationResult>;
+
+/// A versioned migration: an `up`, an optional `down` (absent means irreversible),
+/// and the metadata the tracking collection records.
+#[derive(Clone)]
+pub struct Migration {
+    pub(crate) version: Version,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) checksum: String,
+    pub(crate) transactional: bool,
+    pub(crate) up: MigrationFn,
+    pub(crate) down: Option<MigrationFn>,
+}
+
+impl Migration {
+    /// A migration with only an `up`; add the rest with the builder methods.
+    pub fn new(version: Version, name: impl Into<String>, up: MigrationFn) -> Self {
+        Migration {
+            version,
+            name: name.into(),
+            description: String::new(),
+            checksum: String::new(),
+            transactional: false,
+            up,
+            down: None,
+        }
+    }
+
+    /// Makes the migration reversible.
+    pub fn with_down(mut self, down: MigrationFn) -> Self {
+        self.down = Some(down);
+        self
+    }
+
+    /// A human description (the migration module's doc comment).
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// The checksum of the migration's source; an applied migration whose
+    /// checksum changes is refused.
+    pub fn with_checksum(mut self, checksum: impl Into<String>) -> Self {
+        self.checksum = checksum.into();
+        self
+    }
+
+    /// Runs `up` and `down` inside a MongoDB transaction together with the tracking write.
+    pub fn with_transaction(mut self, transactional: bool) -> Self {
+        self.transactional = transactional;
+        self
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub fn checksum(&self) -> &str {
+        &self.checksum
+    }
+
+    pub fn is_reversible(&self) -> bool {
+        self.down.is_some()
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+}
+
+impl fmt::Debug for Migration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Migration")
+            .field("version", &self.version)
+            .field("name", &self.name)
+            .field("description", &self.description)
+            .field("checksum", &self.checksum)
+            .field("transactional", &self.transactional)
+            .field("reversible", &self.is_reversible())
+            .finish()
+    }
+}
+
+/// What a migration's `up`/`down` gets: the database, and for transactional
+/// migrations the session whose transaction the tracking write commits in.
+pub struct MigrationContext {
+    db: Database,
+    session: Option<ClientSession>,
+    version: Version,
+    name: String,
+}
+
+impl MigrationContext {
+    pub(crate) fn new(db: Database, session: Option<ClientSession>, migration: &Migration) -> Self {
+        MigrationContext {
+            db,
+            session,
+            version: migration.version,
+            name: migration.name.clone(),
+        }
+    }
+
+    /// The database, for a non-transactional migration.
+    ///
+    /// A transactional migration gets an error here so that no write can
+    /// silently run outside its transaction: use [`MigrationContext::transaction`].
+    pub fn db(&self) -> Result<&Database, MigrationError> {
+        match self.session {
+            None => Ok(&self.db),
+            Some(_) => Err(format!(
+                "migration {} ({}) is transactional: use ctx.transaction() and pass the session to every operation",
+                self.version, self.name
+            )
+            .into()),
+        }
+    }
+
+    /// The database and the session of the running transaction; pass the
+    /// session to every operation with `.session(session)`.
+    pub fn transaction(&mut self) -> Result<(&Database, &mut ClientSession), MigrationError> {
+        match self.session.as_mut() {
+            Some(session) => Ok((&self.db, session)),
+            None => Err(format!(
+                "migration {} ({}) is not transactional: mark it with `pub const TRANSACTIONAL: bool = true;` to get a session",
+                self.version, self.name
+            )
+            .into()),
+        }
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn into_session(self) -> Option<ClientSession> {
+        self.session
+    }
+}
+
+impl fmt::Debug for MigrationContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MigrationContext")
+            .field("database", &self.db.name())
+            .field("transactional", &self.session.is_some())
+            .field("version", &self.version)
+            .finish()
+    }
+}

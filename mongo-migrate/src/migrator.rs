@@ -1,0 +1,646 @@
+//! The migrator: connects, plans under the lock, applies and rolls back.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bson::{doc, Document};
+use futures_util::FutureExt;
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+use serde::{Deserialize, Serialize};
+
+use crate::lock::{Lock, LockGuard, LockInfo};
+use crate::migration::{MigrationContext, MigrationFn};
+use crate::plan::{self, DownTarget, Records};
+use crate::tracking::{Claim, Direction, HistoryQuery, MigrationStatus, Outcome, Record, Tracking};
+use crate::{Error, Migration, MigrationError, Registry, Version};
+
+/// Collection names and lock timing.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tracking_collection: String,
+    pub lock_collection: String,
+    /// The `_id` of the lock document; runners sharing it exclude each other.
+    pub lock_name: String,
+    /// How long a lock lives without a heartbeat. The heartbeat runs every third of it.
+    pub lock_ttl: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tracking_collection: "migrations".into(),
+            lock_collection: "migration_locks".into(),
+            lock_name: "migrations".into(),
+            lock_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Options of [`Migrator::up`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UpOptions {
+    /// Report what would run; change nothing, not even the lock.
+    pub dry_run: bool,
+    /// Apply pending migrations up to and including this version.
+    pub to: Option<Version>,
+}
+
+/// Options of [`Migrator::down`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DownOptions {
+    pub target: DownTarget,
+    pub dry_run: bool,
+}
+
+/// One migration a run applied, rolled back, or (dry-run) would have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub version: Version,
+    pub name: String,
+    pub description: String,
+    pub batch: i64,
+    pub transactional: bool,
+    pub reversible: bool,
+    /// `None` in a dry-run.
+    pub duration_ms: Option<i64>,
+}
+
+/// What `up` or `down` did (or would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub direction: Direction,
+    pub dry_run: bool,
+    pub steps: Vec<Step>,
+}
+
+/// Progress of a run, for long migrations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+pub enum Progress {
+    #[serde(rename_all = "camelCase")]
+    Started {
+        version: Version,
+        name: String,
+        direction: Direction,
+    },
+    #[serde(rename_all = "camelCase")]
+    Finished {
+        version: Version,
+        name: String,
+        direction: Direction,
+        duration_ms: i64,
+    },
+}
+
+/// How to settle a migration left `running` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Resolution {
+    /// Its effect is in place: record it as applied.
+    Applied,
+    /// Its effect is not in place: run it again on the next `up`.
+    Pending,
+}
+
+/// Where one migration stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Pending,
+    Applied,
+    Running,
+    Failed,
+    RolledBack,
+    /// Recorded in the database, absent from this build.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusEntry {
+    pub version: Version,
+    pub name: String,
+    pub description: String,
+    pub state: State,
+    pub batch: Option<i64>,
+    pub applied_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub execution_time_ms: Option<i64>,
+    pub error: Option<String>,
+    pub reversible: bool,
+    /// The migration's source changed after it was applied.
+    pub checksum_changed: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub applied: usize,
+    /// Never applied, or rolled back.
+    pub pending: usize,
+    pub running: usize,
+    pub failed: usize,
+    pub rolled_back: usize,
+    pub unknown: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub migrations: Vec<StatusEntry>,
+    pub counts: Counts,
+    /// The lock document, held or expired; `None` when free.
+    pub lock: Option<LockInfo>,
+}
+
+type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// Applies and rolls back a [`Registry`] against one database.
+#[derive(Clone)]
+pub struct Migrator {
+    client: Client,
+    db: Database,
+    registry: Registry,
+    tracking: Tracking,
+    lock: Lock,
+    progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Migrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrator")
+            .field("database", &self.db.name())
+            .field("migrations", &self.registry.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Migrator {
+    /// A migrator over an existing client.
+    pub fn new(client: Client, database: &str, registry: Registry, config: Config) -> Self {
+        let db = client.database(database);
+        Migrator {
+            tracking: Tracking::new(db.collection(&config.tracking_collection)),
+            lock: Lock::new(
+                db.collection(&config.lock_collection),
+                config.lock_name,
+                config.lock_ttl,
+            ),
+            client,
+            db,
+            registry,
+            progress: None,
+        }
+    }
+
+    /// Parses `uri`, connects and pings the server. The database is `database`
+    /// or else the URI's path.
+    pub async fn connect(uri: &str, database: Option<&str>, registry: Registry, config: Config) -> Result<Self, Error> {
+        let (client, name) = connect(uri, database).await?;
+        Ok(Migrator::new(client, &name, registry, config))
+    }
+
+    /// Calls `f` as each migration starts and finishes.
+    pub fn with_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Applies pending migrations in version order as one batch.
+    pub async fn up(&self, options: UpOptions) -> Result<RunReport, Error> {
+        if options.dry_run {
+            let records = self.records().await?;
+            let steps = self.plan_up(&records, options.to)?;
+            return Ok(RunReport {
+                direction: Direction::Up,
+                dry_run: true,
+                steps: steps.into_iter().map(|(m, batch)| step(m, batch, None)).collect(),
+            });
+        }
+        let guard = self.acquire("up").await?;
+        let work = async {
+            let guard = &guard;
+            let records = self.records().await?;
+            let plan = self.plan_up(&records, options.to)?;
+            self.require_transactions(plan.iter().map(|(m, _)| *m)).await?;
+            let mut steps = Vec::with_capacity(plan.len());
+            for (m, batch) in plan {
+                let ms = self
+                    .execute(guard, m, records.get(&m.version), batch, Direction::Up)
+                    .await?;
+                steps.push(step(m, batch, Some(ms)));
+            }
+            Ok(RunReport {
+                direction: Direction::Up,
+                dry_run: false,
+                steps,
+            })
+        };
+        let result = AssertUnwindSafe(work).catch_unwind().await;
+        Self::release(guard, result).await
+    }
+
+    /// Rolls back applied migrations, newest first.
+    pub async fn down(&self, options: DownOptions) -> Result<RunReport, Error> {
+        if options.dry_run {
+            let records = self.records().await?;
+            let plan = self.plan_down(&records, options.target)?;
+            return Ok(RunReport {
+                direction: Direction::Down,
+                dry_run: true,
+                steps: plan.into_iter().map(|(m, batch)| step(m, batch, None)).collect(),
+            });
+        }
+        let guard = self.acquire("down").await?;
+        let work = async {
+            let guard = &guard;
+            let records = self.records().await?;
+            let plan = self.plan_down(&records, options.target)?;
+            self.require_transactions(plan.iter().map(|(m, _)| *m)).await?;
+            let mut steps = Vec::with_capacity(plan.len());
+            for (m, batch) in plan {
+                let ms = self
+                    .execute(guard, m, records.get(&m.version), batch, Direction::Down)
+                    .await?;
+                steps.push(step(m, batch, Some(ms)));
+            }
+            Ok(RunReport {
+                direction: Direction::Down,
+                dry_run: false,
+                steps,
+            })
+        };
+        let result = AssertUnwindSafe(work).catch_unwind().await;
+        Self::release(guard, result).await
+    }
+
+    /// Every known and recorded migration with its state, the counts, and the lock.
+    pub async fn status(&self) -> Result<StatusReport, Error> {
+        let records = self.records().await?;
+        let mut migrations: Vec<StatusEntry> = self
+            .registry
+            .migrations()
+            .iter()
+            .map(|m| {
+                let record = records.get(&m.version);
+                StatusEntry {
+                    version: m.version,
+                    name: m.name.clone(),
+                    description: m.description.clone(),
+                    state: record.map_or(State::Pending, |r| state_of(r.status)),
+                    batch: record.map(|r| r.batch),
+                    applied_at: record.and_then(|r| r.applied_at),
+                    execution_time_ms: record.and_then(|r| r.execution_time_ms),
+                    error: record.and_then(|r| r.error.clone()),
+                    reversible: m.is_reversible(),
+                    checksum_changed: record
+                        .is_some_and(|r| r.status == MigrationStatus::Completed && plan::check_checksum(m, r).is_err()),
+                }
+            })
+            .collect();
+        migrations.extend(
+            records
+                .values()
+                .filter(|r| self.registry.get(r.version).is_none())
+                .map(|r| StatusEntry {
+                    version: r.version,
+                    name: r.name.clone(),
+                    description: r.description.clone(),
+                    state: State::Unknown,
+                    batch: Some(r.batch),
+                    applied_at: r.applied_at,
+                    execution_time_ms: r.execution_time_ms,
+                    error: r.error.clone(),
+                    reversible: r.reversible,
+                    checksum_changed: false,
+                }),
+        );
+        migrations.sort_by_key(|e| e.version);
+        let mut counts = Counts::default();
+        for entry in &migrations {
+            match entry.state {
+                State::Pending => counts.pending += 1,
+                State::Applied => counts.applied += 1,
+                State::Running => counts.running += 1,
+                State::Failed => counts.failed += 1,
+                State::RolledBack => {
+                    counts.rolled_back += 1;
+                    counts.pending += 1;
+                }
+                State::Unknown => counts.unknown += 1,
+            }
+        }
+        Ok(StatusReport {
+            migrations,
+            counts,
+            lock: self.lock.status().await?,
+        })
+    }
+
+    /// Tracking records, most recently changed first.
+    pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<Record>, Error> {
+        self.tracking.history(query).await
+    }
+
+    /// The lock document, if any (check `expired`).
+    pub async fn lock_status(&self) -> Result<Option<LockInfo>, Error> {
+        self.lock.status().await
+    }
+
+    /// Frees the lock whoever holds it. The holder, if still alive, can write
+    /// nothing more. Returns the lock as it was.
+    pub async fn force_unlock(&self, confirmed: bool) -> Result<Option<LockInfo>, Error> {
+        if !confirmed {
+            return Err(Error::UnlockNotConfirmed);
+        }
+        self.lock.force_release().await
+    }
+
+    /// Settles a migration left `running` or `failed`.
+    pub async fn resolve(&self, version: Version, resolution: Resolution) -> Result<Record, Error> {
+        let guard = self.acquire("resolve").await?;
+        let work = async {
+            let guard = &guard;
+            let records = self.records().await?;
+            let record = records.get(&version).ok_or(Error::NothingToResolve { version })?;
+            if !matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) {
+                return Err(Error::Context(format!(
+                    "migration {version} is {}, not running or failed; nothing to resolve",
+                    record.status
+                )));
+            }
+            let to = match resolution {
+                Resolution::Applied => MigrationStatus::Completed,
+                Resolution::Pending => MigrationStatus::RolledBack,
+            };
+            guard.check().await?;
+            self.tracking.resolve(record, to, guard.fence()).await?;
+            let records = self.records().await?;
+            Ok(records[&version].clone())
+        };
+        let result = AssertUnwindSafe(work).catch_unwind().await;
+        Self::release(guard, result).await
+    }
+
+    async fn records(&self) -> Result<Records, Error> {
+        Ok(plan::index(self.tracking.load().await?))
+    }
+
+    fn plan_up<'a>(&'a self, records: &Records, to: Option<Version>) -> Result<Vec<(&'a Migration, i64)>, Error> {
+        plan::validate(&self.registry, records)?;
+        let batch = plan::next_batch(records);
+        Ok(plan::pending(&self.registry, records, to)?
+            .into_iter()
+            .map(|m| (m, batch))
+            .collect())
+    }
+
+    fn plan_down<'a>(&'a self, records: &Records, target: DownTarget) -> Result<Vec<(&'a Migration, i64)>, Error> {
+        plan::validate(&self.registry, records)?;
+        Ok(plan::rollback(&self.registry, records, target)?
+            .into_iter()
+            .map(|m| (m, records[&m.version].batch))
+            .collect())
+    }
+
+    /// Takes the lock, creating the collections' indexes first.
+    async fn acquire(&self, reason: &str) -> Result<LockGuard, Error> {
+        self.tracking.ensure_indexes().await?;
+        self.lock.ensure_indexes().await?;
+        self.lock.acquire(reason).await
+    }
+
+    /// Releases the lock after the work done under it, whatever its outcome;
+    /// a panic goes on once the lock is free.
+    async fn release<T>(guard: LockGuard, result: std::thread::Result<Result<T, Error>>) -> Result<T, Error> {
+        let released = guard.release().await;
+        match result {
+            Ok(result) => {
+                let value = result?;
+                released?;
+                Ok(value)
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    async fn require_transactions<'a>(&self, plan: impl Iterator<Item = &'a Migration>) -> Result<(), Error> {
+        let mut plan = plan.filter(|m| m.transactional).peekable();
+        if plan.peek().is_none() || supports_transactions(&self.client).await? {
+            return Ok(());
+        }
+        let m = plan.next().expect("peeked");
+        Err(Error::TransactionsUnsupported {
+            version: m.version,
+            name: m.name.clone(),
+        })
+    }
+
+    /// Runs one step of `m` under the fence, and records it.
+    async fn execute(
+        &self,
+        guard: &LockGuard,
+        m: &Migration,
+        previous: Option<&Record>,
+        batch: i64,
+        direction: Direction,
+    ) -> Result<i64, Error> {
+        let f = match direction {
+            Direction::Up => m.up,
+            Direction::Down => m.down.expect("planned rollbacks are reversible"),
+        };
+        self.report(Progress::Started {
+            version: m.version,
+            name: m.name.clone(),
+            direction,
+        });
+        let claim = |status, elapsed_ms| Claim {
+            migration: m,
+            previous,
+            batch,
+            direction,
+            status,
+            fence: guard.fence(),
+            elapsed_ms,
+        };
+        guard.check().await?;
+        let start = Instant::now();
+        let ms = if m.transactional {
+            let mut session = self.client.start_session().await?;
+            session.start_transaction().await?;
+            let mut ctx = MigrationContext::new(self.db.clone(), Some(session), m);
+            let result = run(f, &mut ctx).await;
+            let mut session = ctx.into_session().expect("transactional context has a session");
+            let ms = elapsed_ms(start);
+            let done = match direction {
+                Direction::Up => MigrationStatus::Completed,
+                Direction::Down => MigrationStatus::RolledBack,
+            };
+            let committed = match result {
+                Err(e) => Err(failed(m, e)),
+                Ok(()) => match self.tracking.claim(claim(done, Some(ms)), Some(&mut session)).await {
+                    // The fence is checked last so a lost lock aborts everything.
+                    Ok(()) => guard.check().await,
+                    Err(e) => Err(e),
+                },
+            };
+            match committed {
+                Ok(()) => session.commit_transaction().await?,
+                Err(e) => {
+                    // Aborting is best effort: an open transaction dies with its session.
+                    let _ = session.abort_transaction().await;
+                    return Err(e);
+                }
+            }
+            ms
+        } else {
+            self.tracking.claim(claim(MigrationStatus::Running, None), None).await?;
+            let mut ctx = MigrationContext::new(self.db.clone(), None, m);
+            let result = run(f, &mut ctx).await;
+            let ms = elapsed_ms(start);
+            guard.check().await?;
+            match result {
+                Ok(()) => {
+                    let outcome = match direction {
+                        Direction::Up => Outcome::Applied,
+                        Direction::Down => Outcome::RolledBack,
+                    };
+                    self.tracking.finish(m.version, guard.fence(), outcome, ms).await?;
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    self.tracking
+                        .finish(m.version, guard.fence(), Outcome::Failed(&message), ms)
+                        .await?;
+                    return Err(failed(m, e));
+                }
+            }
+            ms
+        };
+        self.report(Progress::Finished {
+            version: m.version,
+            name: m.name.clone(),
+            direction,
+            duration_ms: ms,
+        });
+        Ok(ms)
+    }
+
+    fn report(&self, progress: Progress) {
+        if let Some(f) = &self.progress {
+            f(&progress);
+        }
+    }
+}
+
+/// A failed step: its error, or the message of its panic.
+struct StepError {
+    message: String,
+    source: Option<MigrationError>,
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+async fn run(f: MigrationFn, ctx: &mut MigrationContext) -> Result<(), StepError> {
+    match AssertUnwindSafe(f(ctx)).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(StepError {
+            message: e.to_string(),
+            source: Some(e),
+        }),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            Err(StepError {
+                message: format!("panicked: {text}"),
+                source: None,
+            })
+        }
+    }
+}
+
+fn failed(m: &Migration, e: StepError) -> Error {
+    Error::MigrationFailed {
+        version: m.version,
+        name: m.name.clone(),
+        message: e.message,
+        source: e.source,
+    }
+}
+
+fn elapsed_ms(start: Instant) -> i64 {
+    i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+fn step(m: &Migration, batch: i64, duration_ms: Option<i64>) -> Step {
+    Step {
+        version: m.version,
+        name: m.name.clone(),
+        description: m.description.clone(),
+        batch,
+        transactional: m.transactional,
+        reversible: m.is_reversible(),
+        duration_ms,
+    }
+}
+
+fn state_of(status: MigrationStatus) -> State {
+    match status {
+        MigrationStatus::Running => State::Running,
+        MigrationStatus::Completed => State::Applied,
+        MigrationStatus::Failed => State::Failed,
+        MigrationStatus::RolledBack => State::RolledBack,
+    }
+}
+
+/// Parses the URI, connects, and pings. Returns the client and database name.
+pub async fn connect(uri: &str, database: Option<&str>) -> Result<(Client, String), Error> {
+    let mut options = ClientOptions::parse(uri)
+        .await
+        .map_err(|source| Error::InvalidUri { source })?;
+    // The driver waits 30 s by default; a CLI user should hear sooner.
+    options.server_selection_timeout.get_or_insert(Duration::from_secs(10));
+    options.app_name.get_or_insert_with(|| "mongo-migrate".into());
+    let name = database
+        .map(str::to_string)
+        .or_else(|| options.default_database.clone())
+        .filter(|n| !n.is_empty())
+        .ok_or(Error::MissingDatabase)?;
+    let client = Client::with_options(options).map_err(|source| Error::InvalidUri { source })?;
+    match client.database(&name).run_command(doc! { "ping": 1 }).await {
+        Ok(_) => Ok((client, name)),
+        Err(source) if matches!(*source.kind, mongodb::error::ErrorKind::ServerSelection { .. }) => {
+            Err(Error::Unreachable { source })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replica set members and mongos routers support transactions; standalone servers do not.
+pub async fn supports_transactions(client: &Client) -> Result<bool, Error> {
+    let hello: Document = client.database("admin").run_command(doc! { "hello": 1 }).await?;
+    let replica_set = hello.get_str("setName").is_ok();
+    let mongos = hello.get_str("msg") == Ok("isdbgrid");
+    let sessions = hello.contains_key("logicalSessionTimeoutMinutes");
+    Ok((replica_set || mongos) && sessions)
+}

@@ -1,0 +1,143 @@
+//! Pure planning: what `up` and `down` would run, given the registry and the
+//! tracking records. Everything here is checked before anything is written.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tracking::{MigrationStatus, Record};
+use crate::{Error, Migration, Registry, Version};
+
+/// How far `down` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DownTarget {
+    /// The last N applied migrations.
+    Steps(usize),
+    /// Every migration of the most recent batch.
+    LastBatch,
+    /// Everything applied after this version (which stays applied).
+    To(Version),
+}
+
+impl Default for DownTarget {
+    fn default() -> Self {
+        DownTarget::Steps(1)
+    }
+}
+
+/// Records by version.
+pub(crate) type Records = BTreeMap<Version, Record>;
+
+pub(crate) fn index(records: Vec<Record>) -> Records {
+    records.into_iter().map(|r| (r.version, r)).collect()
+}
+
+/// Refuses to go on when the database and the build disagree.
+pub(crate) fn validate(registry: &Registry, records: &Records) -> Result<(), Error> {
+    let unknown: Vec<String> = records
+        .values()
+        .filter(|r| r.status != MigrationStatus::RolledBack && registry.get(r.version).is_none())
+        .map(|r| format!("{} ({})", r.version, r.name))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::UnknownVersions {
+            versions: unknown.join(", "),
+        });
+    }
+    for record in records.values() {
+        let Some(migration) = registry.get(record.version) else {
+            continue;
+        };
+        if matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) {
+            let detail = match &record.error {
+                Some(e) => format!(" ({} during {:?}: {e})", record.status, record.direction).to_lowercase(),
+                None => format!(
+                    " (left running by {})",
+                    record.lock_holder.as_deref().unwrap_or("an unknown runner")
+                ),
+            };
+            return Err(Error::Blocked {
+                version: record.version,
+                name: record.name.clone(),
+                status: record.status,
+                detail,
+            });
+        }
+        if record.status == MigrationStatus::Completed {
+            check_checksum(migration, record)?;
+        }
+    }
+    Ok(())
+}
+
+/// An empty checksum on either side (hand-written registries) is not compared.
+pub(crate) fn check_checksum(migration: &Migration, record: &Record) -> Result<(), Error> {
+    if !migration.checksum.is_empty() && !record.checksum.is_empty() && migration.checksum != record.checksum {
+        return Err(Error::ChecksumMismatch {
+            version: migration.version,
+            name: migration.name.clone(),
+            recorded: record.checksum.clone(),
+            current: migration.checksum.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Pending migrations in version order, up to and including `to`.
+pub(crate) fn pending<'r>(
+    registry: &'r Registry,
+    records: &Records,
+    to: Option<Version>,
+) -> Result<Vec<&'r Migration>, Error> {
+    if let Some(to) = to {
+        registry.get(to).ok_or(Error::UnknownTarget { version: to })?;
+    }
+    Ok(registry
+        .migrations()
+        .iter()
+        .filter(|m| to.is_none_or(|to| m.version <= to))
+        .filter(|m| !records.contains_key(&m.version) || records[&m.version].status == MigrationStatus::RolledBack)
+        .collect())
+}
+
+/// The batch number the next `up` records.
+pub(crate) fn next_batch(records: &Records) -> i64 {
+    records.values().map(|r| r.batch).max().unwrap_or(0) + 1
+}
+
+/// Applied migrations to roll back, newest first. Refuses the whole plan if
+/// any of them is irreversible.
+pub(crate) fn rollback<'r>(
+    registry: &'r Registry,
+    records: &Records,
+    target: DownTarget,
+) -> Result<Vec<&'r Migration>, Error> {
+    let applied: Vec<&Record> = records
+        .values()
+        .rev()
+        .filter(|r| r.status == MigrationStatus::Completed)
+        .collect();
+    let chosen: Vec<&Record> = match target {
+        DownTarget::Steps(n) => applied.into_iter().take(n).collect(),
+        DownTarget::LastBatch => {
+            let last = applied.iter().map(|r| r.batch).max();
+            applied.into_iter().filter(|r| Some(r.batch) == last).collect()
+        }
+        DownTarget::To(to) => {
+            registry.get(to).ok_or(Error::UnknownTarget { version: to })?;
+            applied.into_iter().filter(|r| r.version > to).collect()
+        }
+    };
+    let plan: Vec<&Migration> = chosen
+        .iter()
+        .map(|r| registry.get(r.version).expect("validated: every record is known"))
+        .collect();
+    if let Some(m) = plan.iter().find(|m| !m.is_reversible()) {
+        return Err(Error::Irreversible {
+            version: m.version,
+            name: m.name.clone(),
+        });
+    }
+    Ok(plan)
+}
