@@ -160,29 +160,37 @@ impl Lock {
             .return_document(ReturnDocument::After)
             .await;
         match result {
-            Ok(Some(doc)) => {
-                let generation = doc.get_i64("generation").unwrap_or(0);
-                Ok(LockGuard::start(
-                    self.clone(),
-                    Fence {
-                        holder_id: holder.id,
-                        generation,
-                    },
-                ))
-            }
-            Ok(None) => Err(Error::Context("the lock upsert returned no document".into())),
-            Err(e) if is_duplicate_key(&e) => match self.status().await? {
-                Some(info) => Err(Error::Locked {
-                    holder: info.holder.to_string(),
-                    expires_at: info.expires_at,
-                }),
-                // Released between our attempt and the read: report it as busy anyway.
-                None => Err(Error::Locked {
-                    holder: "another runner".into(),
-                    expires_at: Utc::now(),
-                }),
-            },
+            Ok(Some(doc)) => Ok(self.guard(&holder, doc.get_i64("generation").unwrap_or(0))),
+            // Some servers return no document from a raced upsert; the lock
+            // document itself tells whether this runner won.
+            Ok(None) => self.busy_unless_ours(&holder).await,
+            Err(e) if is_duplicate_key(&e) => self.busy_unless_ours(&holder).await,
             Err(e) => Err(e.into()),
+        }
+    }
+
+    fn guard(&self, holder: &Holder, generation: i64) -> LockGuard {
+        LockGuard::start(
+            self.clone(),
+            Fence {
+                holder_id: holder.id,
+                generation,
+            },
+        )
+    }
+
+    async fn busy_unless_ours(&self, holder: &Holder) -> Result<LockGuard, Error> {
+        match self.status().await? {
+            Some(info) if info.holder.id == holder.id => Ok(self.guard(holder, info.generation)),
+            Some(info) => Err(Error::Locked {
+                holder: info.holder.to_string(),
+                expires_at: info.expires_at,
+            }),
+            // Released between our attempt and the read: busy all the same.
+            None => Err(Error::Locked {
+                holder: "another runner".into(),
+                expires_at: Utc::now(),
+            }),
         }
     }
 

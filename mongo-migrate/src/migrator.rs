@@ -231,25 +231,10 @@ impl Migrator {
             });
         }
         let guard = self.acquire("up").await?;
-        let work = async {
-            let guard = &guard;
-            let records = self.records().await?;
-            let plan = self.plan_up(&records, options.to)?;
-            self.require_transactions(plan.iter().map(|(m, _)| *m)).await?;
-            let mut steps = Vec::with_capacity(plan.len());
-            for (m, batch) in plan {
-                let ms = self
-                    .execute(guard, m, records.get(&m.version), batch, Direction::Up)
-                    .await?;
-                steps.push(step(m, batch, Some(ms)));
-            }
-            Ok(RunReport {
-                direction: Direction::Up,
-                dry_run: false,
-                steps,
-            })
-        };
-        let result = AssertUnwindSafe(work).catch_unwind().await;
+        let result =
+            AssertUnwindSafe(self.run_locked(&guard, Direction::Up, |records| self.plan_up(records, options.to)))
+                .catch_unwind()
+                .await;
         Self::release(guard, result).await
     }
 
@@ -265,25 +250,11 @@ impl Migrator {
             });
         }
         let guard = self.acquire("down").await?;
-        let work = async {
-            let guard = &guard;
-            let records = self.records().await?;
-            let plan = self.plan_down(&records, options.target)?;
-            self.require_transactions(plan.iter().map(|(m, _)| *m)).await?;
-            let mut steps = Vec::with_capacity(plan.len());
-            for (m, batch) in plan {
-                let ms = self
-                    .execute(guard, m, records.get(&m.version), batch, Direction::Down)
-                    .await?;
-                steps.push(step(m, batch, Some(ms)));
-            }
-            Ok(RunReport {
-                direction: Direction::Down,
-                dry_run: false,
-                steps,
-            })
-        };
-        let result = AssertUnwindSafe(work).catch_unwind().await;
+        let result = AssertUnwindSafe(self.run_locked(&guard, Direction::Down, |records| {
+            self.plan_down(records, options.target)
+        }))
+        .catch_unwind()
+        .await;
         Self::release(guard, result).await
     }
 
@@ -372,27 +343,58 @@ impl Migrator {
     /// Settles a migration left `running` or `failed`.
     pub async fn resolve(&self, version: Version, resolution: Resolution) -> Result<Record, Error> {
         let guard = self.acquire("resolve").await?;
-        let work = async {
-            let guard = &guard;
-            let records = self.records().await?;
-            let record = records.get(&version).ok_or(Error::NothingToResolve { version })?;
-            if !matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) {
-                return Err(Error::Context(format!(
-                    "migration {version} is {}, not running or failed; nothing to resolve",
-                    record.status
-                )));
-            }
-            let to = match resolution {
-                Resolution::Applied => MigrationStatus::Completed,
-                Resolution::Pending => MigrationStatus::RolledBack,
-            };
-            guard.check().await?;
-            self.tracking.resolve(record, to, guard.fence()).await?;
-            let records = self.records().await?;
-            Ok(records[&version].clone())
-        };
-        let result = AssertUnwindSafe(work).catch_unwind().await;
+        let result = AssertUnwindSafe(self.resolve_locked(&guard, version, resolution))
+            .catch_unwind()
+            .await;
         Self::release(guard, result).await
+    }
+
+    async fn resolve_locked(
+        &self,
+        guard: &LockGuard,
+        version: Version,
+        resolution: Resolution,
+    ) -> Result<Record, Error> {
+        let records = self.records().await?;
+        let record = records.get(&version).ok_or(Error::NothingToResolve { version })?;
+        if !matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) {
+            return Err(Error::Context(format!(
+                "migration {version} is {}, not running or failed; nothing to resolve",
+                record.status
+            )));
+        }
+        let to = match resolution {
+            Resolution::Applied => MigrationStatus::Completed,
+            Resolution::Pending => MigrationStatus::RolledBack,
+        };
+        guard.check().await?;
+        self.tracking.resolve(record, to, guard.fence()).await?;
+        let records = self.records().await?;
+        Ok(records[&version].clone())
+    }
+
+    /// Plans from the records read under the lock, then runs the plan.
+    async fn run_locked<'a>(
+        &'a self,
+        guard: &LockGuard,
+        direction: Direction,
+        plan: impl FnOnce(&Records) -> Result<Vec<(&'a Migration, i64)>, Error>,
+    ) -> Result<RunReport, Error> {
+        let records = self.records().await?;
+        let plan = plan(&records)?;
+        self.require_transactions(&plan).await?;
+        let mut steps = Vec::with_capacity(plan.len());
+        for (m, batch) in plan {
+            let ms = self
+                .execute(guard, m, records.get(&m.version), batch, direction)
+                .await?;
+            steps.push(step(m, batch, Some(ms)));
+        }
+        Ok(RunReport {
+            direction,
+            dry_run: false,
+            steps,
+        })
     }
 
     async fn records(&self) -> Result<Records, Error> {
@@ -437,12 +439,13 @@ impl Migrator {
         }
     }
 
-    async fn require_transactions<'a>(&self, plan: impl Iterator<Item = &'a Migration>) -> Result<(), Error> {
-        let mut plan = plan.filter(|m| m.transactional).peekable();
-        if plan.peek().is_none() || supports_transactions(&self.client).await? {
+    async fn require_transactions(&self, plan: &[(&Migration, i64)]) -> Result<(), Error> {
+        let Some((m, _)) = plan.iter().find(|(m, _)| m.transactional) else {
+            return Ok(());
+        };
+        if supports_transactions(&self.client).await? {
             return Ok(());
         }
-        let m = plan.next().expect("peeked");
         Err(Error::TransactionsUnsupported {
             version: m.version,
             name: m.name.clone(),
@@ -467,14 +470,14 @@ impl Migrator {
             name: m.name.clone(),
             direction,
         });
-        let claim = |status, elapsed_ms| Claim {
+        let claim = Claim {
             migration: m,
             previous,
             batch,
             direction,
-            status,
+            status: MigrationStatus::Running,
             fence: guard.fence(),
-            elapsed_ms,
+            elapsed_ms: None,
         };
         guard.check().await?;
         let start = Instant::now();
@@ -491,7 +494,18 @@ impl Migrator {
             };
             let committed = match result {
                 Err(e) => Err(failed(m, e)),
-                Ok(()) => match self.tracking.claim(claim(done, Some(ms)), Some(&mut session)).await {
+                Ok(()) => match self
+                    .tracking
+                    .claim(
+                        Claim {
+                            status: done,
+                            elapsed_ms: Some(ms),
+                            ..claim
+                        },
+                        Some(&mut session),
+                    )
+                    .await
+                {
                     // The fence is checked last so a lost lock aborts everything.
                     Ok(()) => guard.check().await,
                     Err(e) => Err(e),
@@ -507,7 +521,7 @@ impl Migrator {
             }
             ms
         } else {
-            self.tracking.claim(claim(MigrationStatus::Running, None), None).await?;
+            self.tracking.claim(claim, None).await?;
             let mut ctx = MigrationContext::new(self.db.clone(), None, m);
             let result = run(f, &mut ctx).await;
             let ms = elapsed_ms(start);

@@ -1,0 +1,34 @@
+//! Bad URIs and unreachable servers get clear errors.
+
+mod common;
+
+use mongo_migrate::{connect, Config, Error, Migrator, Registry};
+
+#[tokio::test]
+async fn a_malformed_uri_is_reported_as_such() {
+    let err = connect("mongo://127.0.0.1:27017/db", None).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidUri { .. }), "{err}");
+    assert!(err.to_string().contains("invalid MongoDB URI"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_as_such() {
+    // Port 9 (discard) on loopback: nothing listens there.
+    let err = connect("mongodb://127.0.0.1:9/db?serverSelectionTimeoutMS=300", None).await.unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains("cannot reach the MongoDB server"), "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_database_name_is_reported() {
+    let uri = common::uri();
+    let err = Migrator::connect(&uri, None, Registry::default(), Config::default()).await.unwrap_err();
+    assert!(matches!(err, Error::MissingDatabase), "{err}");
+}
+
+#[tokio::test]
+async fn the_database_comes_from_the_uri_path() {
+    let uri = common::uri().replacen("/?", "/from_path?", 1);
+    let (_, name) = connect(&uri, None).await.unwrap();
+    assert_eq!(name, "from_path");
+}

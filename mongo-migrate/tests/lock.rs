@@ -1,0 +1,209 @@
+//! The lock: mutual exclusion, expiry and takeover, heartbeat, fencing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mongo_migrate::bson::{doc, Document};
+use mongo_migrate::{BoxFuture, Config, Error, Migration, MigrationContext, MigrationResult, UpOptions};
+use tokio::sync::Notify;
+
+fn slow_up(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        record_up(ctx).await
+    })
+}
+
+fn slow_five() -> Vec<Migration> {
+    (1..=5)
+        .map(|i| Migration::new(v(&format!("2026010{i}000000")), format!("m{i}"), slow_up))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_concurrent_runners_apply_each_migration_exactly_once() {
+    let t = TestDb::new().await;
+    let mut runners = Vec::new();
+    for _ in 0..16 {
+        runners.push(t.other_runner(slow_five(), Config::default()).await);
+    }
+    let tasks: Vec<_> = runners
+        .into_iter()
+        .map(|m| {
+            tokio::spawn(async move {
+                let mut locked = 0;
+                for _ in 0..500 {
+                    match m.up(UpOptions::default()).await {
+                        Ok(report) => return (report.steps.len(), locked),
+                        Err(Error::Locked { .. }) => {
+                            locked += 1;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        Err(e) => panic!("runner failed: {e}"),
+                    }
+                }
+                panic!("runner never got the lock");
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    let mut contended = 0;
+    for task in tasks {
+        let (steps, locked) = task.await.unwrap();
+        applied += steps;
+        contended += locked;
+    }
+    assert_eq!(applied, 5, "steps reported across all runners");
+    assert!(
+        contended > 0,
+        "runners never contended for the lock; the test proves nothing"
+    );
+    let applications = t.docs("applications").await;
+    assert_eq!(applications.len(), 5, "some migration ran twice: {applications:?}");
+    for i in 1..=5 {
+        let rec = t.tracking(&format!("2026010{i}000000")).await.unwrap();
+        assert_eq!(rec.get_str("status").unwrap(), "completed");
+    }
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_held_lock_is_refused_with_its_holder_and_nothing_changes() {
+    let t = TestDb::new().await;
+    let future =
+        mongo_migrate::bson::DateTime::from_millis(mongo_migrate::bson::DateTime::now().timestamp_millis() + 60_000);
+    t.db()
+        .collection::<Document>("migration_locks")
+        .insert_one(doc! {
+            "_id": "migrations",
+            "holder": { "id": uuid::Uuid::new_v4().to_string(), "host": "deploy-7", "pid": 4242_i64, "reason": "up" },
+            "generation": 3_i64,
+            "expiresAt": future,
+        })
+        .await
+        .unwrap();
+    let before = t.snapshot().await;
+    let err = t.migrator(three()).up(UpOptions::default()).await.unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("pid 4242 on deploy-7"), "{err}");
+    assert!(t.tracking("20260101000000").await.is_none());
+    let after = t.snapshot().await;
+    let docs =
+        |s: &Vec<(String, Vec<Document>)>| s.iter().filter(|(n, _)| n != "migrations").cloned().collect::<Vec<_>>();
+    assert_eq!(docs(&before), docs(&after), "a refused runner changed something");
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn an_expired_lock_is_taken_over_with_a_new_generation() {
+    let t = TestDb::new().await;
+    let past =
+        mongo_migrate::bson::DateTime::from_millis(mongo_migrate::bson::DateTime::now().timestamp_millis() - 1_000);
+    t.db()
+        .collection::<Document>("migration_locks")
+        .insert_one(doc! {
+            "_id": "migrations",
+            "holder": { "id": uuid::Uuid::new_v4().to_string(), "host": "dead-host", "pid": 1_i64, "reason": "up" },
+            "generation": 7_i64,
+            "expiresAt": past,
+        })
+        .await
+        .unwrap();
+    t.migrator(three()).up(UpOptions::default()).await.unwrap();
+    let rec = t.tracking("20260101000000").await.unwrap();
+    assert_eq!(
+        rec.get_document("lockHolder").unwrap().get_i64("generation").unwrap(),
+        8
+    );
+    t.drop_db().await;
+}
+
+fn sleepy(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        record_up(ctx).await
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_keeps_a_short_lock_alive_through_a_long_migration() {
+    let t = TestDb::new().await;
+    let ttl = 300;
+    let migrations = || vec![Migration::new(v("20260101000000"), "long", sleepy)];
+    let first = t.other_runner(migrations(), short_lock(ttl)).await;
+    let second = t.other_runner(migrations(), short_lock(ttl)).await;
+    let running = tokio::spawn(async move { first.up(UpOptions::default()).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut attempts = 0;
+    while !running.is_finished() {
+        // Without the heartbeat the lock would expire after 300 ms and this
+        // runner would take it over and find the migration `running`.
+        match second.up(UpOptions::default()).await {
+            Err(Error::Locked { .. }) => attempts += 1,
+            Ok(r) if running.is_finished() && r.steps.is_empty() => break,
+            other => panic!("second runner got past a live lock: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(attempts >= 5, "only {attempts} attempts during the migration");
+    let report = running.await.unwrap().unwrap();
+    assert_eq!(report.steps.len(), 1);
+    t.drop_db().await;
+}
+
+static ENTERED: Notify = Notify::const_new();
+static RESUME: Notify = Notify::const_new();
+
+fn stalls(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ENTERED.notify_one();
+        RESUME.notified().await;
+        record_up(ctx).await
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_lock_was_taken_over_records_nothing_more() {
+    let t = TestDb::new().await;
+    let migrations = || {
+        vec![
+            Migration::new(v("20260101000000"), "stalls", stalls),
+            reversible("20260102000000", "next"),
+        ]
+    };
+    let stale = t.other_runner(migrations(), Config::default()).await;
+    let run = tokio::spawn(async move { stale.up(UpOptions::default()).await });
+    ENTERED.notified().await;
+
+    // An operator (or an expiry) hands the lock to another runner.
+    let other = t.other_runner(migrations(), Config::default()).await;
+    assert!(matches!(
+        other.force_unlock(false).await,
+        Err(Error::UnlockNotConfirmed)
+    ));
+    let taken = other
+        .force_unlock(true)
+        .await
+        .unwrap()
+        .expect("the stale runner held the lock");
+    let blocked = other.up(UpOptions::default()).await.unwrap_err();
+    assert!(matches!(blocked, Error::Blocked { .. }), "{blocked}");
+
+    RESUME.notify_one();
+    let err = run.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::LockLost), "{err}");
+    let rec = t.tracking("20260101000000").await.unwrap();
+    assert_eq!(
+        rec.get_str("status").unwrap(),
+        "running",
+        "the stale runner recorded its result"
+    );
+    assert_eq!(
+        rec.get_document("lockHolder").unwrap().get_i64("generation").unwrap(),
+        taken.generation
+    );
+    assert!(t.tracking("20260102000000").await.is_none(), "the stale runner went on");
+    t.drop_db().await;
+}

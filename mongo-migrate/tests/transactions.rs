@@ -1,0 +1,139 @@
+//! Transactional migrations: all or nothing, tracking write included.
+
+mod common;
+
+use common::*;
+use mongo_migrate::bson::{doc, Document};
+use mongo_migrate::{
+    supports_transactions, BoxFuture, Config, DownOptions, Error, Migration, MigrationContext, MigrationResult,
+    Migrator, Registry, UpOptions,
+};
+
+fn tx_insert(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        let version = ctx.version().as_u64() as i64;
+        let (db, session) = ctx.transaction()?;
+        db.collection::<Document>("effects").insert_one(doc! { "_id": version }).session(session).await?;
+        Ok(())
+    })
+}
+
+fn tx_delete(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        let version = ctx.version().as_u64() as i64;
+        let (db, session) = ctx.transaction()?;
+        db.collection::<Document>("effects").delete_one(doc! { "_id": version }).session(session).await?;
+        Ok(())
+    })
+}
+
+/// Writes inside the transaction, then fails.
+fn tx_half_then_fail(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        let (db, session) = ctx.transaction()?;
+        let coll = db.collection::<Document>("effects");
+        coll.insert_one(doc! { "_id": "partial-1" }).session(&mut *session).await?;
+        coll.insert_one(doc! { "_id": "partial-2" }).session(&mut *session).await?;
+        Err("second step failed".into())
+    })
+}
+
+/// Tries to write through the plain database handle.
+fn tx_escapes(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.db()?.collection::<Document>("effects").insert_one(doc! { "_id": "escaped" }).await?;
+        Ok(())
+    })
+}
+
+fn asks_for_session(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.transaction()?;
+        Ok(())
+    })
+}
+
+fn tx(version: &str, name: &str) -> Migration {
+    Migration::new(v(version), name, tx_insert).with_down(tx_delete).with_transaction(true)
+}
+
+#[tokio::test]
+async fn the_test_server_supports_transactions() {
+    let t = TestDb::new().await;
+    assert!(supports_transactions(&t.client).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_transactional_migration_commits_with_its_tracking_record_and_rolls_back() {
+    let t = TestDb::new().await;
+    let m = t.migrator(vec![tx("20260101000000", "tx_add")]);
+    let report = m.up(UpOptions::default()).await.unwrap();
+    assert!(report.steps[0].transactional);
+    assert_eq!(t.docs("effects").await.len(), 1);
+    let rec = t.tracking("20260101000000").await.unwrap();
+    assert_eq!(rec.get_str("status").unwrap(), "completed");
+    assert!(rec.get_bool("transactional").unwrap());
+    assert!(rec.get_i64("executionTimeMs").is_ok());
+
+    m.down(DownOptions::default()).await.unwrap();
+    assert!(t.docs("effects").await.is_empty());
+    assert_eq!(t.tracking("20260101000000").await.unwrap().get_str("status").unwrap(), "rolled-back");
+    m.up(UpOptions::default()).await.unwrap();
+    assert_eq!(t.tracking("20260101000000").await.unwrap().get_str("status").unwrap(), "completed");
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_failing_transactional_migration_leaves_no_partial_writes_and_no_record() {
+    let t = TestDb::new().await;
+    let m = t.migrator(vec![
+        tx("20260101000000", "tx_ok"),
+        Migration::new(v("20260102000000"), "tx_fails", tx_half_then_fail).with_transaction(true),
+    ]);
+    let err = m.up(UpOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("second step failed"), "{err}");
+    let effects = t.docs("effects").await;
+    assert_eq!(effects, vec![doc! { "_id": 20260101000000_i64 }], "partial writes survived");
+    assert!(t.tracking("20260102000000").await.is_none(), "a failed transaction left a record");
+    // Nothing blocks: the failed one is simply still pending.
+    assert_eq!(m.status().await.unwrap().counts.pending, 1);
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn the_context_keeps_writes_on_the_right_side_of_the_transaction() {
+    let t = TestDb::new().await;
+    let m = t.migrator(vec![Migration::new(v("20260101000000"), "escapes", tx_escapes).with_transaction(true)]);
+    let err = m.up(UpOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("use ctx.transaction()"), "{err}");
+    assert!(t.docs("effects").await.is_empty());
+
+    let m = t.migrator(vec![Migration::new(v("20260101000000"), "plain", asks_for_session)]);
+    let err = m.up(UpOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("TRANSACTIONAL"), "{err}");
+    t.drop_db().await;
+}
+
+/// Needs a second server that does not support transactions (CI starts one
+/// with `--standalone`); in CI a missing one fails the test.
+#[tokio::test]
+async fn a_server_without_transactions_gets_a_clear_error_before_anything_runs() {
+    let Ok(uri) = std::env::var("MONGODB_STANDALONE_URI") else {
+        assert!(std::env::var_os("CI").is_none(), "MONGODB_STANDALONE_URI must be set in CI");
+        eprintln!("MONGODB_STANDALONE_URI not set: standalone check not run outside CI");
+        return;
+    };
+    let name = format!("mm_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let registry = Registry::new(vec![
+        reversible("20260101000000", "plain_first"),
+        tx("20260102000000", "needs_tx"),
+    ])
+    .unwrap();
+    let m = Migrator::connect(&uri, Some(&name), registry, Config::default()).await.unwrap();
+    let err = m.up(UpOptions::default()).await.unwrap_err();
+    assert!(matches!(err, Error::TransactionsUnsupported { .. }), "{err}");
+    assert!(err.to_string().contains("needs_tx"), "{err}");
+    let applied = m.database().collection::<Document>("effects").count_documents(doc! {}).await.unwrap();
+    assert_eq!(applied, 0, "ran the plain migration before refusing");
+    m.database().drop().await.unwrap();
+}
