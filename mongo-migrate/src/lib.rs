@@ -7,6 +7,7 @@
 
 mod auto_run;
 mod error;
+pub mod harness;
 mod lock;
 mod migration;
 mod migrator;

@@ -1,0 +1,56 @@
+//! Registry generation for `cargo mongo-migrate`, shared by the CLI and by
+//! build scripts, so `syn` stays out of the runtime.
+//!
+//! In a build script:
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() {
+//!     mongo_migrate_codegen::build("src/migrations").unwrap();
+//! }
+//! ```
+//!
+//! and in `src/lib.rs`:
+//!
+//! ```ignore
+//! pub mod migrations {
+//!     include!(concat!(env!("OUT_DIR"), "/mongo_migrate_registry.rs"));
+//! }
+//! ```
+
+mod error;
+pub mod names;
+mod registry;
+mod scan;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{Error, Result};
+pub use registry::{render, write_if_changed, Layout, HEADER};
+pub use scan::{checksum, read, scan, MigrationFile, REGISTRY_FILE};
+
+/// The file a build script writes into `OUT_DIR`.
+pub const BUILD_OUTPUT: &str = "mongo_migrate_registry.rs";
+
+/// Regenerates `<dir>/mod.rs`. Returns the migrations and whether the file changed.
+/// On any error the existing file is left as it was.
+pub fn generate_module(dir: &Path) -> Result<(Vec<MigrationFile>, bool)> {
+    let files = scan(dir)?;
+    let changed = write_if_changed(&dir.join(REGISTRY_FILE), &render(&files, Layout::Module))?;
+    Ok((files, changed))
+}
+
+/// For build scripts: writes the registry of `dir` (relative to the crate)
+/// into `OUT_DIR` and asks cargo to rerun when the directory changes.
+pub fn build(dir: impl AsRef<Path>) -> Result<PathBuf> {
+    let var = |var: &'static str| std::env::var_os(var).map(PathBuf::from).ok_or(Error::NotInBuildScript { var });
+    let dir = var("CARGO_MANIFEST_DIR")?.join(dir);
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let files = scan(&dir)?;
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", f.path.display());
+    }
+    let out = var("OUT_DIR")?.join(BUILD_OUTPUT);
+    write_if_changed(&out, &render(&files, Layout::BuildScript))?;
+    Ok(out)
+}

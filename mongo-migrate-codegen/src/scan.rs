@@ -1,0 +1,231 @@
+//! Reads a migrations directory: file names, then each file with `syn`.
+
+use std::path::{Path, PathBuf};
+
+use proc_macro2::{TokenStream, TokenTree};
+use sha2::{Digest, Sha256};
+use syn::{Expr, Item, Lit, Meta};
+
+use crate::names::parse_module_name;
+use crate::{Error, Result};
+
+/// The registry module's own file, skipped when scanning.
+pub const REGISTRY_FILE: &str = "mod.rs";
+
+/// One migration file, as the registry needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationFile {
+    pub path: PathBuf,
+    pub module: String,
+    pub version: String,
+    pub name: String,
+    /// The file's inner doc comment (`//!`), trimmed.
+    pub description: String,
+    pub has_down: bool,
+    /// The file declares `const TRANSACTIONAL: bool`.
+    pub has_transactional: bool,
+    /// `sha256:` of the token stream without comments and doc comments.
+    pub checksum: String,
+}
+
+/// Every migration in `dir`, in version order. Files other than `*.rs` and
+/// `mod.rs` are ignored; a `.rs` file with a malformed name is an error.
+pub fn scan(dir: &Path) -> Result<Vec<MigrationFile>> {
+    let io = |source| Error::Io { path: dir.to_path_buf(), source };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let is_rs = path.extension().is_some_and(|e| e == "rs") && path.is_file();
+        if is_rs && path.file_name().is_some_and(|n| n != REGISTRY_FILE) {
+            paths.push(path);
+        }
+    }
+    let mut files = paths.iter().map(|p| read(p)).collect::<Result<Vec<_>>>()?;
+    files.sort_by(|a, b| a.version.cmp(&b.version).then_with(|| a.path.cmp(&b.path)));
+    if let Some(pair) = files.windows(2).find(|w| w[0].version == w[1].version) {
+        return Err(Error::DuplicateVersion {
+            version: pair[0].version.clone(),
+            first: pair[0].path.clone(),
+            second: pair[1].path.clone(),
+        });
+    }
+    Ok(files)
+}
+
+/// Parses one migration file.
+pub fn read(path: &Path) -> Result<MigrationFile> {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let (version, name) = parse_module_name(stem).map_err(|reason| Error::BadFileName {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let source = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let syntax = |span: proc_macro2::Span, message: String| {
+        let start = span.start();
+        Error::Syntax {
+            path: path.to_path_buf(),
+            line: start.line,
+            column: start.column + 1,
+            message,
+        }
+    };
+    let file = syn::parse_file(&source).map_err(|e| syntax(e.span(), e.to_string()))?;
+
+    let mut up = None;
+    let mut has_down = false;
+    let mut has_transactional = false;
+    for item in &file.items {
+        match item {
+            Item::Fn(f) if f.sig.ident == "up" || f.sig.ident == "down" => {
+                if f.sig.asyncness.is_none() {
+                    return Err(syntax(f.sig.ident.span(), format!("`{}` must be an `async fn`", f.sig.ident)));
+                }
+                if !matches!(f.vis, syn::Visibility::Public(_)) {
+                    return Err(syntax(f.sig.ident.span(), format!("`{}` must be `pub`", f.sig.ident)));
+                }
+                if f.sig.ident == "up" {
+                    up = Some(());
+                } else {
+                    has_down = true;
+                }
+            }
+            Item::Const(c) if c.ident == "TRANSACTIONAL" => has_transactional = true,
+            _ => {}
+        }
+    }
+    if up.is_none() {
+        return Err(syntax(
+            proc_macro2::Span::call_site(),
+            "no `pub async fn up(ctx: &mut MigrationContext) -> MigrationResult`".into(),
+        ));
+    }
+    Ok(MigrationFile {
+        path: path.to_path_buf(),
+        module: stem.to_string(),
+        version,
+        name,
+        description: description(&file.attrs),
+        has_down,
+        has_transactional,
+        checksum: checksum(&source)?,
+    })
+}
+
+fn description(attrs: &[syn::Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .filter_map(|a| match &a.meta {
+            Meta::NameValue(nv) => match &nv.value {
+                Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => Some(s.value()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .map(|l| l.trim().to_string())
+        .collect();
+    lines.join("\n").trim().to_string()
+}
+
+/// Hashes the token stream, so whitespace, line endings, comments and doc
+/// comments do not change the checksum, while any code change does.
+pub fn checksum(source: &str) -> Result<String> {
+    let tokens: TokenStream = source.parse().map_err(|e: proc_macro2::LexError| Error::Syntax {
+        path: PathBuf::new(),
+        line: e.span().start().line,
+        column: e.span().start().column + 1,
+        message: e.to_string(),
+    })?;
+    let mut hasher = Sha256::new();
+    hash_tokens(tokens, &mut hasher);
+    let digest = hasher.finalize();
+    Ok(format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+fn hash_tokens(tokens: TokenStream, hasher: &mut Sha256) {
+    let mut iter = tokens.into_iter().peekable();
+    while let Some(tree) = iter.next() {
+        match tree {
+            // Doc comments reach the lexer as `#[doc = ".."]` / `#![doc = ".."]`.
+            TokenTree::Punct(p) if p.as_char() == '#' => {
+                let inner = matches!(iter.peek(), Some(TokenTree::Punct(b)) if b.as_char() == '!');
+                let mut lookahead = iter.clone();
+                if inner {
+                    lookahead.next();
+                }
+                if let Some(TokenTree::Group(g)) = lookahead.next() {
+                    if is_doc(&g) {
+                        iter = lookahead;
+                        continue;
+                    }
+                }
+                hasher.update(b"#");
+            }
+            TokenTree::Group(g) => {
+                let (open, close) = match g.delimiter() {
+                    proc_macro2::Delimiter::Parenthesis => ("(", ")"),
+                    proc_macro2::Delimiter::Brace => ("{", "}"),
+                    proc_macro2::Delimiter::Bracket => ("[", "]"),
+                    proc_macro2::Delimiter::None => ("", ""),
+                };
+                hasher.update(open.as_bytes());
+                hash_tokens(g.stream(), hasher);
+                hasher.update(close.as_bytes());
+            }
+            // Spacing tells `<<` from `< <`.
+            TokenTree::Punct(p) => {
+                hasher.update(p.as_char().to_string().as_bytes());
+                if p.spacing() == proc_macro2::Spacing::Alone {
+                    hasher.update(b" ");
+                }
+            }
+            other => {
+                hasher.update(other.to_string().as_bytes());
+                hasher.update(b" ");
+            }
+        }
+    }
+}
+
+fn is_doc(group: &proc_macro2::Group) -> bool {
+    group.delimiter() == proc_macro2::Delimiter::Bracket
+        && matches!(group.stream().into_iter().next(), Some(TokenTree::Ident(i)) if i == "doc")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checksum;
+
+    const BASE: &str = "//! Adds an index.\nuse x::y;\n\npub async fn up(ctx: &mut C) -> R {\n    ctx.go(1).await\n}\n";
+
+    #[test]
+    fn ignores_whitespace_comments_docs_and_crlf() {
+        let variants = [
+            BASE.replace('\n', "\r\n"),
+            BASE.replace("    ", "\t\t"),
+            BASE.replace("//! Adds an index.", "//! Adds the email index, unique."),
+            BASE.replace("use x::y;", "use x::y; // why: z"),
+            BASE.replace("pub async fn", "/// Applies it.\npub async fn"),
+        ];
+        for v in variants {
+            assert_eq!(checksum(BASE).unwrap(), checksum(&v).unwrap(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn changes_with_the_code() {
+        assert_ne!(checksum(BASE).unwrap(), checksum(&BASE.replace("go(1)", "go(2)")).unwrap());
+        assert_ne!(checksum(BASE).unwrap(), checksum(&BASE.replace("\"", "'")).unwrap() + "x");
+        let with_string = "fn f() { g(\"a b\") }";
+        assert_ne!(checksum(with_string).unwrap(), checksum("fn f() { g(\"a  b\") }").unwrap());
+    }
+
+    #[test]
+    fn looks_like_sha256() {
+        let c = checksum(BASE).unwrap();
+        assert!(c.starts_with("sha256:") && c.len() == 7 + 64, "{c}");
+    }
+}

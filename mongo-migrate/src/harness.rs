@@ -1,0 +1,166 @@
+//! The entry point of the harness binary that `cargo mongo-migrate` builds
+//! for a crate. It reads one JSON request on stdin and answers in JSON lines
+//! on stdout: progress events, then one result or error. The protocol is
+//! internal to the CLI and this crate, which are released together.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Config, DownOptions, Error, HistoryQuery, Migrator, Registry, Resolution, UpOptions, Version,
+};
+
+/// Where and how to connect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Connection {
+    pub uri: String,
+    pub database: Option<String>,
+    pub tracking_collection: Option<String>,
+    pub lock_collection: Option<String>,
+    pub lock_ttl_secs: Option<u64>,
+}
+
+/// What the CLI asks of the harness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Command {
+    Up(UpOptions),
+    Down(DownOptions),
+    Status,
+    History(HistoryQuery),
+    LockStatus,
+    ForceUnlock { confirm: bool },
+    Resolve { version: Version, resolution: Resolution },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub connection: Connection,
+    pub command: Command,
+}
+
+/// One line of the harness's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Reply {
+    Progress(crate::Progress),
+    Result(serde_json::Value),
+    Error(ErrorReply),
+}
+
+/// An error, classified so the CLI can choose an exit code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// Bad URI, unreachable server.
+    Connection,
+    /// Another runner holds the lock.
+    Locked,
+    /// The database needs attention: failed, running, unknown or edited migrations.
+    Blocked,
+    /// A bad request: unknown target, unconfirmed unlock, irreversible rollback.
+    Usage,
+    /// A migration or the server failed.
+    Failed,
+}
+
+impl ErrorKind {
+    pub fn of(error: &Error) -> Self {
+        match error {
+            Error::InvalidUri { .. } | Error::Unreachable { .. } | Error::MissingDatabase => ErrorKind::Connection,
+            Error::Locked { .. } => ErrorKind::Locked,
+            Error::Blocked { .. } | Error::UnknownVersions { .. } | Error::ChecksumMismatch { .. } => ErrorKind::Blocked,
+            Error::UnknownTarget { .. }
+            | Error::UnlockNotConfirmed
+            | Error::Irreversible { .. }
+            | Error::NothingToResolve { .. }
+            | Error::InvalidVersion { .. }
+            | Error::DuplicateVersion { .. }
+            | Error::Unordered { .. } => ErrorKind::Usage,
+            _ => ErrorKind::Failed,
+        }
+    }
+}
+
+fn json<T: Serialize>(value: Result<T, Error>) -> Result<serde_json::Value, Error> {
+    value.and_then(|v| serde_json::to_value(v).map_err(|e| Error::Context(e.to_string())))
+}
+
+/// `main` of a generated harness: `mongo_migrate::harness::main(my_crate::migrations::registry)`.
+pub fn main(registry: fn() -> Result<Registry, Error>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
+    let result = runtime.block_on(serve(registry));
+    let ok = result.is_ok();
+    let reply = match result {
+        Ok(value) => Reply::Result(value),
+        Err(e) => Reply::Error(ErrorReply {
+            kind: ErrorKind::of(&e),
+            message: e.to_string(),
+        }),
+    };
+    emit(&reply);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn emit(reply: &Reply) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe means the CLI is gone; nobody is left to tell.
+    if serde_json::to_writer(&mut out, reply).is_ok() {
+        let _ = writeln!(out);
+    }
+    let _ = out.flush();
+}
+
+async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::Value, Error> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::Context(format!("reading the request: {e}")))?;
+    let request: Request =
+        serde_json::from_str(&line).map_err(|e| Error::Context(format!("malformed harness request: {e}")))?;
+    let registry = registry()?;
+    let c = request.connection;
+    let mut config = Config::default();
+    if let Some(name) = c.tracking_collection {
+        config.tracking_collection = name;
+    }
+    if let Some(name) = c.lock_collection {
+        config.lock_collection = name;
+    }
+    if let Some(secs) = c.lock_ttl_secs {
+        config.lock_ttl = Duration::from_secs(secs);
+    }
+    let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, config)
+        .await?
+        .with_progress(|p| emit(&Reply::Progress(p.clone())));
+    match request.command {
+        Command::Up(options) => json(migrator.up(options).await),
+        Command::Down(options) => json(migrator.down(options).await),
+        Command::Status => json(migrator.status().await),
+        Command::History(query) => json(migrator.history(&query).await),
+        Command::LockStatus => json(migrator.lock_status().await),
+        Command::ForceUnlock { confirm } => json(migrator.force_unlock(confirm).await),
+        Command::Resolve { version, resolution } => json(migrator.resolve(version, resolution).await),
+    }
+}
