@@ -43,7 +43,11 @@ pub fn generate_module(dir: &Path) -> Result<(Vec<MigrationFile>, bool)> {
 /// For build scripts: writes the registry of `dir` (relative to the crate)
 /// into `OUT_DIR` and asks cargo to rerun when the directory changes.
 pub fn build(dir: impl AsRef<Path>) -> Result<PathBuf> {
-    let var = |var: &'static str| std::env::var_os(var).map(PathBuf::from).ok_or(Error::NotInBuildScript { var });
+    let var = |var: &'static str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .ok_or(Error::NotInBuildScript { var })
+    };
     let dir = var("CARGO_MANIFEST_DIR")?.join(dir);
     println!("cargo:rerun-if-changed={}", dir.display());
     let files = scan(&dir)?;

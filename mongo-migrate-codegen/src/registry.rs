@@ -35,8 +35,12 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
     let entries = files.iter().map(|f| {
         let ident = format_ident!("{}", f.module);
         let (version, name, description, checksum) = (&f.version, &f.name, &f.description, &f.checksum);
-        let down = f.has_down.then(|| quote! { .with_down(|ctx| ::std::boxed::Box::pin(#ident::down(ctx))) });
-        let transactional = f.has_transactional.then(|| quote! { .with_transaction(#ident::TRANSACTIONAL) });
+        let down = f
+            .has_down
+            .then(|| quote! { .with_down(|ctx| ::std::boxed::Box::pin(#ident::down(ctx))) });
+        let transactional = f
+            .has_transactional
+            .then(|| quote! { .with_transaction(#ident::TRANSACTIONAL) });
         quote! {
             ::mongo_migrate::Migration::new(
                 ::mongo_migrate::Version::parse(#version)?,
@@ -54,7 +58,7 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
 
         /// Every migration of this crate, in version order.
         pub fn registry() -> ::std::result::Result<::mongo_migrate::Registry, ::mongo_migrate::Error> {
-            ::mongo_migrate::Registry::new(::std::vec![#(#entries),*])
+            ::mongo_migrate::Registry::new(::std::vec::Vec::from([#(#entries),*]))
         }
     };
     let file = syn::parse2(tokens).expect("generated registry is valid Rust");
@@ -84,6 +88,9 @@ pub fn write_if_changed(path: &Path, content: &str) -> Result<bool> {
 }
 
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }

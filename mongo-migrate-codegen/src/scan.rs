@@ -31,7 +31,10 @@ pub struct MigrationFile {
 /// Every migration in `dir`, in version order. Files other than `*.rs` and
 /// `mod.rs` are ignored; a `.rs` file with a malformed name is an error.
 pub fn scan(dir: &Path) -> Result<Vec<MigrationFile>> {
-    let io = |source| Error::Io { path: dir.to_path_buf(), source };
+    let io = |source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
@@ -81,7 +84,10 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
         match item {
             Item::Fn(f) if f.sig.ident == "up" || f.sig.ident == "down" => {
                 if f.sig.asyncness.is_none() {
-                    return Err(syntax(f.sig.ident.span(), format!("`{}` must be an `async fn`", f.sig.ident)));
+                    return Err(syntax(
+                        f.sig.ident.span(),
+                        format!("`{}` must be an `async fn`", f.sig.ident),
+                    ));
                 }
                 if !matches!(f.vis, syn::Visibility::Public(_)) {
                     return Err(syntax(f.sig.ident.span(), format!("`{}` must be `pub`", f.sig.ident)));
@@ -142,7 +148,10 @@ pub fn checksum(source: &str) -> Result<String> {
     let mut hasher = Sha256::new();
     hash_tokens(tokens, &mut hasher);
     let digest = hasher.finalize();
-    Ok(format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!(
+        "sha256:{}",
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 fn hash_tokens(tokens: TokenStream, hasher: &mut Sha256) {
@@ -217,10 +226,19 @@ mod tests {
 
     #[test]
     fn changes_with_the_code() {
-        assert_ne!(checksum(BASE).unwrap(), checksum(&BASE.replace("go(1)", "go(2)")).unwrap());
-        assert_ne!(checksum(BASE).unwrap(), checksum(&BASE.replace("\"", "'")).unwrap() + "x");
+        assert_ne!(
+            checksum(BASE).unwrap(),
+            checksum(&BASE.replace("go(1)", "go(2)")).unwrap()
+        );
+        assert_ne!(
+            checksum(BASE).unwrap(),
+            checksum(&BASE.replace("\"", "'")).unwrap() + "x"
+        );
         let with_string = "fn f() { g(\"a b\") }";
-        assert_ne!(checksum(with_string).unwrap(), checksum("fn f() { g(\"a  b\") }").unwrap());
+        assert_ne!(
+            checksum(with_string).unwrap(),
+            checksum("fn f() { g(\"a  b\") }").unwrap()
+        );
     }
 
     #[test]

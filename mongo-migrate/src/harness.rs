@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    Config, DownOptions, Error, HistoryQuery, Migrator, Registry, Resolution, UpOptions, Version,
-};
+use crate::{Config, DownOptions, Error, HistoryQuery, Migrator, Registry, Resolution, UpOptions, Version};
 
 /// Where and how to connect.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +79,9 @@ impl ErrorKind {
         match error {
             Error::InvalidUri { .. } | Error::Unreachable { .. } | Error::MissingDatabase => ErrorKind::Connection,
             Error::Locked { .. } => ErrorKind::Locked,
-            Error::Blocked { .. } | Error::UnknownVersions { .. } | Error::ChecksumMismatch { .. } => ErrorKind::Blocked,
+            Error::Blocked { .. } | Error::UnknownVersions { .. } | Error::ChecksumMismatch { .. } => {
+                ErrorKind::Blocked
+            }
             Error::UnknownTarget { .. }
             | Error::UnlockNotConfirmed
             | Error::Irreversible { .. }

@@ -14,7 +14,9 @@ async fn a_malformed_uri_is_reported_as_such() {
 #[tokio::test]
 async fn an_unreachable_server_is_reported_as_such() {
     // Port 9 (discard) on loopback: nothing listens there.
-    let err = connect("mongodb://127.0.0.1:9/db?serverSelectionTimeoutMS=300", None).await.unwrap_err();
+    let err = connect("mongodb://127.0.0.1:9/db?serverSelectionTimeoutMS=300", None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("cannot reach the MongoDB server"), "{err}");
 }
@@ -22,7 +24,9 @@ async fn an_unreachable_server_is_reported_as_such() {
 #[tokio::test]
 async fn a_missing_database_name_is_reported() {
     let uri = common::uri();
-    let err = Migrator::connect(&uri, None, Registry::default(), Config::default()).await.unwrap_err();
+    let err = Migrator::connect(&uri, None, Registry::default(), Config::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::MissingDatabase), "{err}");
 }
 

@@ -13,7 +13,10 @@ fn tx_insert(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     Box::pin(async move {
         let version = ctx.version().as_u64() as i64;
         let (db, session) = ctx.transaction()?;
-        db.collection::<Document>("effects").insert_one(doc! { "_id": version }).session(session).await?;
+        db.collection::<Document>("effects")
+            .insert_one(doc! { "_id": version })
+            .session(session)
+            .await?;
         Ok(())
     })
 }
@@ -22,7 +25,10 @@ fn tx_delete(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     Box::pin(async move {
         let version = ctx.version().as_u64() as i64;
         let (db, session) = ctx.transaction()?;
-        db.collection::<Document>("effects").delete_one(doc! { "_id": version }).session(session).await?;
+        db.collection::<Document>("effects")
+            .delete_one(doc! { "_id": version })
+            .session(session)
+            .await?;
         Ok(())
     })
 }
@@ -32,8 +38,12 @@ fn tx_half_then_fail(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResul
     Box::pin(async move {
         let (db, session) = ctx.transaction()?;
         let coll = db.collection::<Document>("effects");
-        coll.insert_one(doc! { "_id": "partial-1" }).session(&mut *session).await?;
-        coll.insert_one(doc! { "_id": "partial-2" }).session(&mut *session).await?;
+        coll.insert_one(doc! { "_id": "partial-1" })
+            .session(&mut *session)
+            .await?;
+        coll.insert_one(doc! { "_id": "partial-2" })
+            .session(&mut *session)
+            .await?;
         Err("second step failed".into())
     })
 }
@@ -41,7 +51,10 @@ fn tx_half_then_fail(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResul
 /// Tries to write through the plain database handle.
 fn tx_escapes(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     Box::pin(async move {
-        ctx.db()?.collection::<Document>("effects").insert_one(doc! { "_id": "escaped" }).await?;
+        ctx.db()?
+            .collection::<Document>("effects")
+            .insert_one(doc! { "_id": "escaped" })
+            .await?;
         Ok(())
     })
 }
@@ -54,7 +67,9 @@ fn asks_for_session(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult
 }
 
 fn tx(version: &str, name: &str) -> Migration {
-    Migration::new(v(version), name, tx_insert).with_down(tx_delete).with_transaction(true)
+    Migration::new(v(version), name, tx_insert)
+        .with_down(tx_delete)
+        .with_transaction(true)
 }
 
 #[tokio::test]
@@ -77,9 +92,15 @@ async fn a_transactional_migration_commits_with_its_tracking_record_and_rolls_ba
 
     m.down(DownOptions::default()).await.unwrap();
     assert!(t.docs("effects").await.is_empty());
-    assert_eq!(t.tracking("20260101000000").await.unwrap().get_str("status").unwrap(), "rolled-back");
+    assert_eq!(
+        t.tracking("20260101000000").await.unwrap().get_str("status").unwrap(),
+        "rolled-back"
+    );
     m.up(UpOptions::default()).await.unwrap();
-    assert_eq!(t.tracking("20260101000000").await.unwrap().get_str("status").unwrap(), "completed");
+    assert_eq!(
+        t.tracking("20260101000000").await.unwrap().get_str("status").unwrap(),
+        "completed"
+    );
     t.drop_db().await;
 }
 
@@ -93,8 +114,15 @@ async fn a_failing_transactional_migration_leaves_no_partial_writes_and_no_recor
     let err = m.up(UpOptions::default()).await.unwrap_err();
     assert!(err.to_string().contains("second step failed"), "{err}");
     let effects = t.docs("effects").await;
-    assert_eq!(effects, vec![doc! { "_id": 20260101000000_i64 }], "partial writes survived");
-    assert!(t.tracking("20260102000000").await.is_none(), "a failed transaction left a record");
+    assert_eq!(
+        effects,
+        vec![doc! { "_id": 20260101000000_i64 }],
+        "partial writes survived"
+    );
+    assert!(
+        t.tracking("20260102000000").await.is_none(),
+        "a failed transaction left a record"
+    );
     // Nothing blocks: the failed one is simply still pending.
     assert_eq!(m.status().await.unwrap().counts.pending, 1);
     t.drop_db().await;
@@ -103,7 +131,9 @@ async fn a_failing_transactional_migration_leaves_no_partial_writes_and_no_recor
 #[tokio::test]
 async fn the_context_keeps_writes_on_the_right_side_of_the_transaction() {
     let t = TestDb::new().await;
-    let m = t.migrator(vec![Migration::new(v("20260101000000"), "escapes", tx_escapes).with_transaction(true)]);
+    let m = t.migrator(vec![
+        Migration::new(v("20260101000000"), "escapes", tx_escapes).with_transaction(true)
+    ]);
     let err = m.up(UpOptions::default()).await.unwrap_err();
     assert!(err.to_string().contains("use ctx.transaction()"), "{err}");
     assert!(t.docs("effects").await.is_empty());
@@ -119,7 +149,10 @@ async fn the_context_keeps_writes_on_the_right_side_of_the_transaction() {
 #[tokio::test]
 async fn a_server_without_transactions_gets_a_clear_error_before_anything_runs() {
     let Ok(uri) = std::env::var("MONGODB_STANDALONE_URI") else {
-        assert!(std::env::var_os("CI").is_none(), "MONGODB_STANDALONE_URI must be set in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "MONGODB_STANDALONE_URI must be set in CI"
+        );
         eprintln!("MONGODB_STANDALONE_URI not set: standalone check not run outside CI");
         return;
     };
@@ -129,11 +162,18 @@ async fn a_server_without_transactions_gets_a_clear_error_before_anything_runs()
         tx("20260102000000", "needs_tx"),
     ])
     .unwrap();
-    let m = Migrator::connect(&uri, Some(&name), registry, Config::default()).await.unwrap();
+    let m = Migrator::connect(&uri, Some(&name), registry, Config::default())
+        .await
+        .unwrap();
     let err = m.up(UpOptions::default()).await.unwrap_err();
     assert!(matches!(err, Error::TransactionsUnsupported { .. }), "{err}");
     assert!(err.to_string().contains("needs_tx"), "{err}");
-    let applied = m.database().collection::<Document>("effects").count_documents(doc! {}).await.unwrap();
+    let applied = m
+        .database()
+        .collection::<Document>("effects")
+        .count_documents(doc! {})
+        .await
+        .unwrap();
     assert_eq!(applied, 0, "ran the plain migration before refusing");
     m.database().drop().await.unwrap();
 }

@@ -1,0 +1,162 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo", bin_name = "cargo", styles = clap::builder::styling::Styles::plain())]
+pub enum Cargo {
+    MongoMigrate(Args),
+}
+
+/// Versioned, typed MongoDB migrations for this crate.
+#[derive(Debug, clap::Args)]
+#[command(version, about, long_about = None)]
+pub struct Args {
+    /// Path to Cargo.toml
+    #[arg(long, global = true, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+
+    /// Package to work on
+    #[arg(short, long, global = true, value_name = "SPEC")]
+    pub package: Option<String>,
+
+    /// Every workspace member that has migrations, dependencies first
+    #[arg(long, global = true, conflicts_with = "package")]
+    pub workspace: bool,
+
+    /// Print the cargo commands this runs
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a migration file and regenerate the registry
+    New {
+        /// What the migration does, e.g. add-email-index
+        name: String,
+        /// Version to use instead of the current UTC time (YYYYMMDDHHMMSS)
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Regenerate the registry module from the migration files
+    Registry,
+    /// Apply pending migrations
+    Up {
+        #[command(flatten)]
+        conn: Connection,
+        /// Show what would run; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply up to and including this version
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// Roll back applied migrations (one by default)
+    #[command(group(ArgGroup::new("target").args(["steps", "batch", "to"])))]
+    Down {
+        #[command(flatten)]
+        conn: Connection,
+        /// Roll back the last N migrations
+        #[arg(long, value_name = "N")]
+        steps: Option<usize>,
+        /// Roll back the whole last batch
+        #[arg(long)]
+        batch: bool,
+        /// Roll back everything applied after this version
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Show what would run; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show applied, pending and failed migrations and the lock
+    Status {
+        #[command(flatten)]
+        conn: Connection,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the tracking history, most recent first
+    History {
+        #[command(flatten)]
+        conn: Connection,
+        /// Only records with this status
+        #[arg(long, value_enum)]
+        status: Option<StatusFilter>,
+        /// At most N records
+        #[arg(long, value_name = "N")]
+        limit: Option<i64>,
+        /// Skip the first N records
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        skip: u64,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show who holds the migration lock
+    LockStatus {
+        #[command(flatten)]
+        conn: Connection,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release the migration lock whoever holds it
+    ForceUnlock {
+        #[command(flatten)]
+        conn: Connection,
+        /// Confirm: the holder, if alive, is fenced off and records nothing more
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Settle a migration left running or failed
+    #[command(group(ArgGroup::new("as").args(["applied", "pending"]).required(true)))]
+    Resolve {
+        #[command(flatten)]
+        conn: Connection,
+        /// The migration's version
+        version: String,
+        /// Its effect is in place: record it as applied
+        #[arg(long)]
+        applied: bool,
+        /// Its effect is not in place: run it again on the next `up`
+        #[arg(long)]
+        pending: bool,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// MongoDB URI [default: $MONGODB_URI, or the package's `uri-env`]
+    #[arg(long, value_name = "URI")]
+    pub uri: Option<String>,
+    /// Database [default: $MONGODB_DATABASE, the package's `database`, or the URI's path]
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusFilter {
+    Running,
+    Completed,
+    Failed,
+    RolledBack,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cargo::command().debug_assert();
+    }
+}

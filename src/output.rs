@@ -1,0 +1,175 @@
+//! Human output: tables and summaries.
+
+use std::io::Write;
+
+use mongo_migrate::{Direction, LockInfo, Progress, Record, RunReport, State, StatusReport};
+
+pub fn progress(p: &Progress) {
+    let mut out = std::io::stdout().lock();
+    let _ = match p {
+        Progress::Started {
+            version,
+            name,
+            direction,
+        } => {
+            let verb = match direction {
+                Direction::Up => "applying",
+                Direction::Down => "rolling back",
+            };
+            write!(out, "  {verb} {version} {name} ... ")
+        }
+        Progress::Finished { duration_ms, .. } => writeln!(out, "ok ({duration_ms} ms)"),
+    };
+    let _ = out.flush();
+}
+
+pub fn run_report(package: &str, report: &RunReport) {
+    let (done, would) = match report.direction {
+        Direction::Up => ("Applied", "Would apply"),
+        Direction::Down => ("Rolled back", "Would roll back"),
+    };
+    let n = report.steps.len();
+    let noun = if n == 1 { "migration" } else { "migrations" };
+    if report.dry_run {
+        if n == 0 {
+            println!("{package}: nothing to do (dry run)");
+            return;
+        }
+        println!("{package}: {would} {n} {noun} (dry run, nothing changed):");
+        for s in &report.steps {
+            let tx = if s.transactional { ", transactional" } else { "" };
+            println!("  {} {} (batch {}{tx})", s.version, s.name, s.batch);
+        }
+    } else if n == 0 {
+        println!("{package}: nothing to do");
+    } else {
+        let total: i64 = report.steps.iter().filter_map(|s| s.duration_ms).sum();
+        println!("{package}: {done} {n} {noun} in {total} ms");
+    }
+}
+
+fn state(s: State) -> &'static str {
+    match s {
+        State::Pending => "pending",
+        State::Applied => "applied",
+        State::Running => "RUNNING",
+        State::Failed => "FAILED",
+        State::RolledBack => "rolled back",
+        State::Unknown => "UNKNOWN",
+    }
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+pub fn status(package: &str, report: &StatusReport) {
+    println!("{package}:");
+    let rows: Vec<Vec<String>> = report
+        .migrations
+        .iter()
+        .map(|m| {
+            let mut state = state(m.state).to_string();
+            if m.checksum_changed {
+                state.push_str(" (EDITED)");
+            }
+            vec![
+                m.version.to_string(),
+                m.name.clone(),
+                state,
+                m.batch.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+                when(m.applied_at),
+                m.execution_time_ms
+                    .map(|t| format!("{t} ms"))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &["VERSION", "NAME", "STATE", "BATCH", "APPLIED AT (UTC)", "TIME"],
+        &rows,
+    );
+    let c = &report.counts;
+    println!(
+        "{} migrations: {} applied, {} pending, {} failed, {} running, {} unknown",
+        report.migrations.len(),
+        c.applied,
+        c.pending,
+        c.failed,
+        c.running,
+        c.unknown
+    );
+    for m in report
+        .migrations
+        .iter()
+        .filter(|m| m.error.is_some() && m.state == State::Failed)
+    {
+        println!("  {} failed: {}", m.version, m.error.as_deref().unwrap_or_default());
+    }
+    println!("lock: {}", lock_line(report.lock.as_ref()));
+}
+
+pub fn lock_line(lock: Option<&LockInfo>) -> String {
+    match lock {
+        None => "free".into(),
+        Some(l) if l.expired => format!("free (expired lock of {})", l.holder),
+        Some(l) => format!(
+            "held by {} until {} (generation {})",
+            l.holder,
+            when(Some(l.expires_at)),
+            l.generation
+        ),
+    }
+}
+
+pub fn history(package: &str, records: &[Record]) {
+    println!("{package}:");
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                r.version.to_string(),
+                r.name.clone(),
+                r.status.to_string(),
+                format!("{:?}", r.direction).to_lowercase(),
+                r.batch.to_string(),
+                when(Some(r.updated_at)),
+                r.execution_time_ms
+                    .map(|t| format!("{t} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "VERSION",
+            "NAME",
+            "STATUS",
+            "DIRECTION",
+            "BATCH",
+            "UPDATED AT (UTC)",
+            "TIME",
+            "ERROR",
+        ],
+        &rows,
+    );
+}

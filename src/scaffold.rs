@@ -1,0 +1,163 @@
+//! `new` and `registry`: files in the user's tree.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use mongo_migrate_codegen::{names, scan, REGISTRY_FILE};
+
+use crate::exit::{Code, Failure};
+use crate::workspace::{display, Target};
+
+const TEMPLATE: &str = include_str!("../templates/migration.rs");
+
+fn codegen(e: mongo_migrate_codegen::Error) -> anyhow::Error {
+    let hint = match &e {
+        mongo_migrate_codegen::Error::DuplicateVersion { .. } => "rename one file to a new timestamp",
+        mongo_migrate_codegen::Error::BadFileName { .. } => {
+            "rename the file, or move it out of the migrations directory"
+        }
+        mongo_migrate_codegen::Error::InvalidName { .. } => "use letters, digits, `-` or `_`, e.g. add-email-index",
+        _ => "fix the file; the registry was left unchanged",
+    };
+    Failure::new(Code::Usage, e.to_string()).hint(hint).into()
+}
+
+/// Regenerates the registry of `target`; prints what changed.
+pub fn registry(target: &Target) -> Result<()> {
+    let dir = target.migrations_dir();
+    if !dir.is_dir() {
+        return Err(Failure::new(
+            Code::Usage,
+            format!("{} has no migrations directory {}", target.name, display(&dir)),
+        )
+        .hint("create the first migration with `cargo mongo-migrate new <name>`")
+        .into());
+    }
+    if target.config.build_script {
+        let files = scan(&dir).map_err(codegen)?;
+        println!(
+            "{}: {} migrations; build.rs generates the registry",
+            target.name,
+            files.len()
+        );
+        return Ok(());
+    }
+    let (files, changed) = mongo_migrate_codegen::generate_module(&dir).map_err(codegen)?;
+    let path = display(&dir.join(REGISTRY_FILE));
+    let verb = if changed { "Updated" } else { "Unchanged" };
+    let noun = if files.len() == 1 { "migration" } else { "migrations" };
+    println!("{verb} {path} ({} {noun})", files.len());
+    Ok(())
+}
+
+/// Regenerates the registry before a harness build; silent unless it changed.
+pub fn registry_quiet(target: &Target) -> Result<()> {
+    let dir = target.migrations_dir();
+    let (_, changed) = mongo_migrate_codegen::generate_module(&dir).map_err(codegen)?;
+    if changed {
+        println!("Updated {}", display(&dir.join(REGISTRY_FILE)));
+    }
+    Ok(())
+}
+
+/// Writes a new migration and regenerates the registry. On any error the
+/// tree is left as it was.
+pub fn new(target: &Target, name: &str, version: Option<&str>) -> Result<()> {
+    let name = names::normalise_name(name).map_err(codegen)?;
+    let version = match version {
+        Some(v) => {
+            names::check_version(v).map_err(codegen)?;
+            v.to_string()
+        }
+        None => chrono::Utc::now().format("%Y%m%d%H%M%S").to_string(),
+    };
+    let dir = target.migrations_dir();
+    let created_dir = !dir.exists();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let existing = match scan(&dir) {
+        Ok(files) => files,
+        Err(e) => {
+            if created_dir {
+                let _ = std::fs::remove_dir(&dir);
+            }
+            return Err(codegen(e));
+        }
+    };
+    if let Some(clash) = existing.iter().find(|f| f.version == version) {
+        return Err(Failure::new(
+            Code::Usage,
+            format!("version {version} is taken by {}", display(&clash.path)),
+        )
+        .hint("wait a second and run `new` again, or pass --version")
+        .into());
+    }
+    let module = names::module_name(&version, &name);
+    let path = dir.join(format!("{module}.rs"));
+    let description = describe(&name);
+    write_new(&path, &TEMPLATE.replace("{{description}}", &description))?;
+    println!("Created {}", display(&path));
+
+    let result = if target.config.build_script {
+        scan(&dir).map(|_| ()).map_err(codegen)
+    } else {
+        mongo_migrate_codegen::generate_module(&dir)
+            .map(|_| println!("Updated {}", display(&dir.join(REGISTRY_FILE))))
+            .map_err(codegen)
+    };
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    if !target.config.build_script {
+        hint_lib(target);
+    }
+    Ok(())
+}
+
+/// `add_email_index` -> `Add email index.`
+fn describe(name: &str) -> String {
+    let words = name.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_ascii_uppercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
+
+fn write_new(path: &Path, content: &str) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(content.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Says how to wire the module in when the library root does not declare it.
+fn hint_lib(target: &Target) {
+    let lib = target.root.join("src/lib.rs");
+    let declared = std::fs::read_to_string(&lib)
+        .ok()
+        .and_then(|src| syn::parse_file(&src).ok())
+        .is_some_and(|file| {
+            file.items
+                .iter()
+                .any(|item| matches!(item, syn::Item::Mod(m) if m.ident == "migrations"))
+        });
+    if !declared {
+        println!(
+            "note: add `pub mod migrations;` to {} so the harness can find the registry",
+            display(&lib)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn describes_names() {
+        assert_eq!(super::describe("add_email_index"), "Add email index.");
+    }
+}

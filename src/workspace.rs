@@ -1,0 +1,237 @@
+//! Finding the packages to work on, and their `[package.metadata.mongo-migrate]`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use cargo_metadata::{Metadata, MetadataCommand, Package, PackageId};
+use serde::Deserialize;
+
+use crate::cli::Args;
+use crate::exit::{Code, Failure};
+
+/// `[package.metadata.mongo-migrate]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct Config {
+    /// Relative to the package root.
+    pub migrations_dir: PathBuf,
+    /// The function the harness calls, relative to the library root.
+    pub registry_fn: String,
+    /// `true` when `build.rs` generates the registry (no `mod.rs` is written).
+    pub build_script: bool,
+    pub database: Option<String>,
+    pub tracking_collection: Option<String>,
+    pub lock_collection: Option<String>,
+    pub lock_ttl_secs: Option<u64>,
+    pub uri_env: String,
+    pub database_env: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            migrations_dir: "src/migrations".into(),
+            registry_fn: "migrations::registry".into(),
+            build_script: false,
+            database: None,
+            tracking_collection: None,
+            lock_collection: None,
+            lock_ttl_secs: None,
+            uri_env: "MONGODB_URI".into(),
+            database_env: "MONGODB_DATABASE".into(),
+        }
+    }
+}
+
+/// A package whose migrations we manage.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub root: PathBuf,
+    pub lib_name: Option<String>,
+    pub config: Config,
+    /// How the harness depends on the runtime the package resolved.
+    pub runtime: Option<Runtime>,
+}
+
+impl Target {
+    pub fn migrations_dir(&self) -> PathBuf {
+        self.root.join(&self.config.migrations_dir)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Runtime {
+    Path(PathBuf),
+    Registry(String),
+}
+
+#[derive(Debug)]
+pub struct Workspace {
+    pub root: PathBuf,
+    pub target_dir: PathBuf,
+    pub targets: Vec<Target>,
+}
+
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Reads cargo metadata and selects packages per `-p`, `--workspace` or the manifest.
+pub fn load(args: &Args) -> Result<Workspace> {
+    let mut cmd = MetadataCommand::new();
+    cmd.cargo_path(cargo());
+    if let Some(path) = &args.manifest_path {
+        cmd.manifest_path(path);
+    }
+    if args.verbose {
+        let manifest = args
+            .manifest_path
+            .as_ref()
+            .map(|p| format!(" --manifest-path {}", p.display()));
+        eprintln!(
+            "     Running `{} metadata --format-version 1{}`",
+            cargo(),
+            manifest.unwrap_or_default()
+        );
+    }
+    let metadata = cmd.exec().map_err(|e| {
+        Failure::new(Code::Usage, format!("cannot read the cargo workspace: {e}"))
+            .hint("run inside a crate, or pass --manifest-path path/to/Cargo.toml")
+    })?;
+    let members: Vec<&Package> = metadata.workspace_packages();
+    let chosen: Vec<&Package> = if let Some(spec) = &args.package {
+        let found = members.iter().find(|p| p.name.as_str() == spec.as_str()).copied();
+        vec![found.ok_or_else(|| {
+            Failure::new(
+                Code::Usage,
+                format!("package `{spec}` is not a member of this workspace"),
+            )
+            .hint(format!("members: {}", names(&members)))
+        })?]
+    } else if args.workspace {
+        let with = ordered(&members)
+            .into_iter()
+            .filter(|p| has_migrations(p).unwrap_or(false))
+            .collect::<Vec<_>>();
+        if with.is_empty() {
+            bail!(
+                Failure::new(Code::Usage, "no workspace member has a migrations directory")
+                    .hint("create one with `cargo mongo-migrate -p <member> new <name>`")
+            );
+        }
+        with
+    } else if let Some(root) = metadata.root_package() {
+        vec![root]
+    } else {
+        let candidates: Vec<&Package> = members
+            .iter()
+            .filter(|p| has_migrations(p).unwrap_or(false))
+            .copied()
+            .collect();
+        let list = if candidates.is_empty() {
+            names(&members)
+        } else {
+            names(&candidates)
+        };
+        bail!(
+            Failure::new(Code::Usage, "this is a virtual workspace: choose a package")
+                .hint(format!("pass -p <package> or --workspace; candidates: {list}"))
+        );
+    };
+    let targets = chosen
+        .into_iter()
+        .map(|p| target(&metadata, p))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Workspace {
+        root: metadata.workspace_root.clone().into_std_path_buf(),
+        target_dir: metadata.target_directory.clone().into_std_path_buf(),
+        targets,
+    })
+}
+
+fn names(packages: &[&Package]) -> String {
+    packages.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn config(package: &Package) -> Result<Config> {
+    match package.metadata.get("mongo-migrate") {
+        None => Ok(Config::default()),
+        Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
+            Failure::new(Code::Usage, format!("invalid [package.metadata.mongo-migrate] in {}: {e}", package.manifest_path))
+                .hint("keys: migrations-dir, registry-fn, build-script, database, tracking-collection, lock-collection, lock-ttl-secs, uri-env, database-env")
+                .into()
+        }),
+    }
+}
+
+fn has_migrations(package: &Package) -> Result<bool> {
+    let root = package.manifest_path.parent().expect("manifest has a parent");
+    Ok(root.as_std_path().join(config(package)?.migrations_dir).is_dir())
+}
+
+fn target(metadata: &Metadata, package: &Package) -> Result<Target> {
+    let lib_name = package
+        .targets
+        .iter()
+        .find(|t| t.is_lib() || t.is_rlib())
+        .map(|t| t.name.replace('-', "_"));
+    Ok(Target {
+        name: package.name.to_string(),
+        root: package
+            .manifest_path
+            .parent()
+            .expect("manifest has a parent")
+            .as_std_path()
+            .to_path_buf(),
+        lib_name,
+        config: config(package)?,
+        runtime: runtime(metadata, &package.id),
+    })
+}
+
+/// The `mongo-migrate` package this package resolved to.
+fn runtime(metadata: &Metadata, id: &PackageId) -> Option<Runtime> {
+    let resolve = metadata.resolve.as_ref()?;
+    let node = resolve.nodes.iter().find(|n| &n.id == id)?;
+    let dep = node.deps.iter().find(|d| d.name == "mongo_migrate")?;
+    let package = &metadata[&dep.pkg];
+    Some(match &package.source {
+        None => Runtime::Path(package.manifest_path.parent()?.as_std_path().to_path_buf()),
+        Some(_) => Runtime::Registry(format!("={}", package.version)),
+    })
+}
+
+/// Workspace members with dependencies before dependents, then by name.
+fn ordered<'a>(members: &[&'a Package]) -> Vec<&'a Package> {
+    let by_name: BTreeMap<&str, &Package> = members.iter().map(|p| (p.name.as_str(), *p)).collect();
+    let mut done: Vec<&Package> = Vec::new();
+    fn visit<'a>(p: &'a Package, by_name: &BTreeMap<&str, &'a Package>, done: &mut Vec<&'a Package>, depth: usize) {
+        if done.iter().any(|d| d.id == p.id) || depth > by_name.len() {
+            return;
+        }
+        for dep in &p.dependencies {
+            if let Some(d) = by_name.get(dep.name.as_str()) {
+                visit(d, by_name, done, depth + 1);
+            }
+        }
+        if !done.iter().any(|d| d.id == p.id) {
+            done.push(p);
+        }
+    }
+    for p in by_name.values() {
+        visit(p, &by_name, &mut done, 0);
+    }
+    done
+}
+
+/// Shown relative to the current directory when possible.
+pub fn display(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
