@@ -3,7 +3,7 @@
 //!
 //! In a build script:
 //!
-//! ```no_run
+//! ```ignore
 //! // build.rs
 //! fn main() {
 //!     mongo_migrate_codegen::build("src/migrations").unwrap();

@@ -1,0 +1,225 @@
+//! The CLI without a server: help, scaffolding, registry generation and bad input.
+
+mod common;
+
+use common::*;
+use snapbox::{file, str};
+
+#[test]
+fn help() {
+    cli()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout_eq(file!["snapshots/help.txt"]);
+    for (command, snapshot) in [
+        ("new", file!["snapshots/help-new.txt"]),
+        ("up", file!["snapshots/help-up.txt"]),
+        ("down", file!["snapshots/help-down.txt"]),
+        ("status", file!["snapshots/help-status.txt"]),
+        ("history", file!["snapshots/help-history.txt"]),
+        ("force-unlock", file!["snapshots/help-force-unlock.txt"]),
+        ("resolve", file!["snapshots/help-resolve.txt"]),
+    ] {
+        cli().args([command, "--help"]).assert().success().stdout_eq(snapshot);
+    }
+}
+
+#[test]
+fn new_scaffolds_a_migration_and_regenerates_the_registry() {
+    let crate_dir = fixture("single");
+    let dir = crate_dir.path().join("src/migrations");
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["new", "Add-Email index", "--version", "20260103000000"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+Created src/migrations/m20260103_000000_add_email_index.rs
+Updated src/migrations/mod.rs
+
+"#]]);
+    let created = read(dir.join("m20260103_000000_add_email_index.rs"));
+    snapbox::assert_data_eq!(created, file!["../fixtures/golden/new_migration.rs"]);
+    golden(
+        &read(dir.join("mod.rs")),
+        &root().join("fixtures/golden/single_after_new.rs"),
+    );
+}
+
+#[test]
+fn new_rejects_bad_names_and_taken_versions_and_writes_nothing() {
+    let crate_dir = fixture("single");
+    let dir = crate_dir.path().join("src/migrations");
+    let before = listing(&dir);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["new", "drop;users"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: invalid migration name `drop;users`: after normalising it must be a snake_case identifier of letters, digits and `_`, starting with a letter
+hint: use letters, digits, `-` or `_`, e.g. add-email-index
+
+"#]]);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["new", "again", "--version", "20260101000000"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: version 20260101000000 is taken by src/migrations/m20260101_000000_create_users.rs
+hint: wait a second and run `new` again, or pass --version
+
+"#]]);
+    assert_eq!(before, listing(&dir));
+}
+
+/// Compares generated code with a golden file byte for byte (snapbox would
+/// normalise the `\\` of escapes); `SNAPSHOTS=overwrite` blesses changes.
+fn golden(actual: &str, path: &std::path::Path) {
+    if std::env::var("SNAPSHOTS").as_deref() == Ok("overwrite") {
+        std::fs::write(path, actual).unwrap();
+    }
+    let expected = read(path);
+    assert!(
+        actual == expected,
+        "{} differs from the generator's output; rerun with SNAPSHOTS=overwrite to bless\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+fn listing(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), read(&p)))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn committed_registries_match_the_generator() {
+    // The fixtures' mod.rs files are the golden files.
+    for dir in ["single", "workspace", "workspace/billing", "virtual/api"] {
+        let dir = root().join("fixtures").join(dir).join("src/migrations");
+        let files = mongo_migrate_codegen::scan(&dir).unwrap();
+        let rendered = mongo_migrate_codegen::render(&files, mongo_migrate_codegen::Layout::Module);
+        golden(&rendered, &dir.join("mod.rs"));
+    }
+}
+
+#[test]
+fn broken_migration_files_are_named_and_the_registry_is_left_unchanged() {
+    let cases = [
+        (
+            "m2026_broken.rs",
+            "pub async fn up() {}",
+            "m2026_broken.rs: not a migration file name",
+        ),
+        (
+            "m20260101_000000_twin.rs",
+            "pub async fn up(ctx: &mut C) -> R { Ok(()) }",
+            "duplicate migration version 20260101000000",
+        ),
+        (
+            "m20260105_000000_syntax.rs",
+            "pub async fn up(ctx: &mut C) -> R {\n    let x = ;\n}\n",
+            "m20260105_000000_syntax.rs:2:",
+        ),
+        (
+            "m20260106_000000_no_up.rs",
+            "pub async fn down(ctx: &mut C) -> R { Ok(()) }",
+            "no `pub async fn up",
+        ),
+        (
+            "m20260107_000000_sync_up.rs",
+            "pub fn up(ctx: &mut C) -> R { Ok(()) }",
+            "`up` must be an `async fn`",
+        ),
+    ];
+    for (file, content, expected) in cases {
+        let crate_dir = fixture("single");
+        let dir = crate_dir.path().join("src/migrations");
+        std::fs::write(dir.join(file), content).unwrap();
+        let before = read(dir.join("mod.rs"));
+        let output = cli()
+            .current_dir(crate_dir.path())
+            .arg("registry")
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{file}: {stderr}");
+        assert_eq!(before, read(dir.join("mod.rs")), "{file}: the registry changed");
+    }
+}
+
+#[test]
+fn a_virtual_workspace_needs_a_package_and_lists_candidates() {
+    let ws = fixture("virtual");
+    cli()
+        .current_dir(ws.path())
+        .arg("status")
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: this is a virtual workspace: choose a package
+hint: pass -p <package> or --workspace; candidates: api
+
+"#]]);
+    cli()
+        .current_dir(ws.path())
+        .args(["-p", "nope", "status"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: package `nope` is not a member of this workspace
+hint: members: api, worker
+
+"#]]);
+}
+
+#[test]
+fn workspace_members_get_their_own_registry() {
+    let ws = fixture("workspace");
+    cli()
+        .current_dir(ws.path())
+        .args(["-p", "ws-billing", "new", "add-totals", "--version", "20260116000000"])
+        .assert()
+        .success();
+    assert!(ws
+        .path()
+        .join("billing/src/migrations/m20260116_000000_add_totals.rs")
+        .is_file());
+    assert!(read(ws.path().join("billing/src/migrations/mod.rs")).contains("m20260116_000000_add_totals"));
+    assert!(!read(ws.path().join("src/migrations/mod.rs")).contains("add_totals"));
+    cli()
+        .current_dir(ws.path())
+        .args(["--workspace", "registry"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+Unchanged billing/src/migrations/mod.rs (2 migrations)
+Unchanged src/migrations/mod.rs (1 migration)
+
+"#]]);
+}
+
+#[test]
+fn a_missing_uri_is_a_connection_error() {
+    let crate_dir = fixture("single");
+    cli()
+        .current_dir(crate_dir.path())
+        .env_remove("MONGODB_URI")
+        .arg("status")
+        .assert()
+        .code(5)
+        .stderr_eq(str![[r#"
+error: no MongoDB URI for `single-app`
+hint: pass --uri or set MONGODB_URI
+
+"#]]);
+}

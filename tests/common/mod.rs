@@ -1,0 +1,58 @@
+//! Helpers for the CLI tests: copies of fixture crates and the binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use snapbox::cmd::Command;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `cargo-mongo-migrate mongo-migrate`, as cargo runs it.
+pub fn cli() -> Command {
+    Command::new(snapbox::cmd::cargo_bin!("cargo-mongo-migrate"))
+        .arg("mongo-migrate")
+        .env_remove("MONGODB_DATABASE")
+        // Harness builds of all fixture copies share one target directory.
+        .env("CARGO_TARGET_DIR", root().join("target").join("fixtures"))
+}
+
+/// A writable copy of `fixtures/<name>` whose path dependencies on the
+/// runtime point back at this checkout.
+pub fn fixture(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("mm-{name}-"))
+        .tempdir()
+        .unwrap();
+    copy(&root().join("fixtures").join(name), dir.path());
+    dir
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().unwrap().is_dir() {
+            copy(&src, &dst);
+        } else if entry.file_name() == "Cargo.toml" {
+            let runtime = root().join("mongo-migrate");
+            let text = std::fs::read_to_string(&src).unwrap();
+            let fixed: Vec<String> = text
+                .lines()
+                .map(|line| match line.starts_with("mongo-migrate = { path = ") {
+                    true => format!("mongo-migrate = {{ path = {:?} }}", runtime.display().to_string()),
+                    false => line.to_string(),
+                })
+                .collect();
+            std::fs::write(&dst, fixed.join("\n") + "\n").unwrap();
+        } else if entry.file_name() != "Cargo.lock" {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+pub fn read(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
+}
