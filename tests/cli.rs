@@ -76,7 +76,7 @@ hint: wait a second and run `new` again, or pass --version
 }
 
 /// Compares generated code with a golden file byte for byte (snapbox would
-/// normalise the `\\` of escapes); `SNAPSHOTS=overwrite` blesses changes.
+/// turn the backslashes of escapes into slashes); `SNAPSHOTS=overwrite` blesses changes.
 fn golden(actual: &str, path: &std::path::Path) {
     if std::env::var("SNAPSHOTS").as_deref() == Ok("overwrite") {
         std::fs::write(path, actual).unwrap();

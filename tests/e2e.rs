@@ -1,0 +1,150 @@
+//! End to end through the real binary against the test server in `MONGODB_URI`.
+
+mod common;
+
+use common::*;
+
+fn uri() -> String {
+    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests with `scripts/test`")
+}
+
+fn database() -> String {
+    format!("mm_e2e_{}", std::process::id()) + &format!("_{}", rand_suffix())
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_007
+}
+
+fn stdout(assert: snapbox::cmd::OutputAssert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
+}
+
+#[test]
+fn new_twice_then_dry_run_up_status_down_status() {
+    let crate_dir = fixture("single");
+    let db = database();
+    let run = |args: &[&str]| {
+        cli()
+            .current_dir(crate_dir.path())
+            .env("MONGODB_URI", uri())
+            .env("MONGODB_DATABASE", &db)
+            .args(args)
+    };
+    run(&["new", "backfill-names", "--version", "20260103000000"])
+        .assert()
+        .success();
+    run(&["new", "add-flag", "--version", "20260104000000"])
+        .assert()
+        .success();
+
+    let out = stdout(run(&["up", "--dry-run"]).assert().success());
+    assert!(
+        out.contains("Would apply 4 migrations (dry run, nothing changed)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("20260102000000 seed_admin (batch 1, transactional)"),
+        "{out}"
+    );
+    let out = stdout(run(&["status"]).assert().success());
+    assert!(
+        out.contains("4 migrations: 0 applied, 4 pending"),
+        "dry-run applied something:\n{out}"
+    );
+
+    let out = stdout(run(&["up"]).assert().success());
+    assert!(out.contains("applying 20260101000000 create_users ... ok"), "{out}");
+    assert!(out.contains("Applied 4 migrations"), "{out}");
+
+    let out = stdout(run(&["status"]).assert().success());
+    assert!(out.contains("4 migrations: 4 applied, 0 pending, 0 failed"), "{out}");
+    assert!(out.contains("lock: free"), "{out}");
+
+    let out = stdout(run(&["down", "--steps", "2"]).assert().success());
+    assert!(out.contains("rolling back 20260104000000 add_flag ... ok"), "{out}");
+    assert!(out.contains("Rolled back 2 migrations"), "{out}");
+
+    let out = stdout(run(&["status", "--json"]).assert().success());
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["counts"]["applied"], 2, "{out}");
+    assert_eq!(status["counts"]["pending"], 2, "{out}");
+    assert_eq!(status["migrations"][3]["state"], "rolled-back", "{out}");
+
+    let out = stdout(
+        run(&["history", "--status", "rolled-back", "--json"])
+            .assert()
+            .success(),
+    );
+    let history: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 2, "{out}");
+
+    // Editing an applied migration is refused with the "blocked" exit code.
+    let applied = crate_dir.path().join("src/migrations/m20260101_000000_create_users.rs");
+    let edited = read(&applied).replace("\"email\": 1", "\"email\": -1");
+    std::fs::write(&applied, edited).unwrap();
+    let assert = run(&["up"]).assert().code(4);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("was edited after it was applied"), "{stderr}");
+}
+
+#[test]
+fn workspace_members_run_in_dependency_order_with_their_own_collections() {
+    let ws = fixture("workspace");
+    let db = database();
+    let run = |args: &[&str]| {
+        cli()
+            .current_dir(ws.path())
+            .env("MONGODB_URI", uri())
+            .env("MONGODB_DATABASE", &db)
+            .args(args)
+    };
+    let out = stdout(run(&["--workspace", "up"]).assert().success());
+    let billing = out.find("ws-billing: Applied 1 migration").expect(&out);
+    let app = out.find("ws-app: Applied 1 migration").expect(&out);
+    assert!(billing < app, "dependencies first:\n{out}");
+
+    let out = stdout(run(&["-p", "ws-billing", "status", "--json"]).assert().success());
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["migrations"][0]["name"], "create_invoices");
+
+    // The billing migration has no `down`.
+    let assert = run(&["-p", "ws-billing", "down"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("irreversible"), "{stderr}");
+}
+
+#[test]
+fn a_virtual_workspace_member_is_chosen_with_p_and_the_lock_commands_work() {
+    let ws = fixture("virtual");
+    let db = database();
+    let run = |args: &[&str]| {
+        cli()
+            .current_dir(ws.path())
+            .env("MONGODB_URI", uri())
+            .env("MONGODB_DATABASE", &db)
+            .args(args)
+    };
+    let out = stdout(run(&["-p", "api", "up"]).assert().success());
+    assert!(out.contains("api: Applied 1 migration"), "{out}");
+    let out = stdout(run(&["-p", "api", "lock-status"]).assert().success());
+    assert_eq!(out.trim(), "api: lock free");
+    run(&["-p", "api", "force-unlock"]).assert().code(2);
+    let out = stdout(run(&["-p", "api", "force-unlock", "--yes"]).assert().success());
+    assert!(out.contains("api: the lock was free"), "{out}");
+    let assert = run(&[
+        "-p",
+        "api",
+        "status",
+        "--uri",
+        "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300",
+    ])
+    .assert()
+    .code(5);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("cannot reach the MongoDB server"), "{stderr}");
+}
