@@ -148,3 +148,23 @@ fn a_virtual_workspace_member_is_chosen_with_p_and_the_lock_commands_work() {
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert!(stderr.contains("cannot reach the MongoDB server"), "{stderr}");
 }
+
+#[test]
+fn a_build_script_registry_picks_up_new_files_without_a_manual_step() {
+    let crate_dir = fixture("buildscript");
+    let db = database();
+    let run = |args: &[&str]| {
+        cli()
+            .current_dir(crate_dir.path())
+            .env("MONGODB_URI", uri())
+            .env("MONGODB_DATABASE", &db)
+            .args(args)
+    };
+    let out = stdout(run(&["up", "--dry-run"]).assert().success());
+    assert!(out.contains("Would apply 1 migration"), "{out}");
+    run(&["new", "add-event-index", "--version", "20260402000000"]).assert().success();
+    assert!(!crate_dir.path().join("src/migrations/mod.rs").exists(), "wrote mod.rs in build-script mode");
+    let out = stdout(run(&["up"]).assert().success());
+    assert!(out.contains("applying 20260402000000 add_event_index ... ok"), "{out}");
+    assert!(out.contains("Applied 2 migrations"), "{out}");
+}

@@ -37,20 +37,24 @@ fn copy(from: &Path, to: &Path) {
         if entry.file_type().unwrap().is_dir() {
             copy(&src, &dst);
         } else if entry.file_name() == "Cargo.toml" {
-            let runtime = root().join("mongo-migrate");
             let text = std::fs::read_to_string(&src).unwrap();
-            let fixed: Vec<String> = text
-                .lines()
-                .map(|line| match line.starts_with("mongo-migrate = { path = ") {
-                    true => format!("mongo-migrate = {{ path = {:?} }}", runtime.display().to_string()),
-                    false => line.to_string(),
-                })
-                .collect();
+            let fixed: Vec<String> = text.lines().map(absolute_path_dep).collect();
             std::fs::write(&dst, fixed.join("\n") + "\n").unwrap();
         } else if entry.file_name() != "Cargo.lock" {
             std::fs::copy(&src, &dst).unwrap();
         }
     }
+}
+
+/// `mongo-migrate = { path = "../../mongo-migrate" }` -> an absolute path into this checkout.
+fn absolute_path_dep(line: &str) -> String {
+    for krate in ["mongo-migrate-codegen", "mongo-migrate"] {
+        if line.starts_with(&format!("{krate} = {{ path = ")) {
+            let path = root().join(krate).display().to_string();
+            return format!("{krate} = {{ path = {path:?} }}");
+        }
+    }
+    line.to_string()
 }
 
 pub fn read(path: impl AsRef<Path>) -> String {
