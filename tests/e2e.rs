@@ -20,6 +20,17 @@ fn rand_suffix() -> u128 {
         % 1_000_000_007
 }
 
+/// The CLI in `dir`, against the test server and database `db`.
+fn against_server<'a>(dir: &'a std::path::Path, db: &'a str) -> impl Fn(&[&str]) -> snapbox::cmd::Command + 'a {
+    move |args| {
+        cli()
+            .current_dir(dir)
+            .env("MONGODB_URI", uri())
+            .env("MONGODB_DATABASE", db)
+            .args(args)
+    }
+}
+
 fn stdout(assert: snapbox::cmd::OutputAssert) -> String {
     String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
 }
@@ -28,13 +39,7 @@ fn stdout(assert: snapbox::cmd::OutputAssert) -> String {
 fn new_twice_then_dry_run_up_status_down_status() {
     let crate_dir = fixture("single");
     let db = database();
-    let run = |args: &[&str]| {
-        cli()
-            .current_dir(crate_dir.path())
-            .env("MONGODB_URI", uri())
-            .env("MONGODB_DATABASE", &db)
-            .args(args)
-    };
+    let run = against_server(crate_dir.path(), &db);
     run(&["new", "backfill-names", "--version", "20260103000000"])
         .assert()
         .success();
@@ -96,13 +101,7 @@ fn new_twice_then_dry_run_up_status_down_status() {
 fn workspace_members_run_in_dependency_order_with_their_own_collections() {
     let ws = fixture("workspace");
     let db = database();
-    let run = |args: &[&str]| {
-        cli()
-            .current_dir(ws.path())
-            .env("MONGODB_URI", uri())
-            .env("MONGODB_DATABASE", &db)
-            .args(args)
-    };
+    let run = against_server(ws.path(), &db);
     let out = stdout(run(&["--workspace", "up"]).assert().success());
     let billing = out.find("ws-billing: Applied 1 migration").expect(&out);
     let app = out.find("ws-app: Applied 1 migration").expect(&out);
@@ -122,13 +121,7 @@ fn workspace_members_run_in_dependency_order_with_their_own_collections() {
 fn a_virtual_workspace_member_is_chosen_with_p_and_the_lock_commands_work() {
     let ws = fixture("virtual");
     let db = database();
-    let run = |args: &[&str]| {
-        cli()
-            .current_dir(ws.path())
-            .env("MONGODB_URI", uri())
-            .env("MONGODB_DATABASE", &db)
-            .args(args)
-    };
+    let run = against_server(ws.path(), &db);
     let out = stdout(run(&["-p", "api", "up"]).assert().success());
     assert!(out.contains("api: Applied 1 migration"), "{out}");
     let out = stdout(run(&["-p", "api", "lock-status"]).assert().success());
@@ -153,17 +146,16 @@ fn a_virtual_workspace_member_is_chosen_with_p_and_the_lock_commands_work() {
 fn a_build_script_registry_picks_up_new_files_without_a_manual_step() {
     let crate_dir = fixture("buildscript");
     let db = database();
-    let run = |args: &[&str]| {
-        cli()
-            .current_dir(crate_dir.path())
-            .env("MONGODB_URI", uri())
-            .env("MONGODB_DATABASE", &db)
-            .args(args)
-    };
+    let run = against_server(crate_dir.path(), &db);
     let out = stdout(run(&["up", "--dry-run"]).assert().success());
     assert!(out.contains("Would apply 1 migration"), "{out}");
-    run(&["new", "add-event-index", "--version", "20260402000000"]).assert().success();
-    assert!(!crate_dir.path().join("src/migrations/mod.rs").exists(), "wrote mod.rs in build-script mode");
+    run(&["new", "add-event-index", "--version", "20260402000000"])
+        .assert()
+        .success();
+    assert!(
+        !crate_dir.path().join("src/migrations/mod.rs").exists(),
+        "wrote mod.rs in build-script mode"
+    );
     let out = stdout(run(&["up"]).assert().success());
     assert!(out.contains("applying 20260402000000 add_event_index ... ok"), "{out}");
     assert!(out.contains("Applied 2 migrations"), "{out}");
