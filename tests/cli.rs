@@ -18,6 +18,8 @@ fn help() {
         ("down", file!["snapshots/help-down.txt"]),
         ("status", file!["snapshots/help-status.txt"]),
         ("history", file!["snapshots/help-history.txt"]),
+        ("registry", file!["snapshots/help-registry.txt"]),
+        ("lock-status", file!["snapshots/help-lock-status.txt"]),
         ("force-unlock", file!["snapshots/help-force-unlock.txt"]),
         ("resolve", file!["snapshots/help-resolve.txt"]),
     ] {
