@@ -128,8 +128,14 @@ fn a_virtual_workspace_member_is_chosen_with_p_and_the_lock_commands_work() {
     let output = assert.get_output();
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "api: lock free");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(stderr.contains(" metadata --format-version 1"), "--verbose hid cargo metadata: {stderr}");
-    assert!(stderr.contains(" build --manifest-path "), "--verbose hid the harness build: {stderr}");
+    assert!(
+        stderr.contains(" metadata --format-version 1"),
+        "--verbose hid cargo metadata: {stderr}"
+    );
+    assert!(
+        stderr.contains(" build --manifest-path "),
+        "--verbose hid the harness build: {stderr}"
+    );
     run(&["-p", "api", "force-unlock"]).assert().code(2);
     let out = stdout(run(&["-p", "api", "force-unlock", "--yes"]).assert().success());
     assert!(out.contains("api: the lock was free"), "{out}");
