@@ -8,6 +8,8 @@
 mod auto_run;
 mod error;
 pub mod harness;
+#[cfg(feature = "http")]
+pub mod http;
 mod lock;
 mod migration;
 mod migrator;

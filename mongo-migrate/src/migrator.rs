@@ -221,6 +221,8 @@ impl Migrator {
 
     /// Applies pending migrations in version order as one batch.
     pub async fn up(&self, options: UpOptions) -> Result<RunReport, Error> {
+        // Bad input is refused before anything, even the lock, is written.
+        self.known_target(options.to)?;
         if options.dry_run {
             let records = self.records().await?;
             let steps = self.plan_up(&records, options.to)?;
@@ -240,6 +242,9 @@ impl Migrator {
 
     /// Rolls back applied migrations, newest first.
     pub async fn down(&self, options: DownOptions) -> Result<RunReport, Error> {
+        if let DownTarget::To(to) = options.target {
+            self.known_target(Some(to))?;
+        }
         if options.dry_run {
             let records = self.records().await?;
             let plan = self.plan_down(&records, options.target)?;
@@ -395,6 +400,13 @@ impl Migrator {
             dry_run: false,
             steps,
         })
+    }
+
+    fn known_target(&self, to: Option<Version>) -> Result<(), Error> {
+        match to {
+            Some(version) if self.registry.get(version).is_none() => Err(Error::UnknownTarget { version }),
+            _ => Ok(()),
+        }
     }
 
     async fn records(&self) -> Result<Records, Error> {

@@ -1,0 +1,216 @@
+//! The HTTP API over real HTTP, against the test server.
+
+mod common;
+
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use mongo_migrate::http::{router, Authorization};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "s3cret-t0ken";
+
+/// Serves the API on a free loopback port; returns its base URL.
+async fn serve(t: &TestDb, auth: Authorization) -> String {
+    let app = router(t.migrator(three()), auth);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let bytes = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Bytes::from(b.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let response = client.request(req.body(Full::new(bytes)).unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let value =
+        serde_json::from_slice(&body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&body)));
+    (status, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_up_history_down_and_lock_over_http() {
+    let t = TestDb::new().await;
+    let base = serve(&t, Authorization::bearer(TOKEN)).await;
+
+    let (code, status) = call("GET", &format!("{base}/migrations/status"), None, None).await;
+    assert_eq!(code, 200);
+    assert_eq!(status["counts"]["pending"], 3);
+    assert_eq!(status["lock"], Value::Null);
+
+    let (code, plan) = call(
+        "POST",
+        &format!("{base}/migrations/up"),
+        Some(TOKEN),
+        Some(json!({ "dryRun": true })),
+    )
+    .await;
+    assert_eq!(code, 200, "{plan}");
+    assert_eq!(plan["dryRun"], true);
+    assert_eq!(plan["steps"].as_array().unwrap().len(), 3);
+    assert!(t.snapshot().await.is_empty(), "dry-run over HTTP wrote something");
+
+    let (code, run) = call(
+        "POST",
+        &format!("{base}/migrations/up"),
+        Some(TOKEN),
+        Some(json!({ "to": 20260102000000_u64 })),
+    )
+    .await;
+    assert_eq!(code, 200, "{run}");
+    let names: Vec<&str> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "second"]);
+    assert_eq!(run["steps"][0]["batch"], 1);
+
+    let (code, history) = call(
+        "GET",
+        &format!("{base}/migrations/history?status=completed&limit=1&skip=1"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{history}");
+    assert_eq!(history.as_array().unwrap().len(), 1);
+    assert_eq!(history[0]["status"], "completed");
+
+    let (code, down) = call(
+        "POST",
+        &format!("{base}/migrations/down"),
+        Some(TOKEN),
+        Some(json!({ "batch": true })),
+    )
+    .await;
+    assert_eq!(code, 200, "{down}");
+    assert_eq!(down["steps"].as_array().unwrap().len(), 2);
+    assert!(t.docs("effects").await.is_empty());
+
+    let (code, lock) = call("GET", &format!("{base}/migrations/lock"), None, None).await;
+    assert_eq!((code, &lock["lock"]), (200, &Value::Null));
+    t.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_authorisation_and_bad_input_is_a_400() {
+    let t = TestDb::new().await;
+    let base = serve(&t, Authorization::bearer(TOKEN)).await;
+    let up = format!("{base}/migrations/up");
+
+    let (code, body) = call("POST", &up, None, Some(json!({}))).await;
+    assert_eq!((code, body["error"]["kind"].as_str()), (401, Some("unauthorized")));
+    let (code, _) = call("POST", &up, Some("wrong"), Some(json!({}))).await;
+    assert_eq!(code, 401);
+    let (code, _) = call(
+        "POST",
+        &format!("{base}/migrations/lock/release"),
+        None,
+        Some(json!({ "confirm": true })),
+    )
+    .await;
+    assert_eq!(code, 401);
+    assert!(
+        t.snapshot().await.is_empty(),
+        "an unauthorised request changed something"
+    );
+
+    let (code, body) = call("POST", &up, Some(TOKEN), Some(json!({ "to": 123 }))).await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = call("POST", &up, Some(TOKEN), Some(json!({ "to": 20270101000000_u64 }))).await;
+    assert_eq!((code, body["error"]["kind"].as_str()), (400, Some("usage")), "{body}");
+    let (code, body) = call(
+        "POST",
+        &format!("{base}/migrations/down"),
+        Some(TOKEN),
+        Some(json!({ "steps": 1, "batch": true })),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = call("GET", &format!("{base}/migrations/history?status=done"), None, None).await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = call(
+        "POST",
+        &format!("{base}/migrations/lock/release"),
+        Some(TOKEN),
+        Some(json!({ "confirm": false })),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(t.snapshot().await.is_empty(), "a rejected request changed something");
+
+    let read_only = serve(&t, Authorization::read_only()).await;
+    let (code, body) = call(
+        "POST",
+        &format!("{read_only}/migrations/up"),
+        Some(TOKEN),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!((code, body["error"]["kind"].as_str()), (403, Some("forbidden")));
+
+    let custom = serve(&t, Authorization::check(|h| h.get("x-admin").is_some())).await;
+    let (code, _) = call(
+        "POST",
+        &format!("{custom}/migrations/up"),
+        Some(TOKEN),
+        Some(json!({ "dryRun": true })),
+    )
+    .await;
+    assert_eq!(code, 401);
+    t.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lock_is_a_409_and_release_needs_confirmation() {
+    let t = TestDb::new().await;
+    let base = serve(&t, Authorization::bearer(TOKEN)).await;
+    let future =
+        mongo_migrate::bson::DateTime::from_millis(mongo_migrate::bson::DateTime::now().timestamp_millis() + 60_000);
+    t.db()
+        .collection::<mongo_migrate::bson::Document>("migration_locks")
+        .insert_one(mongo_migrate::bson::doc! {
+            "_id": "migrations",
+            "holder": { "id": uuid::Uuid::new_v4().to_string(), "host": "deploy-1", "pid": 7_i64, "reason": "up" },
+            "generation": 1_i64,
+            "expiresAt": future,
+        })
+        .await
+        .unwrap();
+    let (code, body) = call("POST", &format!("{base}/migrations/up"), Some(TOKEN), Some(json!({}))).await;
+    assert_eq!((code, body["error"]["kind"].as_str()), (409, Some("locked")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("deploy-1"));
+
+    let (code, lock) = call("GET", &format!("{base}/migrations/lock"), None, None).await;
+    assert_eq!(code, 200);
+    assert_eq!(lock["lock"]["holder"]["host"], "deploy-1");
+
+    let (code, released) = call(
+        "POST",
+        &format!("{base}/migrations/lock/release"),
+        Some(TOKEN),
+        Some(json!({ "confirm": true })),
+    )
+    .await;
+    assert_eq!(code, 200, "{released}");
+    assert_eq!(released["lock"]["holder"]["host"], "deploy-1");
+    let (code, run) = call("POST", &format!("{base}/migrations/up"), Some(TOKEN), Some(json!({}))).await;
+    assert_eq!(code, 200, "{run}");
+    t.drop_db().await;
+}
