@@ -43,7 +43,7 @@ pub fn scan(dir: &Path) -> Result<Vec<MigrationFile>> {
             paths.push(path);
         }
     }
-    let mut files = paths.iter().map(|p| read(p)).collect::<Result<Vec<_>>>()?;
+    let mut files = read_all(&paths)?;
     files.sort_by(|a, b| a.version.cmp(&b.version).then_with(|| a.path.cmp(&b.path)));
     if let Some(pair) = files.windows(2).find(|w| w[0].version == w[1].version) {
         return Err(Error::DuplicateVersion {
@@ -53,6 +53,23 @@ pub fn scan(dir: &Path) -> Result<Vec<MigrationFile>> {
         });
     }
     Ok(files)
+}
+
+/// Parses files on every core: a large history should not slow `cargo build`.
+fn read_all(paths: &[PathBuf]) -> Result<Vec<MigrationFile>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = paths.len().div_ceil(threads).max(64);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|p| read(p)).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut files = Vec::with_capacity(paths.len());
+        for worker in workers {
+            files.extend(worker.join().expect("parser thread panicked")?);
+        }
+        Ok(files)
+    })
 }
 
 /// Parses one migration file.
@@ -75,7 +92,11 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
             message,
         }
     };
-    let file = syn::parse_file(&source).map_err(|e| syntax(e.span(), e.to_string()))?;
+    // Lexed once: the same tokens are parsed and hashed.
+    let tokens: TokenStream = source
+        .parse()
+        .map_err(|e: proc_macro2::LexError| syntax(e.span(), e.to_string()))?;
+    let file: syn::File = syn::parse2(tokens.clone()).map_err(|e| syntax(e.span(), e.to_string()))?;
 
     let mut up = None;
     let mut has_down = false;
@@ -116,7 +137,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
         description: description(&file.attrs),
         has_down,
         has_transactional,
-        checksum: checksum(&source)?,
+        checksum: checksum_tokens(tokens),
     })
 }
 
@@ -145,13 +166,17 @@ pub fn checksum(source: &str) -> Result<String> {
         column: e.span().start().column + 1,
         message: e.to_string(),
     })?;
+    Ok(checksum_tokens(tokens))
+}
+
+fn checksum_tokens(tokens: TokenStream) -> String {
     let mut hasher = Sha256::new();
     hash_tokens(tokens, &mut hasher);
     let digest = hasher.finalize();
-    Ok(format!(
+    format!(
         "sha256:{}",
         digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    )
 }
 
 fn hash_tokens(tokens: TokenStream, hasher: &mut Sha256) {

@@ -1,0 +1,194 @@
+//! Runtime benchmarks against the server in `MONGODB_URI` (see BENCHMARKS.md):
+//! applying 1,000 no-op migrations and the round trips each costs, the lock
+//! cycle, and 16 concurrent runners.
+//!
+//! `scripts/test-server run cargo bench -p mongo-migrate --bench runtime`
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mongo_migrate::mongodb::event::command::CommandEvent;
+use mongo_migrate::mongodb::event::EventHandler;
+use mongo_migrate::mongodb::options::ClientOptions;
+use mongo_migrate::mongodb::Client;
+use mongo_migrate::{
+    BoxFuture, Config, Error, Migration, MigrationContext, MigrationResult, Migrator, Registry, UpOptions, Version,
+};
+
+fn noop(_: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async { Ok(()) })
+}
+
+fn migrations(n: usize) -> Vec<Migration> {
+    let base = chrono::NaiveDate::from_ymd_opt(2020, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    (0..n)
+        .map(|i| {
+            let at = base + chrono::Duration::seconds(i as i64);
+            let version = Version::parse(&at.format("%Y%m%d%H%M%S").to_string()).unwrap();
+            Migration::new(version, format!("noop_{i}"), noop).with_checksum(format!("sha256:{i}"))
+        })
+        .collect()
+}
+
+/// Commands sent, by name, through one client.
+#[derive(Clone, Default)]
+struct Counter(Arc<Mutex<BTreeMap<String, usize>>>);
+
+impl Counter {
+    fn total(&self) -> usize {
+        self.0.lock().unwrap().values().sum()
+    }
+    fn take(&self) -> BTreeMap<String, usize> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+async fn client(uri: &str, counter: &Counter) -> Client {
+    let mut options = ClientOptions::parse(uri).await.unwrap();
+    let c = counter.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
+        if let CommandEvent::Started(e) = event {
+            *c.0.lock().unwrap().entry(e.command_name).or_default() += 1;
+        }
+    }));
+    Client::with_options(options).unwrap()
+}
+
+fn db_name(label: &str) -> String {
+    format!("mm_bench_{label}_{}", std::process::id())
+}
+
+async fn apply_1000(uri: &str) {
+    let n = 1_000;
+    let counter = Counter::default();
+    let client = client(uri, &counter).await;
+    let name = db_name("apply");
+    let migrator = Migrator::new(
+        client.clone(),
+        &name,
+        Registry::new(migrations(n)).unwrap(),
+        Config::default(),
+    );
+    // A run with nothing pending is the fixed cost every run pays.
+    let empty = Migrator::new(client.clone(), &name, Registry::new(vec![]).unwrap(), Config::default());
+    empty.up(UpOptions::default()).await.unwrap();
+    counter.take();
+    empty.up(UpOptions::default()).await.unwrap();
+    let fixed = counter.take();
+    let fixed_total: usize = fixed.values().sum();
+
+    let start = Instant::now();
+    let report = migrator.up(UpOptions::default()).await.unwrap();
+    let elapsed = start.elapsed();
+    assert_eq!(report.steps.len(), n);
+    let run = counter.take();
+    let run_total: usize = run.values().sum();
+    println!(
+        "apply {n} no-op migrations: {:.2} s ({:.2} ms each)",
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e3 / n as f64
+    );
+    println!(
+        "  round trips: {run_total} in all, {fixed_total} fixed per run, {:.2} per migration",
+        (run_total - fixed_total) as f64 / n as f64
+    );
+    println!("  per command: {run:?}");
+    println!("  fixed cost (nothing pending): {fixed:?}");
+    client.database(&name).drop().await.unwrap();
+}
+
+async fn lock_cycle(uri: &str) {
+    let counter = Counter::default();
+    let client = client(uri, &counter).await;
+    let name = db_name("lock");
+    let migrator = Migrator::new(client.clone(), &name, Registry::new(vec![]).unwrap(), Config::default());
+    migrator.up(UpOptions::default()).await.unwrap();
+    let runs = 200;
+    let mut times = Vec::with_capacity(runs);
+    counter.take();
+    for _ in 0..runs {
+        let start = Instant::now();
+        migrator.up(UpOptions::default()).await.unwrap();
+        times.push(start.elapsed());
+    }
+    times.sort();
+    let pct = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
+    println!(
+        "lock cycle (up with nothing pending: indexes, acquire, read, release), {runs} runs: p50 {:?}, p95 {:?}, max {:?}, {} round trips each",
+        pct(50),
+        pct(95),
+        times[times.len() - 1],
+        counter.total() / runs
+    );
+    client.database(&name).drop().await.unwrap();
+}
+
+async fn concurrent(uri: &str) {
+    let (runners, n) = (16, 200);
+    let name = db_name("race");
+    let applied = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for _ in 0..runners {
+        let migrator = Migrator::connect(
+            uri,
+            Some(&name),
+            Registry::new(migrations(n)).unwrap(),
+            Config::default(),
+        )
+        .await
+        .unwrap();
+        let applied = applied.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut refused = 0;
+            loop {
+                match migrator.up(UpOptions::default()).await {
+                    Ok(report) => {
+                        applied.fetch_add(report.steps.len(), Ordering::SeqCst);
+                        return refused;
+                    }
+                    Err(Error::Locked { .. }) => {
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }));
+    }
+    let mut refused = 0;
+    for task in tasks {
+        refused += task.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(
+        applied.load(Ordering::SeqCst),
+        n,
+        "a migration was applied twice or not at all"
+    );
+    println!(
+        "{runners} concurrent runners, {n} migrations: all done in {:.2} s, each applied once, {refused} refused lock attempts",
+        elapsed.as_secs_f64()
+    );
+    let (client, _) = mongo_migrate::connect(uri, Some(&name)).await.unwrap();
+    client.database(&name).drop().await.unwrap();
+}
+
+fn main() {
+    let uri = std::env::var("MONGODB_URI").expect("set MONGODB_URI, e.g. `scripts/test-server run cargo bench`");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        apply_1000(&uri).await;
+        lock_cycle(&uri).await;
+        concurrent(&uri).await;
+    });
+}
