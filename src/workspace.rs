@@ -1,10 +1,10 @@
 //! Finding the packages to work on, and their `[package.metadata.mongo-migrate]`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use cargo_metadata::{Metadata, MetadataCommand, Package, PackageId};
+use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, PackageId};
 use serde::Deserialize;
 
 use crate::cli::Args;
@@ -204,24 +204,28 @@ fn runtime(metadata: &Metadata, id: &PackageId) -> Option<Runtime> {
 }
 
 /// Workspace members with dependencies before dependents, then by name.
+/// Dev-dependencies do not order migrations (and may form cycles).
 fn ordered<'a>(members: &[&'a Package]) -> Vec<&'a Package> {
-    let by_name: BTreeMap<&str, &Package> = members.iter().map(|p| (p.name.as_str(), *p)).collect();
-    let mut done: Vec<&Package> = Vec::new();
-    fn visit<'a>(p: &'a Package, by_name: &BTreeMap<&str, &'a Package>, done: &mut Vec<&'a Package>, depth: usize) {
-        if done.iter().any(|d| d.id == p.id) || depth > by_name.len() {
+    fn visit<'a>(
+        p: &'a Package,
+        by_name: &BTreeMap<&str, &'a Package>,
+        seen: &mut BTreeSet<&'a str>,
+        done: &mut Vec<&'a Package>,
+    ) {
+        if !seen.insert(p.name.as_str()) {
             return;
         }
-        for dep in &p.dependencies {
+        for dep in p.dependencies.iter().filter(|d| d.kind != DependencyKind::Development) {
             if let Some(d) = by_name.get(dep.name.as_str()) {
-                visit(d, by_name, done, depth + 1);
+                visit(d, by_name, seen, done);
             }
         }
-        if !done.iter().any(|d| d.id == p.id) {
-            done.push(p);
-        }
+        done.push(p);
     }
+    let by_name: BTreeMap<&str, &Package> = members.iter().map(|p| (p.name.as_str(), *p)).collect();
+    let (mut seen, mut done) = (BTreeSet::new(), Vec::new());
     for p in by_name.values() {
-        visit(p, &by_name, &mut done, 0);
+        visit(p, &by_name, &mut seen, &mut done);
     }
     done
 }

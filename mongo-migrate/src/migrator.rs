@@ -223,21 +223,10 @@ impl Migrator {
     pub async fn up(&self, options: UpOptions) -> Result<RunReport, Error> {
         // Bad input is refused before anything, even the lock, is written.
         self.known_target(options.to)?;
-        if options.dry_run {
-            let records = self.records().await?;
-            let steps = self.plan_up(&records, options.to)?;
-            return Ok(RunReport {
-                direction: Direction::Up,
-                dry_run: true,
-                steps: steps.into_iter().map(|(m, batch)| step(m, batch, None)).collect(),
-            });
-        }
-        let guard = self.acquire("up").await?;
-        let result =
-            AssertUnwindSafe(self.run_locked(&guard, Direction::Up, |records| self.plan_up(records, options.to)))
-                .catch_unwind()
-                .await;
-        Self::release(guard, result).await
+        self.run(Direction::Up, options.dry_run, |records| {
+            self.plan_up(records, options.to)
+        })
+        .await
     }
 
     /// Rolls back applied migrations, newest first.
@@ -245,21 +234,39 @@ impl Migrator {
         if let DownTarget::To(to) = options.target {
             self.known_target(Some(to))?;
         }
-        if options.dry_run {
+        self.run(Direction::Down, options.dry_run, |records| {
+            self.plan_down(records, options.target)
+        })
+        .await
+    }
+
+    /// A dry-run plans from the records and changes nothing; a real run plans
+    /// under the lock, runs the plan, and releases the lock whatever happens.
+    async fn run<'a>(
+        &'a self,
+        direction: Direction,
+        dry_run: bool,
+        plan: impl FnOnce(&Records) -> Result<Vec<(&'a Migration, i64)>, Error>,
+    ) -> Result<RunReport, Error> {
+        if dry_run {
             let records = self.records().await?;
-            let plan = self.plan_down(&records, options.target)?;
             return Ok(RunReport {
-                direction: Direction::Down,
+                direction,
                 dry_run: true,
-                steps: plan.into_iter().map(|(m, batch)| step(m, batch, None)).collect(),
+                steps: plan(&records)?
+                    .into_iter()
+                    .map(|(m, batch)| step(m, batch, None))
+                    .collect(),
             });
         }
-        let guard = self.acquire("down").await?;
-        let result = AssertUnwindSafe(self.run_locked(&guard, Direction::Down, |records| {
-            self.plan_down(records, options.target)
-        }))
-        .catch_unwind()
-        .await;
+        let reason = match direction {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        };
+        let guard = self.acquire(reason).await?;
+        let result = AssertUnwindSafe(self.run_locked(&guard, direction, plan))
+            .catch_unwind()
+            .await;
         Self::release(guard, result).await
     }
 
