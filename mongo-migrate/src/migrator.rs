@@ -349,7 +349,11 @@ impl Migrator {
         if !confirmed {
             return Err(Error::UnlockNotConfirmed);
         }
-        self.lock.force_release().await
+        let before = self.lock.force_release().await?;
+        if let Some(lock) = &before {
+            self.tracking.fence_running(None, lock.generation + 1).await?;
+        }
+        Ok(before)
     }
 
     /// Settles a migration left `running` or `failed`.
@@ -441,7 +445,14 @@ impl Migrator {
     async fn acquire(&self, reason: &str) -> Result<LockGuard, Error> {
         self.tracking.ensure_indexes().await?;
         self.lock.ensure_indexes().await?;
-        self.lock.acquire(reason).await
+        let guard = self.lock.acquire(reason).await?;
+        // Whoever held the lock before is fenced off from its claimed records.
+        let fence = *guard.fence();
+        if let Err(e) = self.tracking.fence_running(Some(&fence), fence.generation).await {
+            let _ = guard.release().await;
+            return Err(e);
+        }
+        Ok(guard)
     }
 
     /// Releases the lock after the work done under it, whatever its outcome;
@@ -544,7 +555,7 @@ impl Migrator {
             let mut ctx = MigrationContext::new(self.db.clone(), None, m);
             let result = run(f, &mut ctx).await;
             let ms = elapsed_ms(start);
-            guard.check().await?;
+            // No separate check: `finish` matches nothing once a later holder fenced the record.
             match result {
                 Ok(()) => {
                     let outcome = match direction {

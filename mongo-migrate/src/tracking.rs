@@ -279,7 +279,10 @@ impl Tracking {
                     "status": prev.status.as_str(),
                     "updatedAt": bson::DateTime::from_chrono(prev.updated_at),
                 };
-                let update = self.coll.update_one(filter, doc! { "$set": fields });
+                let update = self.coll.update_one(
+                    filter,
+                    doc! { "$set": fields, "$unset": { "fencedBy": "", "fencedAt": "" } },
+                );
                 let result = match session {
                     Some(s) => update.session(s).await?,
                     None => update.await?,
@@ -322,10 +325,13 @@ impl Tracking {
                 set.insert("error", message);
             }
         }
+        // A record fenced by a later lock holder matches nothing: the check
+        // and the write are one atomic operation.
         let filter = doc! {
             "version": version.as_i64(),
             "status": MigrationStatus::Running.as_str(),
             "lockHolder": holder_doc(fence),
+            "fencedBy": { "$exists": false },
         };
         let result = self.coll.update_one(filter, doc! { "$set": set }).await?;
         if result.matched_count == 1 {
@@ -333,6 +339,21 @@ impl Tracking {
         } else {
             Err(Error::LockLost)
         }
+    }
+
+    /// Marks every `running` record not written by `except` as fenced by
+    /// `generation`, so the runner that claimed it can no longer finish it.
+    /// Called by each new lock holder, and by force-unlock.
+    pub(crate) async fn fence_running(&self, except: Option<&Fence>, generation: i64) -> Result<u64, Error> {
+        let mut filter = doc! {
+            "status": MigrationStatus::Running.as_str(),
+            "fencedBy": { "$exists": false },
+        };
+        if let Some(fence) = except {
+            filter.insert("lockHolder.id", doc! { "$ne": fence.holder_id.to_string() });
+        }
+        let update = doc! { "$set": { "fencedBy": generation, "fencedAt": now() } };
+        Ok(self.coll.update_many(filter, update).await?.modified_count)
     }
 
     /// Marks a blocked record as applied or as pending again.
@@ -352,7 +373,8 @@ impl Tracking {
         if to == MigrationStatus::Completed && record.applied_at.is_none() {
             set.insert("appliedAt", now);
         }
-        let result = self.coll.update_one(filter, doc! { "$set": set }).await?;
+        let update = doc! { "$set": set, "$unset": { "fencedBy": "", "fencedAt": "" } };
+        let result = self.coll.update_one(filter, update).await?;
         if result.matched_count == 1 {
             Ok(())
         } else {

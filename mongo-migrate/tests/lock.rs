@@ -207,3 +207,56 @@ async fn a_runner_whose_lock_was_taken_over_records_nothing_more() {
     assert!(t.tracking("20260102000000").await.is_none(), "the stale runner went on");
     t.drop_db().await;
 }
+
+static ENTERED_EXPIRY: Notify = Notify::const_new();
+static RESUME_EXPIRY: Notify = Notify::const_new();
+
+fn stalls_past_expiry(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ENTERED_EXPIRY.notify_one();
+        RESUME_EXPIRY.notified().await;
+        record_up(ctx).await
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_lock_expired_and_was_taken_over_cannot_record_its_result() {
+    let t = TestDb::new().await;
+    let migrations = || {
+        vec![
+            Migration::new(v("20260101000000"), "stalls", stalls_past_expiry),
+            reversible("20260102000000", "next"),
+        ]
+    };
+    let stale = t.other_runner(migrations(), Config::default()).await;
+    let run = tokio::spawn(async move { stale.up(UpOptions::default()).await });
+    ENTERED_EXPIRY.notified().await;
+
+    // The stale runner stalls past its lease (a GC pause, a partition): its lock expires.
+    let past = mongo_migrate::bson::DateTime::from_millis(mongo_migrate::bson::DateTime::now().timestamp_millis() - 1);
+    t.db()
+        .collection::<Document>("migration_locks")
+        .update_one(doc! { "_id": "migrations" }, doc! { "$set": { "expiresAt": past } })
+        .await
+        .unwrap();
+    let other = t.other_runner(migrations(), Config::default()).await;
+    let blocked = other.up(UpOptions::default()).await.unwrap_err();
+    assert!(matches!(blocked, Error::Blocked { .. }), "{blocked}");
+    let rec = t.tracking("20260101000000").await.unwrap();
+    assert!(
+        rec.get_i64("fencedBy").is_ok(),
+        "the new holder did not fence the stale claim: {rec}"
+    );
+
+    RESUME_EXPIRY.notify_one();
+    let err = run.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::LockLost), "{err}");
+    let rec = t.tracking("20260101000000").await.unwrap();
+    assert_eq!(
+        rec.get_str("status").unwrap(),
+        "running",
+        "the stale runner recorded its result: {rec}"
+    );
+    assert!(t.tracking("20260102000000").await.is_none(), "the stale runner went on");
+    t.drop_db().await;
+}
