@@ -170,3 +170,74 @@ fn a_build_script_registry_picks_up_new_files_without_a_manual_step() {
     assert!(out.contains("applying 20260402000000 add_event_index ... ok"), "{out}");
     assert!(out.contains("Applied 2 migrations"), "{out}");
 }
+
+/// Writes into the database the CLI works on, as another runner or a crash would.
+fn with_db(db: &str, f: impl AsyncFnOnce(mongo_migrate::mongodb::Database)) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, name) = mongo_migrate::connect(&uri(), Some(db)).await.unwrap();
+        f(client.database(&name)).await;
+    });
+}
+
+#[test]
+fn a_held_lock_exits_3_and_a_crashed_migration_exits_4_until_resolved() {
+    use mongo_migrate::bson::{doc, DateTime, Document};
+    let crate_dir = fixture("single");
+    let db = database();
+    let run = against_server(crate_dir.path(), &db);
+
+    with_db(&db, async |db| {
+        let until = DateTime::from_millis(DateTime::now().timestamp_millis() + 600_000);
+        let holder =
+            doc! { "id": "7d0f4a4e-0000-4000-8000-000000000000", "host": "deploy-9", "pid": 99_i64, "reason": "up" };
+        db.collection::<Document>("migration_locks")
+            .insert_one(doc! { "_id": "migrations", "holder": holder, "generation": 4_i64, "expiresAt": until })
+            .await
+            .unwrap();
+    });
+    let assert = run(&["up"]).assert().code(3);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("migrations are locked by") && stderr.contains("deploy-9"),
+        "{stderr}"
+    );
+    let out = stdout(run(&["lock-status"]).assert().success());
+    assert!(out.contains("held by") && out.contains("generation 4"), "{out}");
+    let out = stdout(run(&["force-unlock", "--yes"]).assert().success());
+    assert!(
+        out.contains("released the lock held by") && out.contains("deploy-9"),
+        "{out}"
+    );
+
+    // A runner died while applying the first migration.
+    with_db(&db, async |db| {
+        let now = DateTime::now();
+        db.collection::<Document>("migrations")
+            .insert_one(doc! {
+                "version": 20260101000000_i64, "name": "create_users", "description": "", "status": "running",
+                "direction": "up", "batch": 1_i64, "checksum": "", "reversible": true,
+                "lockHolder": { "id": "7d0f4a4e-0000-4000-8000-000000000000", "generation": 4_i64 },
+                "createdAt": now, "updatedAt": now,
+            })
+            .await
+            .unwrap();
+    });
+    let out = stdout(run(&["status"]).assert().success());
+    assert!(out.contains("RUNNING") && out.contains("1 running"), "{out}");
+    let assert = run(&["up"]).assert().code(4);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("20260101000000 (create_users) is running"), "{stderr}");
+    let out = stdout(run(&["resolve", "20260101000000", "--pending"]).assert().success());
+    assert_eq!(out.trim(), "single-app: marked 20260101000000 as pending");
+    let out = stdout(run(&["up"]).assert().success());
+    assert!(out.contains("Applied 2 migrations"), "{out}");
+    let out = stdout(run(&["history"]).assert().success());
+    assert!(
+        out.contains("VERSION") && out.contains("seed_admin") && out.contains("completed"),
+        "{out}"
+    );
+}
