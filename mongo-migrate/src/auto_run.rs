@@ -1,14 +1,29 @@
 //! Running pending migrations at application startup.
 
+use std::time::{Duration, Instant};
+
 use crate::{Error, Migrator, RunReport, UpOptions};
 
 /// When and how strictly to migrate at startup.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AutoRunConfig {
     /// `MIGRATE_ON_START`: off unless `true`.
     pub enabled: bool,
     /// `MIGRATE_ON_START_FAIL_HARD`: return the error instead of reporting it.
     pub fail_hard: bool,
+    /// `MIGRATE_ON_START_WAIT_SECS` (default 120): how long to wait while
+    /// another instance holds the lock, as when several replicas start at once.
+    pub lock_wait: Duration,
+}
+
+impl Default for AutoRunConfig {
+    fn default() -> Self {
+        AutoRunConfig {
+            enabled: false,
+            fail_hard: false,
+            lock_wait: Duration::from_secs(120),
+        }
+    }
 }
 
 impl AutoRunConfig {
@@ -28,9 +43,18 @@ impl AutoRunConfig {
                 value: v.to_string(),
             }),
         };
+        let wait = "MIGRATE_ON_START_WAIT_SECS";
+        let lock_wait = match lookup(wait).as_deref().map(str::trim) {
+            None | Some("") => AutoRunConfig::default().lock_wait,
+            Some(v) => Duration::from_secs(v.parse().map_err(|_| Error::InvalidEnv {
+                variable: wait.to_string(),
+                value: v.to_string(),
+            })?),
+        };
         Ok(AutoRunConfig {
             enabled: flag("MIGRATE_ON_START")?,
             fail_hard: flag("MIGRATE_ON_START_FAIL_HARD")?,
+            lock_wait,
         })
     }
 }
@@ -46,7 +70,9 @@ pub enum AutoRun {
     Failed(Error),
 }
 
-/// Applies pending migrations at startup when `config.enabled`.
+/// Applies pending migrations at startup when `config.enabled`. While
+/// another instance holds the lock it waits (up to `lock_wait`) and tries
+/// again; by then that instance has usually applied everything.
 ///
 /// In strict mode (`fail_hard`) a failure is returned as `Err` so the
 /// application can refuse to start; otherwise it comes back as
@@ -55,7 +81,18 @@ pub async fn auto_run(migrator: &Migrator, config: AutoRunConfig) -> Result<Auto
     if !config.enabled {
         return Ok(AutoRun::Disabled);
     }
-    match migrator.up(UpOptions::default()).await {
+    let deadline = Instant::now() + config.lock_wait;
+    let mut pause = Duration::from_millis(200);
+    let result = loop {
+        match migrator.up(UpOptions::default()).await {
+            Err(Error::Locked { .. }) if Instant::now() + pause < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => break other,
+        }
+    };
+    match result {
         Ok(report) => Ok(AutoRun::Applied(report)),
         Err(e) if config.fail_hard => Err(e),
         Err(e) => Ok(AutoRun::Failed(e)),
@@ -77,8 +114,14 @@ mod tests {
 
     #[test]
     fn reads_both_flags() {
-        let c = config(&[("MIGRATE_ON_START", "true"), ("MIGRATE_ON_START_FAIL_HARD", "TRUE")]).unwrap();
+        let c = config(&[
+            ("MIGRATE_ON_START", "true"),
+            ("MIGRATE_ON_START_FAIL_HARD", "TRUE"),
+            ("MIGRATE_ON_START_WAIT_SECS", "5"),
+        ])
+        .unwrap();
         assert!(c.enabled && c.fail_hard);
+        assert_eq!(c.lock_wait, Duration::from_secs(5));
         let c = config(&[("MIGRATE_ON_START", "false")]).unwrap();
         assert!(!c.enabled);
     }
@@ -87,5 +130,7 @@ mod tests {
     fn rejects_garbage() {
         let err = config(&[("MIGRATE_ON_START", "yes please")]).unwrap_err();
         assert!(err.to_string().contains("MIGRATE_ON_START"), "{err}");
+        let err = config(&[("MIGRATE_ON_START_WAIT_SECS", "soon")]).unwrap_err();
+        assert!(err.to_string().contains("MIGRATE_ON_START_WAIT_SECS"), "{err}");
     }
 }

@@ -325,7 +325,7 @@ async fn auto_run_is_off_by_default_applies_when_on_and_fails_hard_in_strict_mod
 
     let on = AutoRunConfig {
         enabled: true,
-        fail_hard: false,
+        ..Default::default()
     };
     match auto_run(&m, on).await.unwrap() {
         AutoRun::Applied(report) => assert_eq!(report.steps.len(), 3),
@@ -344,8 +344,47 @@ async fn auto_run_is_off_by_default_applies_when_on_and_fails_hard_in_strict_mod
     let strict = AutoRunConfig {
         enabled: true,
         fail_hard: true,
+        ..Default::default()
     };
     let err = auto_run(&broken, strict).await.unwrap_err();
     assert!(matches!(err, Error::Blocked { .. }), "{err}");
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn auto_run_waits_while_another_instance_holds_the_lock() {
+    use mongo_migrate::bson::{doc, DateTime, Document};
+    let t = TestDb::new().await;
+    // Another replica's lock, expiring in 1.5 s (as if it died mid-run).
+    let until = DateTime::from_millis(DateTime::now().timestamp_millis() + 1_500);
+    t.db()
+        .collection::<Document>("migration_locks")
+        .insert_one(doc! {
+            "_id": "migrations",
+            "holder": { "id": uuid::Uuid::new_v4().to_string(), "host": "replica-2", "pid": 1_i64, "reason": "up" },
+            "generation": 1_i64,
+            "expiresAt": until,
+        })
+        .await
+        .unwrap();
+    let m = t.migrator(three());
+    let impatient = AutoRunConfig {
+        enabled: true,
+        fail_hard: false,
+        lock_wait: std::time::Duration::ZERO,
+    };
+    match auto_run(&m, impatient).await.unwrap() {
+        AutoRun::Failed(Error::Locked { .. }) => {}
+        other => panic!("expected Failed(Locked), got {other:?}"),
+    }
+    let patient = AutoRunConfig {
+        enabled: true,
+        fail_hard: true,
+        lock_wait: std::time::Duration::from_secs(20),
+    };
+    match auto_run(&m, patient).await.unwrap() {
+        AutoRun::Applied(report) => assert_eq!(report.steps.len(), 3),
+        other => panic!("expected Applied, got {other:?}"),
+    }
     t.drop_db().await;
 }
