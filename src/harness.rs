@@ -245,7 +245,11 @@ mod tests {
         let doc: toml::Table = text.parse().unwrap();
         assert_eq!(doc["profile"]["dev"]["opt-level"].as_integer(), Some(1), "{text}");
         let vendored = root.path().join("vendor/bson").display().to_string();
-        assert_eq!(doc["patch"]["crates-io"]["bson"]["path"].as_str(), Some(vendored.as_str()), "{text}");
+        assert_eq!(
+            doc["patch"]["crates-io"]["bson"]["path"].as_str(),
+            Some(vendored.as_str()),
+            "{text}"
+        );
         assert_eq!(doc["dependencies"]["mongo-migrate"]["version"].as_str(), Some("=0.1.0"));
         assert_eq!(doc["dependencies"]["user_crate"]["package"].as_str(), Some("app"));
         assert!(doc["workspace"].as_table().unwrap().is_empty());
