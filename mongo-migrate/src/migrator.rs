@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bson::{doc, Document};
 use futures_util::FutureExt;
-use mongodb::options::ClientOptions;
+use mongodb::options::{ClientOptions, CollectionOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Database};
 use serde::{Deserialize, Serialize};
 
@@ -185,12 +185,8 @@ impl Migrator {
     pub fn new(client: Client, database: &str, registry: Registry, config: Config) -> Self {
         let db = client.database(database);
         Migrator {
-            tracking: Tracking::new(db.collection(&config.tracking_collection)),
-            lock: Lock::new(
-                db.collection(&config.lock_collection),
-                config.lock_name,
-                config.lock_ttl,
-            ),
+            tracking: Tracking::new(durable(&db, &config.tracking_collection)),
+            lock: Lock::new(durable(&db, &config.lock_collection), config.lock_name, config.lock_ttl),
             client,
             db,
             registry,
@@ -655,6 +651,17 @@ fn state_of(status: MigrationStatus) -> State {
         MigrationStatus::Failed => State::Failed,
         MigrationStatus::RolledBack => State::RolledBack,
     }
+}
+
+/// The lock and the tracking records must survive a failover: a lock write
+/// acknowledged by one member only could be rolled back, and two runners
+/// would then both hold the lock. Majority writes and reads prevent that.
+fn durable(db: &Database, name: &str) -> mongodb::Collection<Document> {
+    let options = CollectionOptions::builder()
+        .write_concern(WriteConcern::majority())
+        .read_concern(ReadConcern::majority())
+        .build();
+    db.collection_with_options(name, options)
 }
 
 /// Parses the URI, connects, and pings. Returns the client and database name.

@@ -175,5 +175,14 @@ async fn a_server_without_transactions_gets_a_clear_error_before_anything_runs()
         .await
         .unwrap();
     assert_eq!(applied, 0, "ran the plain migration before refusing");
+
+    // Everything else works on a standalone server.
+    let plain = Registry::new(vec![reversible("20260101000000", "plain_first")]).unwrap();
+    let m = Migrator::connect(&uri, Some(&name), plain, Config::default())
+        .await
+        .unwrap();
+    assert_eq!(m.up(UpOptions::default()).await.unwrap().steps.len(), 1);
+    assert_eq!(m.down(DownOptions::default()).await.unwrap().steps.len(), 1);
+    assert_eq!(m.status().await.unwrap().counts.pending, 1);
     m.database().drop().await.unwrap();
 }
