@@ -91,11 +91,23 @@ pub enum Error {
     #[error("migration {version} ({name}) needs a transaction, but this server does not support them (it is not a replica set or sharded cluster); run it against a replica set or make it non-transactional")]
     TransactionsUnsupported { version: Version, name: String },
 
-    #[error("{0}")]
-    Context(String),
+    #[error("migration {version} ({name}) was changed by another runner while this one held the lock; nothing was run. Check `status`, then run again")]
+    Conflict { version: Version, name: String },
+
+    #[error("tracking document {document} has a missing or malformed `{field}`; fix or remove it by hand")]
+    CorruptRecord { document: String, field: String },
 
     #[error("no tracking record for version {version}; nothing to resolve")]
     NothingToResolve { version: Version },
+
+    #[error("migration {version} is {status}, not running or failed; nothing to resolve")]
+    NotResolvable {
+        version: Version,
+        status: crate::MigrationStatus,
+    },
+
+    #[error("the migration harness failed: {0}")]
+    Harness(String),
 
     #[error("invalid value `{value}` for {variable}: expected `true` or `false`")]
     InvalidEnv { variable: String, value: String },

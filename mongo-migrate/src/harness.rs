@@ -86,6 +86,7 @@ impl ErrorKind {
             | Error::UnlockNotConfirmed
             | Error::Irreversible { .. }
             | Error::NothingToResolve { .. }
+            | Error::NotResolvable { .. }
             | Error::InvalidVersion { .. }
             | Error::DuplicateVersion { .. }
             | Error::Unordered { .. } => ErrorKind::Usage,
@@ -95,7 +96,7 @@ impl ErrorKind {
 }
 
 fn json<T: Serialize>(value: Result<T, Error>) -> Result<serde_json::Value, Error> {
-    value.and_then(|v| serde_json::to_value(v).map_err(|e| Error::Context(e.to_string())))
+    value.and_then(|v| serde_json::to_value(v).map_err(|e| Error::Harness(e.to_string())))
 }
 
 /// `main` of a generated harness: `mongo_migrate::harness::main(my_crate::migrations::registry)`.
@@ -136,9 +137,9 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|e| Error::Context(format!("reading the request: {e}")))?;
+        .map_err(|e| Error::Harness(format!("reading the request: {e}")))?;
     let request: Request =
-        serde_json::from_str(&line).map_err(|e| Error::Context(format!("malformed harness request: {e}")))?;
+        serde_json::from_str(&line).map_err(|e| Error::Harness(format!("malformed request: {e}")))?;
     let registry = registry()?;
     let c = request.connection;
     let mut config = Config::default();

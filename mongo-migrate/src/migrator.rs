@@ -370,10 +370,10 @@ impl Migrator {
         let records = self.records().await?;
         let record = records.get(&version).ok_or(Error::NothingToResolve { version })?;
         if !matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) {
-            return Err(Error::Context(format!(
-                "migration {version} is {}, not running or failed; nothing to resolve",
-                record.status
-            )));
+            return Err(Error::NotResolvable {
+                version,
+                status: record.status,
+            });
         }
         let to = match resolution {
             Resolution::Applied => MigrationStatus::Completed,

@@ -95,10 +95,9 @@ pub struct Record {
 
 impl Record {
     fn from_document(doc: &Document) -> Result<Self, Error> {
-        let corrupt = |field: &str| {
-            Error::Context(format!(
-                "tracking document {doc} has a missing or malformed `{field}`; fix or remove it by hand"
-            ))
+        let corrupt = |field: &str| Error::CorruptRecord {
+            document: doc.to_string(),
+            field: field.to_string(),
         };
         let text = |field: &str| doc.get_str(field).map(str::to_string).map_err(|_| corrupt(field));
         let opt_text = |field: &str| doc.get_str(field).ok().map(str::to_string);
@@ -293,10 +292,10 @@ impl Tracking {
         if claimed {
             Ok(())
         } else {
-            Err(Error::Context(format!(
-                "migration {} ({}) was changed by another runner while this one held the lock; nothing was run. Check `status`",
-                migration.version, migration.name
-            )))
+            Err(Error::Conflict {
+                version: migration.version,
+                name: migration.name.clone(),
+            })
         }
     }
 
@@ -378,10 +377,10 @@ impl Tracking {
         if result.matched_count == 1 {
             Ok(())
         } else {
-            Err(Error::Context(format!(
-                "tracking record {} changed while resolving it; check `status` and try again",
-                record.version
-            )))
+            Err(Error::Conflict {
+                version: record.version,
+                name: record.name.clone(),
+            })
         }
     }
 }
