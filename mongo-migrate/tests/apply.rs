@@ -353,20 +353,9 @@ async fn auto_run_is_off_by_default_applies_when_on_and_fails_hard_in_strict_mod
 
 #[tokio::test]
 async fn auto_run_waits_while_another_instance_holds_the_lock() {
-    use mongo_migrate::bson::{doc, DateTime, Document};
     let t = TestDb::new().await;
     // Another replica's lock, expiring in 1.5 s (as if it died mid-run).
-    let until = DateTime::from_millis(DateTime::now().timestamp_millis() + 1_500);
-    t.db()
-        .collection::<Document>("migration_locks")
-        .insert_one(doc! {
-            "_id": "migrations",
-            "holder": { "id": uuid::Uuid::new_v4().to_string(), "host": "replica-2", "pid": 1_i64, "reason": "up" },
-            "generation": 1_i64,
-            "expiresAt": until,
-        })
-        .await
-        .unwrap();
+    t.foreign_lock("replica-2", 1, 1_500).await;
     let m = t.migrator(three());
     let impatient = AutoRunConfig {
         enabled: true,

@@ -181,18 +181,7 @@ async fn writes_need_authorisation_and_bad_input_is_a_400() {
 async fn a_held_lock_is_a_409_and_release_needs_confirmation() {
     let t = TestDb::new().await;
     let base = serve(&t, Authorization::bearer(TOKEN)).await;
-    let future =
-        mongo_migrate::bson::DateTime::from_millis(mongo_migrate::bson::DateTime::now().timestamp_millis() + 60_000);
-    t.db()
-        .collection::<mongo_migrate::bson::Document>("migration_locks")
-        .insert_one(mongo_migrate::bson::doc! {
-            "_id": "migrations",
-            "holder": { "id": uuid::Uuid::new_v4().to_string(), "host": "deploy-1", "pid": 7_i64, "reason": "up" },
-            "generation": 1_i64,
-            "expiresAt": future,
-        })
-        .await
-        .unwrap();
+    t.foreign_lock("deploy-1", 1, 60_000).await;
     let (code, body) = call("POST", &format!("{base}/migrations/up"), Some(TOKEN), Some(json!({}))).await;
     assert_eq!((code, body["error"]["kind"].as_str()), (409, Some("locked")), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("deploy-1"));

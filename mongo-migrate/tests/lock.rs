@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use mongo_migrate::bson::{doc, Document};
-use mongo_migrate::{BoxFuture, Config, Error, Migration, MigrationContext, MigrationResult, UpOptions};
+use mongo_migrate::{BoxFuture, Config, Error, Migration, MigrationContext, MigrationResult, Migrator, UpOptions};
 use tokio::sync::Notify;
 
 fn slow_up(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
@@ -72,18 +72,7 @@ async fn sixteen_concurrent_runners_apply_each_migration_exactly_once() {
 #[tokio::test]
 async fn a_held_lock_is_refused_with_its_holder_and_nothing_changes() {
     let t = TestDb::new().await;
-    let future =
-        mongo_migrate::bson::DateTime::from_millis(mongo_migrate::bson::DateTime::now().timestamp_millis() + 60_000);
-    t.db()
-        .collection::<Document>("migration_locks")
-        .insert_one(doc! {
-            "_id": "migrations",
-            "holder": { "id": uuid::Uuid::new_v4().to_string(), "host": "deploy-7", "pid": 4242_i64, "reason": "up" },
-            "generation": 3_i64,
-            "expiresAt": future,
-        })
-        .await
-        .unwrap();
+    t.foreign_lock("deploy-7", 3, 60_000).await;
     let before = t.snapshot().await;
     let err = t.migrator(three()).up(UpOptions::default()).await.unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err}");
@@ -99,18 +88,7 @@ async fn a_held_lock_is_refused_with_its_holder_and_nothing_changes() {
 #[tokio::test]
 async fn an_expired_lock_is_taken_over_with_a_new_generation() {
     let t = TestDb::new().await;
-    let past =
-        mongo_migrate::bson::DateTime::from_millis(mongo_migrate::bson::DateTime::now().timestamp_millis() - 1_000);
-    t.db()
-        .collection::<Document>("migration_locks")
-        .insert_one(doc! {
-            "_id": "migrations",
-            "holder": { "id": uuid::Uuid::new_v4().to_string(), "host": "dead-host", "pid": 1_i64, "reason": "up" },
-            "generation": 7_i64,
-            "expiresAt": past,
-        })
-        .await
-        .unwrap();
+    t.foreign_lock("dead-host", 7, -1_000).await;
     t.migrator(three()).up(UpOptions::default()).await.unwrap();
     let rec = t.tracking("20260101000000").await.unwrap();
     assert_eq!(
@@ -153,102 +131,74 @@ async fn the_heartbeat_keeps_a_short_lock_alive_through_a_long_migration() {
     t.drop_db().await;
 }
 
-static ENTERED: Notify = Notify::const_new();
-static RESUME: Notify = Notify::const_new();
-
-fn stalls(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
-    Box::pin(async move {
-        ENTERED.notify_one();
-        RESUME.notified().await;
-        record_up(ctx).await
-    })
+/// One stalling migration per test: fn pointers cannot capture, so each
+/// test has its own pair of signals.
+struct Stall {
+    entered: Notify,
+    resume: Notify,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_runner_whose_lock_was_taken_over_records_nothing_more() {
+impl Stall {
+    const fn new() -> Self {
+        Stall {
+            entered: Notify::const_new(),
+            resume: Notify::const_new(),
+        }
+    }
+
+    async fn run(&self, ctx: &mut MigrationContext) -> MigrationResult {
+        self.entered.notify_one();
+        self.resume.notified().await;
+        record_up(ctx).await
+    }
+}
+
+static FORCED: Stall = Stall::new();
+static EXPIRED: Stall = Stall::new();
+
+fn stalls_until_forced(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(FORCED.run(ctx))
+}
+
+fn stalls_until_expired(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(EXPIRED.run(ctx))
+}
+
+/// A runner stalls in its first migration; `take_over` hands the lock to
+/// another runner, which must find the migration blocked. Then the stale
+/// runner resumes: it must record nothing and stop with `LockLost`.
+async fn stale_runner_records_nothing(
+    stall: &'static Stall,
+    up: mongo_migrate::MigrationFn,
+    take_over: impl AsyncFnOnce(&TestDb, &Migrator),
+) {
     let t = TestDb::new().await;
     let migrations = || {
         vec![
-            Migration::new(v("20260101000000"), "stalls", stalls),
+            Migration::new(v("20260101000000"), "stalls", up),
             reversible("20260102000000", "next"),
         ]
     };
     let stale = t.other_runner(migrations(), Config::default()).await;
     let run = tokio::spawn(async move { stale.up(UpOptions::default()).await });
-    ENTERED.notified().await;
-
-    // An operator (or an expiry) hands the lock to another runner.
-    let other = t.other_runner(migrations(), Config::default()).await;
-    assert!(matches!(
-        other.force_unlock(false).await,
-        Err(Error::UnlockNotConfirmed)
-    ));
-    let taken = other
-        .force_unlock(true)
+    stall.entered.notified().await;
+    let generation = t
+        .tracking("20260101000000")
         .await
         .unwrap()
-        .expect("the stale runner held the lock");
-    let blocked = other.up(UpOptions::default()).await.unwrap_err();
-    assert!(matches!(blocked, Error::Blocked { .. }), "{blocked}");
-
-    RESUME.notify_one();
-    let err = run.await.unwrap().unwrap_err();
-    assert!(matches!(err, Error::LockLost), "{err}");
-    let rec = t.tracking("20260101000000").await.unwrap();
-    assert_eq!(
-        rec.get_str("status").unwrap(),
-        "running",
-        "the stale runner recorded its result"
-    );
-    assert_eq!(
-        rec.get_document("lockHolder").unwrap().get_i64("generation").unwrap(),
-        taken.generation
-    );
-    assert!(t.tracking("20260102000000").await.is_none(), "the stale runner went on");
-    t.drop_db().await;
-}
-
-static ENTERED_EXPIRY: Notify = Notify::const_new();
-static RESUME_EXPIRY: Notify = Notify::const_new();
-
-fn stalls_past_expiry(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
-    Box::pin(async move {
-        ENTERED_EXPIRY.notify_one();
-        RESUME_EXPIRY.notified().await;
-        record_up(ctx).await
-    })
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_runner_whose_lock_expired_and_was_taken_over_cannot_record_its_result() {
-    let t = TestDb::new().await;
-    let migrations = || {
-        vec![
-            Migration::new(v("20260101000000"), "stalls", stalls_past_expiry),
-            reversible("20260102000000", "next"),
-        ]
-    };
-    let stale = t.other_runner(migrations(), Config::default()).await;
-    let run = tokio::spawn(async move { stale.up(UpOptions::default()).await });
-    ENTERED_EXPIRY.notified().await;
-
-    // The stale runner stalls past its lease (a GC pause, a partition): its lock expires.
-    let past = mongo_migrate::bson::DateTime::from_millis(mongo_migrate::bson::DateTime::now().timestamp_millis() - 1);
-    t.db()
-        .collection::<Document>("migration_locks")
-        .update_one(doc! { "_id": "migrations" }, doc! { "$set": { "expiresAt": past } })
-        .await
+        .get_document("lockHolder")
+        .unwrap()
+        .get_i64("generation")
         .unwrap();
+
     let other = t.other_runner(migrations(), Config::default()).await;
+    take_over(&t, &other).await;
     let blocked = other.up(UpOptions::default()).await.unwrap_err();
     assert!(matches!(blocked, Error::Blocked { .. }), "{blocked}");
     let rec = t.tracking("20260101000000").await.unwrap();
-    assert!(
-        rec.get_i64("fencedBy").is_ok(),
-        "the new holder did not fence the stale claim: {rec}"
-    );
+    assert!(rec.get_i64("fencedBy").is_ok(), "the stale claim was not fenced: {rec}");
 
-    RESUME_EXPIRY.notify_one();
+    stall.resume.notify_one();
     let err = run.await.unwrap().unwrap_err();
     assert!(matches!(err, Error::LockLost), "{err}");
     let rec = t.tracking("20260101000000").await.unwrap();
@@ -257,6 +207,41 @@ async fn a_runner_whose_lock_expired_and_was_taken_over_cannot_record_its_result
         "running",
         "the stale runner recorded its result: {rec}"
     );
+    assert_eq!(
+        rec.get_document("lockHolder").unwrap().get_i64("generation").unwrap(),
+        generation
+    );
     assert!(t.tracking("20260102000000").await.is_none(), "the stale runner went on");
     t.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_lock_was_force_unlocked_records_nothing_more() {
+    stale_runner_records_nothing(&FORCED, stalls_until_forced, async |_, other| {
+        assert!(matches!(
+            other.force_unlock(false).await,
+            Err(Error::UnlockNotConfirmed)
+        ));
+        other
+            .force_unlock(true)
+            .await
+            .unwrap()
+            .expect("the stale runner held the lock");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_whose_lock_expired_and_was_taken_over_records_nothing_more() {
+    // The stale runner stalls past its lease (a GC pause, a partition): its lock expires.
+    stale_runner_records_nothing(&EXPIRED, stalls_until_expired, async |t, _| {
+        let past =
+            mongo_migrate::bson::DateTime::from_millis(mongo_migrate::bson::DateTime::now().timestamp_millis() - 1);
+        t.db()
+            .collection::<Document>("migration_locks")
+            .update_one(doc! { "_id": "migrations" }, doc! { "$set": { "expiresAt": past } })
+            .await
+            .unwrap();
+    })
+    .await;
 }
