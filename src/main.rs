@@ -40,30 +40,44 @@ fn run(args: Args) -> Result<()> {
     }
 }
 
-/// Commands that run in the harness, package by package.
+/// Commands that run in the harness, package by package. With `--json`, one
+/// document: the package's result, or with `--workspace` an object keyed by package.
 fn remote(args: &Args, ws: &Workspace) -> Result<()> {
+    let mut results = serde_json::Map::new();
+    let mut json = false;
     for target in &ws.targets {
         if !target.config.build_script && target.migrations_dir().is_dir() {
             // Keep the registry in step with the files before building.
             scaffold::registry_quiet(target)?;
         }
-        let (conn, command, json) = request(&args.command, target)?;
+        let (conn, command, as_json) = request(&args.command, target)?;
+        json = as_json;
         let bin = harness::build(ws, target, args.verbose)?;
         let request = Request {
             connection: conn,
             command,
         };
-        let show_progress = !json;
         let value = harness::run(&bin, &request, args.verbose, |p| {
-            if show_progress {
+            if !json {
                 output::progress(p)
             }
         })?;
         if json {
-            println!("{}", serde_json::to_string_pretty(&value)?);
-            continue;
+            results.insert(target.name.clone(), value);
+        } else {
+            render(&target.name, &request.command, value)?;
         }
-        render(&target.name, &request.command, value)?;
+    }
+    if json {
+        let document = if args.workspace {
+            serde_json::Value::Object(results)
+        } else {
+            results
+                .into_iter()
+                .next()
+                .map_or(serde_json::Value::Null, |(_, only)| only)
+        };
+        println!("{}", serde_json::to_string_pretty(&document)?);
     }
     Ok(())
 }

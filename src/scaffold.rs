@@ -51,12 +51,13 @@ pub fn registry(target: &Target) -> Result<()> {
     Ok(())
 }
 
-/// Regenerates the registry before a harness build; silent unless it changed.
+/// Regenerates the registry before a harness build; silent unless it changed,
+/// and then on stderr, so `--json` output stays one document.
 pub fn registry_quiet(target: &Target) -> Result<()> {
     let dir = target.migrations_dir();
     let (_, changed) = mongo_migrate_codegen::generate_module(&dir).map_err(codegen)?;
     if changed {
-        println!("Updated {}", display(&dir.join(REGISTRY_FILE)));
+        eprintln!("Updated {}", display(&dir.join(REGISTRY_FILE)));
     }
     Ok(())
 }

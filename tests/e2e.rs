@@ -110,6 +110,11 @@ fn workspace_members_run_in_dependency_order_with_their_own_collections() {
     let out = stdout(run(&["-p", "ws-billing", "status", "--json"]).assert().success());
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["migrations"][0]["name"], "create_invoices");
+    // One JSON document for the whole workspace, keyed by package.
+    let out = stdout(run(&["--workspace", "status", "--json"]).assert().success());
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(all["ws-billing"]["counts"]["applied"], 1, "{out}");
+    assert_eq!(all["ws-app"]["migrations"][0]["name"], "create_orders", "{out}");
 
     // The billing migration has no `down`.
     let assert = run(&["-p", "ws-billing", "down"]).assert().code(2);
@@ -240,4 +245,30 @@ fn a_held_lock_exits_3_and_a_crashed_migration_exits_4_until_resolved() {
         out.contains("VERSION") && out.contains("seed_admin") && out.contains("completed"),
         "{out}"
     );
+}
+
+#[test]
+fn compile_errors_in_migrations_are_shown_as_cargo_prints_them() {
+    let crate_dir = fixture("single");
+    let db = database();
+    let run = against_server(crate_dir.path(), &db);
+    let broken = "//! Broken.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    let n: u32 = \"three\";\n    let _ = n;\n    Ok(())\n}\n";
+    std::fs::write(
+        crate_dir.path().join("src/migrations/m20260105_000000_broken.rs"),
+        broken,
+    )
+    .unwrap();
+    let assert = run(&["up"]).assert().code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("mismatched types"), "{stderr}");
+    assert!(stderr.contains("m20260105_000000_broken.rs"), "{stderr}");
+    assert!(
+        stderr.contains("error: building the migrations of `single-app` failed"),
+        "{stderr}"
+    );
+    // Nothing ran: with the file gone, nothing is applied.
+    std::fs::remove_file(crate_dir.path().join("src/migrations/m20260105_000000_broken.rs")).unwrap();
+    let out = stdout(run(&["status", "--json"]).assert().success());
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["counts"]["applied"], 0, "{out}");
 }
