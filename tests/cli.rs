@@ -104,7 +104,7 @@ fn listing(dir: &std::path::Path) -> Vec<(String, String)> {
 #[test]
 fn committed_registries_match_the_generator() {
     // The fixtures' mod.rs files are the golden files.
-    for dir in ["single", "workspace", "workspace/billing", "virtual/api"] {
+    for dir in ["single", "workspace", "workspace/billing", "virtual/api", "demo"] {
         let dir = root().join("fixtures").join(dir).join("src/migrations");
         let files = mongo_migrate_codegen::scan(&dir).unwrap();
         let rendered = mongo_migrate_codegen::render(&files, mongo_migrate_codegen::Layout::Module);

@@ -506,69 +506,10 @@ impl Migrator {
             elapsed_ms: None,
         };
         guard.check().await?;
-        let start = Instant::now();
         let ms = if m.transactional {
-            let mut session = self.client.start_session().await?;
-            session.start_transaction().await?;
-            let mut ctx = MigrationContext::new(self.db.clone(), Some(session), m);
-            let result = run(f, &mut ctx).await;
-            let mut session = ctx.into_session().expect("transactional context has a session");
-            let ms = elapsed_ms(start);
-            let done = match direction {
-                Direction::Up => MigrationStatus::Completed,
-                Direction::Down => MigrationStatus::RolledBack,
-            };
-            let committed = match result {
-                Err(e) => Err(failed(m, e)),
-                Ok(()) => match self
-                    .tracking
-                    .claim(
-                        Claim {
-                            status: done,
-                            elapsed_ms: Some(ms),
-                            ..claim
-                        },
-                        Some(&mut session),
-                    )
-                    .await
-                {
-                    // The fence is checked last so a lost lock aborts everything.
-                    Ok(()) => guard.check().await,
-                    Err(e) => Err(e),
-                },
-            };
-            match committed {
-                Ok(()) => session.commit_transaction().await?,
-                Err(e) => {
-                    // Aborting is best effort: an open transaction dies with its session.
-                    let _ = session.abort_transaction().await;
-                    return Err(e);
-                }
-            }
-            ms
+            self.run_in_transaction(guard, f, claim).await?
         } else {
-            self.tracking.claim(claim, None).await?;
-            let mut ctx = MigrationContext::new(self.db.clone(), None, m);
-            let result = run(f, &mut ctx).await;
-            let ms = elapsed_ms(start);
-            // No separate check: `finish` matches nothing once a later holder fenced the record.
-            match result {
-                Ok(()) => {
-                    let outcome = match direction {
-                        Direction::Up => Outcome::Applied,
-                        Direction::Down => Outcome::RolledBack,
-                    };
-                    self.tracking.finish(m.version, guard.fence(), outcome, ms).await?;
-                }
-                Err(e) => {
-                    let message = e.to_string();
-                    self.tracking
-                        .finish(m.version, guard.fence(), Outcome::Failed(&message), ms)
-                        .await?;
-                    return Err(failed(m, e));
-                }
-            }
-            ms
+            self.run_fenced(guard, f, claim).await?
         };
         self.report(Progress::Finished {
             version: m.version,
@@ -577,6 +518,72 @@ impl Migrator {
             duration_ms: ms,
         });
         Ok(ms)
+    }
+
+    /// The migration, its tracking record and the fence check commit together, or not at all.
+    async fn run_in_transaction(&self, guard: &LockGuard, f: MigrationFn, claim: Claim<'_>) -> Result<i64, Error> {
+        let m = claim.migration;
+        let start = Instant::now();
+        let mut session = self.client.start_session().await?;
+        session.start_transaction().await?;
+        let mut ctx = MigrationContext::new(self.db.clone(), Some(session), m);
+        let result = run(f, &mut ctx).await;
+        let mut session = ctx.into_session().expect("transactional context has a session");
+        let ms = elapsed_ms(start);
+        let done = match claim.direction {
+            Direction::Up => MigrationStatus::Completed,
+            Direction::Down => MigrationStatus::RolledBack,
+        };
+        let recorded = async {
+            result.map_err(|e| failed(m, e))?;
+            let record = Claim {
+                status: done,
+                elapsed_ms: Some(ms),
+                ..claim
+            };
+            self.tracking.claim(record, Some(&mut session)).await?;
+            // The fence is checked last, so a lost lock aborts everything.
+            guard.check().await
+        }
+        .await;
+        match recorded {
+            Ok(()) => session.commit_transaction().await?,
+            Err(e) => {
+                // Aborting is best effort: an open transaction dies with its session.
+                let _ = session.abort_transaction().await;
+                return Err(e);
+            }
+        }
+        Ok(ms)
+    }
+
+    /// Claims the version as `running`, runs the migration, records the end.
+    /// No check before the end: `finish` matches nothing once a later holder
+    /// fenced the claim.
+    async fn run_fenced(&self, guard: &LockGuard, f: MigrationFn, claim: Claim<'_>) -> Result<i64, Error> {
+        let (m, direction) = (claim.migration, claim.direction);
+        let start = Instant::now();
+        self.tracking.claim(claim, None).await?;
+        let mut ctx = MigrationContext::new(self.db.clone(), None, m);
+        let result = run(f, &mut ctx).await;
+        let ms = elapsed_ms(start);
+        match result {
+            Ok(()) => {
+                let outcome = match direction {
+                    Direction::Up => Outcome::Applied,
+                    Direction::Down => Outcome::RolledBack,
+                };
+                self.tracking.finish(m.version, guard.fence(), outcome, ms).await?;
+                Ok(ms)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.tracking
+                    .finish(m.version, guard.fence(), Outcome::Failed(&message), ms)
+                    .await?;
+                Err(failed(m, e))
+            }
+        }
     }
 
     fn report(&self, progress: Progress) {
