@@ -13,8 +13,11 @@ pub mod http;
 mod lock;
 mod migration;
 mod migrator;
+mod options;
 mod plan;
 mod registry;
+mod report;
+mod server;
 mod tracking;
 mod version;
 
@@ -22,12 +25,12 @@ pub use auto_run::{auto_run, AutoRun, AutoRunConfig};
 pub use error::{Error, MigrationError, Result};
 pub use lock::{Holder, LockInfo};
 pub use migration::{BoxFuture, Migration, MigrationContext, MigrationFn, MigrationResult};
-pub use migrator::{
-    connect, supports_transactions, Config, Counts, DownOptions, Migrator, Progress, Resolution, RunReport, State,
-    StatusEntry, StatusReport, Step, UpOptions,
-};
+pub use migrator::Migrator;
+pub use options::{Config, DownOptions, UpOptions};
 pub use plan::DownTarget;
 pub use registry::Registry;
+pub use report::{Counts, Progress, Resolution, RunReport, State, StatusEntry, StatusReport, Step};
+pub use server::{connect, supports_transactions};
 pub use tracking::{Direction, HistoryQuery, MigrationStatus, Record};
 pub use version::Version;
 

@@ -1,162 +1,21 @@
-//! The migrator: connects, plans under the lock, applies and rolls back.
+//! The migrator: plans under the lock, applies and rolls back.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bson::{doc, Document};
 use futures_util::FutureExt;
-use mongodb::options::{ClientOptions, CollectionOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Database};
-use serde::{Deserialize, Serialize};
 
 use crate::lock::{Lock, LockGuard, LockInfo};
 use crate::migration::{MigrationContext, MigrationFn};
 use crate::plan::{self, DownTarget, Records};
+use crate::server::{connect, durable, supports_transactions};
 use crate::tracking::{Claim, Direction, HistoryQuery, MigrationStatus, Outcome, Record, Tracking};
-use crate::{Error, Migration, MigrationError, Registry, Version};
-
-/// Collection names and lock timing.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub tracking_collection: String,
-    pub lock_collection: String,
-    /// The `_id` of the lock document; runners sharing it exclude each other.
-    pub lock_name: String,
-    /// How long a lock lives without a heartbeat. The heartbeat runs every third of it.
-    pub lock_ttl: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            tracking_collection: "migrations".into(),
-            lock_collection: "migration_locks".into(),
-            lock_name: "migrations".into(),
-            lock_ttl: Duration::from_secs(60),
-        }
-    }
-}
-
-/// Options of [`Migrator::up`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct UpOptions {
-    /// Report what would run; change nothing, not even the lock.
-    pub dry_run: bool,
-    /// Apply pending migrations up to and including this version.
-    pub to: Option<Version>,
-}
-
-/// Options of [`Migrator::down`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct DownOptions {
-    pub target: DownTarget,
-    pub dry_run: bool,
-}
-
-/// One migration a run applied, rolled back, or (dry-run) would have.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Step {
-    pub version: Version,
-    pub name: String,
-    pub description: String,
-    pub batch: i64,
-    pub transactional: bool,
-    pub reversible: bool,
-    /// `None` in a dry-run.
-    pub duration_ms: Option<i64>,
-}
-
-/// What `up` or `down` did (or would do).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunReport {
-    pub direction: Direction,
-    pub dry_run: bool,
-    pub steps: Vec<Step>,
-}
-
-/// Progress of a run, for long migrations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "camelCase")]
-pub enum Progress {
-    #[serde(rename_all = "camelCase")]
-    Started {
-        version: Version,
-        name: String,
-        direction: Direction,
-    },
-    #[serde(rename_all = "camelCase")]
-    Finished {
-        version: Version,
-        name: String,
-        direction: Direction,
-        duration_ms: i64,
-    },
-}
-
-/// How to settle a migration left `running` or `failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Resolution {
-    /// Its effect is in place: record it as applied.
-    Applied,
-    /// Its effect is not in place: run it again on the next `up`.
-    Pending,
-}
-
-/// Where one migration stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum State {
-    Pending,
-    Applied,
-    Running,
-    Failed,
-    RolledBack,
-    /// Recorded in the database, absent from this build.
-    Unknown,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusEntry {
-    pub version: Version,
-    pub name: String,
-    pub description: String,
-    pub state: State,
-    pub batch: Option<i64>,
-    pub applied_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub execution_time_ms: Option<i64>,
-    pub error: Option<String>,
-    pub reversible: bool,
-    /// The migration's source changed after it was applied.
-    pub checksum_changed: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Counts {
-    pub applied: usize,
-    /// Never applied, or rolled back.
-    pub pending: usize,
-    pub running: usize,
-    pub failed: usize,
-    pub rolled_back: usize,
-    pub unknown: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusReport {
-    pub migrations: Vec<StatusEntry>,
-    pub counts: Counts,
-    /// The lock document, held or expired; `None` when free.
-    pub lock: Option<LockInfo>,
-}
+use crate::{
+    Config, DownOptions, Error, Migration, MigrationError, Progress, Registry, Resolution, RunReport, StatusReport,
+    Step, UpOptions, Version,
+};
 
 type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
@@ -269,64 +128,8 @@ impl Migrator {
     /// Every known and recorded migration with its state, the counts, and the lock.
     pub async fn status(&self) -> Result<StatusReport, Error> {
         let records = self.records().await?;
-        let mut migrations: Vec<StatusEntry> = self
-            .registry
-            .migrations()
-            .iter()
-            .map(|m| {
-                let record = records.get(&m.version);
-                StatusEntry {
-                    version: m.version,
-                    name: m.name.clone(),
-                    description: m.description.clone(),
-                    state: record.map_or(State::Pending, |r| state_of(r.status)),
-                    batch: record.map(|r| r.batch),
-                    applied_at: record.and_then(|r| r.applied_at),
-                    execution_time_ms: record.and_then(|r| r.execution_time_ms),
-                    error: record.and_then(|r| r.error.clone()),
-                    reversible: m.is_reversible(),
-                    checksum_changed: record
-                        .is_some_and(|r| r.status == MigrationStatus::Completed && plan::check_checksum(m, r).is_err()),
-                }
-            })
-            .collect();
-        migrations.extend(
-            records
-                .values()
-                .filter(|r| self.registry.get(r.version).is_none())
-                .map(|r| StatusEntry {
-                    version: r.version,
-                    name: r.name.clone(),
-                    description: r.description.clone(),
-                    state: State::Unknown,
-                    batch: Some(r.batch),
-                    applied_at: r.applied_at,
-                    execution_time_ms: r.execution_time_ms,
-                    error: r.error.clone(),
-                    reversible: r.reversible,
-                    checksum_changed: false,
-                }),
-        );
-        migrations.sort_by_key(|e| e.version);
-        let mut counts = Counts::default();
-        for entry in &migrations {
-            match entry.state {
-                State::Pending => counts.pending += 1,
-                State::Applied => counts.applied += 1,
-                State::Running => counts.running += 1,
-                State::Failed => counts.failed += 1,
-                State::RolledBack => {
-                    counts.rolled_back += 1;
-                    counts.pending += 1;
-                }
-                State::Unknown => counts.unknown += 1,
-            }
-        }
-        Ok(StatusReport {
-            migrations,
-            counts,
-            lock: self.lock.status().await?,
-        })
+        let lock = self.lock.status().await?;
+        Ok(StatusReport::new(&self.registry, &records, lock))
     }
 
     /// Tracking records, most recently changed first.
@@ -649,56 +452,4 @@ fn step(m: &Migration, batch: i64, duration_ms: Option<i64>) -> Step {
         reversible: m.is_reversible(),
         duration_ms,
     }
-}
-
-fn state_of(status: MigrationStatus) -> State {
-    match status {
-        MigrationStatus::Running => State::Running,
-        MigrationStatus::Completed => State::Applied,
-        MigrationStatus::Failed => State::Failed,
-        MigrationStatus::RolledBack => State::RolledBack,
-    }
-}
-
-/// The lock and the tracking records must survive a failover: a lock write
-/// acknowledged by one member only could be rolled back, and two runners
-/// would then both hold the lock. Majority writes and reads prevent that.
-fn durable(db: &Database, name: &str) -> mongodb::Collection<Document> {
-    let options = CollectionOptions::builder()
-        .write_concern(WriteConcern::majority())
-        .read_concern(ReadConcern::majority())
-        .build();
-    db.collection_with_options(name, options)
-}
-
-/// Parses the URI, connects, and pings. Returns the client and database name.
-pub async fn connect(uri: &str, database: Option<&str>) -> Result<(Client, String), Error> {
-    let mut options = ClientOptions::parse(uri)
-        .await
-        .map_err(|source| Error::InvalidUri { source })?;
-    // The driver waits 30 s by default; a CLI user should hear sooner.
-    options.server_selection_timeout.get_or_insert(Duration::from_secs(10));
-    options.app_name.get_or_insert_with(|| "mongo-migrate".into());
-    let name = database
-        .map(str::to_string)
-        .or_else(|| options.default_database.clone())
-        .filter(|n| !n.is_empty())
-        .ok_or(Error::MissingDatabase)?;
-    let client = Client::with_options(options).map_err(|source| Error::InvalidUri { source })?;
-    match client.database(&name).run_command(doc! { "ping": 1 }).await {
-        Ok(_) => Ok((client, name)),
-        Err(source) if matches!(*source.kind, mongodb::error::ErrorKind::ServerSelection { .. }) => {
-            Err(Error::Unreachable { source })
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Replica set members and mongos routers support transactions; standalone servers do not.
-pub async fn supports_transactions(client: &Client) -> Result<bool, Error> {
-    let hello: Document = client.database("admin").run_command(doc! { "hello": 1 }).await?;
-    let replica_set = hello.get_str("setName").is_ok();
-    let mongos = hello.get_str("msg") == Ok("isdbgrid");
-    let sessions = hello.contains_key("logicalSessionTimeoutMinutes");
-    Ok((replica_set || mongos) && sessions)
 }

@@ -1,0 +1,47 @@
+//! What a run is told: collection names, lock timing, and `up`/`down` options.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DownTarget, Version};
+
+/// Collection names and lock timing.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tracking_collection: String,
+    pub lock_collection: String,
+    /// The `_id` of the lock document; runners sharing it exclude each other.
+    pub lock_name: String,
+    /// How long a lock lives without a heartbeat. The heartbeat runs every third of it.
+    pub lock_ttl: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tracking_collection: "migrations".into(),
+            lock_collection: "migration_locks".into(),
+            lock_name: "migrations".into(),
+            lock_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Options of [`Migrator::up`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UpOptions {
+    /// Report what would run; change nothing, not even the lock.
+    pub dry_run: bool,
+    /// Apply pending migrations up to and including this version.
+    pub to: Option<Version>,
+}
+
+/// Options of [`Migrator::down`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DownOptions {
+    pub target: DownTarget,
+    pub dry_run: bool,
+}

@@ -1,0 +1,177 @@
+//! What runs and status report back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::lock::LockInfo;
+use crate::plan::{self, Records};
+use crate::tracking::{Direction, MigrationStatus};
+use crate::{Registry, Version};
+
+/// One migration a run applied, rolled back, or (dry-run) would have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub version: Version,
+    pub name: String,
+    pub description: String,
+    pub batch: i64,
+    pub transactional: bool,
+    pub reversible: bool,
+    /// `None` in a dry-run.
+    pub duration_ms: Option<i64>,
+}
+
+/// What `up` or `down` did (or would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub direction: Direction,
+    pub dry_run: bool,
+    pub steps: Vec<Step>,
+}
+
+/// Progress of a run, for long migrations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+pub enum Progress {
+    #[serde(rename_all = "camelCase")]
+    Started {
+        version: Version,
+        name: String,
+        direction: Direction,
+    },
+    #[serde(rename_all = "camelCase")]
+    Finished {
+        version: Version,
+        name: String,
+        direction: Direction,
+        duration_ms: i64,
+    },
+}
+
+/// How to settle a migration left `running` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Resolution {
+    /// Its effect is in place: record it as applied.
+    Applied,
+    /// Its effect is not in place: run it again on the next `up`.
+    Pending,
+}
+
+/// Where one migration stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Pending,
+    Applied,
+    Running,
+    Failed,
+    RolledBack,
+    /// Recorded in the database, absent from this build.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusEntry {
+    pub version: Version,
+    pub name: String,
+    pub description: String,
+    pub state: State,
+    pub batch: Option<i64>,
+    pub applied_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub execution_time_ms: Option<i64>,
+    pub error: Option<String>,
+    pub reversible: bool,
+    /// The migration's source changed after it was applied.
+    pub checksum_changed: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub applied: usize,
+    /// Never applied, or rolled back.
+    pub pending: usize,
+    pub running: usize,
+    pub failed: usize,
+    pub rolled_back: usize,
+    pub unknown: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub migrations: Vec<StatusEntry>,
+    pub counts: Counts,
+    /// The lock document, held or expired; `None` when free.
+    pub lock: Option<LockInfo>,
+}
+
+impl StatusReport {
+    /// Every known and recorded migration with its state, and the counts.
+    pub(crate) fn new(registry: &Registry, records: &Records, lock: Option<LockInfo>) -> Self {
+        let known = registry.migrations().iter().map(|m| {
+            let record = records.get(&m.version);
+            StatusEntry {
+                version: m.version,
+                name: m.name.clone(),
+                description: m.description.clone(),
+                state: record.map_or(State::Pending, |r| state_of(r.status)),
+                batch: record.map(|r| r.batch),
+                applied_at: record.and_then(|r| r.applied_at),
+                execution_time_ms: record.and_then(|r| r.execution_time_ms),
+                error: record.and_then(|r| r.error.clone()),
+                reversible: m.is_reversible(),
+                checksum_changed: record
+                    .is_some_and(|r| r.status == MigrationStatus::Completed && plan::check_checksum(m, r).is_err()),
+            }
+        });
+        let unknown = records
+            .values()
+            .filter(|r| registry.get(r.version).is_none())
+            .map(|r| StatusEntry {
+                version: r.version,
+                name: r.name.clone(),
+                description: r.description.clone(),
+                state: State::Unknown,
+                batch: Some(r.batch),
+                applied_at: r.applied_at,
+                execution_time_ms: r.execution_time_ms,
+                error: r.error.clone(),
+                reversible: r.reversible,
+                checksum_changed: false,
+            });
+        let mut migrations: Vec<StatusEntry> = known.chain(unknown).collect();
+        migrations.sort_by_key(|e| e.version);
+        let mut counts = Counts::default();
+        for entry in &migrations {
+            match entry.state {
+                State::Pending => counts.pending += 1,
+                State::Applied => counts.applied += 1,
+                State::Running => counts.running += 1,
+                State::Failed => counts.failed += 1,
+                State::RolledBack => {
+                    counts.rolled_back += 1;
+                    counts.pending += 1;
+                }
+                State::Unknown => counts.unknown += 1,
+            }
+        }
+        StatusReport {
+            migrations,
+            counts,
+            lock,
+        }
+    }
+}
+
+fn state_of(status: MigrationStatus) -> State {
+    match status {
+        MigrationStatus::Running => State::Running,
+        MigrationStatus::Completed => State::Applied,
+        MigrationStatus::Failed => State::Failed,
+        MigrationStatus::RolledBack => State::RolledBack,
+    }
+}
