@@ -45,26 +45,37 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(&ws.target_dir);
+        .arg(&ws.target_dir)
+        // Diagnostics still reach the terminal as cargo renders them; stdout
+        // tells where the binary is, whatever the target or build directory.
+        .arg("--message-format=json-render-diagnostics")
+        .stdout(Stdio::piped());
     if !verbose {
         cmd.arg("--quiet");
     }
     if verbose {
         eprintln!("     Running `{}`", shown(&cmd));
     }
-    let status = cmd.status().with_context(|| format!("cannot run {}", cargo()))?;
-    if !status.success() {
-        return Err(Failure::new(
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {}", cargo()))?;
+    let mut executable = None;
+    let stdout = BufReader::new(child.stdout.take().expect("piped"));
+    for message in cargo_metadata::Message::parse_stream(stdout) {
+        if let cargo_metadata::Message::CompilerArtifact(artifact) = message? {
+            if artifact.target.name == bin {
+                executable = artifact.executable.map(|p| p.into_std_path_buf());
+            }
+        }
+    }
+    let status = child.wait()?;
+    match executable {
+        Some(path) if status.success() => Ok(path),
+        _ => Err(Failure::new(
             Code::Failed,
             format!("building the migrations of `{}` failed", target.name),
         )
         .hint("fix the errors cargo printed above")
-        .into());
+        .into()),
     }
-    Ok(ws
-        .target_dir
-        .join("debug")
-        .join(format!("{bin}{}", std::env::consts::EXE_SUFFIX)))
 }
 
 /// The harness manifest. It copies the workspace's `[profile]` (so the
