@@ -29,7 +29,7 @@ pub fn run_report(package: &str, report: &RunReport) {
         Direction::Down => ("Rolled back", "Would roll back"),
     };
     let n = report.steps.len();
-    let noun = if n == 1 { "migration" } else { "migrations" };
+    let noun = plural(n, "migration");
     if report.dry_run {
         if n == 0 {
             println!("{package}: nothing to do (dry run)");
@@ -45,6 +45,15 @@ pub fn run_report(package: &str, report: &RunReport) {
     } else {
         let total: i64 = report.steps.iter().filter_map(|s| s.duration_ms).sum();
         println!("{package}: {done} {n} {noun} in {total} ms");
+    }
+}
+
+/// `migration` or `migrations`.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        noun.to_string()
+    } else {
+        format!("{noun}s")
     }
 }
 
@@ -108,9 +117,10 @@ pub fn status(package: &str, report: &StatusReport) {
         &rows,
     );
     let c = &report.counts;
+    let total = report.migrations.len();
     println!(
-        "{} migrations: {} applied, {} pending, {} failed, {} running, {} unknown",
-        report.migrations.len(),
+        "{total} {}: {} applied, {} pending, {} failed, {} running, {} unknown",
+        plural(total, "migration"),
         c.applied,
         c.pending,
         c.failed,

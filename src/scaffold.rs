@@ -46,7 +46,7 @@ pub fn registry(target: &Target) -> Result<()> {
     let (files, changed) = mongo_migrate_codegen::generate_module(&dir).map_err(codegen)?;
     let path = display(&dir.join(REGISTRY_FILE));
     let verb = if changed { "Updated" } else { "Unchanged" };
-    let noun = if files.len() == 1 { "migration" } else { "migrations" };
+    let noun = crate::output::plural(files.len(), "migration");
     println!("{verb} {path} ({} {noun})", files.len());
     Ok(())
 }
