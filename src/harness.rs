@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use mongo_migrate::harness::{Reply, Request};
 
 use crate::exit::{Code, Failure};
-use crate::workspace::{cargo, Runtime, Target, Workspace};
+use crate::workspace::{cargo, show_command, Runtime, Target, Workspace};
 
 /// Generates and builds the harness of `target`; returns the binary.
 pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> {
@@ -54,7 +54,7 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
         cmd.arg("--quiet");
     }
     if verbose {
-        eprintln!("     Running `{}`", shown(&cmd));
+        show_command(&cmd);
     }
     let mut child = cmd.spawn().with_context(|| format!("cannot run {}", cargo()))?;
     let mut executable = None;
@@ -158,14 +158,6 @@ fn write(path: &Path, content: &str) -> Result<()> {
     mongo_migrate_codegen::write_if_changed(path, content)
         .map(|_| ())
         .map_err(anyhow::Error::from)
-}
-
-fn shown(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Runs the harness with `request`; calls `progress` for each progress line

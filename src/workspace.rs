@@ -78,6 +78,15 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// Prints a child command, as `--verbose` promises.
+pub fn show_command(cmd: &std::process::Command) {
+    let line: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    eprintln!("     Running `{}`", line.join(" "));
+}
+
 /// Reads cargo metadata and selects packages per `-p`, `--workspace` or the manifest.
 pub fn load(args: &Args) -> Result<Workspace> {
     let mut cmd = MetadataCommand::new();
@@ -86,15 +95,7 @@ pub fn load(args: &Args) -> Result<Workspace> {
         cmd.manifest_path(path);
     }
     if args.verbose {
-        let manifest = args
-            .manifest_path
-            .as_ref()
-            .map(|p| format!(" --manifest-path {}", p.display()));
-        eprintln!(
-            "     Running `{} metadata --format-version 1{}`",
-            cargo(),
-            manifest.unwrap_or_default()
-        );
+        show_command(&cmd.cargo_command());
     }
     let metadata = cmd.exec().map_err(|e| {
         Failure::new(Code::Usage, format!("cannot read the cargo workspace: {e}"))
