@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use mongo_migrate_codegen::{names, scan, REGISTRY_FILE};
+use mongo_migrate_codegen::{names, render, scan, Layout, REGISTRY_FILE};
 
 use crate::exit::{Code, Failure};
 use crate::workspace::{display, Target};
@@ -76,7 +76,7 @@ pub fn new(target: &Target, name: &str, version: Option<&str>) -> Result<()> {
     let dir = target.migrations_dir();
     let created_dir = !dir.exists();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let existing = match scan(&dir) {
+    let mut files = match scan(&dir) {
         Ok(files) => files,
         Err(e) => {
             if created_dir {
@@ -85,7 +85,7 @@ pub fn new(target: &Target, name: &str, version: Option<&str>) -> Result<()> {
             return Err(codegen(e));
         }
     };
-    if let Some(clash) = existing.iter().find(|f| f.version == version) {
+    if let Some(clash) = files.iter().find(|f| f.version == version) {
         return Err(Failure::new(
             Code::Usage,
             format!("version {version} is taken by {}", display(&clash.path)),
@@ -99,13 +99,19 @@ pub fn new(target: &Target, name: &str, version: Option<&str>) -> Result<()> {
     write_new(&path, &TEMPLATE.replace("{{description}}", &description))?;
     println!("Created {}", display(&path));
 
-    let result = if target.config.build_script {
-        scan(&dir).map(|_| ()).map_err(codegen)
-    } else {
-        mongo_migrate_codegen::generate_module(&dir)
-            .map(|_| println!("Updated {}", display(&dir.join(REGISTRY_FILE))))
-            .map_err(codegen)
-    };
+    // Only the new file needs parsing; the others were read above.
+    let result = mongo_migrate_codegen::read(&path).and_then(|created| {
+        files.push(created);
+        files.sort_by(|a, b| a.version.cmp(&b.version));
+        if target.config.build_script {
+            return Ok(());
+        }
+        let registry = dir.join(REGISTRY_FILE);
+        mongo_migrate_codegen::write_if_changed(&registry, &render(&files, Layout::Module))?;
+        println!("Updated {}", display(&registry));
+        Ok(())
+    });
+    let result = result.map_err(codegen);
     if let Err(e) = result {
         let _ = std::fs::remove_file(&path);
         return Err(e);
