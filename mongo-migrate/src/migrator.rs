@@ -170,8 +170,8 @@ impl Migrator {
         version: Version,
         resolution: Resolution,
     ) -> Result<Record, Error> {
-        let records = self.records().await?;
-        let record = records.get(&version).ok_or(Error::NothingToResolve { version })?;
+        let record = self.tracking.get(version).await?;
+        let record = record.as_ref().ok_or(Error::NothingToResolve { version })?;
         if !matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) {
             return Err(Error::NotResolvable {
                 version,
@@ -184,8 +184,10 @@ impl Migrator {
         };
         guard.check().await?;
         self.tracking.resolve(record, to, guard.fence()).await?;
-        let records = self.records().await?;
-        Ok(records[&version].clone())
+        self.tracking
+            .get(version)
+            .await?
+            .ok_or(Error::NothingToResolve { version })
     }
 
     /// Plans from the records read under the lock, then runs the plan.
@@ -226,7 +228,7 @@ impl Migrator {
     fn plan_up<'a>(&'a self, records: &Records, to: Option<Version>) -> Result<Vec<(&'a Migration, i64)>, Error> {
         plan::validate(&self.registry, records)?;
         let batch = plan::next_batch(records);
-        Ok(plan::pending(&self.registry, records, to)?
+        Ok(plan::pending(&self.registry, records, to)
             .into_iter()
             .map(|m| (m, batch))
             .collect())

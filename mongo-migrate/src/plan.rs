@@ -84,21 +84,15 @@ pub(crate) fn check_checksum(migration: &Migration, record: &Record) -> Result<(
     Ok(())
 }
 
-/// Pending migrations in version order, up to and including `to`.
-pub(crate) fn pending<'r>(
-    registry: &'r Registry,
-    records: &Records,
-    to: Option<Version>,
-) -> Result<Vec<&'r Migration>, Error> {
-    if let Some(to) = to {
-        registry.get(to).ok_or(Error::UnknownTarget { version: to })?;
-    }
-    Ok(registry
+/// Pending migrations in version order, up to and including `to` (a known
+/// version: the migrator checks targets before it takes the lock).
+pub(crate) fn pending<'r>(registry: &'r Registry, records: &Records, to: Option<Version>) -> Vec<&'r Migration> {
+    registry
         .migrations()
         .iter()
         .filter(|m| to.is_none_or(|to| m.version <= to))
         .filter(|m| !records.contains_key(&m.version) || records[&m.version].status == MigrationStatus::RolledBack)
-        .collect())
+        .collect()
 }
 
 /// The batch number the next `up` records.
@@ -107,7 +101,7 @@ pub(crate) fn next_batch(records: &Records) -> i64 {
 }
 
 /// Applied migrations to roll back, newest first. Refuses the whole plan if
-/// any of them is irreversible.
+/// any of them is irreversible. A `To` target is a known version.
 pub(crate) fn rollback<'r>(
     registry: &'r Registry,
     records: &Records,
@@ -124,10 +118,7 @@ pub(crate) fn rollback<'r>(
             let last = applied.iter().map(|r| r.batch).max();
             applied.into_iter().filter(|r| Some(r.batch) == last).collect()
         }
-        DownTarget::To(to) => {
-            registry.get(to).ok_or(Error::UnknownTarget { version: to })?;
-            applied.into_iter().filter(|r| r.version > to).collect()
-        }
+        DownTarget::To(to) => applied.into_iter().filter(|r| r.version > to).collect(),
     };
     let plan: Vec<&Migration> = chosen
         .iter()

@@ -201,6 +201,12 @@ impl Tracking {
         docs.iter().map(Record::from_document).collect()
     }
 
+    /// The record of one version.
+    pub(crate) async fn get(&self, version: Version) -> Result<Option<Record>, Error> {
+        let doc = self.coll.find_one(doc! { "version": version.as_i64() }).await?;
+        doc.as_ref().map(Record::from_document).transpose()
+    }
+
     pub(crate) async fn history(&self, query: &HistoryQuery) -> Result<Vec<Record>, Error> {
         let filter = match query.status {
             Some(status) => doc! { "status": status.as_str() },
