@@ -14,8 +14,10 @@ pub fn cli() -> Command {
     Command::new(snapbox::cmd::cargo_bin!("cargo-mongo-migrate"))
         .arg("mongo-migrate")
         .env_remove("MONGODB_DATABASE")
-        // Harness builds of all fixture copies share one target directory.
+        // Harness builds of all fixture copies share one target directory,
+        // without debug info: each build of the driver would take 140 MB.
         .env("CARGO_TARGET_DIR", root().join("target").join("fixtures"))
+        .env("CARGO_PROFILE_DEV_DEBUG", "false")
 }
 
 /// A writable copy of `fixtures/<name>` whose path dependencies on the
