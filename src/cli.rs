@@ -26,6 +26,18 @@ pub struct Args {
     #[arg(long, global = true, conflicts_with = "package")]
     pub workspace: bool,
 
+    /// Features of the package to build its migrations with (comma separated)
+    #[arg(short = 'F', long, global = true, value_name = "FEATURES", value_delimiter = ',')]
+    pub features: Vec<String>,
+
+    /// Build the migrations with all features of the package
+    #[arg(long, global = true)]
+    pub all_features: bool,
+
+    /// Build the migrations without the package's default features
+    #[arg(long, global = true)]
+    pub no_default_features: bool,
+
     /// Print the cargo commands this runs
     #[arg(short, long, global = true)]
     pub verbose: bool,

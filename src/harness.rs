@@ -91,6 +91,13 @@ fn manifest(bin: &str, ws: &Workspace, target: &Target, runtime: &Runtime) -> Re
     let mut user = dep("path", target.root.display().to_string());
     if let Value::Table(t) = &mut user {
         t.insert("package".into(), Value::String(target.name.clone()));
+        if !target.features.enabled.is_empty() {
+            let list = target.features.enabled.iter().cloned().map(Value::String).collect();
+            t.insert("features".into(), Value::Array(list));
+        }
+        if !target.features.default {
+            t.insert("default-features".into(), Value::Boolean(false));
+        }
     }
     let mut doc = Table::new();
     doc.insert(
@@ -221,7 +228,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workspace::Config;
+    use crate::workspace::{Config, Features};
 
     #[test]
     fn the_manifest_copies_profiles_and_patches_with_absolute_paths() {
@@ -243,6 +250,10 @@ mod tests {
             lib_name: Some("app".into()),
             config: Config::default(),
             runtime: None,
+            features: Features {
+                enabled: vec!["extra".into()],
+                default: false,
+            },
         };
         let text = manifest("h", &ws, &target, &Runtime::Registry("=0.1.0".into())).unwrap();
         let doc: toml::Table = text.parse().unwrap();
@@ -254,7 +265,14 @@ mod tests {
             "{text}"
         );
         assert_eq!(doc["dependencies"]["mongo-migrate"]["version"].as_str(), Some("=0.1.0"));
-        assert_eq!(doc["dependencies"]["user_crate"]["package"].as_str(), Some("app"));
+        let user = &doc["dependencies"]["user_crate"];
+        assert_eq!(user["package"].as_str(), Some("app"));
+        assert_eq!(
+            user["features"].as_array().unwrap()[0].as_str(),
+            Some("extra"),
+            "{text}"
+        );
+        assert_eq!(user["default-features"].as_bool(), Some(false), "{text}");
         assert!(doc["workspace"].as_table().unwrap().is_empty());
     }
 }

@@ -53,6 +53,16 @@ pub struct Target {
     pub config: Config,
     /// How the harness depends on the runtime the package resolved.
     pub runtime: Option<Runtime>,
+    /// The cargo features the harness enables on the package.
+    pub features: Features,
+}
+
+/// `--features`, `--all-features` and `--no-default-features`, checked
+/// against the package so a typo is an error before anything is built.
+#[derive(Debug, Clone)]
+pub struct Features {
+    pub enabled: Vec<String>,
+    pub default: bool,
 }
 
 impl Target {
@@ -143,7 +153,7 @@ pub fn load(args: &Args) -> Result<Workspace> {
     };
     let targets = chosen
         .into_iter()
-        .map(|p| target(&metadata, p))
+        .map(|p| target(&metadata, p, args))
         .collect::<Result<Vec<_>>>()?;
     Ok(Workspace {
         root: metadata.workspace_root.clone().into_std_path_buf(),
@@ -172,7 +182,7 @@ fn has_migrations(package: &Package) -> Result<bool> {
     Ok(root.as_std_path().join(config(package)?.migrations_dir).is_dir())
 }
 
-fn target(metadata: &Metadata, package: &Package) -> Result<Target> {
+fn target(metadata: &Metadata, package: &Package, args: &Args) -> Result<Target> {
     let lib_name = package
         .targets
         .iter()
@@ -189,6 +199,38 @@ fn target(metadata: &Metadata, package: &Package) -> Result<Target> {
         lib_name,
         config: config(package)?,
         runtime: runtime(metadata, &package.id),
+        features: features(package, args)?,
+    })
+}
+
+fn features(package: &Package, args: &Args) -> Result<Features> {
+    let mut enabled: Vec<String> = Vec::new();
+    if args.all_features {
+        enabled.extend(package.features.keys().cloned());
+    }
+    // Like cargo, accept both `-F a,b` and `-F "a b"`.
+    for feature in args.features.iter().flat_map(|f| f.split_whitespace()) {
+        // `dependency/feature` is cargo's to check.
+        if !feature.contains('/') && !package.features.contains_key(feature) {
+            let known: Vec<&str> = package.features.keys().map(String::as_str).collect();
+            let hint = if known.is_empty() {
+                "it has no features; declare them under [features] in its Cargo.toml".to_string()
+            } else {
+                format!("its features: {}", known.join(", "))
+            };
+            bail!(Failure::new(
+                Code::Usage,
+                format!("package `{}` has no feature `{feature}`", package.name)
+            )
+            .hint(hint));
+        }
+        if !enabled.iter().any(|f| f == feature) {
+            enabled.push(feature.to_string());
+        }
+    }
+    Ok(Features {
+        enabled,
+        default: !args.no_default_features,
     })
 }
 

@@ -272,3 +272,51 @@ fn compile_errors_in_migrations_are_shown_as_cargo_prints_them() {
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["counts"]["applied"], 0, "{out}");
 }
+
+#[test]
+fn cargo_features_of_the_package_reach_its_migrations() {
+    use mongo_migrate::bson::{doc, Document};
+    let crate_dir = fixture("single");
+    let manifest = crate_dir.path().join("Cargo.toml");
+    let toml = read(&manifest) + "\n[features]\ndefault = [\"loud\"]\nloud = []\n";
+    std::fs::write(&manifest, toml).unwrap();
+    let signal = "//! Records whether the crate was built with `loud`.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let db = ctx.db()?;\n    db.collection::<Document>(\"signals\").insert_one(doc! { \"loud\": cfg!(feature = \"loud\") }).await?;\n    Ok(())\n}\n";
+    std::fs::write(
+        crate_dir.path().join("src/migrations/m20260105_000000_signal.rs"),
+        signal,
+    )
+    .unwrap();
+    let loud = |db: &str| {
+        let mut loud = None;
+        with_db(db, async |db| {
+            let signal = db.collection::<Document>("signals").find_one(doc! {}).await.unwrap();
+            loud = signal.map(|d| d.get_bool("loud").unwrap());
+        });
+        loud
+    };
+
+    for (args, expected) in [
+        (&["up"][..], true),
+        (&["up", "--no-default-features"][..], false),
+        (&["--no-default-features", "up", "-F", "loud"][..], true),
+    ] {
+        let db = database();
+        against_server(crate_dir.path(), &db)(args).assert().success();
+        assert_eq!(loud(&db), Some(expected), "cargo mongo-migrate {args:?}");
+    }
+
+    let db = database();
+    let assert = against_server(crate_dir.path(), &db)(&["up", "--features", "lound"])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("package `single-app` has no feature `lound`")
+            && stderr.contains("its features: default, loud"),
+        "{stderr}"
+    );
+    with_db(&db, async |db| {
+        let names = db.list_collection_names().await.unwrap();
+        assert!(names.is_empty(), "a bad feature still changed the database: {names:?}");
+    });
+}
