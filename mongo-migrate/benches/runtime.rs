@@ -4,7 +4,7 @@
 //!
 //! `scripts/test-server run cargo bench -p mongo-migrate --bench runtime`
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,28 +35,65 @@ fn migrations(n: usize) -> Vec<Migration> {
         .collect()
 }
 
-/// Commands sent, by name, through one client.
+/// Commands sent through one client: counts by name, and each reply's
+/// latency keyed by command and collection (`findAndModify migration_locks`).
 #[derive(Clone, Default)]
-struct Counter(Arc<Mutex<BTreeMap<String, usize>>>);
+struct Counter(Arc<Mutex<Monitor>>);
+
+#[derive(Default)]
+struct Monitor {
+    counts: BTreeMap<String, usize>,
+    started: HashMap<i32, String>,
+    latencies: BTreeMap<String, Vec<Duration>>,
+}
 
 impl Counter {
     fn total(&self) -> usize {
-        self.0.lock().unwrap().values().sum()
+        self.0.lock().unwrap().counts.values().sum()
     }
     fn take(&self) -> BTreeMap<String, usize> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+        std::mem::take(&mut self.0.lock().unwrap().counts)
+    }
+    fn take_latencies(&self) -> BTreeMap<String, Vec<Duration>> {
+        std::mem::take(&mut self.0.lock().unwrap().latencies)
+    }
+    fn record(&self, event: CommandEvent) {
+        let mut m = self.0.lock().unwrap();
+        match event {
+            CommandEvent::Started(e) => {
+                // A command's first field names its collection.
+                let key = match e.command.get_str(&e.command_name) {
+                    Ok(coll) => format!("{} {coll}", e.command_name),
+                    Err(_) => e.command_name.clone(),
+                };
+                *m.counts.entry(e.command_name).or_default() += 1;
+                m.started.insert(e.request_id, key);
+            }
+            CommandEvent::Succeeded(e) => {
+                if let Some(key) = m.started.remove(&e.request_id) {
+                    m.latencies.entry(key).or_default().push(e.duration);
+                }
+            }
+            CommandEvent::Failed(e) => {
+                m.started.remove(&e.request_id);
+            }
+            _ => {}
+        }
     }
 }
 
 async fn client(uri: &str, counter: &Counter) -> Client {
     let mut options = ClientOptions::parse(uri).await.unwrap();
     let c = counter.clone();
-    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
-        if let CommandEvent::Started(e) = event {
-            *c.0.lock().unwrap().entry(e.command_name).or_default() += 1;
-        }
-    }));
+    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| c.record(event)));
     Client::with_options(options).unwrap()
+}
+
+/// p50, p95 and max of `times`, sorted in place.
+fn percentiles(times: &mut [Duration]) -> String {
+    times.sort();
+    let pct = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
+    format!("p50 {:?}, p95 {:?}, max {:?}", pct(50), pct(95), times[times.len() - 1])
 }
 
 fn db_name(label: &str) -> String {
@@ -111,20 +148,28 @@ async fn lock_cycle(uri: &str) {
     let runs = 200;
     let mut times = Vec::with_capacity(runs);
     counter.take();
+    counter.take_latencies();
     for _ in 0..runs {
         let start = Instant::now();
         migrator.up(UpOptions::default()).await.unwrap();
         times.push(start.elapsed());
     }
-    times.sort();
-    let pct = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
     println!(
-        "lock cycle (up with nothing pending: indexes, acquire, read, release), {runs} runs: p50 {:?}, p95 {:?}, max {:?}, {} round trips each",
-        pct(50),
-        pct(95),
-        times[times.len() - 1],
+        "lock cycle (up with nothing pending: indexes, acquire, fence, read, release), {runs} runs: {}, {} round trips each",
+        percentiles(&mut times),
         counter.total() / runs
     );
+    // The lock's own commands, as the driver timed them (send to reply).
+    let lock = Config::default().lock_collection;
+    let mut latencies = counter.take_latencies();
+    for (label, key) in [
+        ("acquire", format!("findAndModify {lock}")),
+        ("release", format!("update {lock}")),
+    ] {
+        let times = latencies.get_mut(&key).expect("the lock commands were monitored");
+        assert_eq!(times.len(), runs, "one {label} per run");
+        println!("  lock {label} ({key}): {}", percentiles(times));
+    }
     client.database(&name).drop().await.unwrap();
 }
 
