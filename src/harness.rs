@@ -1,4 +1,4 @@
-//! The harness: a tiny crate under `<target-dir>/mongo-migrate/harness/<package>/`
+//! The harness: a tiny crate under `<target-dir>/mongo-migrate/harness/<package>/<workspace>/`
 //! that links the user's crate and runs the runtime's harness entry point.
 
 use std::io::{BufRead, BufReader, Write};
@@ -28,9 +28,8 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
         .hint("add it: `cargo add mongo-migrate`")
         .into());
     };
-    let dir = ws.target_dir.join("mongo-migrate").join("harness").join(&target.name);
+    let (dir, bin) = location(ws, target);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let bin = format!("mongo-migrate-harness-{}", target.name);
     write(&dir.join("Cargo.toml"), &manifest(&bin, ws, target, runtime)?)?;
     write(&dir.join("main.rs"), &main_rs(&target.config.registry_fn))?;
     // The user's lock file pins the same dependency versions, so their builds are reused.
@@ -76,6 +75,23 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
         .hint("fix the errors cargo printed above")
         .into()),
     }
+}
+
+/// The harness crate's directory and binary name. Both carry a digest of the
+/// workspace root: a target directory shared by several workspaces (a global
+/// `build.target-dir`) must never build or run another workspace's package
+/// of the same name, not even when both run at once.
+fn location(ws: &Workspace, target: &Target) -> (PathBuf, String) {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(ws.root.as_os_str().as_encoded_bytes());
+    let key: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let dir = ws
+        .target_dir
+        .join("mongo-migrate")
+        .join("harness")
+        .join(&target.name)
+        .join(&key);
+    (dir, format!("mongo-migrate-harness-{}-{key}", target.name))
 }
 
 /// The harness manifest. It copies the workspace's `[profile]` (so the
@@ -230,6 +246,42 @@ mod tests {
     use super::*;
     use crate::workspace::{Config, Features};
 
+    fn app(root: &std::path::Path) -> Target {
+        Target {
+            name: "app".into(),
+            root: root.join("app"),
+            lib_name: Some("app".into()),
+            config: Config::default(),
+            runtime: None,
+            features: Features {
+                enabled: vec!["extra".into()],
+                default: false,
+            },
+        }
+    }
+
+    #[test]
+    fn same_named_packages_of_two_workspaces_never_share_a_harness() {
+        let shared = PathBuf::from("/shared/target");
+        let ws = |root: &str| Workspace {
+            root: root.into(),
+            target_dir: shared.clone(),
+            targets: vec![],
+        };
+        let (a, b) = (ws("/src/shop"), ws("/src/blog"));
+        let (dir_a, bin_a) = location(&a, &app(&a.root));
+        let (dir_b, bin_b) = location(&b, &app(&b.root));
+        assert_ne!(dir_a, dir_b);
+        assert_ne!(bin_a, bin_b);
+        assert!(
+            dir_a.starts_with("/shared/target/mongo-migrate/harness/app/"),
+            "{dir_a:?}"
+        );
+        assert!(bin_a.starts_with("mongo-migrate-harness-app-"), "{bin_a}");
+        // Stable, so a warm harness build is found again.
+        assert_eq!(location(&a, &app(&a.root)), (dir_a, bin_a));
+    }
+
     #[test]
     fn the_manifest_copies_profiles_and_patches_with_absolute_paths() {
         let root = tempfile::tempdir().unwrap();
@@ -244,17 +296,7 @@ mod tests {
             target_dir: root.path().join("target"),
             targets: vec![],
         };
-        let target = Target {
-            name: "app".into(),
-            root: root.path().join("app"),
-            lib_name: Some("app".into()),
-            config: Config::default(),
-            runtime: None,
-            features: Features {
-                enabled: vec!["extra".into()],
-                default: false,
-            },
-        };
+        let target = app(root.path());
         let text = manifest("h", &ws, &target, &Runtime::Registry("=0.1.0".into())).unwrap();
         let doc: toml::Table = text.parse().unwrap();
         assert_eq!(doc["profile"]["dev"]["opt-level"].as_integer(), Some(1), "{text}");
