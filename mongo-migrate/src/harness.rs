@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Config, DownOptions, Error, HistoryQuery, Migrator, Registry, Resolution, UpOptions, Version};
+use crate::{Config, DownOptions, Error, HistoryQuery, Migrator, Registry, Resolution, StopHandle, UpOptions, Version};
 
 /// Where and how to connect.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,9 +152,19 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
     if let Some(secs) = c.lock_ttl_secs {
         config.lock_ttl = Duration::from_secs(secs);
     }
+    let stop = StopHandle::new();
     let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, config)
         .await?
-        .with_progress(|p| emit(&Reply::Progress(p.clone())));
+        .with_progress(|p| emit(&Reply::Progress(p.clone())))
+        .with_stop(stop.clone());
+    let applies = match &request.command {
+        Command::Up(o) => !o.dry_run,
+        Command::Down(o) => !o.dry_run,
+        _ => false,
+    };
+    if applies {
+        tokio::spawn(stop_on_signal(stop));
+    }
     match request.command {
         Command::Up(options) => json(migrator.up(options).await),
         Command::Down(options) => json(migrator.down(options).await),
@@ -163,5 +173,56 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
         Command::LockStatus => json(migrator.lock_status().await),
         Command::ForceUnlock { confirm } => json(migrator.force_unlock(confirm).await),
         Command::Resolve { version, resolution } => json(migrator.resolve(version, resolution).await),
+    }
+}
+
+/// Exit status after a second Ctrl-C, as shells report a SIGINT.
+pub const ABORTED: u8 = 130;
+
+/// The first Ctrl-C (or SIGTERM) lets the migration in progress finish and be
+/// recorded, then the run stops and releases the lock. A second one aborts
+/// at once: the lock then expires on its own, and the migration is left
+/// `running` for `resolve`.
+async fn stop_on_signal(stop: StopHandle) {
+    let mut signals = Signals::new();
+    signals.next().await;
+    stop.stop();
+    // On a line of its own: a progress line may be open.
+    eprintln!("\nmongo-migrate: stopping after the migration in progress; press Ctrl-C again to abort it");
+    signals.next().await;
+    eprintln!("mongo-migrate: aborted");
+    std::process::exit(ABORTED.into());
+}
+
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(term) = &mut self.term {
+            tokio::select! {
+                _ = ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+        ctrl_c().await;
+    }
+}
+
+/// Never returns if Ctrl-C cannot be watched, rather than stopping at once.
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

@@ -18,6 +18,7 @@ mod plan;
 mod registry;
 mod report;
 mod server;
+mod stop;
 mod tracking;
 mod version;
 
@@ -31,6 +32,7 @@ pub use plan::DownTarget;
 pub use registry::Registry;
 pub use report::{Counts, Progress, Resolution, RunReport, State, StatusEntry, StatusReport, Step};
 pub use server::{connect, supports_transactions};
+pub use stop::StopHandle;
 pub use tracking::{Direction, HistoryQuery, MigrationStatus, Record};
 pub use version::Version;
 

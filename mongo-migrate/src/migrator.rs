@@ -14,7 +14,7 @@ use crate::server::{connect, durable, supports_transactions};
 use crate::tracking::{Claim, Direction, HistoryQuery, MigrationStatus, Outcome, Record, Tracking};
 use crate::{
     Config, DownOptions, Error, Migration, MigrationError, Progress, Registry, Resolution, RunReport, StatusReport,
-    Step, UpOptions, Version,
+    Step, StopHandle, UpOptions, Version,
 };
 
 type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -28,6 +28,7 @@ pub struct Migrator {
     tracking: Tracking,
     lock: Lock,
     progress: Option<ProgressFn>,
+    stop: StopHandle,
 }
 
 impl std::fmt::Debug for Migrator {
@@ -50,6 +51,7 @@ impl Migrator {
             db,
             registry,
             progress: None,
+            stop: StopHandle::new(),
         }
     }
 
@@ -63,6 +65,12 @@ impl Migrator {
     /// Calls `f` as each migration starts and finishes.
     pub fn with_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// Lets `stop` end a run between two migrations (see [`StopHandle`]).
+    pub fn with_stop(mut self, stop: StopHandle) -> Self {
+        self.stop = stop;
         self
     }
 
@@ -112,6 +120,7 @@ impl Migrator {
                     .into_iter()
                     .map(|(m, batch)| step(m, batch, None))
                     .collect(),
+                skipped: Vec::new(),
             });
         }
         let reason = match direction {
@@ -201,7 +210,12 @@ impl Migrator {
         let plan = plan(&records)?;
         self.require_transactions(&plan).await?;
         let mut steps = Vec::with_capacity(plan.len());
+        let mut skipped = Vec::new();
         for (m, batch) in plan {
+            if self.stop.is_stopped() {
+                skipped.push(step(m, batch, None));
+                continue;
+            }
             let ms = self
                 .execute(guard, m, records.get(&m.version), batch, direction)
                 .await?;
@@ -211,6 +225,7 @@ impl Migrator {
             direction,
             dry_run: false,
             steps,
+            skipped,
         })
     }
 

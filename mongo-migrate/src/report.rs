@@ -27,7 +27,19 @@ pub struct Step {
 pub struct RunReport {
     pub direction: Direction,
     pub dry_run: bool,
+    /// What ran (or, in a dry-run, would run), in order.
     pub steps: Vec<Step>,
+    /// Planned steps that did not run because a [`StopHandle`](crate::StopHandle)
+    /// asked the run to stop; empty when it ran to the end.
+    #[serde(default)]
+    pub skipped: Vec<Step>,
+}
+
+impl RunReport {
+    /// `true` when the run stopped on request before its plan was done.
+    pub fn stopped(&self) -> bool {
+        !self.skipped.is_empty()
+    }
 }
 
 /// Progress of a run, for long migrations.

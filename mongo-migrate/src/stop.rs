@@ -1,0 +1,25 @@
+//! Stopping a run between migrations, for Ctrl-C and shutdown signals.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Asks a running `up` or `down` to stop once the migration in progress is
+/// done and recorded: a migration is never cut off halfway, and the lock is
+/// released as on any other exit. Clones share the request.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requests the stop; the run ends before its next migration.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
