@@ -15,6 +15,8 @@ pub enum Code {
     Blocked = 4,
     /// Bad URI or unreachable server.
     Connection = 5,
+    /// Stopped by Ctrl-C or SIGTERM, as shells report a SIGINT.
+    Interrupted = 130,
 }
 
 /// An error with an exit code and a hint for the user.

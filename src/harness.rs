@@ -4,6 +4,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
 
 use anyhow::{Context as _, Result};
 use mongo_migrate::harness::{Reply, Request};
@@ -194,6 +196,7 @@ pub fn run(
     if verbose {
         eprintln!("     Running `{}`", bin.display());
     }
+    let interrupted = applies(&request.command).then(outlive_ctrl_c);
     let mut child = Command::new(bin)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -232,6 +235,12 @@ pub fn run(
             };
             Err(Failure::new(code, e.message).hint(hint).into())
         }
+        None if interrupted.is_some_and(|seen| seen.load(Ordering::SeqCst)) => Err(Failure::new(
+            Code::Interrupted,
+            "aborted: the migration in progress was cut off",
+        )
+        .hint("its lock expires on its own; then see `cargo mongo-migrate status` and settle it with `resolve`")
+        .into()),
         None => Err(Failure::new(
             Code::Failed,
             format!("the migration harness exited with {status} and no answer"),
@@ -239,6 +248,25 @@ pub fn run(
         .hint("a migration may have aborted the process; check `status`")
         .into()),
     }
+}
+
+/// `up` or `down` that changes something: the commands Ctrl-C stops gracefully.
+pub fn applies(command: &mongo_migrate::harness::Command) -> bool {
+    use mongo_migrate::harness::Command as Remote;
+    matches!(command, Remote::Up(o) if !o.dry_run) || matches!(command, Remote::Down(o) if !o.dry_run)
+}
+
+/// Ctrl-C reaches the harness too, in the same process group: the first one
+/// stops it after the migration in progress, a second one aborts it. The CLI
+/// stays alive meanwhile, to report what happened and exit with its code.
+fn outlive_ctrl_c() -> &'static AtomicBool {
+    static SEEN: AtomicBool = AtomicBool::new(false);
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Without the handler Ctrl-C ends the CLI early; nothing worse.
+        let _ = ctrlc::set_handler(|| SEEN.store(true, Ordering::SeqCst));
+    });
+    &SEEN
 }
 
 #[cfg(test)]

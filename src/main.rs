@@ -45,6 +45,7 @@ fn run(args: Args) -> Result<()> {
 fn remote(args: &Args, ws: &Workspace) -> Result<()> {
     let mut results = serde_json::Map::new();
     let mut json = false;
+    let mut stopped = None;
     for target in &ws.targets {
         if !target.config.build_script && target.migrations_dir().is_dir() {
             // Keep the registry in step with the files before building.
@@ -62,10 +63,16 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
                 output::progress(p)
             }
         })?;
+        let skipped = skipped(&value);
         if json {
             results.insert(target.name.clone(), value);
         } else {
             render(&target.name, &request.command, value)?;
+        }
+        if skipped > 0 {
+            // Stopped by Ctrl-C: later packages do not start either.
+            stopped = Some((target.name.clone(), skipped));
+            break;
         }
     }
     if json {
@@ -79,7 +86,23 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
         };
         println!("{}", serde_json::to_string_pretty(&document)?);
     }
-    Ok(())
+    match stopped {
+        Some((package, n)) => Err(Failure::new(
+            Code::Interrupted,
+            format!(
+                "{package}: stopped on request; {n} {} did not run",
+                output::plural(n, "migration")
+            ),
+        )
+        .hint("the migrations that ran are recorded and the lock is free; run the command again to go on")
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// How many planned steps a stopped `up`/`down` left out.
+fn skipped(value: &serde_json::Value) -> usize {
+    value.get("skipped").and_then(|s| s.as_array()).map_or(0, Vec::len)
 }
 
 fn render(package: &str, command: &Remote, value: serde_json::Value) -> Result<()> {

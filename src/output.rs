@@ -41,10 +41,18 @@ pub fn run_report(package: &str, report: &RunReport) {
             println!("  {} {} (batch {}{tx})", s.version, s.name, s.batch);
         }
     } else if n == 0 {
-        println!("{package}: nothing to do");
+        if !report.stopped() {
+            println!("{package}: nothing to do");
+        }
     } else {
         let total: i64 = report.steps.iter().filter_map(|s| s.duration_ms).sum();
         println!("{package}: {done} {n} {noun} in {total} ms");
+    }
+    if report.stopped() {
+        println!("{package}: stopped on request before:");
+        for s in &report.skipped {
+            println!("  {} {}", s.version, s.name);
+        }
     }
 }
 

@@ -320,3 +320,94 @@ fn cargo_features_of_the_package_reach_its_migrations() {
         assert!(names.is_empty(), "a bad feature still changed the database: {names:?}");
     });
 }
+
+/// Starts `up` in a process group of its own, as a terminal would, and sends
+/// the group `interrupts` SIGINTs once the slow migration has started.
+#[cfg(unix)]
+fn interrupted_up(crate_dir: &std::path::Path, db: &str, interrupts: usize) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let started = crate_dir.join("started");
+    let _ = std::fs::remove_file(&started);
+    let child = std::process::Command::new(snapbox::cmd::cargo_bin!("cargo-mongo-migrate"))
+        .args(["mongo-migrate", "up"])
+        .current_dir(crate_dir)
+        .env("CARGO_TARGET_DIR", root().join("target").join("fixtures"))
+        .env("CARGO_PROFILE_DEV_DEBUG", "false")
+        .env("MONGODB_URI", uri())
+        .env("MONGODB_DATABASE", db)
+        .env("MM_STARTED", &started)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "the slow migration never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for _ in 0..interrupts {
+        let group = format!("-{}", child.id());
+        let status = std::process::Command::new("kill")
+            .args(["-INT", "--", &group])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_after_the_migration_in_progress_and_twice_aborts_it() {
+    let crate_dir = fixture("single");
+    let manifest = crate_dir.path().join("Cargo.toml");
+    let toml = read(&manifest).replace(
+        "[dependencies]\n",
+        "[dependencies]\ntokio = { version = \"1\", features = [\"time\"] }\n",
+    );
+    std::fs::write(&manifest, toml).unwrap();
+    // Between create_users and seed_admin: says it started, then takes 3 s.
+    let slow = "//! Slow.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    std::fs::write(std::env::var(\"MM_STARTED\")?, \"\")?;\n    tokio::time::sleep(std::time::Duration::from_secs(3)).await;\n    Ok(())\n}\n";
+    std::fs::write(crate_dir.path().join("src/migrations/m20260101_120000_slow.rs"), slow).unwrap();
+
+    let db = database();
+    let output = interrupted_up(crate_dir.path(), &db, 1);
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(130), "{out}\n{err}");
+    assert!(out.contains("applying 20260101120000 slow ... ok"), "{out}");
+    assert!(
+        out.contains("stopped on request before:\n  20260102000000 seed_admin"),
+        "{out}"
+    );
+    assert!(err.contains("stopping after the migration in progress"), "{err}");
+    assert!(
+        err.contains("error: single-app: stopped on request; 1 migration did not run"),
+        "{err}"
+    );
+    let run = against_server(crate_dir.path(), &db);
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout(run(&["status", "--json"]).assert().success())).unwrap();
+    assert_eq!(status["counts"]["applied"], 2, "{status}");
+    assert_eq!(status["counts"]["pending"], 1, "{status}");
+    assert!(status["lock"].is_null(), "the lock was not released: {status}");
+
+    // A second Ctrl-C cuts the migration off; the record stays `running`.
+    let db = database();
+    let output = interrupted_up(crate_dir.path(), &db, 2);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("error: aborted: the migration in progress was cut off"),
+        "{err}"
+    );
+    let run = against_server(crate_dir.path(), &db);
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout(run(&["status", "--json"]).assert().success())).unwrap();
+    assert_eq!(status["counts"]["applied"], 1, "{status}");
+    assert_eq!(status["counts"]["running"], 1, "{status}");
+}
