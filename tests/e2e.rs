@@ -353,7 +353,8 @@ fn interrupted_up(crate_dir: &std::path::Path, db: &str, interrupts: usize) -> s
             .status()
             .unwrap();
         assert!(status.success());
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Time for the harness to take the first one before the next.
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
     child.wait_with_output().unwrap()
 }
@@ -368,8 +369,8 @@ fn ctrl_c_stops_after_the_migration_in_progress_and_twice_aborts_it() {
         "[dependencies]\ntokio = { version = \"1\", features = [\"time\"] }\n",
     );
     std::fs::write(&manifest, toml).unwrap();
-    // Between create_users and seed_admin: says it started, then takes 3 s.
-    let slow = "//! Slow.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    std::fs::write(std::env::var(\"MM_STARTED\")?, \"\")?;\n    tokio::time::sleep(std::time::Duration::from_secs(3)).await;\n    Ok(())\n}\n";
+    // Between create_users and seed_admin: says it started, then takes 5 s.
+    let slow = "//! Slow.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    std::fs::write(std::env::var(\"MM_STARTED\")?, \"\")?;\n    tokio::time::sleep(std::time::Duration::from_secs(5)).await;\n    Ok(())\n}\n";
     std::fs::write(crate_dir.path().join("src/migrations/m20260101_120000_slow.rs"), slow).unwrap();
 
     let db = database();
