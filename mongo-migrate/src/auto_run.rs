@@ -1,6 +1,6 @@
 //! Running pending migrations at application startup.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{Error, Migrator, RunReport, UpOptions};
 
@@ -81,18 +81,8 @@ pub async fn auto_run(migrator: &Migrator, config: AutoRunConfig) -> Result<Auto
     if !config.enabled {
         return Ok(AutoRun::Disabled);
     }
-    let deadline = Instant::now() + config.lock_wait;
-    let mut pause = Duration::from_millis(200);
-    let result = loop {
-        match migrator.up(UpOptions::default()).await {
-            Err(Error::Locked { .. }) if Instant::now() + pause < deadline => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-            other => break other,
-        }
-    };
-    match result {
+    let waiting = migrator.clone().with_lock_wait(config.lock_wait);
+    match waiting.up(UpOptions::default()).await {
         Ok(report) => Ok(AutoRun::Applied(report)),
         Err(e) if config.fail_hard => Err(e),
         Err(e) => Ok(AutoRun::Failed(e)),

@@ -20,6 +20,8 @@ pub struct Connection {
     pub tracking_collection: Option<String>,
     pub lock_collection: Option<String>,
     pub lock_ttl_secs: Option<u64>,
+    /// How long `up`/`down` wait for a lock another runner holds.
+    pub lock_wait_secs: Option<u64>,
 }
 
 /// What the CLI asks of the harness.
@@ -156,7 +158,8 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
     let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, config)
         .await?
         .with_progress(|p| emit(&Reply::Progress(p.clone())))
-        .with_stop(stop.clone());
+        .with_stop(stop.clone())
+        .with_lock_wait(Duration::from_secs(c.lock_wait_secs.unwrap_or(0)));
     let applies = match &request.command {
         Command::Up(o) => !o.dry_run,
         Command::Down(o) => !o.dry_run,

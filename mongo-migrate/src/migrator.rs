@@ -2,7 +2,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use mongodb::{Client, Database};
@@ -29,6 +29,7 @@ pub struct Migrator {
     lock: Lock,
     progress: Option<ProgressFn>,
     stop: StopHandle,
+    lock_wait: Duration,
 }
 
 impl std::fmt::Debug for Migrator {
@@ -52,6 +53,7 @@ impl Migrator {
             registry,
             progress: None,
             stop: StopHandle::new(),
+            lock_wait: Duration::ZERO,
         }
     }
 
@@ -71,6 +73,13 @@ impl Migrator {
     /// Lets `stop` end a run between two migrations (see [`StopHandle`]).
     pub fn with_stop(mut self, stop: StopHandle) -> Self {
         self.stop = stop;
+        self
+    }
+
+    /// While another runner holds the lock, `up` and `down` retry for up to
+    /// `wait` instead of failing at once with [`Error::Locked`].
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
         self
     }
 
@@ -257,11 +266,29 @@ impl Migrator {
             .collect())
     }
 
-    /// Takes the lock, creating the collections' indexes first.
+    /// Takes the lock, creating the collections' indexes first. While another
+    /// runner holds it, retries with growing pauses until `lock_wait` is used
+    /// up or a stop is requested.
     async fn acquire(&self, reason: &str) -> Result<LockGuard, Error> {
         self.tracking.ensure_indexes().await?;
         self.lock.ensure_indexes().await?;
-        let guard = self.lock.acquire(reason).await?;
+        let deadline = Instant::now() + self.lock_wait;
+        let mut pause = Duration::from_millis(200);
+        let mut told = false;
+        let guard = loop {
+            match self.lock.acquire(reason).await {
+                Err(Error::Locked { holder, expires_at })
+                    if Instant::now() + pause < deadline && !self.stop.is_stopped() =>
+                {
+                    if !std::mem::replace(&mut told, true) {
+                        self.report(Progress::Waiting { holder, expires_at });
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                other => break other?,
+            }
+        };
         // Whoever held the lock before is fenced off from its claimed records.
         let fence = *guard.fence();
         if let Err(e) = self.tracking.fence_running(Some(&fence), fence.generation).await {

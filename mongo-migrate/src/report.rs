@@ -46,6 +46,13 @@ impl RunReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
 pub enum Progress {
+    /// Another runner holds the lock; this one waits (see
+    /// [`Migrator::with_lock_wait`](crate::Migrator::with_lock_wait)). Sent once.
+    #[serde(rename_all = "camelCase")]
+    Waiting {
+        holder: String,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
     #[serde(rename_all = "camelCase")]
     Started {
         version: Version,

@@ -245,3 +245,53 @@ async fn a_runner_whose_lock_expired_and_was_taken_over_records_nothing_more() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_waiting_runner_says_so_once_and_takes_the_lock_when_it_frees() {
+    let t = TestDb::new().await;
+    t.foreign_lock("deploy-7", 1, 1_500).await;
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let m = t
+        .migrator(three())
+        .with_lock_wait(Duration::from_secs(20))
+        .with_progress(move |p| seen.lock().unwrap().push(p.clone()));
+    let start = std::time::Instant::now();
+    let report = m.up(UpOptions::default()).await.unwrap();
+    assert_eq!(report.steps.len(), 3);
+    assert!(
+        start.elapsed() >= Duration::from_millis(1_000),
+        "did not wait: {:?}",
+        start.elapsed()
+    );
+    let events = events.lock().unwrap().clone();
+    let waiting: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            mongo_migrate::Progress::Waiting { holder, .. } => Some(holder.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waiting.len(), 1, "{events:?}");
+    assert!(waiting[0].contains("deploy-7"), "{waiting:?}");
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_waiting_runner_gives_up_after_its_wait_and_changes_nothing() {
+    let t = TestDb::new().await;
+    t.foreign_lock("deploy-8", 1, 60_000).await;
+    let lock_before = t.docs("migration_locks").await;
+    let m = t.migrator(three()).with_lock_wait(Duration::from_millis(700));
+    let start = std::time::Instant::now();
+    let err = m.up(UpOptions::default()).await.unwrap_err();
+    let waited = start.elapsed();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert!(waited >= Duration::from_millis(300), "gave up at once: {waited:?}");
+    assert!(waited < Duration::from_secs(5), "waited past its limit: {waited:?}");
+    // Indexes aside (created before the first attempt), nothing changed.
+    assert_eq!(t.docs("migration_locks").await, lock_before);
+    assert!(t.docs("migrations").await.is_empty());
+    assert!(t.docs("effects").await.is_empty());
+    t.drop_db().await;
+}
