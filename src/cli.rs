@@ -68,6 +68,9 @@ pub enum Command {
         /// Apply up to and including this version
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
+        /// While another runner holds the lock, wait up to SECS for it
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        wait: u64,
     },
     /// Roll back applied migrations (one by default)
     #[command(group(ArgGroup::new("target").args(["steps", "batch", "to"])))]
@@ -86,6 +89,9 @@ pub enum Command {
         /// Show what would run; change nothing
         #[arg(long)]
         dry_run: bool,
+        /// While another runner holds the lock, wait up to SECS for it
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        wait: u64,
     },
     /// Show applied, pending and failed migrations and the lock
     Status {

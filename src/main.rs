@@ -143,7 +143,7 @@ fn version(s: &str) -> Result<Version> {
 /// The harness request for `command`, and whether to print JSON.
 fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bool)> {
     let (conn, remote, json) = match command {
-        Command::Up { conn, dry_run, to } => (
+        Command::Up { conn, dry_run, to, .. } => (
             conn,
             Remote::Up(UpOptions {
                 dry_run: *dry_run,
@@ -157,6 +157,7 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
             batch,
             to,
             dry_run,
+            ..
         } => {
             let target = match (steps, batch, to) {
                 (_, true, _) => DownTarget::LastBatch,
@@ -245,6 +246,10 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
         tracking_collection: config.tracking_collection.clone(),
         lock_collection: config.lock_collection.clone(),
         lock_ttl_secs: config.lock_ttl_secs,
+        lock_wait_secs: match command {
+            Command::Up { wait, .. } | Command::Down { wait, .. } => Some(*wait),
+            _ => None,
+        },
     };
     Ok((connection, remote, json))
 }

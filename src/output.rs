@@ -19,6 +19,11 @@ pub fn progress(p: &Progress) {
             write!(out, "  {verb} {version} {name} ... ")
         }
         Progress::Finished { duration_ms, .. } => writeln!(out, "ok ({duration_ms} ms)"),
+        Progress::Waiting { holder, expires_at } => writeln!(
+            out,
+            "  waiting for the lock held by {holder} (expires {})",
+            expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
     };
     let _ = out.flush();
 }

@@ -210,6 +210,12 @@ fn a_held_lock_exits_3_and_a_crashed_migration_exits_4_until_resolved() {
         stderr.contains("migrations are locked by") && stderr.contains("deploy-9"),
         "{stderr}"
     );
+    // Told to wait, it says so, and gives up when the wait is over.
+    let out = stdout(run(&["up", "--wait", "1"]).assert().code(3));
+    assert!(
+        out.contains("waiting for the lock held by") && out.contains("deploy-9"),
+        "{out}"
+    );
     let out = stdout(run(&["lock-status"]).assert().success());
     assert!(out.contains("held by") && out.contains("generation 4"), "{out}");
     let out = stdout(run(&["force-unlock", "--yes"]).assert().success());
