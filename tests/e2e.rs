@@ -31,6 +31,12 @@ fn against_server<'a>(dir: &'a std::path::Path, db: &'a str) -> impl Fn(&[&str])
     }
 }
 
+/// `status --json` of the crate in `dir` against database `db`.
+fn status_json(dir: &std::path::Path, db: &str) -> serde_json::Value {
+    let out = stdout(against_server(dir, db)(&["status", "--json"]).assert().success());
+    serde_json::from_str(&out).unwrap()
+}
+
 fn stdout(assert: snapbox::cmd::OutputAssert) -> String {
     String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
 }
@@ -396,9 +402,7 @@ fn ctrl_c_stops_after_the_migration_in_progress_and_twice_aborts_it() {
         err.contains("error: single-app: stopped on request; 1 migration did not run"),
         "{err}"
     );
-    let run = against_server(crate_dir.path(), &db);
-    let status: serde_json::Value =
-        serde_json::from_str(&stdout(run(&["status", "--json"]).assert().success())).unwrap();
+    let status = status_json(crate_dir.path(), &db);
     assert_eq!(status["counts"]["applied"], 2, "{status}");
     assert_eq!(status["counts"]["pending"], 1, "{status}");
     assert!(status["lock"].is_null(), "the lock was not released: {status}");
@@ -412,9 +416,7 @@ fn ctrl_c_stops_after_the_migration_in_progress_and_twice_aborts_it() {
         err.contains("error: aborted: the migration in progress was cut off"),
         "{err}"
     );
-    let run = against_server(crate_dir.path(), &db);
-    let status: serde_json::Value =
-        serde_json::from_str(&stdout(run(&["status", "--json"]).assert().success())).unwrap();
+    let status = status_json(crate_dir.path(), &db);
     assert_eq!(status["counts"]["applied"], 1, "{status}");
     assert_eq!(status["counts"]["running"], 1, "{status}");
 }
