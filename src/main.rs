@@ -46,12 +46,19 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
     let mut results = serde_json::Map::new();
     let mut json = false;
     let mut stopped = None;
-    for target in &ws.targets {
+    // Every package's request first: a bad setting of the last package stops
+    // the run before the first package's migrations are applied.
+    let requests = ws
+        .targets
+        .iter()
+        .map(|target| request(&args.command, target))
+        .collect::<Result<Vec<_>>>()?;
+    one_collection_each(&ws.targets, &requests)?;
+    for (target, (conn, command, as_json)) in ws.targets.iter().zip(requests) {
         if !target.config.build_script && target.migrations_dir().is_dir() {
             // Keep the registry in step with the files before building.
             scaffold::registry_quiet(target)?;
         }
-        let (conn, command, as_json) = request(&args.command, target)?;
         json = as_json;
         let bin = harness::build(ws, target, args.verbose)?;
         let request = Request {
@@ -98,6 +105,31 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
         .into()),
         None => Ok(()),
     }
+}
+
+/// Two packages that track their migrations in one collection would each
+/// take the other's records for unknown versions and be blocked.
+fn one_collection_each(targets: &[Target], requests: &[(Connection, Remote, bool)]) -> Result<()> {
+    let mut seen = std::collections::BTreeMap::new();
+    for (target, (conn, ..)) in targets.iter().zip(requests) {
+        let collection = conn
+            .tracking_collection
+            .clone()
+            .unwrap_or_else(|| mongo_migrate::Config::default().tracking_collection);
+        let key = (conn.uri.clone(), conn.database.clone(), collection.clone());
+        if let Some(other) = seen.insert(key, target.name.as_str()) {
+            return Err(Failure::new(
+                Code::Usage,
+                format!(
+                    "`{other}` and `{}` would track their migrations in the same collection `{collection}`",
+                    target.name
+                ),
+            )
+            .hint("give one of them its own `tracking-collection` and `lock-collection` under [package.metadata.mongo-migrate]")
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// How many planned steps a stopped `up`/`down` left out.

@@ -225,3 +225,24 @@ hint: pass --uri or set MONGODB_URI
 
 "#]]);
 }
+
+#[test]
+fn two_members_sharing_a_tracking_collection_are_refused_before_anything_runs() {
+    let ws = fixture("workspace");
+    let billing = ws.path().join("billing/Cargo.toml");
+    let manifest = read(&billing);
+    let own_collections = manifest.find("[package.metadata.mongo-migrate]").unwrap();
+    std::fs::write(&billing, &manifest[..own_collections]).unwrap();
+    cli()
+        .current_dir(ws.path())
+        .env("MONGODB_URI", "mongodb://127.0.0.1:9/shop")
+        .args(["--workspace", "up"])
+        .assert()
+        .code(2)
+        .stdout_eq(str![""])
+        .stderr_eq(str![[r#"
+error: `ws-billing` and `ws-app` would track their migrations in the same collection `migrations`
+hint: give one of them its own `tracking-collection` and `lock-collection` under [package.metadata.mongo-migrate]
+
+"#]]);
+}

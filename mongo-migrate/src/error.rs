@@ -54,7 +54,7 @@ pub enum Error {
     #[error("force-unlock needs explicit confirmation")]
     UnlockNotConfirmed,
 
-    #[error("the database records migration(s) {versions} that this build does not know; deploy the code that contains them, or remove their tracking records if they were deleted on purpose")]
+    #[error("the database records migration(s) {versions} that this build does not know; deploy the code that contains them, or remove their tracking records if they were deleted on purpose; if another package or service keeps its migrations in the same collection, give each its own tracking collection")]
     UnknownVersions { versions: String },
 
     #[error("migration {version} ({name}) was edited after it was applied (checksum {recorded} recorded, {current} now); restore the original file and write a new migration for the change")]
