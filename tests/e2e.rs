@@ -333,10 +333,10 @@ fn cargo_features_of_the_package_reach_its_migrations() {
     });
 }
 
-/// Starts `up` in a process group of its own, as a terminal would, and sends
-/// the group `interrupts` SIGINTs once the slow migration has started.
+/// Starts `up` in a process group of its own, as a terminal would, and
+/// returns once the slow migration has started.
 #[cfg(unix)]
-fn interrupted_up(crate_dir: &std::path::Path, db: &str, interrupts: usize) -> std::process::Output {
+fn slow_up(crate_dir: &std::path::Path, db: &str) -> std::process::Child {
     use std::os::unix::process::CommandExt;
     let started = crate_dir.join("started");
     let _ = std::fs::remove_file(&started);
@@ -358,13 +358,24 @@ fn interrupted_up(crate_dir: &std::path::Path, db: &str, interrupts: usize) -> s
         assert!(std::time::Instant::now() < deadline, "the slow migration never started");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    for _ in 0..interrupts {
-        let group = format!("-{}", child.id());
-        let status = std::process::Command::new("kill")
-            .args(["-INT", "--", &group])
-            .status()
-            .unwrap();
-        assert!(status.success());
+    child
+}
+
+/// `kill -SIGNAL -- target`: a pid, or `-pid` for its process group.
+#[cfg(unix)]
+fn kill(signal: &str, target: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, "--", target])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {target}");
+}
+
+/// Ctrl-C in a terminal: SIGINT to the whole foreground group, `times` times.
+#[cfg(unix)]
+fn ctrl_c(child: std::process::Child, times: usize) -> std::process::Output {
+    for _ in 0..times {
+        kill("-INT", &format!("-{}", child.id()));
         // Time for the harness to take the first one before the next.
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
@@ -373,7 +384,7 @@ fn interrupted_up(crate_dir: &std::path::Path, db: &str, interrupts: usize) -> s
 
 #[cfg(unix)]
 #[test]
-fn ctrl_c_stops_after_the_migration_in_progress_and_twice_aborts_it() {
+fn ctrl_c_or_a_killed_cli_stops_after_the_migration_in_progress_and_twice_aborts_it() {
     let crate_dir = fixture("single");
     let manifest = crate_dir.path().join("Cargo.toml");
     let toml = read(&manifest).replace(
@@ -386,7 +397,7 @@ fn ctrl_c_stops_after_the_migration_in_progress_and_twice_aborts_it() {
     std::fs::write(crate_dir.path().join("src/migrations/m20260101_120000_slow.rs"), slow).unwrap();
 
     let db = database();
-    let output = interrupted_up(crate_dir.path(), &db, 1);
+    let output = ctrl_c(slow_up(crate_dir.path(), &db), 1);
     let (out, err) = (
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
@@ -409,7 +420,7 @@ fn ctrl_c_stops_after_the_migration_in_progress_and_twice_aborts_it() {
 
     // A second Ctrl-C cuts the migration off; the record stays `running`.
     let db = database();
-    let output = interrupted_up(crate_dir.path(), &db, 2);
+    let output = ctrl_c(slow_up(crate_dir.path(), &db), 2);
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{err}");
     assert!(
@@ -419,4 +430,17 @@ fn ctrl_c_stops_after_the_migration_in_progress_and_twice_aborts_it() {
     let status = status_json(crate_dir.path(), &db);
     assert_eq!(status["counts"]["applied"], 1, "{status}");
     assert_eq!(status["counts"]["running"], 1, "{status}");
+
+    // The CLI alone is killed (a cancelled CI job): the harness finds nobody
+    // reading its progress and stops after the migration in progress.
+    let db = database();
+    let child = slow_up(crate_dir.path(), &db);
+    kill("-TERM", &child.id().to_string());
+    // Returns once the harness, which shares the CLI's stderr, has exited.
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&output.status), Some(15));
+    let status = status_json(crate_dir.path(), &db);
+    assert_eq!(status["counts"]["applied"], 2, "{status}");
+    assert_eq!(status["counts"]["pending"], 1, "{status}");
+    assert!(status["lock"].is_null(), "the lock was not released: {status}");
 }

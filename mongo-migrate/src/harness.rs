@@ -125,13 +125,10 @@ pub fn main(registry: fn() -> Result<Registry, Error>) -> ExitCode {
     }
 }
 
-fn emit(reply: &Reply) {
+/// Writes one reply line; `false` when the pipe is closed: the CLI is gone.
+fn emit(reply: &Reply) -> bool {
     let mut out = std::io::stdout().lock();
-    // A closed pipe means the CLI is gone; nobody is left to tell.
-    if serde_json::to_writer(&mut out, reply).is_ok() {
-        let _ = writeln!(out);
-    }
-    let _ = out.flush();
+    serde_json::to_writer(&mut out, reply).is_ok() && writeln!(out).is_ok() && out.flush().is_ok()
 }
 
 async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::Value, Error> {
@@ -155,9 +152,16 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
         config.lock_ttl = Duration::from_secs(secs);
     }
     let stop = StopHandle::new();
+    let orphaned = stop.clone();
     let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, config)
         .await?
-        .with_progress(|p| emit(&Reply::Progress(p.clone())))
+        .with_progress(move |p| {
+            // The CLI was killed (a cancelled CI job, a closed terminal): with
+            // nobody left to report to, stop after the migration in progress.
+            if !emit(&Reply::Progress(p.clone())) {
+                orphaned.stop();
+            }
+        })
         .with_stop(stop.clone())
         .with_lock_wait(Duration::from_secs(c.lock_wait_secs.unwrap_or(0)));
     let applies = match &request.command {
@@ -166,7 +170,8 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
         _ => false,
     };
     if applies {
-        tokio::spawn(stop_on_signal(stop));
+        // Registered here, not in the task: a signal before its first poll is not lost.
+        tokio::spawn(stop_on_signal(Signals::new(), stop));
     }
     match request.command {
         Command::Up(options) => json(migrator.up(options).await),
@@ -186,8 +191,7 @@ pub const ABORTED: u8 = 130;
 /// recorded, then the run stops and releases the lock. A second one aborts
 /// at once: the lock then expires on its own, and the migration is left
 /// `running` for `resolve`.
-async fn stop_on_signal(stop: StopHandle) {
-    let mut signals = Signals::new();
+async fn stop_on_signal(mut signals: Signals, stop: StopHandle) {
     signals.next().await;
     stop.stop();
     // On a line of its own: a progress line may be open.
@@ -197,35 +201,51 @@ async fn stop_on_signal(stop: StopHandle) {
     std::process::exit(ABORTED.into());
 }
 
+/// SIGINT and SIGTERM on Unix, Ctrl-C elsewhere.
+#[cfg(unix)]
 struct Signals {
-    #[cfg(unix)]
-    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
 }
 
+#[cfg(unix)]
 impl Signals {
     fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
         Signals {
-            #[cfg(unix)]
-            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
         }
+    }
+
+    /// Waits for the next signal; never returns if none can be watched.
+    async fn next(&mut self) {
+        async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+            match signal {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            Some(()) = recv(&mut self.interrupt) => {}
+            Some(()) = recv(&mut self.terminate) => {}
+            else => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn new() -> Self {
+        Signals
     }
 
     async fn next(&mut self) {
-        #[cfg(unix)]
-        if let Some(term) = &mut self.term {
-            tokio::select! {
-                _ = ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
         }
-        ctrl_c().await;
-    }
-}
-
-/// Never returns if Ctrl-C cannot be watched, rather than stopping at once.
-async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
