@@ -5,17 +5,18 @@ mod cli;
 mod exit;
 mod harness;
 mod output;
+mod request;
 mod scaffold;
 mod workspace;
 
 use anyhow::Result;
 use clap::Parser;
-use mongo_migrate::harness::{Command as Remote, Connection, Request};
-use mongo_migrate::{DownOptions, DownTarget, HistoryQuery, MigrationStatus, Resolution, UpOptions, Version};
+use mongo_migrate::harness::{Command as Remote, Request};
+use mongo_migrate::Resolution;
 
-use cli::{Args, Cargo, Command, StatusFilter};
+use cli::{Args, Cargo, Command};
 use exit::{Code, Failure};
-use workspace::{Target, Workspace};
+use workspace::Workspace;
 
 fn main() {
     let Cargo::MongoMigrate(args) = Cargo::parse();
@@ -46,14 +47,7 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
     let mut results = serde_json::Map::new();
     let mut json = false;
     let mut stopped = None;
-    // Every package's request first: a bad setting of the last package stops
-    // the run before the first package's migrations are applied.
-    let requests = ws
-        .targets
-        .iter()
-        .map(|target| request(&args.command, target))
-        .collect::<Result<Vec<_>>>()?;
-    one_collection_each(&ws.targets, &requests)?;
+    let requests = request::all(&args.command, &ws.targets)?;
     for (target, (conn, command, as_json)) in ws.targets.iter().zip(requests) {
         if !target.config.build_script && target.migrations_dir().is_dir() {
             // Keep the registry in step with the files before building.
@@ -107,31 +101,6 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
     }
 }
 
-/// Two packages that track their migrations in one collection would each
-/// take the other's records for unknown versions and be blocked.
-fn one_collection_each(targets: &[Target], requests: &[(Connection, Remote, bool)]) -> Result<()> {
-    let mut seen = std::collections::BTreeMap::new();
-    for (target, (conn, ..)) in targets.iter().zip(requests) {
-        let collection = conn
-            .tracking_collection
-            .clone()
-            .unwrap_or_else(|| mongo_migrate::Config::default().tracking_collection);
-        let key = (conn.uri.clone(), conn.database.clone(), collection.clone());
-        if let Some(other) = seen.insert(key, target.name.as_str()) {
-            return Err(Failure::new(
-                Code::Usage,
-                format!(
-                    "`{other}` and `{}` would track their migrations in the same collection `{collection}`",
-                    target.name
-                ),
-            )
-            .hint("give one of them its own `tracking-collection` and `lock-collection` under [package.metadata.mongo-migrate]")
-            .into());
-        }
-    }
-    Ok(())
-}
-
 /// How many planned steps a stopped `up`/`down` left out.
 fn skipped(value: &serde_json::Value) -> usize {
     value.get("skipped").and_then(|s| s.as_array()).map_or(0, Vec::len)
@@ -162,126 +131,4 @@ fn render(package: &str, command: &Remote, value: serde_json::Value) -> Result<(
         }
     }
     Ok(())
-}
-
-fn version(s: &str) -> Result<Version> {
-    Version::parse(s).map_err(|e| {
-        Failure::new(Code::Usage, e.to_string())
-            .hint("see `cargo mongo-migrate status` for versions")
-            .into()
-    })
-}
-
-/// The harness request for `command`, and whether to print JSON.
-fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bool)> {
-    let (conn, remote, json) = match command {
-        Command::Up { conn, dry_run, to, .. } => (
-            conn,
-            Remote::Up(UpOptions {
-                dry_run: *dry_run,
-                to: to.as_deref().map(version).transpose()?,
-            }),
-            false,
-        ),
-        Command::Down {
-            conn,
-            steps,
-            batch,
-            to,
-            dry_run,
-            ..
-        } => {
-            let target = match (steps, batch, to) {
-                (_, true, _) => DownTarget::LastBatch,
-                (_, _, Some(to)) => DownTarget::To(version(to)?),
-                (Some(n), _, _) => DownTarget::Steps(*n),
-                _ => DownTarget::Steps(1),
-            };
-            (
-                conn,
-                Remote::Down(DownOptions {
-                    target,
-                    dry_run: *dry_run,
-                }),
-                false,
-            )
-        }
-        Command::Status { conn, json } => (conn, Remote::Status, *json),
-        Command::History {
-            conn,
-            status,
-            limit,
-            skip,
-            json,
-        } => {
-            let status = status.map(|s| match s {
-                StatusFilter::Running => MigrationStatus::Running,
-                StatusFilter::Completed => MigrationStatus::Completed,
-                StatusFilter::Failed => MigrationStatus::Failed,
-                StatusFilter::RolledBack => MigrationStatus::RolledBack,
-            });
-            (
-                conn,
-                Remote::History(HistoryQuery {
-                    status,
-                    skip: *skip,
-                    limit: *limit,
-                }),
-                *json,
-            )
-        }
-        Command::LockStatus { conn, json } => (conn, Remote::LockStatus, *json),
-        Command::ForceUnlock { conn, yes } => {
-            if !yes {
-                return Err(Failure::new(Code::Usage, "force-unlock needs confirmation")
-                    .hint("make sure the holder is gone (`lock-status`), then pass --yes")
-                    .into());
-            }
-            (conn, Remote::ForceUnlock { confirm: true }, false)
-        }
-        Command::Resolve {
-            conn,
-            version: v,
-            applied,
-            ..
-        } => {
-            let resolution = if *applied {
-                Resolution::Applied
-            } else {
-                Resolution::Pending
-            };
-            (
-                conn,
-                Remote::Resolve {
-                    version: version(v)?,
-                    resolution,
-                },
-                false,
-            )
-        }
-        Command::New { .. } | Command::Registry => unreachable!("handled locally"),
-    };
-    let config = &target.config;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let uri = conn.uri.clone().or_else(|| env(&config.uri_env)).ok_or_else(|| {
-        Failure::new(Code::Connection, format!("no MongoDB URI for `{}`", target.name))
-            .hint(format!("pass --uri or set {}", config.uri_env))
-    })?;
-    let database = conn
-        .database
-        .clone()
-        .or_else(|| env(&config.database_env))
-        .or_else(|| config.database.clone());
-    let connection = Connection {
-        uri,
-        database,
-        tracking_collection: config.tracking_collection.clone(),
-        lock_collection: config.lock_collection.clone(),
-        lock_ttl_secs: config.lock_ttl_secs,
-        lock_wait_secs: match command {
-            Command::Up { wait, .. } | Command::Down { wait, .. } => Some(*wait),
-            _ => None,
-        },
-    };
-    Ok((connection, remote, json))
 }
