@@ -371,6 +371,15 @@ fn kill(signal: &str, target: &str) {
     assert!(status.success(), "kill {signal} {target}");
 }
 
+/// The slow migration was recorded, the one after it was not, and the lock is free.
+#[cfg(unix)]
+fn stopped_after_slow(crate_dir: &std::path::Path, db: &str) {
+    let status = status_json(crate_dir, db);
+    assert_eq!(status["counts"]["applied"], 2, "{status}");
+    assert_eq!(status["counts"]["pending"], 1, "{status}");
+    assert!(status["lock"].is_null(), "the lock was not released: {status}");
+}
+
 /// Ctrl-C in a terminal: SIGINT to the whole foreground group, `times` times.
 #[cfg(unix)]
 fn ctrl_c(child: std::process::Child, times: usize) -> std::process::Output {
@@ -413,10 +422,7 @@ fn ctrl_c_or_a_killed_cli_stops_after_the_migration_in_progress_and_twice_aborts
         err.contains("error: single-app: stopped on request; 1 migration did not run"),
         "{err}"
     );
-    let status = status_json(crate_dir.path(), &db);
-    assert_eq!(status["counts"]["applied"], 2, "{status}");
-    assert_eq!(status["counts"]["pending"], 1, "{status}");
-    assert!(status["lock"].is_null(), "the lock was not released: {status}");
+    stopped_after_slow(crate_dir.path(), &db);
 
     // A second Ctrl-C cuts the migration off; the record stays `running`.
     let db = database();
@@ -439,8 +445,5 @@ fn ctrl_c_or_a_killed_cli_stops_after_the_migration_in_progress_and_twice_aborts
     // Returns once the harness, which shares the CLI's stderr, has exited.
     let output = child.wait_with_output().unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&output.status), Some(15));
-    let status = status_json(crate_dir.path(), &db);
-    assert_eq!(status["counts"]["applied"], 2, "{status}");
-    assert_eq!(status["counts"]["pending"], 1, "{status}");
-    assert!(status["lock"].is_null(), "the lock was not released: {status}");
+    stopped_after_slow(crate_dir.path(), &db);
 }
