@@ -172,7 +172,7 @@ pub fn history(package: &str, records: &[Record]) {
                 r.version.to_string(),
                 r.name.clone(),
                 r.status.to_string(),
-                format!("{:?}", r.direction).to_lowercase(),
+                r.direction.to_string(),
                 r.batch.to_string(),
                 when(Some(r.updated_at)),
                 r.execution_time_ms

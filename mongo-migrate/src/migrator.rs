@@ -132,11 +132,7 @@ impl Migrator {
                 skipped: Vec::new(),
             });
         }
-        let reason = match direction {
-            Direction::Up => "up",
-            Direction::Down => "down",
-        };
-        let guard = self.acquire(reason).await?;
+        let guard = self.acquire(direction.as_str()).await?;
         let result = AssertUnwindSafe(self.run_locked(&guard, direction, plan))
             .catch_unwind()
             .await;
@@ -377,14 +373,10 @@ impl Migrator {
         let result = run(f, &mut ctx).await;
         let mut session = ctx.into_session().expect("transactional context has a session");
         let ms = elapsed_ms(start);
-        let done = match claim.direction {
-            Direction::Up => MigrationStatus::Completed,
-            Direction::Down => MigrationStatus::RolledBack,
-        };
         let recorded = async {
             result.map_err(|e| failed(m, e))?;
             let record = Claim {
-                status: done,
+                status: claim.direction.done(),
                 elapsed_ms: Some(ms),
                 ..claim
             };
@@ -416,10 +408,7 @@ impl Migrator {
         let ms = elapsed_ms(start);
         match result {
             Ok(()) => {
-                let outcome = match direction {
-                    Direction::Up => Outcome::Applied,
-                    Direction::Down => Outcome::RolledBack,
-                };
+                let outcome = Outcome::Done(direction);
                 self.tracking.finish(m.version, guard.fence(), outcome, ms).await?;
                 Ok(ms)
             }

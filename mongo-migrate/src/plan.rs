@@ -51,7 +51,7 @@ pub(crate) fn validate(registry: &Registry, records: &Records) -> Result<(), Err
         };
         if matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) {
             let detail = match &record.error {
-                Some(e) => format!(" ({} during {:?}: {e})", record.status, record.direction).to_lowercase(),
+                Some(e) => format!(" ({} during {}: {e})", record.status, record.direction),
                 None => format!(
                     " (left running by {})",
                     record.lock_holder.as_deref().unwrap_or("an unknown runner")

@@ -59,11 +59,25 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Direction::Up => "up",
             Direction::Down => "down",
         }
+    }
+
+    /// The status a step in this direction ends in when it succeeds.
+    pub(crate) fn done(self) -> MigrationStatus {
+        match self {
+            Direction::Up => MigrationStatus::Completed,
+            Direction::Down => MigrationStatus::RolledBack,
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -241,7 +255,6 @@ impl Tracking {
         let mut fields = doc! {
             "name": &migration.name,
             "description": &migration.description,
-            "status": status.as_str(),
             "direction": direction.as_str(),
             "error": Bson::Null,
             "reversible": migration.is_reversible(),
@@ -256,12 +269,7 @@ impl Tracking {
         if direction == Direction::Up {
             fields.insert("batch", batch);
         }
-        if status == MigrationStatus::Completed {
-            fields.insert("appliedAt", now);
-        }
-        if status == MigrationStatus::RolledBack {
-            fields.insert("rolledBackAt", now);
-        }
+        stamp(&mut fields, status, now);
         let claimed = match previous {
             None => {
                 fields.insert("version", migration.version.as_i64());
@@ -317,16 +325,9 @@ impl Tracking {
         let now = now();
         let mut set = doc! { "executionTimeMs": elapsed_ms, "updatedAt": now };
         match outcome {
-            Outcome::Applied => {
-                set.insert("status", MigrationStatus::Completed.as_str());
-                set.insert("appliedAt", now);
-            }
-            Outcome::RolledBack => {
-                set.insert("status", MigrationStatus::RolledBack.as_str());
-                set.insert("rolledBackAt", now);
-            }
+            Outcome::Done(direction) => stamp(&mut set, direction.done(), now),
             Outcome::Failed(message) => {
-                set.insert("status", MigrationStatus::Failed.as_str());
+                stamp(&mut set, MigrationStatus::Failed, now);
                 set.insert("error", message);
             }
         }
@@ -406,9 +407,19 @@ pub(crate) struct Claim<'a> {
 /// How a claimed step ended.
 #[derive(Debug)]
 pub(crate) enum Outcome<'a> {
-    Applied,
-    RolledBack,
+    /// It went through in this direction.
+    Done(Direction),
     Failed(&'a str),
+}
+
+/// Sets `status`, with the time it was reached when it is an end state.
+fn stamp(fields: &mut Document, status: MigrationStatus, now: bson::DateTime) {
+    fields.insert("status", status.as_str());
+    match status {
+        MigrationStatus::Completed => fields.insert("appliedAt", now),
+        MigrationStatus::RolledBack => fields.insert("rolledBackAt", now),
+        MigrationStatus::Running | MigrationStatus::Failed => None,
+    };
 }
 
 pub(crate) fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
