@@ -197,11 +197,7 @@ impl Migrator {
             Resolution::Pending => MigrationStatus::RolledBack,
         };
         guard.check().await?;
-        self.tracking.resolve(record, to, guard.fence()).await?;
-        self.tracking
-            .get(version)
-            .await?
-            .ok_or(Error::NothingToResolve { version })
+        self.tracking.resolve(record, to, guard.fence()).await
     }
 
     /// Plans from the records read under the lock, then runs the plan.

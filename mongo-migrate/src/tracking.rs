@@ -5,7 +5,7 @@ use std::fmt;
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
-use mongodb::options::IndexOptions;
+use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{ClientSession, Collection, IndexModel};
 use serde::{Deserialize, Serialize};
 
@@ -362,8 +362,8 @@ impl Tracking {
         Ok(self.coll.update_many(filter, update).await?.modified_count)
     }
 
-    /// Marks a blocked record as applied or as pending again.
-    pub(crate) async fn resolve(&self, record: &Record, to: MigrationStatus, fence: &Fence) -> Result<(), Error> {
+    /// Marks a blocked record as applied or as pending again; returns it as written.
+    pub(crate) async fn resolve(&self, record: &Record, to: MigrationStatus, fence: &Fence) -> Result<Record, Error> {
         let now = now();
         let filter = doc! {
             "version": record.version.as_i64(),
@@ -380,14 +380,17 @@ impl Tracking {
             set.insert("appliedAt", now);
         }
         let update = doc! { "$set": set, "$unset": { "fencedBy": "", "fencedAt": "" } };
-        let result = self.coll.update_one(filter, update).await?;
-        if result.matched_count == 1 {
-            Ok(())
-        } else {
-            Err(Error::Conflict {
+        let written = self
+            .coll
+            .find_one_and_update(filter, update)
+            .return_document(ReturnDocument::After)
+            .await?;
+        match written {
+            Some(doc) => Record::from_document(&doc),
+            None => Err(Error::Conflict {
                 version: record.version,
                 name: record.name.clone(),
-            })
+            }),
         }
     }
 }
