@@ -51,11 +51,10 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
         // tells where the binary is, whatever the target or build directory.
         .arg("--message-format=json-render-diagnostics")
         .stdout(Stdio::piped());
-    if !verbose {
-        cmd.arg("--quiet");
-    }
     if verbose {
         show_command(&cmd);
+    } else {
+        cmd.arg("--quiet");
     }
     let mut child = cmd.spawn().with_context(|| format!("cannot run {}", cargo()))?;
     let mut executable = None;
@@ -193,16 +192,15 @@ pub fn run(
     verbose: bool,
     mut progress: impl FnMut(&mongo_migrate::Progress),
 ) -> Result<serde_json::Value> {
-    if verbose {
-        eprintln!("     Running `{}`", bin.display());
-    }
-    let interrupted = applies(&request.command).then(outlive_ctrl_c);
-    let mut child = Command::new(bin)
-        .stdin(Stdio::piped())
+    let interrupted = request.command.applies().then(outlive_ctrl_c);
+    let mut cmd = Command::new(bin);
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot run {}", bin.display()))?;
+        .stderr(Stdio::inherit());
+    if verbose {
+        show_command(&cmd);
+    }
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {}", bin.display()))?;
     {
         // The URI goes through stdin so it never shows in a process list.
         let mut stdin = child.stdin.take().expect("piped");
@@ -248,12 +246,6 @@ pub fn run(
         .hint("a migration may have aborted the process; check `status`")
         .into()),
     }
-}
-
-/// `up` or `down` that changes something: the commands Ctrl-C stops gracefully.
-pub fn applies(command: &mongo_migrate::harness::Command) -> bool {
-    use mongo_migrate::harness::Command as Remote;
-    matches!(command, Remote::Up(o) if !o.dry_run) || matches!(command, Remote::Down(o) if !o.dry_run)
 }
 
 /// Ctrl-C reaches the harness too, in the same process group: the first one

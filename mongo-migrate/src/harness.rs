@@ -37,6 +37,18 @@ pub enum Command {
     Resolve { version: Version, resolution: Resolution },
 }
 
+impl Command {
+    /// An `up` or `down` that changes something (not a dry-run): the
+    /// commands that Ctrl-C stops after the migration in progress.
+    pub fn applies(&self) -> bool {
+        match self {
+            Command::Up(o) => !o.dry_run,
+            Command::Down(o) => !o.dry_run,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
@@ -164,12 +176,7 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
         })
         .with_stop(stop.clone())
         .with_lock_wait(Duration::from_secs(c.lock_wait_secs.unwrap_or(0)));
-    let applies = match &request.command {
-        Command::Up(o) => !o.dry_run,
-        Command::Down(o) => !o.dry_run,
-        _ => false,
-    };
-    if applies {
+    if request.command.applies() {
         // Registered here, not in the task: a signal before its first poll is not lost.
         tokio::spawn(stop_on_signal(Signals::new(), stop));
     }
