@@ -71,12 +71,11 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
             dry_run,
             ..
         } => {
-            let target = match (steps, batch, to) {
-                (_, true, _) => DownTarget::LastBatch,
-                (_, _, Some(to)) => DownTarget::To(version(to)?),
-                (Some(n), _, _) => DownTarget::Steps(*n),
-                _ => DownTarget::Steps(1),
-            };
+            let to = to.as_deref().map(version).transpose()?;
+            // clap's argument group already lets only one through.
+            let target = DownTarget::from_options(*steps, *batch, to).ok_or_else(|| {
+                Failure::new(Code::Usage, "give at most one of --steps, --batch and --to").hint("see `--help`")
+            })?;
             (
                 conn,
                 Remote::Down(DownOptions {

@@ -256,13 +256,8 @@ async fn down(
 ) -> ApiResult<crate::RunReport> {
     s.auth.allows(&headers)?;
     let Json(b) = body?;
-    let target = match (b.steps, b.batch, b.to) {
-        (None, false, None) => DownTarget::Steps(1),
-        (Some(n), false, None) => DownTarget::Steps(n),
-        (None, true, None) => DownTarget::LastBatch,
-        (None, false, Some(v)) => DownTarget::To(v),
-        _ => return Err(ApiError::bad_request("give at most one of `steps`, `batch` and `to`")),
-    };
+    let target = DownTarget::from_options(b.steps, b.batch, b.to)
+        .ok_or_else(|| ApiError::bad_request("give at most one of `steps`, `batch` and `to`"))?;
     let options = DownOptions {
         target,
         dry_run: b.dry_run,

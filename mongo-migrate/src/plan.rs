@@ -20,6 +20,20 @@ pub enum DownTarget {
     To(Version),
 }
 
+impl DownTarget {
+    /// From `down`'s options `steps`, `batch` and `to`, of which at most one
+    /// may be given (`None` otherwise); none at all means one step.
+    pub fn from_options(steps: Option<usize>, batch: bool, to: Option<Version>) -> Option<Self> {
+        match (steps, batch, to) {
+            (None, false, None) => Some(DownTarget::Steps(1)),
+            (Some(n), false, None) => Some(DownTarget::Steps(n)),
+            (None, true, None) => Some(DownTarget::LastBatch),
+            (None, false, Some(v)) => Some(DownTarget::To(v)),
+            _ => None,
+        }
+    }
+}
+
 impl Default for DownTarget {
     fn default() -> Self {
         DownTarget::Steps(1)
@@ -131,4 +145,25 @@ pub(crate) fn rollback<'r>(
         });
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DownTarget;
+    use crate::Version;
+
+    #[test]
+    fn down_takes_at_most_one_target_and_defaults_to_one_step() {
+        let v = Version::parse("20260101000000").unwrap();
+        assert_eq!(DownTarget::from_options(None, false, None), Some(DownTarget::Steps(1)));
+        assert_eq!(
+            DownTarget::from_options(Some(3), false, None),
+            Some(DownTarget::Steps(3))
+        );
+        assert_eq!(DownTarget::from_options(None, true, None), Some(DownTarget::LastBatch));
+        assert_eq!(DownTarget::from_options(None, false, Some(v)), Some(DownTarget::To(v)));
+        assert_eq!(DownTarget::from_options(Some(1), true, None), None);
+        assert_eq!(DownTarget::from_options(Some(1), false, Some(v)), None);
+        assert_eq!(DownTarget::from_options(None, true, Some(v)), None);
+    }
 }
