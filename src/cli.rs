@@ -110,7 +110,7 @@ pub enum Command {
         status: Option<StatusFilter>,
         /// At most N records
         #[arg(long, value_name = "N")]
-        limit: Option<i64>,
+        limit: Option<u64>,
         /// Skip the first N records
         #[arg(long, value_name = "N", default_value_t = 0)]
         skip: u64,

@@ -192,7 +192,7 @@ struct HistoryParams {
     status: Option<String>,
     #[serde(default)]
     skip: u64,
-    limit: Option<i64>,
+    limit: Option<u64>,
 }
 
 async fn history(
@@ -208,9 +208,6 @@ async fn history(
             ))
         })?),
     };
-    if p.limit.is_some_and(|l| l < 0) {
-        return Err(ApiError::bad_request("limit must not be negative"));
-    }
     let query = HistoryQuery {
         status,
         skip: p.skip,

@@ -167,7 +167,7 @@ pub struct HistoryQuery {
     pub status: Option<MigrationStatus>,
     pub skip: u64,
     /// `None` or 0 returns everything.
-    pub limit: Option<i64>,
+    pub limit: Option<u64>,
 }
 
 /// The tracking collection.
@@ -231,7 +231,7 @@ impl Tracking {
             .find(filter)
             .sort(doc! { "updatedAt": -1, "version": -1 })
             .skip(query.skip)
-            .limit(query.limit.unwrap_or(0))
+            .limit(query.limit.map_or(0, |l| i64::try_from(l).unwrap_or(i64::MAX)))
             .await?
             .try_collect()
             .await?;

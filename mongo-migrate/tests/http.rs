@@ -145,6 +145,8 @@ async fn writes_need_authorisation_and_bad_input_is_a_400() {
     assert_eq!(code, 400, "{body}");
     let (code, body) = call("GET", &format!("{base}/migrations/history?status=done"), None, None).await;
     assert_eq!(code, 400, "{body}");
+    let (code, body) = call("GET", &format!("{base}/migrations/history?limit=-1"), None, None).await;
+    assert_eq!(code, 400, "{body}");
     let (code, body) = call(
         "POST",
         &format!("{base}/migrations/lock/release"),
