@@ -109,6 +109,11 @@ fn expiry(ttl: Duration) -> bson::DateTime {
     bson::DateTime::from_chrono(Utc::now() + ttl)
 }
 
+/// A free lock document: no holder, already expired. `acquire` matches either.
+fn freed(now: bson::DateTime) -> Document {
+    doc! { "holder": Bson::Null, "expiresAt": now, "releasedAt": now }
+}
+
 impl Lock {
     pub(crate) fn new(coll: Collection<Document>, name: String, ttl: Duration) -> Self {
         Lock { coll, name, ttl }
@@ -219,8 +224,7 @@ impl Lock {
             "holder.id": fence.holder_id.to_string(),
             "generation": fence.generation,
         };
-        let update = doc! { "$set": { "holder": Bson::Null, "expiresAt": now, "releasedAt": now } };
-        self.coll.update_one(filter, update).await?;
+        self.coll.update_one(filter, doc! { "$set": freed(now) }).await?;
         Ok(())
     }
 
@@ -232,10 +236,7 @@ impl Lock {
             .coll
             .find_one_and_update(
                 doc! { "_id": &self.name },
-                doc! {
-                    "$set": { "holder": Bson::Null, "expiresAt": now, "releasedAt": now },
-                    "$inc": { "generation": 1_i64 },
-                },
+                doc! { "$set": freed(now), "$inc": { "generation": 1_i64 } },
             )
             .return_document(ReturnDocument::Before)
             .await?;
