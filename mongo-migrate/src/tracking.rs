@@ -180,6 +180,12 @@ fn now() -> bson::DateTime {
     bson::DateTime::now()
 }
 
+/// Runs `find` and decodes every document it returns.
+async fn records(find: mongodb::action::Find<'_, Document>) -> Result<Vec<Record>, Error> {
+    let docs: Vec<Document> = find.await?.try_collect().await?;
+    docs.iter().map(Record::from_document).collect()
+}
+
 fn holder_doc(fence: &Fence) -> Document {
     doc! { "id": fence.holder_id.to_string(), "generation": fence.generation }
 }
@@ -205,14 +211,7 @@ impl Tracking {
 
     /// Every record, in version order.
     pub(crate) async fn load(&self) -> Result<Vec<Record>, Error> {
-        let docs: Vec<Document> = self
-            .coll
-            .find(doc! {})
-            .sort(doc! { "version": 1 })
-            .await?
-            .try_collect()
-            .await?;
-        docs.iter().map(Record::from_document).collect()
+        records(self.coll.find(doc! {}).sort(doc! { "version": 1 })).await
     }
 
     /// The record of one version.
@@ -226,16 +225,13 @@ impl Tracking {
             Some(status) => doc! { "status": status.as_str() },
             None => doc! {},
         };
-        let docs: Vec<Document> = self
+        let find = self
             .coll
             .find(filter)
             .sort(doc! { "updatedAt": -1, "version": -1 })
             .skip(query.skip)
-            .limit(query.limit.map_or(0, |l| i64::try_from(l).unwrap_or(i64::MAX)))
-            .await?
-            .try_collect()
-            .await?;
-        docs.iter().map(Record::from_document).collect()
+            .limit(query.limit.map_or(0, |l| i64::try_from(l).unwrap_or(i64::MAX)));
+        records(find).await
     }
 
     /// Atomically claims `migration` for this runner: inserts a new record, or
