@@ -83,22 +83,12 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
         path: path.to_path_buf(),
         source,
     })?;
-    let syntax = |span: proc_macro2::Span, message: String| {
-        let start = span.start();
-        Error::Syntax {
-            path: path.to_path_buf(),
-            line: start.line,
-            column: start.column + 1,
-            message,
-        }
-    };
+    let syntax = |span, message| syntax_error(path, span, message);
     // Lexed once: the same tokens are parsed and hashed.
-    let tokens: TokenStream = source
-        .parse()
-        .map_err(|e: proc_macro2::LexError| syntax(e.span(), e.to_string()))?;
+    let tokens = lex(&source, path)?;
     let file: syn::File = syn::parse2(tokens.clone()).map_err(|e| syntax(e.span(), e.to_string()))?;
 
-    let mut up = None;
+    let mut has_up = false;
     let mut has_down = false;
     let mut has_transactional = false;
     for item in &file.items {
@@ -114,7 +104,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
                     return Err(syntax(f.sig.ident.span(), format!("`{}` must be `pub`", f.sig.ident)));
                 }
                 if f.sig.ident == "up" {
-                    up = Some(());
+                    has_up = true;
                 } else {
                     has_down = true;
                 }
@@ -123,7 +113,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
             _ => {}
         }
     }
-    if up.is_none() {
+    if !has_up {
         return Err(syntax(
             proc_macro2::Span::call_site(),
             "no `pub async fn up(ctx: &mut MigrationContext) -> MigrationResult`".into(),
@@ -160,13 +150,24 @@ fn description(attrs: &[syn::Attribute]) -> String {
 /// Hashes the token stream, so whitespace, line endings, comments and doc
 /// comments do not change the checksum, while any code change does.
 pub fn checksum(source: &str) -> Result<String> {
-    let tokens: TokenStream = source.parse().map_err(|e: proc_macro2::LexError| Error::Syntax {
-        path: PathBuf::new(),
-        line: e.span().start().line,
-        column: e.span().start().column + 1,
-        message: e.to_string(),
-    })?;
-    Ok(checksum_tokens(tokens))
+    Ok(checksum_tokens(lex(source, Path::new(""))?))
+}
+
+fn lex(source: &str, path: &Path) -> Result<TokenStream> {
+    source
+        .parse()
+        .map_err(|e: proc_macro2::LexError| syntax_error(path, e.span(), e.to_string()))
+}
+
+/// A syntax error at `span` of `path`, with a 1-based column as editors show it.
+fn syntax_error(path: &Path, span: proc_macro2::Span, message: String) -> Error {
+    let start = span.start();
+    Error::Syntax {
+        path: path.to_path_buf(),
+        line: start.line,
+        column: start.column + 1,
+        message,
+    }
 }
 
 fn checksum_tokens(tokens: TokenStream) -> String {
