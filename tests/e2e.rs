@@ -41,6 +41,10 @@ fn stdout(assert: snapbox::cmd::OutputAssert) -> String {
     String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
 }
 
+fn stderr_of(assert: snapbox::cmd::OutputAssert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
 #[test]
 fn new_twice_then_dry_run_up_status_down_status() {
     let crate_dir = fixture("single");
@@ -98,8 +102,7 @@ fn new_twice_then_dry_run_up_status_down_status() {
     let applied = crate_dir.path().join("src/migrations/m20260101_000000_create_users.rs");
     let edited = read(&applied).replace("\"email\": 1", "\"email\": -1");
     std::fs::write(&applied, edited).unwrap();
-    let assert = run(&["up"]).assert().code(4);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let stderr = stderr_of(run(&["up"]).assert().code(4));
     assert!(stderr.contains("was edited after it was applied"), "{stderr}");
 }
 
@@ -123,8 +126,7 @@ fn workspace_members_run_in_dependency_order_with_their_own_collections() {
     assert_eq!(all["ws-app"]["migrations"][0]["name"], "create_orders", "{out}");
 
     // The billing migration has no `down`.
-    let assert = run(&["-p", "ws-billing", "down"]).assert().code(2);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let stderr = stderr_of(run(&["-p", "ws-billing", "down"]).assert().code(2));
     assert!(stderr.contains("irreversible"), "{stderr}");
 }
 
@@ -150,16 +152,17 @@ fn a_virtual_workspace_member_is_chosen_with_p_and_the_lock_commands_work() {
     run(&["-p", "api", "force-unlock"]).assert().code(2);
     let out = stdout(run(&["-p", "api", "force-unlock", "--yes"]).assert().success());
     assert!(out.contains("api: the lock was free"), "{out}");
-    let assert = run(&[
-        "-p",
-        "api",
-        "status",
-        "--uri",
-        "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300",
-    ])
-    .assert()
-    .code(5);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let stderr = stderr_of(
+        run(&[
+            "-p",
+            "api",
+            "status",
+            "--uri",
+            "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300",
+        ])
+        .assert()
+        .code(5),
+    );
     assert!(stderr.contains("cannot reach the MongoDB server"), "{stderr}");
 }
 
@@ -210,8 +213,7 @@ fn a_held_lock_exits_3_and_a_crashed_migration_exits_4_until_resolved() {
             .await
             .unwrap();
     });
-    let assert = run(&["up"]).assert().code(3);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let stderr = stderr_of(run(&["up"]).assert().code(3));
     assert!(
         stderr.contains("migrations are locked by") && stderr.contains("deploy-9"),
         "{stderr}"
@@ -245,8 +247,7 @@ fn a_held_lock_exits_3_and_a_crashed_migration_exits_4_until_resolved() {
     });
     let out = stdout(run(&["status"]).assert().success());
     assert!(out.contains("RUNNING") && out.contains("1 running"), "{out}");
-    let assert = run(&["up"]).assert().code(4);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let stderr = stderr_of(run(&["up"]).assert().code(4));
     assert!(stderr.contains("20260101000000 (create_users) is running"), "{stderr}");
     let out = stdout(run(&["resolve", "20260101000000", "--pending"]).assert().success());
     assert_eq!(out.trim(), "single-app: marked 20260101000000 as pending");
@@ -270,8 +271,7 @@ fn compile_errors_in_migrations_are_shown_as_cargo_prints_them() {
         broken,
     )
     .unwrap();
-    let assert = run(&["up"]).assert().code(1);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let stderr = stderr_of(run(&["up"]).assert().code(1));
     assert!(stderr.contains("mismatched types"), "{stderr}");
     assert!(stderr.contains("m20260105_000000_broken.rs"), "{stderr}");
     assert!(
@@ -318,10 +318,11 @@ fn cargo_features_of_the_package_reach_its_migrations() {
     }
 
     let db = database();
-    let assert = against_server(crate_dir.path(), &db)(&["up", "--features", "lound"])
-        .assert()
-        .code(2);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let stderr = stderr_of(
+        against_server(crate_dir.path(), &db)(&["up", "--features", "lound"])
+            .assert()
+            .code(2),
+    );
     assert!(
         stderr.contains("package `single-app` has no feature `lound`")
             && stderr.contains("its features: default, loud"),
