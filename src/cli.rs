@@ -162,6 +162,7 @@ pub struct Connection {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StatusFilter {
+    Planned,
     Running,
     Completed,
     Failed,

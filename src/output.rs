@@ -113,6 +113,9 @@ pub fn status(package: &str, report: &StatusReport) {
             if m.checksum_changed {
                 state.push_str(" (EDITED)");
             }
+            if m.in_progress {
+                state.push_str(" (in progress)");
+            }
             vec![
                 m.version.to_string(),
                 m.name.clone(),
@@ -146,6 +149,12 @@ pub fn status(package: &str, report: &StatusReport) {
         .filter(|m| m.error.is_some() && m.state == State::Failed)
     {
         println!("  {} failed: {}", m.version, m.error.as_deref().unwrap_or_default());
+    }
+    // Who left a migration running, and whether it is still at it.
+    for m in report.migrations.iter().filter(|m| m.state == State::Running) {
+        if let Some(detail) = &m.detail {
+            println!("  {} {detail}", m.version);
+        }
     }
     println!("lock: {}", lock_line(report.lock.as_ref()));
 }

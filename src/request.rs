@@ -94,6 +94,7 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
             json,
         } => {
             let status = status.map(|s| match s {
+                StatusFilter::Planned => MigrationStatus::Planned,
                 StatusFilter::Running => MigrationStatus::Running,
                 StatusFilter::Completed => MigrationStatus::Completed,
                 StatusFilter::Failed => MigrationStatus::Failed,

@@ -1,6 +1,6 @@
 //! The runtime's error type.
 
-use crate::Version;
+use crate::{MigrationStatus, Version};
 
 /// What a migration's `up` or `down` returns on failure.
 pub type MigrationError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -48,8 +48,18 @@ pub enum Error {
         expires_at: chrono::DateTime<chrono::Utc>,
     },
 
-    #[error("this runner lost the migration lock (it expired or was taken over); it recorded nothing further. Check `status`, then run again")]
-    LockLost,
+    #[error("this runner lost the migration lock{}; it wrote nothing and started nothing after that. {}Check `status`, then run again", taken_by.as_deref().map(|h| format!(" to {h}")).unwrap_or_default(), lost_run(.completed, .interrupted, .not_run))]
+    LockLost {
+        /// Who holds the lock now, if anyone.
+        taken_by: Option<String>,
+        /// What this run applied (or rolled back) and recorded before the loss.
+        completed: Vec<Version>,
+        /// The migration whose body had started when the loss was found:
+        /// its effect may be partly in place, and its record stays `running`.
+        interrupted: Option<Version>,
+        /// What this run had planned and did not start.
+        not_run: Vec<Version>,
+    },
 
     #[error("force-unlock needs explicit confirmation")]
     UnlockNotConfirmed,
@@ -69,7 +79,7 @@ pub enum Error {
     Blocked {
         version: Version,
         name: String,
-        status: crate::MigrationStatus,
+        status: MigrationStatus,
         detail: String,
     },
 
@@ -101,16 +111,48 @@ pub enum Error {
     NothingToResolve { version: Version },
 
     #[error("migration {version} is {status}, not running or failed; nothing to resolve")]
-    NotResolvable {
-        version: Version,
-        status: crate::MigrationStatus,
-    },
+    NotResolvable { version: Version, status: MigrationStatus },
+
+    #[error("writing to `{collection}` failed: {message}")]
+    WriteFailed { collection: String, message: String },
 
     #[error("the migration harness failed: {0}")]
     Harness(String),
 
     #[error("invalid value `{value}` for {variable}: expected `true` or `false`")]
     InvalidEnv { variable: String, value: String },
+}
+
+impl Error {
+    /// A lost lock, before the run adds what it did.
+    pub(crate) fn lock_lost() -> Self {
+        Error::LockLost {
+            taken_by: None,
+            completed: Vec::new(),
+            interrupted: None,
+            not_run: Vec::new(),
+        }
+    }
+}
+
+fn versions(list: &[Version]) -> String {
+    list.iter().map(Version::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn lost_run(completed: &[Version], interrupted: &Option<Version>, not_run: &[Version]) -> String {
+    let mut out = String::new();
+    if !completed.is_empty() {
+        out.push_str(&format!("Recorded before the loss: {}. ", versions(completed)));
+    }
+    if let Some(v) = interrupted {
+        out.push_str(&format!(
+            "{v} had started and may be partly applied; its record stays `running` for `resolve`. "
+        ));
+    }
+    if !not_run.is_empty() {
+        out.push_str(&format!("Not started: {}. ", versions(not_run)));
+    }
+    out
 }
 
 /// Shorthand for results of this crate.

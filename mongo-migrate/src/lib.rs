@@ -18,6 +18,7 @@ mod plan;
 mod registry;
 mod report;
 mod server;
+mod status;
 mod stop;
 mod tracking;
 mod version;
@@ -32,8 +33,9 @@ pub use plan::DownTarget;
 pub use registry::Registry;
 pub use report::{Counts, Progress, Resolution, RunReport, State, StatusEntry, StatusReport, Step};
 pub use server::{connect, supports_transactions};
+pub use status::{Direction, MigrationStatus};
 pub use stop::StopHandle;
-pub use tracking::{Direction, HistoryQuery, MigrationStatus, Record};
+pub use tracking::{HistoryQuery, Record};
 pub use version::Version;
 
 /// Re-exported so migrations and generated code need no direct dependency.

@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use mongodb::{ClientSession, Database};
 
+use crate::lock::LockState;
 use crate::{MigrationError, Version};
 
 /// A boxed, sendable future, the shape every migration step returns.
@@ -114,16 +115,46 @@ pub struct MigrationContext {
     session: Option<ClientSession>,
     version: Version,
     name: String,
+    lock: LockState,
 }
 
 impl MigrationContext {
-    pub(crate) fn new(db: Database, session: Option<ClientSession>, migration: &Migration) -> Self {
+    pub(crate) fn new(db: Database, session: Option<ClientSession>, migration: &Migration, lock: LockState) -> Self {
         MigrationContext {
             db,
             session,
             version: migration.version,
             name: migration.name.clone(),
+            lock,
         }
+    }
+
+    /// `true` once this run has lost its lock (its heartbeat failed, or a
+    /// check found another holder). Nothing this run records will land any
+    /// more, but the migration's own writes would: a long migration should
+    /// look at this between chunks of work and return early.
+    pub fn is_lock_lost(&self) -> bool {
+        self.lock.is_lost()
+    }
+
+    /// Completes when this run loses its lock. Race it against the work
+    /// with `tokio::select!` to stop a long migration early:
+    ///
+    /// ```no_run
+    /// # use mongo_migrate::prelude::*;
+    /// # async fn step(_: &MigrationContext) -> MigrationResult { Ok(()) }
+    /// pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {
+    ///     for _chunk in 0..1_000 {
+    ///         tokio::select! {
+    ///             _ = ctx.lock_lost() => return Err("lost the migration lock; stopping early".into()),
+    ///             done = step(ctx) => done?,
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn lock_lost(&self) {
+        self.lock.lost().await
     }
 
     /// The database, for a non-transactional migration.

@@ -1,23 +1,44 @@
-//! The migrator: plans under the lock, applies and rolls back.
+//! The migrator: plans before and under the lock, applies and rolls back.
+//!
+//! A run, for N migrations (see README, "What is guaranteed"):
+//! 1. reads the records and the lock, and refuses bad input before it writes anything;
+//! 2. takes the lock (one conditional upsert), fences every older claim, reads the records again;
+//! 3. claims the whole plan as `planned` in one write, then proves it still holds the lock;
+//! 4. per migration, one write that records the previous step and starts the next;
+//! 5. records the last step and releases the lock.
+//!
+//! That is N + 7 commands, plus four once per migrator (indexes, server probe).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use mongodb::{Client, Database};
+use mongodb::{Client, ClientSession, Database};
+use tokio::sync::OnceCell;
 
 use crate::lock::{Lock, LockGuard, LockInfo};
 use crate::migration::{MigrationContext, MigrationFn};
 use crate::plan::{self, DownTarget, Records};
-use crate::server::{connect, durable, supports_transactions};
-use crate::tracking::{Claim, Direction, HistoryQuery, MigrationStatus, Outcome, Record, Tracking};
+use crate::server::{connect, durable, Server};
+use crate::tracking::{Claim, Fenced, Finish, HistoryQuery, Outcome, Record, Stepped, Tracking};
 use crate::{
-    Config, DownOptions, Error, Migration, MigrationError, Progress, Registry, Resolution, RunReport, StatusReport,
-    Step, StopHandle, UpOptions, Version,
+    Config, Direction, DownOptions, Error, Migration, MigrationError, MigrationStatus, Progress, Registry, Resolution,
+    RunReport, StatusReport, Step, StopHandle, UpOptions, Version,
 };
 
 type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// A plan: migrations in the order they run, each with its batch.
+type Plan<'a> = Vec<(&'a Migration, i64)>;
+
+/// How many times a transactional migration is tried when the server says
+/// its transaction failed for a transient reason, as MongoDB's drivers do.
+const TRANSACTION_ATTEMPTS: u32 = 3;
+
+/// The longest pause between two attempts at a lock another runner holds:
+/// a waiter notices a released lock within this time.
+const MAX_LOCK_POLL: Duration = Duration::from_millis(250);
 
 /// Applies and rolls back a [`Registry`] against one database.
 #[derive(Clone)]
@@ -27,6 +48,8 @@ pub struct Migrator {
     registry: Registry,
     tracking: Tracking,
     lock: Lock,
+    server: Server,
+    indexes: Arc<OnceCell<()>>,
     progress: Option<ProgressFn>,
     stop: StopHandle,
     lock_wait: Duration,
@@ -45,9 +68,17 @@ impl Migrator {
     /// A migrator over an existing client.
     pub fn new(client: Client, database: &str, registry: Registry, config: Config) -> Self {
         let db = client.database(database);
+        let server = Server::new(db.clone());
         Migrator {
-            tracking: Tracking::new(durable(&db, &config.tracking_collection)),
-            lock: Lock::new(durable(&db, &config.lock_collection), config.lock_name, config.lock_ttl),
+            tracking: Tracking::new(db.clone(), durable(&db, &config.tracking_collection)),
+            lock: Lock::new(
+                durable(&db, &config.lock_collection),
+                config.lock_name,
+                config.lock_ttl,
+                server.clone(),
+            ),
+            server,
+            indexes: Arc::new(OnceCell::new()),
             client,
             db,
             registry,
@@ -95,8 +126,8 @@ impl Migrator {
     pub async fn up(&self, options: UpOptions) -> Result<RunReport, Error> {
         // Bad input is refused before anything, even the lock, is written.
         self.known_target(options.to)?;
-        self.run(Direction::Up, options.dry_run, |records| {
-            self.plan_up(records, options.to)
+        self.run(Direction::Up, options.dry_run, move |records, lock| {
+            self.plan_up(records, lock, options.to)
         })
         .await
     }
@@ -106,34 +137,45 @@ impl Migrator {
         if let DownTarget::To(to) = options.target {
             self.known_target(Some(to))?;
         }
-        self.run(Direction::Down, options.dry_run, |records| {
-            self.plan_down(records, options.target)
+        self.run(Direction::Down, options.dry_run, move |records, lock| {
+            self.plan_down(records, lock, options.target)
         })
         .await
     }
 
-    /// A dry-run plans from the records and changes nothing; a real run plans
-    /// under the lock, runs the plan, and releases the lock whatever happens.
+    /// Plans from the records before taking the lock, so that a refused run
+    /// (or one with nothing to do, or a dry-run) writes nothing; then plans
+    /// again under the lock, runs the plan, and releases the lock whatever
+    /// happens.
     async fn run<'a>(
         &'a self,
         direction: Direction,
         dry_run: bool,
-        plan: impl FnOnce(&Records) -> Result<Vec<(&'a Migration, i64)>, Error>,
+        plan: impl Fn(&Records, Option<&LockInfo>) -> Result<Plan<'a>, Error>,
     ) -> Result<RunReport, Error> {
-        if dry_run {
-            let records = self.records().await?;
-            return Ok(RunReport {
-                direction,
-                dry_run: true,
-                steps: plan(&records)?
-                    .into_iter()
-                    .map(|(m, batch)| step(m, batch, None))
-                    .collect(),
-                skipped: Vec::new(),
-            });
-        }
-        let guard = self.acquire(direction.as_str()).await?;
-        let result = AssertUnwindSafe(self.run_locked(&guard, direction, plan))
+        let report = |steps: Vec<Step>, skipped: Vec<Step>| RunReport {
+            direction,
+            dry_run,
+            steps,
+            skipped,
+        };
+        let guard = self
+            .waiting(|| async {
+                let (records, lock) = tokio::try_join!(self.records(), self.lock.status())?;
+                let planned = plan(&records, lock.as_ref())?;
+                if dry_run || planned.is_empty() {
+                    let steps = planned.into_iter().map(|(m, batch)| step(m, batch, None)).collect();
+                    return Ok(Err(steps));
+                }
+                self.ensure_indexes().await?;
+                Ok(Ok(self.lock.acquire(direction.as_str()).await?))
+            })
+            .await?;
+        let guard = match guard {
+            Ok(guard) => guard,
+            Err(steps) => return Ok(report(steps, Vec::new())),
+        };
+        let result = AssertUnwindSafe(self.run_locked(&guard, direction, |r| plan(r, None)))
             .catch_unwind()
             .await;
         Self::release(guard, result).await
@@ -141,8 +183,7 @@ impl Migrator {
 
     /// Every known and recorded migration with its state, the counts, and the lock.
     pub async fn status(&self) -> Result<StatusReport, Error> {
-        let records = self.records().await?;
-        let lock = self.lock.status().await?;
+        let (records, lock) = tokio::try_join!(self.records(), self.lock.status())?;
         Ok(StatusReport::new(&self.registry, &records, lock))
     }
 
@@ -156,22 +197,31 @@ impl Migrator {
         self.lock.status().await
     }
 
-    /// Frees the lock whoever holds it. The holder, if still alive, can write
-    /// nothing more. Returns the lock as it was.
+    /// Frees the lock whoever holds it, then fences the claims of the holder
+    /// it removed: that runner, if still alive, can neither prove the lock
+    /// nor record or start anything more. Returns the lock as it was.
     pub async fn force_unlock(&self, confirmed: bool) -> Result<Option<LockInfo>, Error> {
         if !confirmed {
             return Err(Error::UnlockNotConfirmed);
         }
         let before = self.lock.force_release().await?;
         if let Some(lock) = &before {
-            self.tracking.fence_running(None, lock.generation + 1).await?;
+            let now = self.server.clock().await?.now();
+            self.tracking
+                .fence(Fenced::Of(lock.holder.id), lock.generation + 1, now)
+                .await?;
         }
         Ok(before)
     }
 
     /// Settles a migration left `running` or `failed`.
     pub async fn resolve(&self, version: Version, resolution: Resolution) -> Result<Record, Error> {
-        let guard = self.acquire("resolve").await?;
+        let guard = self
+            .waiting(|| async {
+                self.ensure_indexes().await?;
+                self.lock.acquire("resolve").await
+            })
+            .await?;
         let result = AssertUnwindSafe(self.resolve_locked(&guard, version, resolution))
             .catch_unwind()
             .await;
@@ -184,6 +234,8 @@ impl Migrator {
         version: Version,
         resolution: Resolution,
     ) -> Result<Record, Error> {
+        guard.ensure_lease().await?;
+        self.fence_others(guard).await?;
         let record = self.tracking.get(version).await?;
         let record = record.as_ref().ok_or(Error::NothingToResolve { version })?;
         if !matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) {
@@ -197,37 +249,211 @@ impl Migrator {
             Resolution::Pending => MigrationStatus::RolledBack,
         };
         guard.check().await?;
-        self.tracking.resolve(record, to, guard.fence()).await
+        let now = self.server.clock().await?.now();
+        self.tracking.resolve(record, to, guard.fence(), now).await
     }
 
-    /// Plans from the records read under the lock, then runs the plan.
+    /// Plans from the records read under the lock, claims the plan, proves
+    /// the lock, then runs the plan.
     async fn run_locked<'a>(
         &'a self,
         guard: &LockGuard,
         direction: Direction,
-        plan: impl FnOnce(&Records) -> Result<Vec<(&'a Migration, i64)>, Error>,
+        plan: impl Fn(&Records) -> Result<Plan<'a>, Error>,
     ) -> Result<RunReport, Error> {
-        let records = self.records().await?;
-        let plan = plan(&records)?;
-        self.require_transactions(&plan).await?;
-        let mut steps = Vec::with_capacity(plan.len());
-        let mut skipped = Vec::new();
-        for (m, batch) in plan {
+        let mut attempt = 0;
+        let plan = loop {
             if self.stop.is_stopped() {
-                skipped.push(step(m, batch, None));
-                continue;
+                // Stopped before anything was claimed: nothing changes.
+                let records = self.records().await?;
+                let skipped = plan(&records)?
+                    .into_iter()
+                    .map(|(m, batch)| step(m, batch, None))
+                    .collect();
+                return Ok(RunReport {
+                    direction,
+                    dry_run: false,
+                    steps: Vec::new(),
+                    skipped,
+                });
             }
-            let ms = self
-                .execute(guard, m, records.get(&m.version), batch, direction)
+            // A runner that was paused since it took the lock writes
+            // nothing before proving it again: not even the fence, which
+            // could otherwise hit the claims of whoever holds the lock now.
+            guard.ensure_lease().await?;
+            self.fence_others(guard).await?;
+            let records = self.records().await?;
+            let plan = plan(&records)?;
+            self.require_transactions(&plan).await?;
+            let claims: Vec<Claim> = plan
+                .iter()
+                .map(|&(migration, batch)| Claim {
+                    migration,
+                    previous: records.get(&migration.version),
+                    batch,
+                    direction,
+                })
+                .collect();
+            let now = self.server.clock().await?.now();
+            guard.ensure_lease().await?;
+            let changed = self.tracking.plan(&claims, guard.fence(), now).await?;
+            let Some(&version) = changed.first() else { break plan };
+            // Only a runner that lost its lock can have written since the
+            // fence (its claims, before failing its proof): fence once more.
+            attempt += 1;
+            if attempt == 2 {
+                let name = self.registry.get(version).map(|m| m.name.clone()).unwrap_or_default();
+                return Err(Error::Conflict { version, name });
+            }
+        };
+        // The proof: every claim above exists now, so whoever takes the lock
+        // after this moment fences all of them.
+        guard.check().await.map_err(|e| self.lost(e, &[], None, &plan))?;
+        self.execute(guard, direction, &plan).await
+    }
+
+    /// Runs a claimed plan, one write per migration.
+    async fn execute(
+        &self,
+        guard: &LockGuard,
+        direction: Direction,
+        plan: &[(&Migration, i64)],
+    ) -> Result<RunReport, Error> {
+        let mut steps: Vec<Step> = Vec::with_capacity(plan.len());
+        // The previous plain step (its index and time), done but not yet
+        // recorded: its end goes out with the next step's start, in one command.
+        let mut open: Option<(usize, i64)> = None;
+        let mut next = 0;
+        while next < plan.len() && !self.stop.is_stopped() {
+            let (m, batch) = plan[next];
+            self.report(Progress::Started {
+                version: m.version,
+                name: m.name.clone(),
+                direction,
+            });
+            let previous = open
+                .take()
+                .map(|(i, ms)| (i, finish(plan[i].0, Outcome::Done(direction), ms)));
+            // A runner whose lease ran out (it was paused) claims nothing it
+            // would then not start.
+            if let Err(e) = guard.ensure_lease().await {
+                let interrupted = previous.map(|(_, f)| f.version);
+                return Err(self.lost(e, &steps, interrupted, &plan[next..]));
+            }
+            let sent = Instant::now();
+            let now = self.server.clock().await?.now();
+            let start = Some((m.version, MigrationStatus::Running));
+            let stepped = self
+                .tracking
+                .step(previous.map(|(_, f)| f), start, guard.fence(), now, None)
                 .await?;
-            steps.push(step(m, batch, Some(ms)));
+            if let Some((i, f)) = previous {
+                if stepped == Stepped::FinishFenced {
+                    let lost = Error::lock_lost();
+                    return Err(self.lost(lost, &steps, Some(f.version), &plan[next..]));
+                }
+                steps.push(step(plan[i].0, plan[i].1, Some(f.elapsed_ms)));
+            }
+            if stepped != Stepped::Ok {
+                return Err(self.lost(Error::lock_lost(), &steps, None, &plan[next..]));
+            }
+            // Nothing starts on an old answer: a runner paused while its
+            // write was in flight proves the lock again first.
+            if let Err(e) = guard.ensure_live(sent).await {
+                return Err(self.lost(e, &steps, Some(m.version), &plan[next + 1..]));
+            }
+            let ms = if m.transactional {
+                // Its `running` record means "not applied" until the
+                // transaction commits it done.
+                match self.run_in_transaction(guard, m, direction).await {
+                    Ok(ms) => ms,
+                    Err(e @ Error::MigrationFailed { .. }) => {
+                        let end = finish(m, Outcome::Failed(failure_text(&e)), 0);
+                        self.record_end(guard, end, &steps, plan, next).await?;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(self.lost(e, &steps, None, &plan[next..])),
+                }
+            } else {
+                let start = Instant::now();
+                let mut ctx = MigrationContext::new(self.db.clone(), None, m, guard.state());
+                let result = run(function(m, direction), &mut ctx).await;
+                let ms = elapsed_ms(start);
+                if let Err(e) = result {
+                    self.record_end(guard, finish(m, Outcome::Failed(&e.message), ms), &steps, plan, next)
+                        .await?;
+                    return Err(failed(m, e));
+                }
+                ms
+            };
+            if m.transactional {
+                steps.push(step(m, batch, Some(ms)));
+            } else {
+                open = Some((next, ms));
+            }
+            self.report(Progress::Finished {
+                version: m.version,
+                name: m.name.clone(),
+                direction,
+                duration_ms: ms,
+            });
+            next += 1;
+        }
+        if let Some((i, ms)) = open {
+            self.record_end(guard, finish(plan[i].0, Outcome::Done(direction), ms), &steps, plan, i)
+                .await?;
+            steps.push(step(plan[i].0, plan[i].1, Some(ms)));
         }
         Ok(RunReport {
             direction,
             dry_run: false,
             steps,
-            skipped,
+            skipped: plan[next..].iter().map(|&(m, batch)| step(m, batch, None)).collect(),
         })
+    }
+
+    /// Records the end of step `i` on its own.
+    async fn record_end(
+        &self,
+        guard: &LockGuard,
+        f: Finish<'_>,
+        steps: &[Step],
+        plan: &[(&Migration, i64)],
+        i: usize,
+    ) -> Result<(), Error> {
+        let now = self.server.clock().await?.now();
+        match self.tracking.step(Some(f), None, guard.fence(), now, None).await? {
+            Stepped::Ok => Ok(()),
+            _ => Err(self.lost(Error::lock_lost(), steps, Some(f.version), &plan[i + 1..])),
+        }
+    }
+
+    /// Turns a lost lock into the error that says what ran and what did not,
+    /// and who holds the lock now. Other errors pass through.
+    fn lost(&self, e: Error, steps: &[Step], interrupted: Option<Version>, not_run: &[(&Migration, i64)]) -> Error {
+        if !matches!(e, Error::LockLost { .. }) {
+            return e;
+        }
+        Error::LockLost {
+            taken_by: None,
+            completed: steps.iter().map(|s| s.version).collect(),
+            interrupted,
+            not_run: not_run
+                .iter()
+                .map(|(m, _)| m.version)
+                .filter(|v| Some(*v) != interrupted)
+                .collect(),
+        }
+    }
+
+    /// Fences every claim but this holder's, before the records are read.
+    async fn fence_others(&self, guard: &LockGuard) -> Result<(), Error> {
+        let now = self.server.clock().await?.now();
+        let fence = guard.fence();
+        self.tracking
+            .fence(Fenced::AllBut(fence.holder_id), fence.generation, now)
+            .await?;
+        Ok(())
     }
 
     fn known_target(&self, to: Option<Version>) -> Result<(), Error> {
@@ -241,8 +467,13 @@ impl Migrator {
         Ok(plan::index(self.tracking.load().await?))
     }
 
-    fn plan_up<'a>(&'a self, records: &Records, to: Option<Version>) -> Result<Vec<(&'a Migration, i64)>, Error> {
-        plan::validate(&self.registry, records)?;
+    fn plan_up<'a>(
+        &'a self,
+        records: &Records,
+        lock: Option<&LockInfo>,
+        to: Option<Version>,
+    ) -> Result<Plan<'a>, Error> {
+        plan::validate(&self.registry, records, lock)?;
         let batch = plan::next_batch(records);
         Ok(plan::pending(&self.registry, records, to)
             .into_iter()
@@ -250,51 +481,74 @@ impl Migrator {
             .collect())
     }
 
-    fn plan_down<'a>(&'a self, records: &Records, target: DownTarget) -> Result<Vec<(&'a Migration, i64)>, Error> {
-        plan::validate(&self.registry, records)?;
+    fn plan_down<'a>(
+        &'a self,
+        records: &Records,
+        lock: Option<&LockInfo>,
+        target: DownTarget,
+    ) -> Result<Plan<'a>, Error> {
+        plan::validate(&self.registry, records, lock)?;
         Ok(plan::rollback(&self.registry, records, target)?
             .into_iter()
             .map(|m| (m, records[&m.version].batch))
             .collect())
     }
 
-    /// Takes the lock, creating the collections' indexes first. While another
-    /// runner holds it, retries with growing pauses until `lock_wait` is used
-    /// up or a stop is requested.
-    async fn acquire(&self, reason: &str) -> Result<LockGuard, Error> {
-        self.tracking.ensure_indexes().await?;
-        self.lock.ensure_indexes().await?;
+    /// The collections' indexes, once per migrator.
+    async fn ensure_indexes(&self) -> Result<(), Error> {
+        self.indexes
+            .get_or_try_init(|| async {
+                tokio::try_join!(self.tracking.ensure_indexes(), self.lock.drop_ttl_index())?;
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Runs `attempt` until it is not [`Error::Locked`], for up to
+    /// `lock_wait`, or until a stop is requested. Polls at most every
+    /// [`MAX_LOCK_POLL`], so a waiter sees a released lock promptly.
+    async fn waiting<T, F>(&self, mut attempt: impl FnMut() -> F) -> Result<T, Error>
+    where
+        F: std::future::Future<Output = Result<T, Error>>,
+    {
         let deadline = Instant::now() + self.lock_wait;
-        let mut pause = Duration::from_millis(200);
         let mut told = false;
-        let guard = loop {
-            match self.lock.acquire(reason).await {
-                Err(Error::Locked { holder, expires_at })
-                    if Instant::now() + pause < deadline && !self.stop.is_stopped() =>
-                {
+        loop {
+            match attempt().await {
+                Err(Error::Locked { holder, expires_at }) if Instant::now() < deadline && !self.stop.is_stopped() => {
                     if !std::mem::replace(&mut told, true) {
                         self.report(Progress::Waiting { holder, expires_at });
                     }
+                    let pause = jitter(MAX_LOCK_POLL).min(deadline.saturating_duration_since(Instant::now()));
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
                 }
-                other => break other?,
+                other => return other,
             }
-        };
-        // Whoever held the lock before is fenced off from its claimed records.
-        let fence = *guard.fence();
-        if let Err(e) = self.tracking.fence_running(Some(&fence), fence.generation).await {
-            let _ = guard.release().await;
-            return Err(e);
         }
-        Ok(guard)
     }
 
     /// Releases the lock after the work done under it, whatever its outcome;
-    /// a panic goes on once the lock is free.
+    /// a panic goes on once the lock is free. A lost lock is reported with
+    /// whoever holds it now.
     async fn release<T>(guard: LockGuard, result: std::thread::Result<Result<T, Error>>) -> Result<T, Error> {
+        let taken_by = match &result {
+            Ok(Err(Error::LockLost { .. })) => guard.holder_now().await,
+            _ => None,
+        };
         let released = guard.release().await;
         match result {
+            Ok(Err(Error::LockLost {
+                completed,
+                interrupted,
+                not_run,
+                ..
+            })) => Err(Error::LockLost {
+                taken_by,
+                completed,
+                interrupted,
+                not_run,
+            }),
             Ok(result) => {
                 let value = result?;
                 released?;
@@ -308,7 +562,7 @@ impl Migrator {
         let Some((m, _)) = plan.iter().find(|(m, _)| m.transactional) else {
             return Ok(());
         };
-        if supports_transactions(&self.client).await? {
+        if self.server.info().await?.transactions {
             return Ok(());
         }
         Err(Error::TransactionsUnsupported {
@@ -317,105 +571,84 @@ impl Migrator {
         })
     }
 
-    /// Runs one step of `m` under the fence, and records it.
-    async fn execute(
+    /// The migration and the end of its tracking record commit together, or
+    /// not at all. A fence that lands meanwhile conflicts with that end, and
+    /// the transaction cannot commit. Transient failures are retried whole
+    /// while the lock is held; a failure comes back as `MigrationFailed`.
+    async fn run_in_transaction(&self, guard: &LockGuard, m: &Migration, direction: Direction) -> Result<i64, Error> {
+        let mut attempt = 1;
+        loop {
+            guard.ensure_lease().await?;
+            let start = Instant::now();
+            let mut session = self.client.start_session().await?;
+            session.start_transaction().await?;
+            let mut ctx = MigrationContext::new(self.db.clone(), Some(session), m, guard.state());
+            let result = run(function(m, direction), &mut ctx).await;
+            let mut session = ctx.into_session().expect("transactional context has a session");
+            let outcome = match result {
+                Ok(()) => match self.end_transaction(guard, m, direction, &mut session, start).await {
+                    Ok(()) => match commit(&mut session).await {
+                        Ok(()) => return Ok(elapsed_ms(start)),
+                        Err(e) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {
+                            Attempt::Transient(e.into())
+                        }
+                        Err(e) => Attempt::Failed(e.into()),
+                    },
+                    Err(outcome) => outcome,
+                },
+                Err(e) if e.is_transient() => Attempt::Transient(failed(m, e)),
+                Err(e) => Attempt::Failed(failed(m, e)),
+            };
+            // Best effort: an open transaction dies with its session.
+            let _ = session.abort_transaction().await;
+            match outcome {
+                Attempt::Transient(_) if attempt < TRANSACTION_ATTEMPTS && !guard.is_lost() => {
+                    attempt += 1;
+                    tokio::time::sleep(jitter(Duration::from_millis(50 * u64::from(attempt)))).await;
+                }
+                // A conflict caused by a fence is a lost lock, not a failure.
+                Attempt::Transient(e) | Attempt::Failed(e) => {
+                    guard.check().await?;
+                    return Err(match e {
+                        e @ Error::MigrationFailed { .. } => e,
+                        e => Error::MigrationFailed {
+                            version: m.version,
+                            name: m.name.clone(),
+                            message: e.to_string(),
+                            source: Some(Box::new(e)),
+                        },
+                    });
+                }
+                Attempt::Lost => return Err(Error::lock_lost()),
+            }
+        }
+    }
+
+    /// Records the end inside the transaction; the lease must still be good
+    /// when the transaction commits.
+    async fn end_transaction(
         &self,
         guard: &LockGuard,
         m: &Migration,
-        previous: Option<&Record>,
-        batch: i64,
         direction: Direction,
-    ) -> Result<i64, Error> {
-        let f = match direction {
-            Direction::Up => m.up,
-            Direction::Down => m.down.expect("planned rollbacks are reversible"),
-        };
-        self.report(Progress::Started {
-            version: m.version,
-            name: m.name.clone(),
-            direction,
-        });
-        let claim = Claim {
-            migration: m,
-            previous,
-            batch,
-            direction,
-            status: MigrationStatus::Running,
-            fence: guard.fence(),
-            elapsed_ms: None,
-        };
-        guard.check().await?;
-        let ms = if m.transactional {
-            self.run_in_transaction(guard, f, claim).await?
-        } else {
-            self.run_fenced(guard, f, claim).await?
-        };
-        self.report(Progress::Finished {
-            version: m.version,
-            name: m.name.clone(),
-            direction,
-            duration_ms: ms,
-        });
-        Ok(ms)
-    }
-
-    /// The migration, its tracking record and the fence check commit together, or not at all.
-    async fn run_in_transaction(&self, guard: &LockGuard, f: MigrationFn, claim: Claim<'_>) -> Result<i64, Error> {
-        let m = claim.migration;
-        let start = Instant::now();
-        let mut session = self.client.start_session().await?;
-        session.start_transaction().await?;
-        let mut ctx = MigrationContext::new(self.db.clone(), Some(session), m);
-        let result = run(f, &mut ctx).await;
-        let mut session = ctx.into_session().expect("transactional context has a session");
-        let ms = elapsed_ms(start);
-        let recorded = async {
-            result.map_err(|e| failed(m, e))?;
-            let record = Claim {
-                status: claim.direction.done(),
-                elapsed_ms: Some(ms),
-                ..claim
-            };
-            self.tracking.claim(record, Some(&mut session)).await?;
-            // The fence is checked last, so a lost lock aborts everything.
-            guard.check().await
-        }
-        .await;
-        match recorded {
-            Ok(()) => session.commit_transaction().await?,
-            Err(e) => {
-                // Aborting is best effort: an open transaction dies with its session.
-                let _ = session.abort_transaction().await;
-                return Err(e);
+        session: &mut ClientSession,
+        start: Instant,
+    ) -> Result<(), Attempt> {
+        let now = self.server.clock().await.map_err(Attempt::Failed)?.now();
+        let end = finish(m, Outcome::Done(direction), elapsed_ms(start));
+        match self
+            .tracking
+            .step(Some(end), None, guard.fence(), now, Some(session))
+            .await
+        {
+            Ok(Stepped::Ok) => {}
+            Ok(_) => return Err(Attempt::Lost),
+            Err(Error::Mongo(e)) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {
+                return Err(Attempt::Transient(e.into()))
             }
+            Err(e) => return Err(Attempt::Failed(e)),
         }
-        Ok(ms)
-    }
-
-    /// Claims the version as `running`, runs the migration, records the end.
-    /// No check before the end: `finish` matches nothing once a later holder
-    /// fenced the claim.
-    async fn run_fenced(&self, guard: &LockGuard, f: MigrationFn, claim: Claim<'_>) -> Result<i64, Error> {
-        let (m, direction) = (claim.migration, claim.direction);
-        let start = Instant::now();
-        self.tracking.claim(claim, None).await?;
-        let mut ctx = MigrationContext::new(self.db.clone(), None, m);
-        let result = run(f, &mut ctx).await;
-        let ms = elapsed_ms(start);
-        match result {
-            Ok(()) => {
-                let outcome = Outcome::Done(direction);
-                self.tracking.finish(m.version, guard.fence(), outcome, ms).await?;
-                Ok(ms)
-            }
-            Err(e) => {
-                let message = e.to_string();
-                self.tracking
-                    .finish(m.version, guard.fence(), Outcome::Failed(&message), ms)
-                    .await?;
-                Err(failed(m, e))
-            }
-        }
+        guard.ensure_live(Instant::now()).await.map_err(|_| Attempt::Lost)
     }
 
     fn report(&self, progress: Progress) {
@@ -425,15 +658,70 @@ impl Migrator {
     }
 }
 
+/// How one transaction attempt ended, when it did not commit.
+enum Attempt {
+    /// The server labelled it `TransientTransactionError`: worth another try.
+    Transient(Error),
+    Failed(Error),
+    /// The claim was fenced, or the lease ran out.
+    Lost,
+}
+
+/// Commits, retrying a commit whose result is unknown (a network error or a
+/// failover during the commit), as MongoDB's drivers do.
+async fn commit(session: &mut ClientSession) -> Result<(), mongodb::error::Error> {
+    let mut tries = 0;
+    loop {
+        match session.commit_transaction().await {
+            Err(e) if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) && tries < 3 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+fn function(m: &Migration, direction: Direction) -> MigrationFn {
+    match direction {
+        Direction::Up => m.up,
+        Direction::Down => m.down.expect("planned rollbacks are reversible"),
+    }
+}
+
+fn finish<'a>(m: &Migration, outcome: Outcome<'a>, elapsed_ms: i64) -> Finish<'a> {
+    Finish {
+        version: m.version,
+        outcome,
+        elapsed_ms,
+    }
+}
+
+/// A random pause up to `max`, at least a fifth of it, so that waiters and
+/// retries do not move in step.
+fn jitter(max: Duration) -> Duration {
+    let random = (uuid::Uuid::new_v4().as_u128() % 1_000) as u32;
+    max / 5 + (max * 4 / 5) * random / 1_000
+}
+
+/// The message a failed migration records.
+fn failure_text(e: &Error) -> &str {
+    match e {
+        Error::MigrationFailed { message, .. } => message,
+        _ => "failed",
+    }
+}
+
 /// A failed step: its error, or the message of its panic.
 struct StepError {
     message: String,
     source: Option<MigrationError>,
 }
 
-impl std::fmt::Display for StepError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+impl StepError {
+    /// The server labelled the failure as transient (a write conflict in a transaction).
+    fn is_transient(&self) -> bool {
+        self.source
+            .as_ref()
+            .and_then(|e| e.downcast_ref::<mongodb::error::Error>())
+            .is_some_and(|e| e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR))
     }
 }
 

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::tracking::{MigrationStatus, Record};
-use crate::{Error, Migration, Registry, Version};
+use crate::lock::LockInfo;
+use crate::tracking::Record;
+use crate::{Error, Migration, MigrationStatus, Registry, Version};
 
 /// How far `down` goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,11 +48,26 @@ pub(crate) fn index(records: Vec<Record>) -> Records {
     records.into_iter().map(|r| (r.version, r)).collect()
 }
 
-/// Refuses to go on when the database and the build disagree.
-pub(crate) fn validate(registry: &Registry, records: &Records) -> Result<(), Error> {
+/// Refuses to go on when the database and the build disagree, or while
+/// another runner's run is in progress. `lock` is the lock as read with the
+/// records; claims a live lock wrote belong to a run in progress.
+pub(crate) fn validate(registry: &Registry, records: &Records, lock: Option<&LockInfo>) -> Result<(), Error> {
+    let live = |r: &Record| {
+        r.fenced_by.is_none() && lock.is_some_and(|l| l.wrote(r.lock_holder.as_deref(), r.lock_generation))
+    };
+    if let Some(r) = records
+        .values()
+        .find(|r| matches!(r.status, MigrationStatus::Planned | MigrationStatus::Running) && live(r))
+    {
+        let lock = lock.expect("a live claim has a lock");
+        return Err(Error::Locked {
+            holder: format!("{} (its run is at {} {})", lock.holder, r.version, r.status),
+            expires_at: lock.expires_at,
+        });
+    }
     let unknown: Vec<String> = records
         .values()
-        .filter(|r| r.status != MigrationStatus::RolledBack && registry.get(r.version).is_none())
+        .filter(|r| r.status != MigrationStatus::RolledBack && !r.is_pending() && registry.get(r.version).is_none())
         .map(|r| format!("{} ({})", r.version, r.name))
         .collect();
     if !unknown.is_empty() {
@@ -63,19 +79,12 @@ pub(crate) fn validate(registry: &Registry, records: &Records) -> Result<(), Err
         let Some(migration) = registry.get(record.version) else {
             continue;
         };
-        if matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) {
-            let detail = match &record.error {
-                Some(e) => format!(" ({} during {}: {e})", record.status, record.direction),
-                None => format!(
-                    " (left running by {})",
-                    record.lock_holder.as_deref().unwrap_or("an unknown runner")
-                ),
-            };
+        if matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) && !record.rolled_back_whole() {
             return Err(Error::Blocked {
                 version: record.version,
                 name: record.name.clone(),
                 status: record.status,
-                detail,
+                detail: blocked_detail(record, lock),
             });
         }
         if record.status == MigrationStatus::Completed {
@@ -83,6 +92,28 @@ pub(crate) fn validate(registry: &Registry, records: &Records) -> Result<(), Err
         }
     }
     Ok(())
+}
+
+/// Why a `running` or `failed` record blocks: its error, or whose run left it.
+pub(crate) fn blocked_detail(record: &Record, lock: Option<&LockInfo>) -> String {
+    if let Some(e) = &record.error {
+        return format!(" ({} during {}: {e})", record.status, record.direction);
+    }
+    let holder = record.lock_holder.as_deref().unwrap_or("an unknown runner");
+    let why = match (record.fenced_by, lock) {
+        (Some(_), _) => "which lost its lock",
+        (None, Some(l)) if l.holder.id.to_string() == holder && !l.expired => "which still holds the lock",
+        (None, Some(l)) if l.holder.id.to_string() == holder => "whose lock expired",
+        _ => "which no longer holds the lock",
+    };
+    let since = record
+        .started_at
+        .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+        .unwrap_or_default();
+    format!(
+        " (left running{since} by {holder}, {why}; its {} may have run in part)",
+        record.direction
+    )
 }
 
 /// An empty checksum on either side (hand-written registries) is not compared.
@@ -105,7 +136,7 @@ pub(crate) fn pending<'r>(registry: &'r Registry, records: &Records, to: Option<
         .migrations()
         .iter()
         .filter(|m| to.is_none_or(|to| m.version <= to))
-        .filter(|m| !records.contains_key(&m.version) || records[&m.version].status == MigrationStatus::RolledBack)
+        .filter(|m| records.get(&m.version).is_none_or(Record::is_pending))
         .collect()
 }
 
@@ -121,11 +152,7 @@ pub(crate) fn rollback<'r>(
     records: &Records,
     target: DownTarget,
 ) -> Result<Vec<&'r Migration>, Error> {
-    let applied: Vec<&Record> = records
-        .values()
-        .rev()
-        .filter(|r| r.status == MigrationStatus::Completed)
-        .collect();
+    let applied: Vec<&Record> = records.values().rev().filter(|r| r.is_applied()).collect();
     let chosen: Vec<&Record> = match target {
         DownTarget::Steps(n) => applied.into_iter().take(n).collect(),
         DownTarget::LastBatch => {

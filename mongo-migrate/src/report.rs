@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::lock::LockInfo;
 use crate::plan::{self, Records};
-use crate::tracking::{Direction, MigrationStatus};
-use crate::{Registry, Version};
+use crate::tracking::Record;
+use crate::{Direction, MigrationStatus, Registry, Version};
 
 /// One migration a run applied, rolled back, or (dry-run) would have.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +105,12 @@ pub struct StatusEntry {
     pub reversible: bool,
     /// The migration's source changed after it was applied.
     pub checksum_changed: bool,
+    /// A run that still holds the lock has claimed it (queued or running).
+    #[serde(default)]
+    pub in_progress: bool,
+    /// For `running` and `failed`: who left it, and why it blocks.
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,13 +137,35 @@ pub struct StatusReport {
 impl StatusReport {
     /// Every known and recorded migration with its state, and the counts.
     pub(crate) fn new(registry: &Registry, records: &Records, lock: Option<LockInfo>) -> Self {
+        let lock_ref = lock.as_ref();
+        let in_progress = |r: &Record| {
+            matches!(r.status, MigrationStatus::Planned | MigrationStatus::Running)
+                && r.fenced_by.is_none()
+                && lock_ref.is_some_and(|l| l.wrote(r.lock_holder.as_deref(), r.lock_generation))
+        };
+        let detail = |r: &Record| match r.status {
+            MigrationStatus::Running if in_progress(r) => Some(format!(
+                "in progress by {}{}",
+                lock_ref.map(|l| l.holder.to_string()).unwrap_or_default(),
+                r.started_at
+                    .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+                    .unwrap_or_default()
+            )),
+            MigrationStatus::Running | MigrationStatus::Failed => Some(
+                plan::blocked_detail(r, lock_ref)
+                    .trim()
+                    .trim_matches(['(', ')'])
+                    .to_string(),
+            ),
+            _ => None,
+        };
         let known = registry.migrations().iter().map(|m| {
             let record = records.get(&m.version);
             StatusEntry {
                 version: m.version,
                 name: m.name.clone(),
                 description: m.description.clone(),
-                state: record.map_or(State::Pending, |r| state_of(r.status)),
+                state: record.map_or(State::Pending, state_of),
                 batch: record.map(|r| r.batch),
                 applied_at: record.and_then(|r| r.applied_at),
                 execution_time_ms: record.and_then(|r| r.execution_time_ms),
@@ -145,11 +173,13 @@ impl StatusReport {
                 reversible: m.is_reversible(),
                 checksum_changed: record
                     .is_some_and(|r| r.status == MigrationStatus::Completed && plan::check_checksum(m, r).is_err()),
+                in_progress: record.is_some_and(in_progress),
+                detail: record.and_then(detail),
             }
         });
         let unknown = records
             .values()
-            .filter(|r| registry.get(r.version).is_none())
+            .filter(|r| registry.get(r.version).is_none() && !r.is_pending())
             .map(|r| StatusEntry {
                 version: r.version,
                 name: r.name.clone(),
@@ -161,6 +191,8 @@ impl StatusReport {
                 error: r.error.clone(),
                 reversible: r.reversible,
                 checksum_changed: false,
+                in_progress: in_progress(r),
+                detail: detail(r),
             });
         let mut migrations: Vec<StatusEntry> = known.chain(unknown).collect();
         migrations.sort_by_key(|e| e.version);
@@ -186,8 +218,19 @@ impl StatusReport {
     }
 }
 
-fn state_of(status: MigrationStatus) -> State {
-    match status {
+fn state_of(record: &Record) -> State {
+    if record.rolled_back_whole() {
+        // Its transaction did not commit: it stands as it was before.
+        return if record.is_applied() {
+            State::Applied
+        } else {
+            State::Pending
+        };
+    }
+    match record.status {
+        // A claim whose step never started leaves the migration as it was.
+        MigrationStatus::Planned if record.is_applied() => State::Applied,
+        MigrationStatus::Planned => State::Pending,
         MigrationStatus::Running => State::Running,
         MigrationStatus::Completed => State::Applied,
         MigrationStatus::Failed => State::Failed,

@@ -1,10 +1,12 @@
-//! Connecting, and what the server can do.
+//! Connecting, what the server can do, and the server's clock.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bson::{doc, Document};
 use mongodb::options::{ClientOptions, CollectionOptions, ReadConcern, WriteConcern};
 use mongodb::{Client, Database};
+use tokio::sync::OnceCell;
 
 use crate::Error;
 
@@ -45,8 +47,187 @@ pub async fn connect(uri: &str, database: Option<&str>) -> Result<(Client, Strin
 /// Replica set members and mongos routers support transactions; standalone servers do not.
 pub async fn supports_transactions(client: &Client) -> Result<bool, Error> {
     let hello: Document = client.database("admin").run_command(doc! { "hello": 1 }).await?;
+    Ok(hello_supports_transactions(&hello))
+}
+
+fn hello_supports_transactions(hello: &Document) -> bool {
     let replica_set = hello.get_str("setName").is_ok();
     let mongos = hello.get_str("msg") == Ok("isdbgrid");
     let sessions = hello.contains_key("logicalSessionTimeoutMinutes");
-    Ok((replica_set || mongos) && sessions)
+    (replica_set || mongos) && sessions
+}
+
+/// The server's time, as lock expiry is decided by it and never by a
+/// runner's own clock, which may be minutes off.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    /// `$$NOW` compares correctly in `$expr` on this server (MongoDB 4.2+):
+    /// the lock is taken and refreshed by the server's time itself.
+    pub(crate) has_now: bool,
+    /// The server's `hello.localTime` when `at` was read, in milliseconds.
+    server_ms: i64,
+    at: Instant,
+}
+
+impl Clock {
+    /// The server's time now, estimated from its `hello.localTime` and this
+    /// process's monotonic clock (so a wrong or stepped wall clock here does
+    /// not matter). Off by at most half the round trip that read it.
+    pub(crate) fn now(&self) -> bson::DateTime {
+        let elapsed = i64::try_from(self.at.elapsed().as_millis()).unwrap_or(i64::MAX);
+        bson::DateTime::from_millis(self.server_ms.saturating_add(elapsed))
+    }
+
+    /// `now() + d`.
+    pub(crate) fn after(&self, d: Duration) -> bson::DateTime {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        bson::DateTime::from_millis(self.now().timestamp_millis().saturating_add(ms))
+    }
+}
+
+/// What the runtime needs to know of the server, asked once per migrator.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Info {
+    pub(crate) clock: Clock,
+    pub(crate) transactions: bool,
+}
+
+/// A database and what its server can do, probed on first use and shared by clones.
+#[derive(Debug, Clone)]
+pub(crate) struct Server {
+    db: Database,
+    info: Arc<OnceCell<Info>>,
+}
+
+impl Server {
+    pub(crate) fn new(db: Database) -> Self {
+        Server {
+            db,
+            info: Arc::new(OnceCell::new()),
+        }
+    }
+
+    pub(crate) async fn info(&self) -> Result<Info, Error> {
+        self.info.get_or_try_init(|| probe(&self.db)).await.copied()
+    }
+
+    pub(crate) async fn clock(&self) -> Result<Clock, Error> {
+        Ok(self.info().await?.clock)
+    }
+}
+
+/// Two commands: `hello` (the server's time and whether it has transactions),
+/// and one `$$NOW` comparison whose answer is known. SecantusDB 0.7 answers it
+/// `false` (it evaluates `$$NOW` only in `$set`/`$add`), and MongoDB before
+/// 5.1 has no `$documents`: both get the estimated clock instead.
+async fn probe(db: &Database) -> Result<Info, Error> {
+    let sent = Instant::now();
+    let hello: Document = db.client().database("admin").run_command(doc! { "hello": 1 }).await?;
+    let half_trip = sent.elapsed() / 2;
+    let server_ms = hello
+        .get_datetime("localTime")
+        .map(|t| t.timestamp_millis())
+        // Every server since 3.0 reports it; this only keeps a broken one usable.
+        .unwrap_or_else(|_| bson::DateTime::now().timestamp_millis());
+    let clock = Clock {
+        has_now: false,
+        server_ms,
+        at: sent + half_trip,
+    };
+    let check = doc! {
+        "aggregate": 1,
+        "pipeline": [
+            { "$documents": [ { "t": bson::DateTime::from_millis(0) } ] },
+            { "$match": { "$expr": { "$lt": [ "$t", "$$NOW" ] } } },
+        ],
+        "cursor": {},
+    };
+    let has_now = match db.run_command(check).await {
+        Ok(reply) => reply
+            .get_document("cursor")
+            .and_then(|c| c.get_array("firstBatch"))
+            .is_ok_and(|batch| batch.len() == 1),
+        Err(_) => false,
+    };
+    Ok(Info {
+        clock: Clock { has_now, ..clock },
+        transactions: hello_supports_transactions(&hello),
+    })
+}
+
+/// Error code of a duplicate key on a unique index.
+const DUPLICATE_KEY: i32 = 11000;
+
+pub(crate) fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
+        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .as_ref()
+            .is_some_and(|w| w.iter().any(|e| e.code == DUPLICATE_KEY)),
+        _ => false,
+    }
+}
+
+/// The outcome of a raw `update` command with several statements.
+#[derive(Debug)]
+pub(crate) struct UpdateReply {
+    /// Statement indexes that failed with a duplicate key: with the upsert
+    /// guard (see `tracking.rs`), a statement whose filter matched nothing.
+    pub(crate) unmatched: Vec<usize>,
+}
+
+/// Runs one `update` command with `statements`. With `ordered`, the server
+/// stops at the first failing statement. Errors other than duplicate keys
+/// are returned as errors.
+pub(crate) async fn update(
+    db: &Database,
+    collection: &str,
+    statements: Vec<Document>,
+    ordered: bool,
+    session: Option<&mut mongodb::ClientSession>,
+) -> Result<UpdateReply, Error> {
+    let mut command = doc! {
+        "update": collection,
+        "updates": statements,
+        "ordered": ordered,
+    };
+    let reply = match session {
+        // A transaction commits with its own write concern.
+        Some(s) => db.run_command(command).session(s).await?,
+        None => {
+            command.insert("writeConcern", doc! { "w": "majority" });
+            db.run_command(command).await?
+        }
+    };
+    let mut unmatched = Vec::new();
+    if let Ok(errors) = reply.get_array("writeErrors") {
+        for error in errors {
+            let error = error.as_document().cloned().unwrap_or_default();
+            let code = error.get_i32("code").unwrap_or(0);
+            let index = error
+                .get_i32("index")
+                .ok()
+                .and_then(|i| usize::try_from(i).ok())
+                .unwrap_or(0);
+            if code == DUPLICATE_KEY {
+                unmatched.push(index);
+            } else {
+                let message = error.get_str("errmsg").unwrap_or("unknown write error");
+                return Err(Error::WriteFailed {
+                    collection: collection.to_string(),
+                    message: format!("statement {index}: {message} (code {code})"),
+                });
+            }
+        }
+    }
+    if let Ok(wce) = reply.get_document("writeConcernError") {
+        return Err(Error::WriteFailed {
+            collection: collection.to_string(),
+            message: format!("the majority write was not confirmed: {wce}"),
+        });
+    }
+    Ok(UpdateReply { unmatched })
 }

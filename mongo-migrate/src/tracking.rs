@@ -1,85 +1,23 @@
-//! The tracking collection: one document per migration version.
-
-use std::fmt;
+//! The tracking collection: one document per migration version, and the
+//! fence that keeps a runner who lost its lock from writing to it.
+//!
+//! A run claims every migration of its plan as `planned` in one write, and
+//! only then proves it holds the lock. So every claim a runner can ever act
+//! on exists before the moment its lock could pass to someone else, and the
+//! next holder's fence (marking all older `planned` and `running` claims) is
+//! sure to reach it. Each later write of the runner is conditional on its
+//! claim being unfenced: after the fence, none of them lands.
 
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use mongodb::options::{IndexOptions, ReturnDocument};
-use mongodb::{ClientSession, Collection, IndexModel};
+use mongodb::{ClientSession, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use crate::lock::Fence;
-use crate::{Error, Migration, Version};
-
-/// Where a migration stands in the tracking collection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MigrationStatus {
-    Running,
-    Completed,
-    Failed,
-    RolledBack,
-}
-
-impl MigrationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MigrationStatus::Running => "running",
-            MigrationStatus::Completed => "completed",
-            MigrationStatus::Failed => "failed",
-            MigrationStatus::RolledBack => "rolled-back",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            MigrationStatus::Running,
-            MigrationStatus::Completed,
-            MigrationStatus::Failed,
-            MigrationStatus::RolledBack,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
-    }
-}
-
-impl fmt::Display for MigrationStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which way a tracked operation went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Direction {
-    Up,
-    Down,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Up => "up",
-            Direction::Down => "down",
-        }
-    }
-
-    /// The status a step in this direction ends in when it succeeds.
-    pub(crate) fn done(self) -> MigrationStatus {
-        match self {
-            Direction::Up => MigrationStatus::Completed,
-            Direction::Down => MigrationStatus::RolledBack,
-        }
-    }
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::server;
+use crate::{Direction, Error, Migration, MigrationStatus, Version};
 
 /// One tracking document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +31,9 @@ pub struct Record {
     pub direction: Direction,
     pub applied_at: Option<DateTime<Utc>>,
     pub rolled_back_at: Option<DateTime<Utc>>,
+    /// When the last operation's body was allowed to start.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
     pub execution_time_ms: Option<i64>,
     pub error: Option<String>,
     pub reversible: bool,
@@ -102,6 +43,10 @@ pub struct Record {
     /// The lock holder id and fencing generation that last wrote this record.
     pub lock_holder: Option<String>,
     pub lock_generation: Option<i64>,
+    /// The lock generation that fenced this claim: its runner lost the lock
+    /// and can write nothing more to it.
+    #[serde(default)]
+    pub fenced_by: Option<i64>,
     pub metadata: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -116,16 +61,18 @@ impl Record {
         let text = |field: &str| doc.get_str(field).map(str::to_string).map_err(|_| corrupt(field));
         let opt_text = |field: &str| doc.get_str(field).ok().map(str::to_string);
         let date = |field: &str| doc.get_datetime(field).ok().map(|d| d.to_chrono());
-        let version = match doc.get("version") {
-            Some(Bson::Int64(v)) => Version::from_i64(*v)?,
-            Some(Bson::Int32(v)) => Version::from_i64(i64::from(*v))?,
-            _ => return Err(corrupt("version")),
+        let int = |field: &str| match doc.get(field) {
+            Some(Bson::Int64(v)) => Some(*v),
+            Some(Bson::Int32(v)) => Some(i64::from(*v)),
+            _ => None,
         };
+        let version = Version::from_i64(int("version").ok_or_else(|| corrupt("version"))?)?;
         let status = MigrationStatus::parse(&text("status")?).ok_or_else(|| corrupt("status"))?;
         let direction = match doc.get_str("direction") {
             Ok("down") => Direction::Down,
             _ => Direction::Up,
         };
+        let holder = doc.get_document("lockHolder").ok();
         Ok(Record {
             version,
             name: text("name")?,
@@ -134,21 +81,16 @@ impl Record {
             direction,
             applied_at: date("appliedAt"),
             rolled_back_at: date("rolledBackAt"),
-            execution_time_ms: doc.get_i64("executionTimeMs").ok(),
+            started_at: date("startedAt"),
+            execution_time_ms: int("executionTimeMs"),
             error: opt_text("error"),
             reversible: doc.get_bool("reversible").unwrap_or(false),
             transactional: doc.get_bool("transactional").unwrap_or(false),
-            batch: doc.get_i64("batch").map_err(|_| corrupt("batch"))?,
+            batch: int("batch").ok_or_else(|| corrupt("batch"))?,
             checksum: opt_text("checksum").unwrap_or_default(),
-            lock_holder: doc
-                .get_document("lockHolder")
-                .ok()
-                .and_then(|h| h.get_str("id").ok())
-                .map(str::to_string),
-            lock_generation: doc
-                .get_document("lockHolder")
-                .ok()
-                .and_then(|h| h.get_i64("generation").ok()),
+            lock_holder: holder.and_then(|h| h.get_str("id").ok()).map(str::to_string),
+            lock_generation: holder.and_then(|h| h.get_i64("generation").ok()),
+            fenced_by: int("fencedBy"),
             metadata: doc
                 .get("metadata")
                 .cloned()
@@ -157,6 +99,32 @@ impl Record {
             created_at: date("createdAt").ok_or_else(|| corrupt("createdAt"))?,
             updated_at: date("updatedAt").ok_or_else(|| corrupt("updatedAt"))?,
         })
+    }
+
+    /// Whether the migration's effect is in place, as far as the records
+    /// tell: completed, or claimed for a rollback that has not started.
+    pub(crate) fn is_applied(&self) -> bool {
+        match self.status {
+            MigrationStatus::Completed => true,
+            MigrationStatus::Planned => self.direction == Direction::Down,
+            _ => self.rolled_back_whole() && self.direction == Direction::Down,
+        }
+    }
+
+    /// A transactional step that did not commit: its `running` or `failed`
+    /// record was never committed done, so nothing of it is in place.
+    pub(crate) fn rolled_back_whole(&self) -> bool {
+        self.transactional && matches!(self.status, MigrationStatus::Running | MigrationStatus::Failed)
+    }
+
+    /// Whether `up` may apply it: rolled back, or claimed by an `up` that
+    /// never started it.
+    pub(crate) fn is_pending(&self) -> bool {
+        match self.status {
+            MigrationStatus::RolledBack => true,
+            MigrationStatus::Planned => self.direction == Direction::Up,
+            _ => self.rolled_back_whole() && self.direction == Direction::Up,
+        }
     }
 }
 
@@ -173,16 +141,14 @@ pub struct HistoryQuery {
 /// The tracking collection.
 #[derive(Debug, Clone)]
 pub(crate) struct Tracking {
+    db: Database,
     coll: Collection<Document>,
-}
-
-fn now() -> bson::DateTime {
-    bson::DateTime::now()
 }
 
 /// Runs `find` and decodes every document it returns.
 async fn records(find: mongodb::action::Find<'_, Document>) -> Result<Vec<Record>, Error> {
-    let docs: Vec<Document> = find.await?.try_collect().await?;
+    // One reply for the whole collection, not one per 101 documents.
+    let docs: Vec<Document> = find.batch_size(100_000).await?.try_collect().await?;
     docs.iter().map(Record::from_document).collect()
 }
 
@@ -190,12 +156,68 @@ fn holder_doc(fence: &Fence) -> Document {
     doc! { "id": fence.holder_id.to_string(), "generation": fence.generation }
 }
 
+/// The filter of a claim this runner holds in `status`, unfenced.
+fn own(version: Version, status: MigrationStatus, fence: &Fence) -> Document {
+    doc! {
+        "version": version.as_i64(),
+        "status": status.as_str(),
+        "lockHolder.id": fence.holder_id.to_string(),
+        "lockHolder.generation": fence.generation,
+        "fencedBy": { "$exists": false },
+    }
+}
+
+/// One statement of an `update` command. `upsert` on a filter that names the
+/// version turns "matched nothing" into a duplicate-key error on the unique
+/// version index, so an ordered command stops there and the reply says which
+/// statement it was.
+fn guarded(filter: Document, update: Document) -> Document {
+    doc! { "q": filter, "u": update, "upsert": true }
+}
+
+/// Whose claims [`Tracking::fence`] fences.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Fenced {
+    /// Everyone's but this holder's.
+    AllBut(uuid::Uuid),
+    /// This holder's only.
+    Of(uuid::Uuid),
+}
+
+/// What a runner writes when one step of its plan ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome<'a> {
+    /// It went through in this direction.
+    Done(Direction),
+    Failed(&'a str),
+}
+
+/// The end of a step this runner started: the version, how it ended, its time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finish<'a> {
+    pub(crate) version: Version,
+    pub(crate) outcome: Outcome<'a>,
+    pub(crate) elapsed_ms: i64,
+}
+
+/// What one step write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stepped {
+    /// Every statement landed.
+    Ok,
+    /// The finish of the previous step matched nothing: fenced. Nothing else was written.
+    FinishFenced,
+    /// The previous step (if any) was recorded; the next one's claim was fenced.
+    StartFenced,
+}
+
 impl Tracking {
-    pub(crate) fn new(coll: Collection<Document>) -> Self {
-        Tracking { coll }
+    pub(crate) fn new(db: Database, coll: Collection<Document>) -> Self {
+        Tracking { db, coll }
     }
 
     pub(crate) async fn ensure_indexes(&self) -> Result<(), Error> {
+        // Besides preventing duplicates, the fence's upsert guard relies on it.
         let index = IndexModel::builder()
             .keys(doc! { "version": 1 })
             .options(
@@ -234,133 +256,101 @@ impl Tracking {
         records(find).await
     }
 
-    /// Atomically claims `migration` for this runner: inserts a new record, or
-    /// moves the `previous` one (as read under the lock) on. Fails if another
-    /// runner changed the record in between, so no version is applied twice.
-    pub(crate) async fn claim(&self, claim: Claim<'_>, session: Option<&mut ClientSession>) -> Result<(), Error> {
-        let Claim {
-            migration,
-            previous,
-            batch,
-            direction,
-            status,
-            fence,
-            elapsed_ms,
-        } = claim;
-        let now = now();
-        let mut fields = doc! {
-            "name": &migration.name,
-            "description": &migration.description,
-            "direction": direction.as_str(),
-            "error": Bson::Null,
-            "reversible": migration.is_reversible(),
-            "transactional": migration.transactional,
-            "checksum": &migration.checksum,
-            "lockHolder": holder_doc(fence),
-            "updatedAt": now,
+    /// Fences `planned` and `running` claims: the runner that wrote them can
+    /// write nothing more to them. A new lock holder fences every claim but
+    /// its own before it reads the records; force-unlock fences the claims
+    /// of the holder it removed. Holder ids are new for every acquisition,
+    /// so this holds even if the lock document was deleted and its
+    /// generation counter started again.
+    pub(crate) async fn fence(&self, whose: Fenced, by: i64, now: bson::DateTime) -> Result<u64, Error> {
+        let holder = match whose {
+            Fenced::AllBut(id) => doc! { "$ne": id.to_string() },
+            Fenced::Of(id) => doc! { "$eq": id.to_string() },
         };
-        if let Some(ms) = elapsed_ms {
-            fields.insert("executionTimeMs", ms);
-        }
-        if direction == Direction::Up {
-            fields.insert("batch", batch);
-        }
-        stamp(&mut fields, status, now);
-        let claimed = match previous {
-            None => {
-                fields.insert("version", migration.version.as_i64());
-                fields.insert("createdAt", now);
-                fields.insert("metadata", Document::new());
-                let insert = self.coll.insert_one(fields);
-                let result = match session {
-                    Some(s) => insert.session(s).await,
-                    None => insert.await,
-                };
-                match result {
-                    Ok(_) => true,
-                    Err(e) if is_duplicate_key(&e) => false,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Some(prev) => {
-                let filter = doc! {
-                    "version": prev.version.as_i64(),
-                    "status": prev.status.as_str(),
-                    "updatedAt": bson::DateTime::from_chrono(prev.updated_at),
-                };
-                let update = self.coll.update_one(
-                    filter,
-                    doc! { "$set": fields, "$unset": { "fencedBy": "", "fencedAt": "" } },
-                );
-                let result = match session {
-                    Some(s) => update.session(s).await?,
-                    None => update.await?,
-                };
-                result.matched_count == 1
-            }
-        };
-        if claimed {
-            Ok(())
-        } else {
-            Err(Error::Conflict {
-                version: migration.version,
-                name: migration.name.clone(),
-            })
-        }
-    }
-
-    /// Records the end of a step this runner claimed. The filter on the holder
-    /// makes a stale runner's write match nothing.
-    pub(crate) async fn finish(
-        &self,
-        version: Version,
-        fence: &Fence,
-        outcome: Outcome<'_>,
-        elapsed_ms: i64,
-    ) -> Result<(), Error> {
-        let now = now();
-        let mut set = doc! { "executionTimeMs": elapsed_ms, "updatedAt": now };
-        match outcome {
-            Outcome::Done(direction) => stamp(&mut set, direction.done(), now),
-            Outcome::Failed(message) => {
-                stamp(&mut set, MigrationStatus::Failed, now);
-                set.insert("error", message);
-            }
-        }
-        // A record fenced by a later lock holder matches nothing: the check
-        // and the write are one atomic operation.
         let filter = doc! {
-            "version": version.as_i64(),
-            "status": MigrationStatus::Running.as_str(),
-            "lockHolder": holder_doc(fence),
+            "status": { "$in": [ MigrationStatus::Planned.as_str(), MigrationStatus::Running.as_str() ] },
             "fencedBy": { "$exists": false },
+            "lockHolder.id": holder,
         };
-        let result = self.coll.update_one(filter, doc! { "$set": set }).await?;
-        if result.matched_count == 1 {
-            Ok(())
-        } else {
-            Err(Error::LockLost)
-        }
-    }
-
-    /// Marks every `running` record not written by `except` as fenced by
-    /// `generation`, so the runner that claimed it can no longer finish it.
-    /// Called by each new lock holder, and by force-unlock.
-    pub(crate) async fn fence_running(&self, except: Option<&Fence>, generation: i64) -> Result<u64, Error> {
-        let mut filter = doc! {
-            "status": MigrationStatus::Running.as_str(),
-            "fencedBy": { "$exists": false },
-        };
-        if let Some(fence) = except {
-            filter.insert("lockHolder.id", doc! { "$ne": fence.holder_id.to_string() });
-        }
-        let update = doc! { "$set": { "fencedBy": generation, "fencedAt": now() } };
+        let update = doc! { "$set": { "fencedBy": by, "fencedAt": now } };
         Ok(self.coll.update_many(filter, update).await?.modified_count)
     }
 
+    /// Claims every migration of a plan as `planned`, in one command. Each
+    /// claim is conditional on its record being as read under the lock.
+    /// Returns the versions whose record changed since (none, normally).
+    pub(crate) async fn plan(
+        &self,
+        claims: &[Claim<'_>],
+        fence: &Fence,
+        now: bson::DateTime,
+    ) -> Result<Vec<Version>, Error> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statements = claims.iter().map(|c| c.statement(fence, now)).collect();
+        let reply = server::update(&self.db, self.coll.name(), statements, false, None).await?;
+        Ok(reply
+            .unmatched
+            .into_iter()
+            .map(|i| claims[i].migration.version)
+            .collect())
+    }
+
+    /// One write for one step of a run: records the end of the previous
+    /// step (if any) and marks the next claim (if any) `running`, or, for a
+    /// transactional migration inside its transaction, straight away done.
+    /// The statements are ordered: nothing is started after a fenced finish.
+    pub(crate) async fn step(
+        &self,
+        finish: Option<Finish<'_>>,
+        start: Option<(Version, MigrationStatus)>,
+        fence: &Fence,
+        now: bson::DateTime,
+        session: Option<&mut ClientSession>,
+    ) -> Result<Stepped, Error> {
+        let mut statements = Vec::new();
+        if let Some(f) = &finish {
+            let mut set = doc! { "executionTimeMs": f.elapsed_ms, "updatedAt": now };
+            match f.outcome {
+                Outcome::Done(direction) => stamp(&mut set, direction.done(), now),
+                Outcome::Failed(message) => {
+                    stamp(&mut set, MigrationStatus::Failed, now);
+                    set.insert("error", message);
+                }
+            }
+            statements.push(guarded(
+                own(f.version, MigrationStatus::Running, fence),
+                doc! { "$set": set },
+            ));
+        }
+        if let Some((version, to)) = start {
+            let mut set = doc! { "startedAt": now, "updatedAt": now };
+            stamp(&mut set, to, now);
+            statements.push(guarded(
+                own(version, MigrationStatus::Planned, fence),
+                doc! { "$set": set },
+            ));
+        }
+        if statements.is_empty() {
+            return Ok(Stepped::Ok);
+        }
+        let reply = server::update(&self.db, self.coll.name(), statements, true, session).await?;
+        Ok(match reply.unmatched.first() {
+            None => Stepped::Ok,
+            Some(0) if finish.is_some() => Stepped::FinishFenced,
+            Some(_) => Stepped::StartFenced,
+        })
+    }
+
     /// Marks a blocked record as applied or as pending again; returns it as written.
-    pub(crate) async fn resolve(&self, record: &Record, to: MigrationStatus, fence: &Fence) -> Result<Record, Error> {
-        let now = now();
+    pub(crate) async fn resolve(
+        &self,
+        record: &Record,
+        to: MigrationStatus,
+        fence: &Fence,
+        now: bson::DateTime,
+    ) -> Result<Record, Error> {
         let filter = doc! {
             "version": record.version.as_i64(),
             "updatedAt": bson::DateTime::from_chrono(record.updated_at),
@@ -391,24 +381,46 @@ impl Tracking {
     }
 }
 
-/// A claim on one version: the record as read under the lock, and what to write.
+/// A claim on one version: the record as read under the lock, and the run it belongs to.
 #[derive(Debug)]
 pub(crate) struct Claim<'a> {
     pub(crate) migration: &'a Migration,
     pub(crate) previous: Option<&'a Record>,
     pub(crate) batch: i64,
     pub(crate) direction: Direction,
-    pub(crate) status: MigrationStatus,
-    pub(crate) fence: &'a Fence,
-    pub(crate) elapsed_ms: Option<i64>,
 }
 
-/// How a claimed step ended.
-#[derive(Debug)]
-pub(crate) enum Outcome<'a> {
-    /// It went through in this direction.
-    Done(Direction),
-    Failed(&'a str),
+impl Claim<'_> {
+    /// An upsert conditional on the record being unchanged since it was read
+    /// (or still absent): a changed record makes it fail on the version key.
+    fn statement(&self, fence: &Fence, now: bson::DateTime) -> Document {
+        let m = self.migration;
+        let mut set = doc! {
+            "name": &m.name,
+            "description": &m.description,
+            "direction": self.direction.as_str(),
+            "status": MigrationStatus::Planned.as_str(),
+            "error": Bson::Null,
+            "reversible": m.is_reversible(),
+            "transactional": m.transactional,
+            "checksum": &m.checksum,
+            "lockHolder": holder_doc(fence),
+            "updatedAt": now,
+        };
+        if self.direction == Direction::Up {
+            set.insert("batch", self.batch);
+        }
+        let updated_at = self.previous.map_or(Bson::Null, |r| {
+            Bson::DateTime(bson::DateTime::from_chrono(r.updated_at))
+        });
+        let filter = doc! { "version": m.version.as_i64(), "updatedAt": updated_at };
+        let update = doc! {
+            "$set": set,
+            "$setOnInsert": { "createdAt": now, "metadata": {} },
+            "$unset": { "fencedBy": "", "fencedAt": "", "startedAt": "" },
+        };
+        guarded(filter, update)
+    }
 }
 
 /// Sets `status`, with the time it was reached when it is an end state.
@@ -417,19 +429,6 @@ fn stamp(fields: &mut Document, status: MigrationStatus, now: bson::DateTime) {
     match status {
         MigrationStatus::Completed => fields.insert("appliedAt", now),
         MigrationStatus::RolledBack => fields.insert("rolledBackAt", now),
-        MigrationStatus::Running | MigrationStatus::Failed => None,
+        _ => None,
     };
-}
-
-pub(crate) fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    match error.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == 11000,
-        ErrorKind::Command(e) => e.code == 11000,
-        ErrorKind::InsertMany(e) => e
-            .write_errors
-            .as_ref()
-            .is_some_and(|w| w.iter().any(|e| e.code == 11000)),
-        _ => false,
-    }
 }

@@ -162,7 +162,18 @@ async fn a_failed_migration_is_recorded_and_blocks_until_resolved() {
     let rec = t.tracking("20260102000000").await.unwrap();
     assert_eq!(rec.get_str("status").unwrap(), "failed");
     assert_eq!(rec.get_str("error").unwrap(), "the index spec is invalid");
-    assert!(t.tracking("20260103000000").await.is_none(), "ran past a failure");
+    // Claimed with the plan, never started: it stays pending.
+    let after = t.tracking("20260103000000").await.unwrap();
+    assert_eq!(
+        after.get_str("status").unwrap(),
+        "planned",
+        "ran past a failure: {after}"
+    );
+    assert!(t
+        .docs("effects")
+        .await
+        .iter()
+        .all(|d| d.get_i64("_id").unwrap() != 20260103000000));
     assert!(
         m.lock_status().await.unwrap().is_none_or(|l| l.expired),
         "lock not released"

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use common::*;
 use mongo_migrate::bson::{doc, Document};
-use mongo_migrate::{BoxFuture, Config, Error, Migration, MigrationContext, MigrationResult, Migrator, UpOptions};
+use mongo_migrate::{
+    BoxFuture, Config, Error, Migration, MigrationContext, MigrationResult, Migrator, Resolution, UpOptions,
+};
 use tokio::sync::Notify;
 
 fn slow_up(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
@@ -165,12 +167,14 @@ fn stalls_until_expired(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationRe
 }
 
 /// A runner stalls in its first migration; `take_over` hands the lock to
-/// another runner, which must find the migration blocked. Then the stale
-/// runner resumes: it must record nothing and stop with `LockLost`.
+/// another runner. Then the stale runner resumes: it must record nothing
+/// more, start nothing more, and stop with `LockLost`. `first` checks the
+/// stalled migration's record (its own writes may land: they are not fenced).
 async fn stale_runner_records_nothing(
     stall: &'static Stall,
     up: mongo_migrate::MigrationFn,
     take_over: impl AsyncFnOnce(&TestDb, &Migrator),
+    first: impl FnOnce(&Document, i64),
 ) {
     let t = TestDb::new().await;
     let migrations = || {
@@ -193,31 +197,38 @@ async fn stale_runner_records_nothing(
 
     let other = t.other_runner(migrations(), Config::default()).await;
     take_over(&t, &other).await;
-    let blocked = other.up(UpOptions::default()).await.unwrap_err();
-    assert!(matches!(blocked, Error::Blocked { .. }), "{blocked}");
-    let rec = t.tracking("20260101000000").await.unwrap();
-    assert!(rec.get_i64("fencedBy").is_ok(), "the stale claim was not fenced: {rec}");
+    let before = t.docs("migrations").await;
 
     stall.resume.notify_one();
     let err = run.await.unwrap().unwrap_err();
-    assert!(matches!(err, Error::LockLost), "{err}");
-    let rec = t.tracking("20260101000000").await.unwrap();
+    assert!(matches!(err, Error::LockLost { .. }), "{err}");
+    assert!(err.to_string().contains("20260101000000"), "{err}");
     assert_eq!(
-        rec.get_str("status").unwrap(),
-        "running",
-        "the stale runner recorded its result: {rec}"
+        before,
+        t.docs("migrations").await,
+        "the stale runner wrote after the fence"
     );
-    assert_eq!(
-        rec.get_document("lockHolder").unwrap().get_i64("generation").unwrap(),
-        generation
+    first(&t.tracking("20260101000000").await.unwrap(), generation);
+    let next = t.tracking("20260102000000").await.unwrap();
+    let ran_next = t
+        .docs("applications")
+        .await
+        .iter()
+        .filter(|d| d.get_i64("version").unwrap() == 20260102000000)
+        .count();
+    assert!(ran_next <= 1, "next ran twice");
+    let stale_started_next = next.get_document("lockHolder").unwrap().get_i64("generation").unwrap() == generation
+        && next.get_str("status").unwrap() != "planned";
+    assert!(
+        !stale_started_next,
+        "the stale runner started the next migration: {next}"
     );
-    assert!(t.tracking("20260102000000").await.is_none(), "the stale runner went on");
     t.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_whose_lock_was_force_unlocked_records_nothing_more() {
-    stale_runner_records_nothing(&FORCED, stalls_until_forced, async |_, other| {
+    let take_over = async |_: &TestDb, other: &Migrator| {
         assert!(matches!(
             other.force_unlock(false).await,
             Err(Error::UnlockNotConfirmed)
@@ -227,14 +238,28 @@ async fn a_runner_whose_lock_was_force_unlocked_records_nothing_more() {
             .await
             .unwrap()
             .expect("the stale runner held the lock");
+        // The stalled migration may have run in part: it blocks until resolved.
+        let blocked = other.up(UpOptions::default()).await.unwrap_err();
+        assert!(matches!(blocked, Error::Blocked { .. }), "{blocked}");
+        assert!(blocked.to_string().contains("lost its lock"), "{blocked}");
+    };
+    stale_runner_records_nothing(&FORCED, stalls_until_forced, take_over, |rec, generation| {
+        // Left `running` and fenced: its body may have run, so it waits for `resolve`.
+        assert_eq!(rec.get_str("status").unwrap(), "running", "{rec}");
+        assert_eq!(
+            rec.get_document("lockHolder").unwrap().get_i64("generation").unwrap(),
+            generation
+        );
+        assert!(rec.get_i64("fencedBy").is_ok(), "not fenced: {rec}");
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_whose_lock_expired_and_was_taken_over_records_nothing_more() {
-    // The stale runner stalls past its lease (a GC pause, a partition): its lock expires.
-    stale_runner_records_nothing(&EXPIRED, stalls_until_expired, async |t, _| {
+    // The stale runner stalls past its lease (a GC pause, a partition): its
+    // lock expires, and an operator's `resolve` takes it over.
+    let take_over = async |t: &TestDb, other: &Migrator| {
         let past =
             mongo_migrate::bson::DateTime::from_millis(mongo_migrate::bson::DateTime::now().timestamp_millis() - 1);
         t.db()
@@ -242,6 +267,11 @@ async fn a_runner_whose_lock_expired_and_was_taken_over_records_nothing_more() {
             .update_one(doc! { "_id": "migrations" }, doc! { "$set": { "expiresAt": past } })
             .await
             .unwrap();
+        other.resolve(v("20260101000000"), Resolution::Pending).await.unwrap();
+    };
+    stale_runner_records_nothing(&EXPIRED, stalls_until_expired, take_over, |rec, generation| {
+        assert_eq!(rec.get_str("status").unwrap(), "rolled-back", "{rec}");
+        assert!(rec.get_document("lockHolder").unwrap().get_i64("generation").unwrap() > generation);
     })
     .await;
 }

@@ -1,0 +1,97 @@
+//! The states a tracking record goes through, and directions. A leaf module:
+//! errors, tracking and reports all name these.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a migration stands in the tracking collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum MigrationStatus {
+    /// Claimed by a run that has not started it yet. If that run ends or
+    /// loses its lock first, the migration never started: it stands as it
+    /// was before (pending for `up`, applied for `down`).
+    Planned,
+    Running,
+    Completed,
+    Failed,
+    RolledBack,
+}
+
+impl MigrationStatus {
+    const ALL: [MigrationStatus; 5] = [
+        MigrationStatus::Planned,
+        MigrationStatus::Running,
+        MigrationStatus::Completed,
+        MigrationStatus::Failed,
+        MigrationStatus::RolledBack,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationStatus::Planned => "planned",
+            MigrationStatus::Running => "running",
+            MigrationStatus::Completed => "completed",
+            MigrationStatus::Failed => "failed",
+            MigrationStatus::RolledBack => "rolled-back",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        s.parse().ok()
+    }
+}
+
+impl FromStr for MigrationStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown status `{s}`: expected one of {}", names.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for MigrationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which way a tracked operation went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+
+    /// The status a step in this direction ends in when it succeeds.
+    pub(crate) fn done(self) -> MigrationStatus {
+        match self {
+            Direction::Up => MigrationStatus::Completed,
+            Direction::Down => MigrationStatus::RolledBack,
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
