@@ -32,33 +32,65 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
             }
         }
     });
-    let entries = files.iter().map(|f| {
-        let ident = format_ident!("{}", f.module);
-        let (version, name, description, checksum) = (&f.version, &f.name, &f.description, &f.checksum);
-        let down = f
-            .has_down
-            .then(|| quote! { .with_down(|ctx| ::std::boxed::Box::pin(#ident::down(ctx))) });
-        let transactional = f
-            .has_transactional
-            .then(|| quote! { .with_transaction(#ident::TRANSACTIONAL) });
+    // One small named function per direction and a static table of
+    // literals: rustc's work stays linear in the number of migrations
+    // (one expression with a builder chain and closure each was not).
+    let functions = files.iter().map(|f| {
+        let module = format_ident!("{}", f.module);
+        let (up, down) = (format_ident!("{}_up", f.module), format_ident!("{}_down", f.module));
+        let down_fn = f.has_down.then(|| {
+            quote! {
+                fn #down(ctx: &mut ::mongo_migrate::MigrationContext) -> ::mongo_migrate::BoxFuture<'_, ::mongo_migrate::MigrationResult> {
+                    ::std::boxed::Box::pin(#module::down(ctx))
+                }
+            }
+        });
         quote! {
-            ::mongo_migrate::Migration::new(
-                ::mongo_migrate::Version::parse(#version)?,
+            fn #up(ctx: &mut ::mongo_migrate::MigrationContext) -> ::mongo_migrate::BoxFuture<'_, ::mongo_migrate::MigrationResult> {
+                ::std::boxed::Box::pin(#module::up(ctx))
+            }
+            #down_fn
+        }
+    });
+    let entries = files.iter().map(|f| {
+        let module = format_ident!("{}", f.module);
+        let up = format_ident!("{}_up", f.module);
+        let version: u64 = f.version.parse().expect("scanned versions are 14 digits");
+        let (name, description, checksum) = (&f.name, &f.description, &f.checksum);
+        let down = if f.has_down {
+            let down = format_ident!("{}_down", f.module);
+            quote! { ::std::option::Option::Some(#down) }
+        } else {
+            quote! { ::std::option::Option::None }
+        };
+        let transactional = if f.has_transactional {
+            quote! { #module::TRANSACTIONAL }
+        } else {
+            quote! { false }
+        };
+        quote! {
+            ::mongo_migrate::Migration::from_static(
+                ::mongo_migrate::Version::new_unchecked(#version),
                 #name,
-                |ctx| ::std::boxed::Box::pin(#ident::up(ctx)),
+                #description,
+                #checksum,
+                #transactional,
+                #up,
+                #down,
             )
-            .with_description(#description)
-            .with_checksum(#checksum)
-            #down
-            #transactional
         }
     });
     let tokens = quote! {
         #(#modules)*
 
+        #(#functions)*
+
         /// Every migration of this crate, in version order.
+        pub static MIGRATIONS: &[::mongo_migrate::Migration] = &[#(#entries),*];
+
+        /// The registry of [`MIGRATIONS`], with versions and their order checked.
         pub fn registry() -> ::std::result::Result<::mongo_migrate::Registry, ::mongo_migrate::Error> {
-            ::mongo_migrate::Registry::new(::std::vec::Vec::from([#(#entries),*]))
+            ::mongo_migrate::Registry::new(MIGRATIONS.to_vec())
         }
     };
     let file = syn::parse2(tokens).expect("generated registry is valid Rust");

@@ -1,5 +1,6 @@
 //! A migration and the context its `up`/`down` run with.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -23,9 +24,9 @@ pub type MigrationFn = for<'a> fn(&'a mut MigrationContext) -> BoxFuture<'a, Mig
 #[derive(Clone)]
 pub struct Migration {
     pub(crate) version: Version,
-    pub(crate) name: String,
-    pub(crate) description: String,
-    pub(crate) checksum: String,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) description: Cow<'static, str>,
+    pub(crate) checksum: Cow<'static, str>,
     pub(crate) transactional: bool,
     pub(crate) up: MigrationFn,
     pub(crate) down: Option<MigrationFn>,
@@ -36,12 +37,35 @@ impl Migration {
     pub fn new(version: Version, name: impl Into<String>, up: MigrationFn) -> Self {
         Migration {
             version,
-            name: name.into(),
-            description: String::new(),
-            checksum: String::new(),
+            name: Cow::Owned(name.into()),
+            description: Cow::Borrowed(""),
+            checksum: Cow::Borrowed(""),
             transactional: false,
             up,
             down: None,
+        }
+    }
+
+    /// A migration from literals, for generated registries: a `static`
+    /// table of these costs the compiler far less than builder chains.
+    /// [`Registry::new`](crate::Registry::new) checks the versions.
+    pub const fn from_static(
+        version: Version,
+        name: &'static str,
+        description: &'static str,
+        checksum: &'static str,
+        transactional: bool,
+        up: MigrationFn,
+        down: Option<MigrationFn>,
+    ) -> Self {
+        Migration {
+            version,
+            name: Cow::Borrowed(name),
+            description: Cow::Borrowed(description),
+            checksum: Cow::Borrowed(checksum),
+            transactional,
+            up,
+            down,
         }
     }
 
@@ -53,14 +77,14 @@ impl Migration {
 
     /// A human description (the migration module's doc comment).
     pub fn with_description(mut self, description: impl Into<String>) -> Self {
-        self.description = description.into();
+        self.description = Cow::Owned(description.into());
         self
     }
 
     /// The checksum of the migration's source; an applied migration whose
     /// checksum changes is refused.
     pub fn with_checksum(mut self, checksum: impl Into<String>) -> Self {
-        self.checksum = checksum.into();
+        self.checksum = Cow::Owned(checksum.into());
         self
     }
 
@@ -124,7 +148,7 @@ impl MigrationContext {
             db,
             session,
             version: migration.version,
-            name: migration.name.clone(),
+            name: migration.name.to_string(),
             lock,
         }
     }

@@ -302,7 +302,11 @@ impl Migrator {
             // fence (its claims, before failing its proof): fence once more.
             attempt += 1;
             if attempt == 2 {
-                let name = self.registry.get(version).map(|m| m.name.clone()).unwrap_or_default();
+                let name = self
+                    .registry
+                    .get(version)
+                    .map(|m| m.name.to_string())
+                    .unwrap_or_default();
                 return Err(Error::Conflict { version, name });
             }
         };
@@ -328,7 +332,7 @@ impl Migrator {
             let (m, batch) = plan[next];
             self.report(Progress::Started {
                 version: m.version,
-                name: m.name.clone(),
+                name: m.name.to_string(),
                 direction,
             });
             let previous = open
@@ -393,7 +397,7 @@ impl Migrator {
             }
             self.report(Progress::Finished {
                 version: m.version,
-                name: m.name.clone(),
+                name: m.name.to_string(),
                 direction,
                 duration_ms: ms,
             });
@@ -567,7 +571,7 @@ impl Migrator {
         }
         Err(Error::TransactionsUnsupported {
             version: m.version,
-            name: m.name.clone(),
+            name: m.name.to_string(),
         })
     }
 
@@ -613,7 +617,7 @@ impl Migrator {
                         e @ Error::MigrationFailed { .. } => e,
                         e => Error::MigrationFailed {
                             version: m.version,
-                            name: m.name.clone(),
+                            name: m.name.to_string(),
                             message: e.to_string(),
                             source: Some(Box::new(e)),
                         },
@@ -749,7 +753,7 @@ async fn run(f: MigrationFn, ctx: &mut MigrationContext) -> Result<(), StepError
 fn failed(m: &Migration, e: StepError) -> Error {
     Error::MigrationFailed {
         version: m.version,
-        name: m.name.clone(),
+        name: m.name.to_string(),
         message: e.message,
         source: e.source,
     }
@@ -762,8 +766,8 @@ fn elapsed_ms(start: Instant) -> i64 {
 fn step(m: &Migration, batch: i64, duration_ms: Option<i64>) -> Step {
     Step {
         version: m.version,
-        name: m.name.clone(),
-        description: m.description.clone(),
+        name: m.name.to_string(),
+        description: m.description.to_string(),
         batch,
         transactional: m.transactional,
         reversible: m.is_reversible(),

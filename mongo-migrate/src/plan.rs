@@ -121,9 +121,9 @@ pub(crate) fn check_checksum(migration: &Migration, record: &Record) -> Result<(
     if !migration.checksum.is_empty() && !record.checksum.is_empty() && migration.checksum != record.checksum {
         return Err(Error::ChecksumMismatch {
             version: migration.version,
-            name: migration.name.clone(),
+            name: migration.name.to_string(),
             recorded: record.checksum.clone(),
-            current: migration.checksum.clone(),
+            current: migration.checksum.to_string(),
         });
     }
     Ok(())
@@ -168,7 +168,7 @@ pub(crate) fn rollback<'r>(
     if let Some(m) = plan.iter().find(|m| !m.is_reversible()) {
         return Err(Error::Irreversible {
             version: m.version,
-            name: m.name.clone(),
+            name: m.name.to_string(),
         });
     }
     Ok(plan)

@@ -11,13 +11,16 @@ pub struct Registry {
 impl Registry {
     /// Checks that versions are unique and listed in ascending order.
     pub fn new(migrations: Vec<Migration>) -> Result<Self, Error> {
+        for m in &migrations {
+            Version::from_u64(m.version.as_u64())?;
+        }
         for pair in migrations.windows(2) {
             let (a, b) = (&pair[0], &pair[1]);
             if a.version == b.version {
                 return Err(Error::DuplicateVersion {
                     version: a.version,
-                    first: a.name.clone(),
-                    second: b.name.clone(),
+                    first: a.name.to_string(),
+                    second: b.name.to_string(),
                 });
             }
             if a.version > b.version {

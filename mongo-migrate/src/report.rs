@@ -163,8 +163,8 @@ impl StatusReport {
             let record = records.get(&m.version);
             StatusEntry {
                 version: m.version,
-                name: m.name.clone(),
-                description: m.description.clone(),
+                name: m.name.to_string(),
+                description: m.description.to_string(),
                 state: record.map_or(State::Pending, state_of),
                 batch: record.map(|r| r.batch),
                 applied_at: record.and_then(|r| r.applied_at),

@@ -21,6 +21,12 @@ impl Version {
         input.parse()
     }
 
+    /// A version from its numeric form, unchecked, for `const` contexts
+    /// (generated registries); [`Registry::new`](crate::Registry::new) checks it.
+    pub const fn new_unchecked(value: u64) -> Self {
+        Version(value)
+    }
+
     /// Builds a version from its numeric form, checking it is a real date and time.
     pub fn from_u64(value: u64) -> Result<Self, Error> {
         Self::parse(&value.to_string())
