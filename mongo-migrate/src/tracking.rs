@@ -19,6 +19,11 @@ use crate::lock::Fence;
 use crate::server;
 use crate::{Direction, Error, Migration, MigrationStatus, Version};
 
+/// How long the fence waits for another runner's open transaction on a
+/// server that does not make it wait (see [`Tracking::fence`]): a little
+/// over mongod's default transaction lifetime.
+const FENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// One tracking document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -273,7 +278,21 @@ impl Tracking {
             "lockHolder.id": holder,
         };
         let update = doc! { "$set": { "fencedBy": by, "fencedAt": now } };
-        Ok(self.coll.update_many(filter, update).await?.modified_count)
+        // mongod makes a write that meets another runner's open transaction
+        // wait for it (at most transactionLifetimeLimitSeconds, 60 s by
+        // default). SecantusDB 0.7 answers such a write with a duplicate key
+        // on the version index instead, which this update (it changes no
+        // version) cannot cause otherwise: wait and retry as mongod would.
+        let deadline = std::time::Instant::now() + FENCE_WAIT;
+        loop {
+            match self.coll.update_many(filter.clone(), update.clone()).await {
+                Ok(result) => return Ok(result.modified_count),
+                Err(e) if server::is_duplicate_key(&e) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Claims every migration of a plan as `planned`, in one command. Each
@@ -396,14 +415,14 @@ impl Claim<'_> {
     fn statement(&self, fence: &Fence, now: bson::DateTime) -> Document {
         let m = self.migration;
         let mut set = doc! {
-            "name": &m.name,
-            "description": &m.description,
+            "name": m.name.as_ref(),
+            "description": m.description.as_ref(),
             "direction": self.direction.as_str(),
             "status": MigrationStatus::Planned.as_str(),
             "error": Bson::Null,
             "reversible": m.is_reversible(),
             "transactional": m.transactional,
-            "checksum": &m.checksum,
+            "checksum": m.checksum.as_ref(),
             "lockHolder": holder_doc(fence),
             "updatedAt": now,
         };

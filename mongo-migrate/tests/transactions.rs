@@ -105,7 +105,7 @@ async fn a_transactional_migration_commits_with_its_tracking_record_and_rolls_ba
 }
 
 #[tokio::test]
-async fn a_failing_transactional_migration_leaves_no_partial_writes_and_no_record() {
+async fn a_failing_transactional_migration_leaves_no_partial_writes_and_does_not_block() {
     let t = TestDb::new().await;
     let m = t.migrator(vec![
         tx("20260101000000", "tx_ok"),
@@ -119,8 +119,10 @@ async fn a_failing_transactional_migration_leaves_no_partial_writes_and_no_recor
         vec![doc! { "_id": 20260101000000_i64 }],
         "partial writes survived"
     );
+    // The failed attempt is recorded with its error; it was not applied, so it does not block.
     let rec = t.tracking("20260102000000").await.unwrap();
-    assert_eq!(rec.get_str("status").unwrap(), "planned", "{rec}");
+    assert_eq!(rec.get_str("status").unwrap(), "failed", "{rec}");
+    assert_eq!(rec.get_str("error").unwrap(), "second step failed", "{rec}");
     // Nothing blocks: the failed one is simply still pending.
     assert_eq!(m.status().await.unwrap().counts.pending, 1);
     t.drop_db().await;
