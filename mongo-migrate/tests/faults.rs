@@ -380,3 +380,53 @@ async fn fault_injection() {
         }
     }
 }
+
+/// libfaketime shifts a child's wall clock; the monotonic clock stays true.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// A runner whose wall clock is ten minutes ahead must not take a live lock
+/// (by the server's clock, it expires in a minute), and a runner ten
+/// minutes behind must take an expired one. Needs libfaketime (`.ci/run`
+/// installs it); fails, rather than skips, without it.
+#[tokio::test]
+async fn lock_expiry_follows_the_server_clock_not_the_runner_clock() {
+    assert!(
+        std::path::Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: apt-get install libfaketime"
+    );
+    let run_skewed = |t: &TestDb, skew: &str| {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_runner",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("FAULT_DB", &t.name)
+            .env("FAULT_TTL_MS", "60000")
+            .env("FAULT_TX", "0")
+            .env("LD_PRELOAD", FAKETIME)
+            .env("FAKETIME", skew)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ahead = TestDb::new().await;
+    ahead.foreign_lock("live-host", 3, 60_000).await;
+    let out = run_skewed(&ahead, "+10m");
+    assert!(out.contains("migrations are locked by"), "took a live lock: {out}");
+    assert!(all(&ahead, "effects").await.is_empty());
+    ahead.drop_db().await;
+
+    let behind = TestDb::new().await;
+    behind.foreign_lock("dead-host", 3, -5_000).await;
+    let out = run_skewed(&behind, "-10m");
+    assert!(
+        out.contains(&format!("FAULT-RESULT ok {MIGRATIONS}")),
+        "kept off an expired lock: {out}"
+    );
+    behind.drop_db().await;
+}

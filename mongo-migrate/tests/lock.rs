@@ -156,6 +156,7 @@ impl Stall {
 }
 
 static FORCED: Stall = Stall::new();
+static LIVE: Stall = Stall::new();
 static EXPIRED: Stall = Stall::new();
 
 fn stalls_until_forced(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
@@ -164,6 +165,48 @@ fn stalls_until_forced(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationRes
 
 fn stalls_until_expired(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     Box::pin(EXPIRED.run(ctx))
+}
+
+fn stalls_while_live(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(LIVE.run(ctx))
+}
+
+/// While a live run is inside a migration, a dry-run and `up` say it is
+/// locked (in progress), never "blocked: resolve it", and `status` says who.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_of_a_live_run_is_in_progress_not_blocked() {
+    let t = TestDb::new().await;
+    let migrations = || {
+        vec![
+            Migration::new(v("20260101000000"), "stalls", stalls_while_live),
+            reversible("20260102000000", "next"),
+        ]
+    };
+    let live = t.other_runner(migrations(), Config::default()).await;
+    let run = tokio::spawn(async move { live.up(UpOptions::default()).await });
+    LIVE.entered.notified().await;
+    let other = t.other_runner(migrations(), Config::default()).await;
+    for dry_run in [true, false] {
+        let err = other.up(UpOptions { dry_run, to: None }).await.unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "dry_run={dry_run}: {err}");
+        assert!(!err.to_string().contains("resolve"), "{err}");
+    }
+    let status = other.status().await.unwrap();
+    let first = &status.migrations[0];
+    assert_eq!(first.state, mongo_migrate::State::Running);
+    assert!(first.in_progress, "{first:?}");
+    assert!(
+        first
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("in progress by"),
+        "{first:?}"
+    );
+    assert!(!status.migrations[1].in_progress || status.migrations[1].state == mongo_migrate::State::Pending);
+    LIVE.resume.notify_one();
+    assert_eq!(run.await.unwrap().unwrap().steps.len(), 2);
+    t.drop_db().await;
 }
 
 /// A runner stalls in its first migration; `take_over` hands the lock to
