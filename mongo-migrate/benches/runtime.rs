@@ -119,11 +119,19 @@ async fn apply_1000(uri: &str) {
     let fixed = counter.take();
     let fixed_total: usize = fixed.values().sum();
 
+    counter.take_latencies();
     let start = Instant::now();
     let report = migrator.up(UpOptions::default()).await.unwrap();
     let elapsed = start.elapsed();
     assert_eq!(report.steps.len(), n);
     let run = counter.take();
+    let mut latencies = counter.take_latencies();
+    if let Some(steps) = latencies.get_mut("update migrations") {
+        println!(
+            "  step writes (update migrations), as the driver timed them: {}",
+            percentiles(steps)
+        );
+    }
     let run_total: usize = run.values().sum();
     println!(
         "apply {n} no-op migrations: {:.2} s ({:.2} ms each)",
@@ -137,6 +145,68 @@ async fn apply_1000(uri: &str) {
     println!("  per command: {run:?}");
     println!("  fixed cost (nothing pending): {fixed:?}");
     client.database(&name).drop().await.unwrap();
+
+    // The floor: one acknowledged majority write per migration and nothing else.
+    let coll = client
+        .database(&name)
+        .collection_with_options::<mongo_migrate::bson::Document>(
+            "floor",
+            mongo_migrate::mongodb::options::CollectionOptions::builder()
+                .write_concern(mongo_migrate::mongodb::options::WriteConcern::majority())
+                .build(),
+        );
+    let start = Instant::now();
+    for i in 0..n {
+        coll.insert_one(mongo_migrate::bson::doc! { "version": i as i64 })
+            .await
+            .unwrap();
+    }
+    let floor = start.elapsed();
+    println!(
+        "  floor (one insert_one per migration, majority): {:.2} s; migrator / floor = {:.2}",
+        floor.as_secs_f64(),
+        elapsed.as_secs_f64() / floor.as_secs_f64()
+    );
+    client.database(&name).drop().await.unwrap();
+}
+
+/// 8 runners wait (`with_lock_wait`) for one that applies 200 migrations:
+/// how long after the holder returns the last waiter returns.
+async fn waiters(uri: &str) {
+    let (runners, n) = (8, 200);
+    let name = db_name("wait");
+    let mut tasks = Vec::new();
+    for _ in 0..runners {
+        let migrator = Migrator::connect(
+            uri,
+            Some(&name),
+            Registry::new(migrations(n)).unwrap(),
+            Config::default(),
+        )
+        .await
+        .unwrap()
+        .with_lock_wait(Duration::from_secs(60));
+        tasks.push(tokio::spawn(async move {
+            let report = migrator.up(UpOptions::default()).await.unwrap();
+            (report.steps.len(), Instant::now())
+        }));
+    }
+    let mut done = Vec::new();
+    for task in tasks {
+        done.push(task.await.unwrap());
+    }
+    let holder = done
+        .iter()
+        .find(|(steps, _)| *steps == n)
+        .expect("one runner applied everything")
+        .1;
+    let last = done.iter().map(|(_, at)| *at).max().unwrap();
+    println!(
+        "{runners} waiting runners, {n} migrations: the last returned {:?} after the holder",
+        last.saturating_duration_since(holder)
+    );
+    let (client, _) = mongo_migrate::connect(uri, Some(&name)).await.unwrap();
+    client.database(&name).drop().await.unwrap();
 }
 
 async fn lock_cycle(uri: &str) {
@@ -148,26 +218,47 @@ async fn lock_cycle(uri: &str) {
     let runs = 200;
     let mut times = Vec::with_capacity(runs);
     counter.take();
-    counter.take_latencies();
     for _ in 0..runs {
         let start = Instant::now();
         migrator.up(UpOptions::default()).await.unwrap();
         times.push(start.elapsed());
     }
     println!(
-        "lock cycle (up with nothing pending: indexes, acquire, fence, read, release), {runs} runs: {}, {} round trips each",
+        "up with nothing pending (reads only, no lock), {runs} runs: {}, {} round trips each",
+        percentiles(&mut times),
+        counter.total() / runs
+    );
+    // One no-op migration applied and rolled back: each run takes and frees the lock.
+    let one = Registry::new(vec![migrations(1).remove(0).with_down(noop)]).unwrap();
+    let migrator = Migrator::new(client.clone(), &name, one, Config::default());
+    let mut times = Vec::with_capacity(runs);
+    counter.take();
+    counter.take_latencies();
+    for _ in 0..runs / 2 {
+        for down in [false, true] {
+            let start = Instant::now();
+            if down {
+                migrator.down(mongo_migrate::DownOptions::default()).await.unwrap();
+            } else {
+                migrator.up(UpOptions::default()).await.unwrap();
+            }
+            times.push(start.elapsed());
+        }
+    }
+    println!(
+        "lock cycle (one migration up or down), {runs} runs: {}, {} round trips each",
         percentiles(&mut times),
         counter.total() / runs
     );
     // The lock's own commands, as the driver timed them (send to reply).
     let lock = Config::default().lock_collection;
     let mut latencies = counter.take_latencies();
-    for (label, key) in [
-        ("acquire", format!("findAndModify {lock}")),
-        ("release", format!("update {lock}")),
+    for (label, key, per_run) in [
+        ("acquire", format!("findAndModify {lock}"), 1),
+        ("proof and release", format!("update {lock}"), 2),
     ] {
         let times = latencies.get_mut(&key).expect("the lock commands were monitored");
-        assert_eq!(times.len(), runs, "one {label} per run");
+        assert_eq!(times.len(), runs * per_run, "{per_run} {label} per run");
         println!("  lock {label} ({key}): {}", percentiles(times));
     }
     client.database(&name).drop().await.unwrap();
@@ -234,6 +325,7 @@ fn main() {
     runtime.block_on(async {
         apply_1000(&uri).await;
         lock_cycle(&uri).await;
+        waiters(&uri).await;
         concurrent(&uri).await;
     });
 }

@@ -161,11 +161,28 @@ impl Migrator {
         };
         let guard = self
             .waiting(|| async {
-                let (records, lock) = tokio::try_join!(self.records(), self.lock.status())?;
+                // While a live runner holds the lock, a waiter reads one
+                // small document per poll, not the whole tracking collection.
+                if !dry_run {
+                    if let Some(lock) = self.lock.status().await?.filter(|l| !l.expired) {
+                        return Err(Error::Locked {
+                            holder: lock.holder.to_string(),
+                            expires_at: lock.expires_at,
+                        });
+                    }
+                }
+                let (records, lock) = self.read_state().await?;
                 let planned = plan(&records, lock.as_ref())?;
                 if dry_run || planned.is_empty() {
                     let steps = planned.into_iter().map(|(m, batch)| step(m, batch, None)).collect();
                     return Ok(Err(steps));
+                }
+                // Held by a live runner, as just read: no need to ask again.
+                if let Some(lock) = lock.filter(|l| !l.expired) {
+                    return Err(Error::Locked {
+                        holder: lock.holder.to_string(),
+                        expires_at: lock.expires_at,
+                    });
                 }
                 self.ensure_indexes().await?;
                 Ok(Ok(self.lock.acquire(direction.as_str()).await?))
@@ -183,7 +200,7 @@ impl Migrator {
 
     /// Every known and recorded migration with its state, the counts, and the lock.
     pub async fn status(&self) -> Result<StatusReport, Error> {
-        let (records, lock) = tokio::try_join!(self.records(), self.lock.status())?;
+        let (records, lock) = self.read_state().await?;
         Ok(StatusReport::new(&self.registry, &records, lock))
     }
 
@@ -346,7 +363,7 @@ impl Migrator {
             }
             let sent = Instant::now();
             let now = self.server.clock().await?.now();
-            let start = Some((m.version, MigrationStatus::Running));
+            let start = Some(m.version);
             let stepped = self
                 .tracking
                 .step(previous.map(|(_, f)| f), start, guard.fence(), now, None)
@@ -464,6 +481,29 @@ impl Migrator {
         match to {
             Some(version) if self.registry.get(version).is_none() => Err(Error::UnknownTarget { version }),
             _ => Ok(()),
+        }
+    }
+
+    /// The records, then the lock, as one consistent view: a `running` record
+    /// that the lock does not explain was either left by a runner that is
+    /// gone, or finished by one that released the lock between the two
+    /// reads (a run records its last step before it releases). One more read
+    /// tells which.
+    async fn read_state(&self) -> Result<(Records, Option<LockInfo>), Error> {
+        let mut again = true;
+        loop {
+            let records = self.records().await?;
+            let lock = self.lock.status().await?;
+            let unexplained = records.values().any(|r| {
+                r.status == MigrationStatus::Running
+                    && r.fenced_by.is_none()
+                    && !lock
+                        .as_ref()
+                        .is_some_and(|l| l.wrote(r.lock_holder.as_deref(), r.lock_generation))
+            });
+            if !unexplained || !std::mem::replace(&mut again, false) {
+                return Ok((records, lock));
+            }
         }
     }
 

@@ -177,6 +177,8 @@ pub(crate) struct UpdateReply {
     /// Statement indexes that failed with a duplicate key: with the upsert
     /// guard (see `tracking.rs`), a statement whose filter matched nothing.
     pub(crate) unmatched: Vec<usize>,
+    /// Documents matched, over all statements.
+    pub(crate) matched: i64,
 }
 
 /// Runs one `update` command with `statements`. With `ordered`, the server
@@ -229,5 +231,10 @@ pub(crate) async fn update(
             message: format!("the majority write was not confirmed: {wce}"),
         });
     }
-    Ok(UpdateReply { unmatched })
+    let matched = match reply.get("n") {
+        Some(bson::Bson::Int32(n)) => i64::from(*n),
+        Some(bson::Bson::Int64(n)) => *n,
+        _ => 0,
+    };
+    Ok(UpdateReply { unmatched, matched })
 }

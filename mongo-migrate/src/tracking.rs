@@ -317,13 +317,14 @@ impl Tracking {
     }
 
     /// One write for one step of a run: records the end of the previous
-    /// step (if any) and marks the next claim (if any) `running`, or, for a
-    /// transactional migration inside its transaction, straight away done.
-    /// The statements are ordered: nothing is started after a fenced finish.
+    /// step (if any) and marks the next claim (if any) `running`. Each
+    /// statement is conditional on this runner's unfenced claim; the reply's
+    /// count says whether all matched (no upsert guard here: it would cost
+    /// more per migration than the rest of the write on some servers).
     pub(crate) async fn step(
         &self,
         finish: Option<Finish<'_>>,
-        start: Option<(Version, MigrationStatus)>,
+        start: Option<Version>,
         fence: &Fence,
         now: bson::DateTime,
         session: Option<&mut ClientSession>,
@@ -338,27 +339,37 @@ impl Tracking {
                     set.insert("error", message);
                 }
             }
-            statements.push(guarded(
-                own(f.version, MigrationStatus::Running, fence),
-                doc! { "$set": set },
-            ));
+            let filter = own(f.version, MigrationStatus::Running, fence);
+            statements.push(doc! { "q": filter, "u": { "$set": set } });
         }
-        if let Some((version, to)) = start {
-            let mut set = doc! { "startedAt": now, "updatedAt": now };
-            stamp(&mut set, to, now);
-            statements.push(guarded(
-                own(version, MigrationStatus::Planned, fence),
-                doc! { "$set": set },
-            ));
+        if let Some(version) = start {
+            let set = doc! { "status": MigrationStatus::Running.as_str(), "startedAt": now, "updatedAt": now };
+            let filter = own(version, MigrationStatus::Planned, fence);
+            statements.push(doc! { "q": filter, "u": { "$set": set } });
         }
         if statements.is_empty() {
             return Ok(Stepped::Ok);
         }
+        let expected = statements.len() as i64;
+        let in_transaction = session.is_some();
         let reply = server::update(&self.db, self.coll.name(), statements, true, session).await?;
-        Ok(match reply.unmatched.first() {
-            None => Stepped::Ok,
-            Some(0) if finish.is_some() => Stepped::FinishFenced,
-            Some(_) => Stepped::StartFenced,
+        if reply.matched == expected {
+            return Ok(Stepped::Ok);
+        }
+        // Only a fence makes a statement miss. Which one? (Inside a
+        // transaction the transaction itself is abandoned: either will do.)
+        let finished = match (&finish, in_transaction) {
+            (Some(f), false) => self
+                .get(f.version)
+                .await?
+                .is_none_or(|r| r.status != MigrationStatus::Running),
+            (Some(_), true) => false,
+            (None, _) => true,
+        };
+        Ok(if finished {
+            Stepped::StartFenced
+        } else {
+            Stepped::FinishFenced
         })
     }
 
