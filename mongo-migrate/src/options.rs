@@ -28,9 +28,10 @@ impl Default for Config {
     }
 }
 
-/// Options of [`Migrator::up`].
+/// Options of [`Migrator::up`]. Unknown fields are refused: a typo such as
+/// `dryrun` must not turn a dry-run into a real run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct UpOptions {
     /// Report what would run; change nothing, not even the lock.
     pub dry_run: bool,
@@ -38,9 +39,9 @@ pub struct UpOptions {
     pub to: Option<Version>,
 }
 
-/// Options of [`Migrator::down`].
+/// Options of [`Migrator::down`]. Unknown fields are refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct DownOptions {
     pub target: DownTarget,
     pub dry_run: bool,

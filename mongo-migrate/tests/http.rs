@@ -133,6 +133,19 @@ async fn writes_need_authorisation_and_bad_input_is_a_400() {
 
     let (code, body) = call("POST", &up, Some(TOKEN), Some(json!({ "to": 123 }))).await;
     assert_eq!(code, 400, "{body}");
+    // A typo must not turn a dry-run into a real run.
+    for typo in [json!({ "dryrun": true }), json!({ "bogus": 1 })] {
+        let (code, body) = call("POST", &up, Some(TOKEN), Some(typo.clone())).await;
+        assert_eq!(code, 400, "{typo}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("unknown field"),
+            "{body}"
+        );
+    }
+    assert!(
+        t.docs("effects").await.is_empty(),
+        "a request with a typo applied migrations"
+    );
     let (code, body) = call("POST", &up, Some(TOKEN), Some(json!({ "to": 20270101000000_u64 }))).await;
     assert_eq!((code, body["error"]["kind"].as_str()), (400, Some("usage")), "{body}");
     let (code, body) = call(
