@@ -368,3 +368,41 @@ async fn a_waiting_runner_gives_up_after_its_wait_and_changes_nothing() {
     assert!(t.docs("effects").await.is_empty());
     t.drop_db().await;
 }
+
+/// Waits for its run's lock to be lost, as a long migration would between
+/// chunks of work, and stops early.
+fn stops_when_the_lock_is_lost(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        assert!(!ctx.is_lock_lost());
+        LIVE_LOST.entered.notify_one();
+        tokio::select! {
+            _ = ctx.lock_lost() => {}
+            _ = tokio::time::sleep(Duration::from_secs(20)) => return Err("the loss was never signalled".into()),
+        }
+        assert!(ctx.is_lock_lost());
+        Err("stopped early: lost the migration lock".into())
+    })
+}
+
+static LIVE_LOST: Stall = Stall::new();
+
+/// A long migration hears that its lock is gone (the heartbeat finds it
+/// force-unlocked) and stops; the run reports the lost lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_migration_hears_that_its_lock_is_lost() {
+    let t = TestDb::new().await;
+    let migrations = || vec![Migration::new(v("20260101000000"), "long", stops_when_the_lock_is_lost)];
+    let runner = t.other_runner(migrations(), short_lock(300)).await;
+    let run = tokio::spawn(async move { runner.up(UpOptions::default()).await });
+    LIVE_LOST.entered.notified().await;
+    let started = std::time::Instant::now();
+    t.migrator(migrations()).force_unlock(true).await.unwrap();
+    let err = run.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::LockLost { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "heard of the loss only after {:?}",
+        started.elapsed()
+    );
+    t.drop_db().await;
+}

@@ -186,3 +186,40 @@ async fn a_server_without_transactions_gets_a_clear_error_before_anything_runs()
     assert_eq!(m.status().await.unwrap().counts.pending, 1);
     m.database().drop().await.unwrap();
 }
+
+/// Creates the collection `shared` inside its transaction, then holds the
+/// transaction open a moment so that two runners overlap.
+fn tx_create_shared(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        let (db, session) = ctx.transaction()?;
+        db.collection::<Document>("shared")
+            .insert_one(doc! { "by": uuid::Uuid::new_v4().to_string() })
+            .session(&mut *session)
+            .await?;
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        Ok(())
+    })
+}
+
+/// Two runners with their own tracking collections and locks (two services
+/// sharing a database) create the same new collection in transactions at
+/// once: the write conflict is transient, and the retry lets both succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_creating_the_same_collection_in_transactions_both_succeed() {
+    let t = TestDb::new().await;
+    let runner = |name: &str| {
+        let config = mongo_migrate::Config {
+            tracking_collection: format!("{name}_migrations"),
+            lock_collection: format!("{name}_locks"),
+            ..mongo_migrate::Config::default()
+        };
+        let m = Migration::new(v("20260101000000"), "create_shared", tx_create_shared).with_transaction(true);
+        t.migrator_with(vec![m], config)
+    };
+    let (a, b) = (runner("a"), runner("b"));
+    let (ra, rb) = tokio::join!(a.up(UpOptions::default()), b.up(UpOptions::default()));
+    assert_eq!(ra.unwrap().steps.len(), 1);
+    assert_eq!(rb.unwrap().steps.len(), 1);
+    assert_eq!(t.docs("shared").await.len(), 2);
+    t.drop_db().await;
+}
