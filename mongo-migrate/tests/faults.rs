@@ -17,7 +17,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use futures_util::TryStreamExt;
 use mongo_migrate::bson::{doc, Document};
 use mongo_migrate::mongodb::Database;
 use mongo_migrate::{
@@ -109,6 +108,22 @@ fn child_runner() {
     }
 }
 
+/// This test binary, run as [`child_runner`] over `t`'s database.
+fn child_command(t: &TestDb, ttl_ms: u64, transactional: bool) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "child_runner",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("FAULT_DB", &t.name)
+    .env("FAULT_TTL_MS", ttl_ms.to_string())
+    .env("FAULT_TX", if transactional { "1" } else { "0" });
+    cmd
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fence {
     ForceUnlock,
@@ -167,18 +182,6 @@ async fn wait_output(child: Child) -> String {
     .unwrap()
 }
 
-async fn all(t: &TestDb, coll: &str) -> Vec<Document> {
-    t.db()
-        .collection::<Document>(coll)
-        .find(doc! {})
-        .sort(doc! { "_id": 1 })
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap()
-}
-
 /// What one trial saw.
 #[derive(Debug, Default)]
 struct Outcome {
@@ -223,17 +226,7 @@ async fn trial(rng: &mut Rng, fence: Fence, transactional: bool) -> Outcome {
         Fence::ForceUnlock => 30_000,
         Fence::Takeover => 1_000,
     };
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_runner",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("FAULT_DB", &t.name)
-        .env("FAULT_TTL_MS", ttl_ms.to_string())
-        .env("FAULT_TX", if transactional { "1" } else { "0" })
+    let child = child_command(&t, ttl_ms, transactional)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -289,7 +282,7 @@ async fn trial(rng: &mut Rng, fence: Fence, transactional: bool) -> Outcome {
             true
         }
     };
-    let fenced_at = all(&t, "migrations").await;
+    let fenced_at = t.docs("migrations").await;
     if !waited {
         signal(&child, "-CONT");
     }
@@ -304,12 +297,13 @@ async fn trial(rng: &mut Rng, fence: Fence, transactional: bool) -> Outcome {
 
     assert_eq!(
         fenced_at,
-        all(&t, "migrations").await,
+        t.docs("migrations").await,
         "a tracking write of the fenced runner landed after the fence (result: {result})"
     );
     // With a fence that waited, the runner was resumed before it completed,
     // and may have committed the transaction it was in; nothing new starts.
-    let late: Vec<Document> = all(&t, "starts")
+    let late: Vec<Document> = t
+        .docs("starts")
         .await
         .into_iter()
         .filter(|s| s.get_i64("at").unwrap() > paused_at)
@@ -339,9 +333,9 @@ async fn trial(rng: &mut Rng, fence: Fence, transactional: bool) -> Outcome {
     }
 
     recover(t.db(), m.clone()).await;
-    let effects = all(&t, "effects").await;
+    let effects = t.docs("effects").await;
     assert_eq!(effects.len(), MIGRATIONS, "not every migration applied exactly once");
-    let records = all(&t, "migrations").await;
+    let records = t.docs("migrations").await;
     assert!(
         records.iter().all(|r| r.get_str("status") == Ok("completed")),
         "records: {records:?}"
@@ -395,17 +389,7 @@ async fn lock_expiry_follows_the_server_clock_not_the_runner_clock() {
         "{FAKETIME} is missing: apt-get install libfaketime"
     );
     let run_skewed = |t: &TestDb, skew: &str| {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "child_runner",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("FAULT_DB", &t.name)
-            .env("FAULT_TTL_MS", "60000")
-            .env("FAULT_TX", "0")
+        let out = child_command(t, 60_000, false)
             .env("LD_PRELOAD", FAKETIME)
             .env("FAKETIME", skew)
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
@@ -418,7 +402,7 @@ async fn lock_expiry_follows_the_server_clock_not_the_runner_clock() {
     ahead.foreign_lock("live-host", 3, 60_000).await;
     let out = run_skewed(&ahead, "+10m");
     assert!(out.contains("migrations are locked by"), "took a live lock: {out}");
-    assert!(all(&ahead, "effects").await.is_empty());
+    assert!(ahead.docs("effects").await.is_empty());
     ahead.drop_db().await;
 
     let behind = TestDb::new().await;
