@@ -78,6 +78,11 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
     }
 }
 
+/// Where the registry's parse cache of `target` lives: beside its harness.
+pub fn registry_cache(ws: &Workspace, target: &Target) -> PathBuf {
+    location(ws, target).0.join("registry-cache.json")
+}
+
 /// The harness crate's directory and binary name. Both carry a digest of the
 /// workspace root: a target directory shared by several workspaces (a global
 /// `build.target-dir`) must never build or run another workspace's package

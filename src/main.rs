@@ -51,7 +51,7 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
     for (target, (conn, command, as_json)) in ws.targets.iter().zip(requests) {
         if !target.config.build_script && target.migrations_dir().is_dir() {
             // Keep the registry in step with the files before building.
-            scaffold::registry_quiet(target)?;
+            scaffold::registry_quiet(target, &harness::registry_cache(ws, target))?;
         }
         json = as_json;
         let bin = harness::build(ws, target, args.verbose)?;

@@ -51,11 +51,12 @@ pub fn registry(target: &Target) -> Result<()> {
     Ok(())
 }
 
-/// Regenerates the registry before a harness build; silent unless it changed,
+/// Regenerates the registry before a harness build, parsing only the files
+/// that changed since the last time (`cache`); silent unless it changed,
 /// and then on stderr, so `--json` output stays one document.
-pub fn registry_quiet(target: &Target) -> Result<()> {
+pub fn registry_quiet(target: &Target, cache: &Path) -> Result<()> {
     let dir = target.migrations_dir();
-    let (_, changed) = mongo_migrate_codegen::generate_module(&dir).map_err(codegen)?;
+    let (_, changed) = mongo_migrate_codegen::generate_module_cached(&dir, cache).map_err(codegen)?;
     if changed {
         eprintln!("Updated {}", display(&dir.join(REGISTRY_FILE)));
     }

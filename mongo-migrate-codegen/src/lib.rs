@@ -18,6 +18,7 @@
 //! }
 //! ```
 
+mod cache;
 mod error;
 pub mod names;
 mod registry;
@@ -25,6 +26,7 @@ mod scan;
 
 use std::path::{Path, PathBuf};
 
+pub use cache::scan_cached;
 pub use error::{Error, Result};
 pub use registry::{render, write_if_changed, Layout, HEADER};
 pub use scan::{checksum, read, scan, MigrationFile, REGISTRY_FILE};
@@ -36,6 +38,13 @@ pub const BUILD_OUTPUT: &str = "mongo_migrate_registry.rs";
 /// On any error the existing file is left as it was.
 pub fn generate_module(dir: &Path) -> Result<(Vec<MigrationFile>, bool)> {
     let files = scan(dir)?;
+    let changed = write_if_changed(&dir.join(REGISTRY_FILE), &render(&files, Layout::Module))?;
+    Ok((files, changed))
+}
+
+/// [`generate_module`] through a parse cache at `cache` (see [`scan_cached`]).
+pub fn generate_module_cached(dir: &Path, cache: &Path) -> Result<(Vec<MigrationFile>, bool)> {
+    let files = scan_cached(dir, cache)?;
     let changed = write_if_changed(&dir.join(REGISTRY_FILE), &render(&files, Layout::Module))?;
     Ok((files, changed))
 }

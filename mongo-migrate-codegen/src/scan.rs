@@ -13,7 +13,7 @@ use crate::{Error, Result};
 pub const REGISTRY_FILE: &str = "mod.rs";
 
 /// One migration file, as the registry needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MigrationFile {
     pub path: PathBuf,
     pub module: String,
@@ -31,6 +31,12 @@ pub struct MigrationFile {
 /// Every migration in `dir`, in version order. Files other than `*.rs` and
 /// `mod.rs` are ignored; a `.rs` file with a malformed name is an error.
 pub fn scan(dir: &Path) -> Result<Vec<MigrationFile>> {
+    let paths = migration_paths(dir)?;
+    finish(read_all(&paths)?)
+}
+
+/// The `.rs` files of `dir` but `mod.rs`.
+pub(crate) fn migration_paths(dir: &Path) -> Result<Vec<PathBuf>> {
     let io = |source| Error::Io {
         path: dir.to_path_buf(),
         source,
@@ -43,7 +49,11 @@ pub fn scan(dir: &Path) -> Result<Vec<MigrationFile>> {
             paths.push(path);
         }
     }
-    let mut files = read_all(&paths)?;
+    Ok(paths)
+}
+
+/// Sorts by version and refuses duplicates.
+pub(crate) fn finish(mut files: Vec<MigrationFile>) -> Result<Vec<MigrationFile>> {
     files.sort_by(|a, b| a.version.cmp(&b.version).then_with(|| a.path.cmp(&b.path)));
     if let Some(pair) = files.windows(2).find(|w| w[0].version == w[1].version) {
         return Err(Error::DuplicateVersion {
@@ -56,7 +66,7 @@ pub fn scan(dir: &Path) -> Result<Vec<MigrationFile>> {
 }
 
 /// Parses files on every core: a large history should not slow `cargo build`.
-fn read_all(paths: &[PathBuf]) -> Result<Vec<MigrationFile>> {
+pub(crate) fn read_all(paths: &[PathBuf]) -> Result<Vec<MigrationFile>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = paths.len().div_ceil(threads).max(64);
     std::thread::scope(|scope| {
