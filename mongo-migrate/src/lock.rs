@@ -93,6 +93,14 @@ impl LockInfo {
         })
     }
 
+    /// The error for a runner that finds this lock held.
+    pub(crate) fn busy(&self) -> Error {
+        Error::Locked {
+            holder: self.holder.to_string(),
+            expires_at: self.expires_at,
+        }
+    }
+
     /// Whether this lock is live and is the one that wrote a record
     /// (`lockHolder.id` and `lockHolder.generation`).
     pub(crate) fn wrote(&self, holder_id: Option<&str>, generation: Option<i64>) -> bool {
@@ -228,10 +236,7 @@ impl Lock {
     async fn busy_unless_ours(&self, holder: &Holder, sent: Instant) -> Result<LockGuard, Error> {
         match self.status().await? {
             Some(info) if info.holder.id == holder.id => Ok(self.guard(holder, info.generation, sent)),
-            Some(info) => Err(Error::Locked {
-                holder: info.holder.to_string(),
-                expires_at: info.expires_at,
-            }),
+            Some(info) => Err(info.busy()),
             // Released between our attempt and the read: busy all the same.
             None => Err(Error::Locked {
                 holder: "another runner".into(),

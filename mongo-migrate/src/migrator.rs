@@ -165,10 +165,7 @@ impl Migrator {
                 // small document per poll, not the whole tracking collection.
                 if !dry_run {
                     if let Some(lock) = self.lock.status().await?.filter(|l| !l.expired) {
-                        return Err(Error::Locked {
-                            holder: lock.holder.to_string(),
-                            expires_at: lock.expires_at,
-                        });
+                        return Err(lock.busy());
                     }
                 }
                 let (records, lock) = self.read_state().await?;
@@ -179,10 +176,7 @@ impl Migrator {
                 }
                 // Held by a live runner, as just read: no need to ask again.
                 if let Some(lock) = lock.filter(|l| !l.expired) {
-                    return Err(Error::Locked {
-                        holder: lock.holder.to_string(),
-                        expires_at: lock.expires_at,
-                    });
+                    return Err(lock.busy());
                 }
                 self.ensure_indexes().await?;
                 Ok(Ok(self.lock.acquire(direction.as_str()).await?))
