@@ -7,7 +7,7 @@
 //! 4. per migration, one write that records the previous step and starts the next;
 //! 5. records the last step and releases the lock.
 //!
-//! That is N + 7 commands, plus four once per migrator (indexes, server probe).
+//! That is N + 10 commands, plus four once per migrator (indexes, server probe).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
