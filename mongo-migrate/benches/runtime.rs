@@ -170,6 +170,18 @@ async fn apply_1000(uri: &str) {
     client.database(&name).drop().await.unwrap();
 }
 
+/// A migrator over `n` no-op migrations on its own connection pool, as another process would have.
+async fn runner(uri: &str, name: &str, n: usize) -> Migrator {
+    Migrator::connect(
+        uri,
+        Some(name),
+        Registry::new(migrations(n)).unwrap(),
+        Config::default(),
+    )
+    .await
+    .unwrap()
+}
+
 /// 8 runners wait (`with_lock_wait`) for one that applies 200 migrations:
 /// how long after the holder returns the last waiter returns.
 async fn waiters(uri: &str) {
@@ -177,15 +189,7 @@ async fn waiters(uri: &str) {
     let name = db_name("wait");
     let mut tasks = Vec::new();
     for _ in 0..runners {
-        let migrator = Migrator::connect(
-            uri,
-            Some(&name),
-            Registry::new(migrations(n)).unwrap(),
-            Config::default(),
-        )
-        .await
-        .unwrap()
-        .with_lock_wait(Duration::from_secs(60));
+        let migrator = runner(uri, &name, n).await.with_lock_wait(Duration::from_secs(60));
         tasks.push(tokio::spawn(async move {
             let report = migrator.up(UpOptions::default()).await.unwrap();
             (report.steps.len(), Instant::now())
@@ -271,14 +275,7 @@ async fn concurrent(uri: &str) {
     let mut tasks = Vec::new();
     let start = Instant::now();
     for _ in 0..runners {
-        let migrator = Migrator::connect(
-            uri,
-            Some(&name),
-            Registry::new(migrations(n)).unwrap(),
-            Config::default(),
-        )
-        .await
-        .unwrap();
+        let migrator = runner(uri, &name, n).await;
         let applied = applied.clone();
         tasks.push(tokio::spawn(async move {
             let mut refused = 0;
