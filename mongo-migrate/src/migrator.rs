@@ -488,13 +488,9 @@ impl Migrator {
         loop {
             let records = self.records().await?;
             let lock = self.lock.status().await?;
-            let unexplained = records.values().any(|r| {
-                r.status == MigrationStatus::Running
-                    && r.fenced_by.is_none()
-                    && !lock
-                        .as_ref()
-                        .is_some_and(|l| l.wrote(r.lock_holder.as_deref(), r.lock_generation))
-            });
+            let unexplained = records
+                .values()
+                .any(|r| r.status == MigrationStatus::Running && r.fenced_by.is_none() && !r.is_live(lock.as_ref()));
             if !unexplained || !std::mem::replace(&mut again, false) {
                 return Ok((records, lock));
             }

@@ -52,12 +52,9 @@ pub(crate) fn index(records: Vec<Record>) -> Records {
 /// another runner's run is in progress. `lock` is the lock as read with the
 /// records; claims a live lock wrote belong to a run in progress.
 pub(crate) fn validate(registry: &Registry, records: &Records, lock: Option<&LockInfo>) -> Result<(), Error> {
-    let live = |r: &Record| {
-        r.fenced_by.is_none() && lock.is_some_and(|l| l.wrote(r.lock_holder.as_deref(), r.lock_generation))
-    };
     if let Some(r) = records
         .values()
-        .find(|r| matches!(r.status, MigrationStatus::Planned | MigrationStatus::Running) && live(r))
+        .find(|r| matches!(r.status, MigrationStatus::Planned | MigrationStatus::Running) && r.is_live(lock))
     {
         let lock = lock.expect("a live claim has a lock");
         return Err(Error::Locked {
@@ -84,7 +81,7 @@ pub(crate) fn validate(registry: &Registry, records: &Records, lock: Option<&Loc
                 version: record.version,
                 name: record.name.clone(),
                 status: record.status,
-                detail: blocked_detail(record, lock),
+                detail: format!(" ({})", blocked_detail(record, lock)),
             });
         }
         if record.status == MigrationStatus::Completed {
@@ -97,7 +94,7 @@ pub(crate) fn validate(registry: &Registry, records: &Records, lock: Option<&Loc
 /// Why a `running` or `failed` record blocks: its error, or whose run left it.
 pub(crate) fn blocked_detail(record: &Record, lock: Option<&LockInfo>) -> String {
     if let Some(e) = &record.error {
-        return format!(" ({} during {}: {e})", record.status, record.direction);
+        return format!("{} during {}: {e}", record.status, record.direction);
     }
     let holder = record.lock_holder.as_deref().unwrap_or("an unknown runner");
     let why = match (record.fenced_by, lock) {
@@ -106,12 +103,9 @@ pub(crate) fn blocked_detail(record: &Record, lock: Option<&LockInfo>) -> String
         (None, Some(l)) if l.holder.id.to_string() == holder => "whose lock expired",
         _ => "which no longer holds the lock",
     };
-    let since = record
-        .started_at
-        .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
-        .unwrap_or_default();
     format!(
-        " (left running{since} by {holder}, {why}; its {} may have run in part)",
+        "left running{} by {holder}, {why}; its {} may have run in part",
+        record.since(),
         record.direction
     )
 }

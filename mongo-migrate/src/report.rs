@@ -138,25 +138,15 @@ impl StatusReport {
     /// Every known and recorded migration with its state, and the counts.
     pub(crate) fn new(registry: &Registry, records: &Records, lock: Option<LockInfo>) -> Self {
         let lock_ref = lock.as_ref();
-        let in_progress = |r: &Record| {
-            matches!(r.status, MigrationStatus::Planned | MigrationStatus::Running)
-                && r.fenced_by.is_none()
-                && lock_ref.is_some_and(|l| l.wrote(r.lock_holder.as_deref(), r.lock_generation))
-        };
+        let in_progress =
+            |r: &Record| matches!(r.status, MigrationStatus::Planned | MigrationStatus::Running) && r.is_live(lock_ref);
         let detail = |r: &Record| match r.status {
             MigrationStatus::Running if in_progress(r) => Some(format!(
                 "in progress by {}{}",
                 lock_ref.map(|l| l.holder.to_string()).unwrap_or_default(),
-                r.started_at
-                    .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
-                    .unwrap_or_default()
+                r.since()
             )),
-            MigrationStatus::Running | MigrationStatus::Failed => Some(
-                plan::blocked_detail(r, lock_ref)
-                    .trim()
-                    .trim_matches(['(', ')'])
-                    .to_string(),
-            ),
+            MigrationStatus::Running | MigrationStatus::Failed => Some(plan::blocked_detail(r, lock_ref)),
             _ => None,
         };
         let known = registry.migrations().iter().map(|m| {

@@ -15,7 +15,7 @@ use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{ClientSession, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
-use crate::lock::Fence;
+use crate::lock::{Fence, LockInfo};
 use crate::server;
 use crate::{Direction, Error, Migration, MigrationStatus, Version};
 
@@ -116,6 +116,18 @@ impl Record {
         }
     }
 
+    /// A claim of the run that holds `lock` (as read), unfenced: in progress.
+    pub(crate) fn is_live(&self, lock: Option<&LockInfo>) -> bool {
+        self.fenced_by.is_none() && lock.is_some_and(|l| l.wrote(self.lock_holder.as_deref(), self.lock_generation))
+    }
+
+    /// `" since <startedAt>"`, or nothing.
+    pub(crate) fn since(&self) -> String {
+        self.started_at
+            .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+            .unwrap_or_default()
+    }
+
     /// A transactional step that did not commit: its `running` or `failed`
     /// record was never committed done, so nothing of it is in place.
     pub(crate) fn rolled_back_whole(&self) -> bool {
@@ -174,8 +186,7 @@ fn own(version: Version, status: MigrationStatus, fence: &Fence) -> Document {
 
 /// One statement of an `update` command. `upsert` on a filter that names the
 /// version turns "matched nothing" into a duplicate-key error on the unique
-/// version index, so an ordered command stops there and the reply says which
-/// statement it was.
+/// version index, which the reply reports by statement.
 fn guarded(filter: Document, update: Document) -> Document {
     doc! { "q": filter, "u": update, "upsert": true }
 }
