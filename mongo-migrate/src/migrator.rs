@@ -36,6 +36,10 @@ type Plan<'a> = Vec<(&'a Migration, i64)>;
 /// its transaction failed for a transient reason, as MongoDB's drivers do.
 const TRANSACTION_ATTEMPTS: u32 = 3;
 
+/// The pause before a transaction's second attempt (plus up to as much
+/// again, jittered); it doubles for the third.
+const TRANSACTION_BACKOFF: Duration = Duration::from_millis(100);
+
 /// The longest pause between two attempts at a lock another runner holds:
 /// a waiter notices a released lock within this time.
 const MAX_LOCK_POLL: Duration = Duration::from_millis(250);
@@ -637,8 +641,11 @@ impl Migrator {
             let _ = session.abort_transaction().await;
             match outcome {
                 Attempt::Transient(_) if attempt < TRANSACTION_ATTEMPTS && !guard.is_lost() => {
+                    // Doubling from 120-200 ms: long enough for a competing
+                    // transaction to end between attempts, not only to start.
+                    let pause = TRANSACTION_BACKOFF * (1 << (attempt - 1));
                     attempt += 1;
-                    tokio::time::sleep(jitter(Duration::from_millis(50 * u64::from(attempt)))).await;
+                    tokio::time::sleep(pause + jitter(pause)).await;
                 }
                 // A conflict caused by a fence is a lost lock, not a failure.
                 Attempt::Transient(e) | Attempt::Failed(e) => {
