@@ -3,9 +3,10 @@
 //!
 //! The lock alone cannot stop a runner that lost it from writing: tracking
 //! writes go to other documents. What stops it is the fence (see
-//! `tracking.rs`): every claim a runner writes exists before the runner
-//! proves it holds the lock, and each later holder marks all older claims
-//! fenced before it reads them.
+//! `tracking.rs`). The lock document names the versions its holder may
+//! write (`plan`, set when the lock is taken), and keeps the plans of
+//! earlier holders that nobody has fenced yet (`unfenced`): whoever takes
+//! the lock next, or force-unlock, fences all of them before anything else.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::server::{is_duplicate_key, Clock, Server};
-use crate::Error;
+use crate::{Error, Version};
 
 /// Who holds (or held) the lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +117,31 @@ pub(crate) struct Fence {
     pub(crate) generation: i64,
 }
 
+/// The versions in the lock document (`plan`, `unfenced`).
+fn versions(doc: &Document, field: &str) -> Vec<Version> {
+    doc.get_array(field)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| match v {
+                    Bson::Int64(v) => Version::from_i64(*v).ok(),
+                    Bson::Int32(v) => Version::from_i64(i64::from(*v)).ok(),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn version_array(versions: &[Version]) -> Bson {
+    Bson::Array(versions.iter().map(|v| Bson::Int64(v.as_i64())).collect())
+}
+
+/// The plans of earlier holders that are not fenced yet: `unfenced` and
+/// `plan` of the lock document as it was, in an update pipeline.
+fn inherited() -> Document {
+    doc! { "$setUnion": [ { "$ifNull": [ "$unfenced", [] ] }, { "$ifNull": [ "$plan", [] ] } ] }
+}
+
 /// The lock collection and the name of the lock document in it.
 #[derive(Debug, Clone)]
 pub(crate) struct Lock {
@@ -127,7 +153,7 @@ pub(crate) struct Lock {
 
 /// A free lock document: no holder, already expired. `acquire` matches either.
 fn freed(now: bson::DateTime) -> Document {
-    doc! { "holder": Bson::Null, "expiresAt": now, "releasedAt": now }
+    doc! { "holder": Bson::Null, "expiresAt": now, "releasedAt": now, "plan": [] }
 }
 
 fn ttl_ms(ttl: Duration) -> i64 {
@@ -168,43 +194,36 @@ impl Lock {
 
     /// Takes the lock in one conditional upsert: it matches only a free or
     /// expired lock document (by the server's clock), and a held one makes
-    /// the upsert's insert fail on the `_id` key.
-    pub(crate) async fn acquire(&self, reason: &str) -> Result<LockGuard, Error> {
+    /// the upsert's insert fail on the `_id` key. `plan` names every version
+    /// this holder may claim (see [`LockGuard::extend`] for more); the plans
+    /// of earlier holders move to `unfenced`.
+    pub(crate) async fn acquire(&self, reason: &str, plan: &[Version]) -> Result<LockGuard, Error> {
         let clock = self.server.clock().await?;
         let holder = Holder::this_process(reason);
-        let (filter, update) = if clock.has_now {
-            let filter = doc! {
-                "_id": &self.name,
-                "$expr": { "$or": [
-                    { "$eq": [ { "$ifNull": [ "$holder", Bson::Null ] }, Bson::Null ] },
-                    { "$lte": [ "$expiresAt", "$$NOW" ] },
-                ] },
-            };
-            let update = vec![doc! { "$set": {
-                "holder": { "$literal": holder.to_document() },
-                "acquiredAt": "$$NOW",
-                "heartbeatAt": "$$NOW",
-                "expiresAt": { "$add": [ "$$NOW", ttl_ms(self.ttl) ] },
-                "generation": { "$add": [ { "$ifNull": [ "$generation", 0_i64 ] }, 1_i64 ] },
-            } }];
-            (filter, mongodb::options::UpdateModifications::Pipeline(update))
+        // The same pipeline with the server's `$$NOW` or, where a probe found
+        // it does not compare correctly, the estimated server time.
+        let (now, free) = if clock.has_now {
+            let free = doc! { "$expr": { "$or": [
+                { "$eq": [ { "$ifNull": [ "$holder", Bson::Null ] }, Bson::Null ] },
+                { "$lte": [ "$expiresAt", "$$NOW" ] },
+            ] } };
+            (Bson::String("$$NOW".into()), free)
         } else {
             let now = clock.now();
-            let filter = doc! {
-                "_id": &self.name,
-                "$or": [ { "holder": Bson::Null }, { "expiresAt": { "$lte": now } } ],
-            };
-            let update = doc! {
-                "$set": {
-                    "holder": holder.to_document(),
-                    "acquiredAt": now,
-                    "heartbeatAt": now,
-                    "expiresAt": clock.after(self.ttl),
-                },
-                "$inc": { "generation": 1_i64 },
-            };
-            (filter, mongodb::options::UpdateModifications::Document(update))
+            let free = doc! { "$or": [ { "holder": Bson::Null }, { "expiresAt": { "$lte": now } } ] };
+            (Bson::DateTime(now), free)
         };
+        let mut filter = doc! { "_id": &self.name };
+        filter.extend(free);
+        let update = vec![doc! { "$set": {
+            "holder": { "$literal": holder.to_document() },
+            "acquiredAt": now.clone(),
+            "heartbeatAt": now.clone(),
+            "expiresAt": { "$add": [ now, ttl_ms(self.ttl) ] },
+            "generation": { "$add": [ { "$ifNull": [ "$generation", 0_i64 ] }, 1_i64 ] },
+            "unfenced": inherited(),
+            "plan": { "$literal": version_array(plan) },
+        } }];
         let sent = Instant::now();
         let result = self
             .coll
@@ -213,35 +232,39 @@ impl Lock {
             .return_document(ReturnDocument::After)
             .await;
         match result {
-            Ok(Some(doc)) => Ok(self.guard(&holder, doc.get_i64("generation").unwrap_or(0), sent)),
+            Ok(Some(doc)) => Ok(self.guard(&holder, &doc, plan, sent)),
             // Some servers return no document from a raced upsert; the lock
             // document itself tells whether this runner won.
-            Ok(None) => self.busy_unless_ours(&holder, sent).await,
-            Err(e) if is_duplicate_key(&e) => self.busy_unless_ours(&holder, sent).await,
+            Ok(None) => self.busy_unless_ours(&holder, plan, sent).await,
+            Err(e) if is_duplicate_key(&e) => self.busy_unless_ours(&holder, plan, sent).await,
             Err(e) => Err(e.into()),
         }
     }
 
-    fn guard(&self, holder: &Holder, generation: i64, sent: Instant) -> LockGuard {
-        LockGuard::start(
-            self.clone(),
-            Fence {
-                holder_id: holder.id,
-                generation,
-            },
-            sent,
-        )
+    fn guard(&self, holder: &Holder, doc: &Document, plan: &[Version], sent: Instant) -> LockGuard {
+        let fence = Fence {
+            holder_id: holder.id,
+            generation: doc.get_i64("generation").unwrap_or(0),
+        };
+        LockGuard::start(self.clone(), fence, plan, versions(doc, "unfenced"), sent)
     }
 
-    async fn busy_unless_ours(&self, holder: &Holder, sent: Instant) -> Result<LockGuard, Error> {
-        match self.status().await? {
-            Some(info) if info.holder.id == holder.id => Ok(self.guard(holder, info.generation, sent)),
-            Some(info) => Err(info.busy()),
-            // Released between our attempt and the read: busy all the same.
-            None => Err(Error::Locked {
-                holder: "another runner".into(),
-                expires_at: Utc::now(),
-            }),
+    async fn busy_unless_ours(&self, holder: &Holder, plan: &[Version], sent: Instant) -> Result<LockGuard, Error> {
+        let doc = self.coll.find_one(doc! { "_id": &self.name }).await?;
+        let ours = doc.as_ref().is_some_and(|d| {
+            d.get_document("holder")
+                .is_ok_and(|h| h.get_str("id") == Ok(holder.id.to_string().as_str()))
+        });
+        match doc {
+            Some(doc) if ours => Ok(self.guard(holder, &doc, plan, sent)),
+            _ => match self.status().await? {
+                Some(info) => Err(info.busy()),
+                // Released between our attempt and the read: busy all the same.
+                None => Err(Error::Locked {
+                    holder: "another runner".into(),
+                    expires_at: Utc::now(),
+                }),
+            },
         }
     }
 
@@ -268,31 +291,85 @@ impl Lock {
         Ok(result.matched_count == 1)
     }
 
-    async fn release(&self, fence: &Fence) -> Result<(), Error> {
+    /// Frees the lock if this holder still has it. `fenced`: this holder
+    /// fenced the plans it inherited, so nobody needs to again.
+    async fn release(&self, fence: &Fence, fenced: bool) -> Result<(), Error> {
         let now = self.server.clock().await?.now();
         let filter = doc! {
             "_id": &self.name,
             "holder.id": fence.holder_id.to_string(),
             "generation": fence.generation,
         };
-        self.coll.update_one(filter, doc! { "$set": freed(now) }).await?;
+        let mut set = freed(now);
+        if fenced {
+            set.insert("unfenced", Bson::Array(Vec::new()));
+        }
+        self.coll.update_one(filter, doc! { "$set": set }).await?;
         Ok(())
     }
 
+    /// Adds versions to the plan of a held lock; `false` if it is not ours.
+    async fn extend(&self, fence: &Fence, more: &[Version]) -> Result<bool, Error> {
+        let filter = doc! {
+            "_id": &self.name,
+            "holder.id": fence.holder_id.to_string(),
+            "generation": fence.generation,
+        };
+        let update = doc! { "$addToSet": { "plan": { "$each": version_array(more) } } };
+        Ok(self.coll.update_one(filter, update).await?.matched_count == 1)
+    }
+
     /// Frees the lock whoever holds it, and bumps the generation so that the
-    /// old holder can prove nothing any more. Returns the lock as it was.
-    pub(crate) async fn force_release(&self) -> Result<Option<LockInfo>, Error> {
+    /// old holder can prove nothing any more. Its plan joins the unfenced
+    /// ones. Returns the lock as it was, and what to fence: the old holder,
+    /// every unfenced version, and the generation that fences them.
+    pub(crate) async fn force_release(&self) -> Result<Option<Released>, Error> {
         let now = self.server.clock().await?.now();
+        let update = vec![doc! { "$set": {
+            "holder": Bson::Null,
+            "expiresAt": now,
+            "releasedAt": now,
+            "generation": { "$add": [ { "$ifNull": [ "$generation", 0_i64 ] }, 1_i64 ] },
+            "unfenced": inherited(),
+            "plan": { "$literal": [] },
+        } }];
         let before = self
             .coll
-            .find_one_and_update(
-                doc! { "_id": &self.name },
-                doc! { "$set": freed(now), "$inc": { "generation": 1_i64 } },
-            )
+            .find_one_and_update(doc! { "_id": &self.name }, update)
             .return_document(ReturnDocument::Before)
             .await?;
-        Ok(before.as_ref().and_then(|d| LockInfo::from_document(d, now)))
+        let Some(before) = before else { return Ok(None) };
+        let mut unfenced = versions(&before, "unfenced");
+        unfenced.extend(versions(&before, "plan"));
+        unfenced.sort_unstable();
+        unfenced.dedup();
+        Ok(Some(Released {
+            lock: LockInfo::from_document(&before, now),
+            generation: before.get_i64("generation").unwrap_or(0) + 1,
+            unfenced,
+        }))
     }
+
+    /// After force-unlock fenced everything unfenced: clears the list, unless
+    /// someone took the lock meanwhile (and inherited the list to fence).
+    pub(crate) async fn fenced(&self, generation: i64) -> Result<(), Error> {
+        let filter = doc! { "_id": &self.name, "holder": Bson::Null, "generation": generation };
+        self.coll
+            .update_one(filter, doc! { "$set": { "unfenced": [] } })
+            .await?;
+        Ok(())
+    }
+}
+
+/// What [`Lock::force_release`] freed.
+#[derive(Debug)]
+pub(crate) struct Released {
+    /// The lock as it was, if it had a holder.
+    pub(crate) lock: Option<LockInfo>,
+    /// The generation after the release: it fences the old holders.
+    pub(crate) generation: i64,
+    /// Every version a fenced holder may have claimed.
+    pub(crate) unfenced: Vec<Version>,
 }
 
 /// Whether the lock of a run is lost, for migrations that want to stop early
@@ -360,6 +437,12 @@ pub(crate) struct LockGuard {
     fence: Fence,
     shared: Arc<Shared>,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
+    /// The versions the lock document lets this holder claim.
+    plan: Mutex<std::collections::BTreeSet<Version>>,
+    /// Earlier holders' plans that this holder must fence, as taken over.
+    inherited: Vec<Version>,
+    /// Whether it did: then its release clears them.
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -384,7 +467,7 @@ impl Shared {
 }
 
 impl LockGuard {
-    fn start(lock: Lock, fence: Fence, sent: Instant) -> Self {
+    fn start(lock: Lock, fence: Fence, plan: &[Version], inherited: Vec<Version>, sent: Instant) -> Self {
         let (lost, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             lost,
@@ -398,11 +481,43 @@ impl LockGuard {
             fence,
             shared,
             heartbeat: Some(heartbeat),
+            plan: Mutex::new(plan.iter().copied().collect()),
+            inherited,
+            fenced: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub(crate) fn fence(&self) -> &Fence {
         &self.fence
+    }
+
+    /// The versions earlier holders may have claimed without being fenced.
+    pub(crate) fn inherited(&self) -> &[Version] {
+        &self.inherited
+    }
+
+    /// Notes that [`LockGuard::inherited`] is fenced.
+    pub(crate) fn set_fenced(&self) {
+        self.fenced.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes sure the lock document names every version of `plan` before
+    /// this holder claims them (one round trip if some are new).
+    pub(crate) async fn extend(&self, plan: impl IntoIterator<Item = Version>) -> Result<(), Error> {
+        let more: Vec<Version> = {
+            let known = self.plan.lock().expect("plan lock");
+            plan.into_iter().filter(|v| !known.contains(v)).collect()
+        };
+        if more.is_empty() {
+            return Ok(());
+        }
+        self.ensure_lease().await?;
+        if !self.lock.extend(&self.fence, &more).await? {
+            self.shared.lose();
+            return Err(Error::lock_lost());
+        }
+        self.plan.lock().expect("plan lock").extend(more);
+        Ok(())
     }
 
     pub(crate) fn state(&self) -> LockState {
@@ -463,7 +578,8 @@ impl LockGuard {
         if let Some(h) = self.heartbeat.take() {
             h.abort();
         }
-        self.lock.release(&self.fence).await
+        let fenced = self.fenced.load(std::sync::atomic::Ordering::SeqCst);
+        self.lock.release(&self.fence, fenced).await
     }
 }
 
@@ -474,7 +590,8 @@ impl Drop for LockGuard {
             // Cancelled future: release without waiting; expiry covers the rest.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 let (lock, fence) = (self.lock.clone(), self.fence);
-                runtime.spawn(async move { lock.release(&fence).await });
+                let fenced = self.fenced.load(std::sync::atomic::Ordering::SeqCst);
+                runtime.spawn(async move { lock.release(&fence, fenced).await });
             }
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! A run, for N migrations (see README, "What is guaranteed"):
 //! 1. reads the records and the lock, and refuses bad input before it writes anything;
-//! 2. takes the lock (one conditional upsert), fences every older claim, reads the records again;
+//! 2. takes the lock (one conditional upsert naming its plan), fences every older claim and
+//!    every plan it inherits, reads the records again;
 //! 3. claims the whole plan as `planned` in one write, then proves it still holds the lock;
 //! 4. per migration, one write that records the previous step and starts the next;
 //! 5. records the last step and releases the lock.
@@ -183,7 +184,8 @@ impl Migrator {
                     return Err(lock.busy());
                 }
                 self.ensure_indexes().await?;
-                Ok(Ok(self.lock.acquire(direction.as_str()).await?))
+                let versions: Vec<Version> = planned.iter().map(|(m, _)| m.version).collect();
+                Ok(Ok(self.lock.acquire(direction.as_str(), &versions).await?))
             })
             .await?;
         let guard = match guard {
@@ -213,20 +215,34 @@ impl Migrator {
     }
 
     /// Frees the lock whoever holds it, then fences the claims of the holder
-    /// it removed: that runner, if still alive, can neither prove the lock
-    /// nor record or start anything more. Returns the lock as it was.
+    /// it removed and every plan not fenced yet: that runner, if still
+    /// alive, can neither prove the lock nor record or start anything more.
+    /// Returns the lock as it was.
     pub async fn force_unlock(&self, confirmed: bool) -> Result<Option<LockInfo>, Error> {
         if !confirmed {
             return Err(Error::UnlockNotConfirmed);
         }
-        let before = self.lock.force_release().await?;
-        if let Some(lock) = &before {
-            let now = self.server.clock().await?.now();
-            self.tracking
-                .fence(Fenced::Of(lock.holder.id), lock.generation + 1, now)
-                .await?;
-        }
-        Ok(before)
+        let Some(released) = self.lock.force_release().await? else {
+            return Ok(None);
+        };
+        let now = self.server.clock().await?.now();
+        let whose = match &released.lock {
+            Some(lock) => Fenced::Of(lock.holder.id),
+            None => Fenced::Of(uuid::Uuid::nil()),
+        };
+        self.tracking
+            .fence(whose, released.generation, &self.named(&released.unfenced), now)
+            .await?;
+        self.lock.fenced(released.generation).await?;
+        Ok(released.lock)
+    }
+
+    /// Versions with their names, where the registry knows them.
+    fn named<'a>(&'a self, versions: &[Version]) -> Vec<(Version, &'a str)> {
+        versions
+            .iter()
+            .map(|&v| (v, self.registry.get(v).map_or("", |m| m.name.as_ref())))
+            .collect()
     }
 
     /// Settles a migration left `running` or `failed`.
@@ -234,7 +250,7 @@ impl Migrator {
         let guard = self
             .waiting(|| async {
                 self.ensure_indexes().await?;
-                self.lock.acquire("resolve").await
+                self.lock.acquire("resolve", &[version]).await
             })
             .await?;
         let result = AssertUnwindSafe(self.resolve_locked(&guard, version, resolution))
@@ -298,7 +314,15 @@ impl Migrator {
             guard.ensure_lease().await?;
             self.fence_others(guard).await?;
             let records = self.records().await?;
-            let plan = plan(&records)?;
+            let plan = match plan(&records) {
+                Ok(plan) => plan,
+                // What blocks this run may be a newer holder's claim: a
+                // runner that lost its lock says so, not what it read.
+                Err(e) => {
+                    guard.check().await?;
+                    return Err(e);
+                }
+            };
             self.require_transactions(&plan).await?;
             let claims: Vec<Claim> = plan
                 .iter()
@@ -309,12 +333,16 @@ impl Migrator {
                     direction,
                 })
                 .collect();
+            // Whoever takes the lock next fences what the lock document names.
+            guard.extend(plan.iter().map(|(m, _)| m.version)).await?;
             let now = self.server.clock().await?.now();
             guard.ensure_lease().await?;
             let changed = self.tracking.plan(&claims, guard.fence(), now).await?;
             let Some(&version) = changed.first() else { break plan };
-            // Only a runner that lost its lock can have written since the
-            // fence (its claims, before failing its proof): fence once more.
+            // Since the fence, nobody but a newer holder can change a record
+            // this runner read: most likely it lost the lock. Prove it, and
+            // if it still holds, read and claim once more.
+            guard.check().await.map_err(|e| self.lost(e, &[], None, &plan))?;
             attempt += 1;
             if attempt == 2 {
                 let name = self
@@ -465,13 +493,16 @@ impl Migrator {
         }
     }
 
-    /// Fences every claim but this holder's, before the records are read.
+    /// Fences every claim but this holder's, and every plan this holder
+    /// inherited, before the records are read.
     async fn fence_others(&self, guard: &LockGuard) -> Result<(), Error> {
         let now = self.server.clock().await?.now();
         let fence = guard.fence();
+        let unfenced = self.named(guard.inherited());
         self.tracking
-            .fence(Fenced::AllBut(fence.holder_id), fence.generation, now)
+            .fence(Fenced::AllBut(fence.holder_id), fence.generation, &unfenced, now)
             .await?;
+        guard.set_fenced();
         Ok(())
     }
 

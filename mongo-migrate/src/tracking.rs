@@ -1,12 +1,15 @@
 //! The tracking collection: one document per migration version, and the
 //! fence that keeps a runner who lost its lock from writing to it.
 //!
-//! A run claims every migration of its plan as `planned` in one write, and
-//! only then proves it holds the lock. So every claim a runner can ever act
-//! on exists before the moment its lock could pass to someone else, and the
-//! next holder's fence (marking all older `planned` and `running` claims) is
-//! sure to reach it. Each later write of the runner is conditional on its
-//! claim being unfenced: after the fence, none of them lands.
+//! A run names the versions of its plan in the lock document when it takes
+//! the lock, claims them as `planned` in one write, and only then proves it
+//! holds the lock. The next holder (or force-unlock) fences every version a
+//! lost holder named, whether its claim landed yet or not: it raises the
+//! record's `fenceGen` (inserting a fenced placeholder where there is no
+//! record), and a claim is conditional on no newer `fenceGen`. It also marks
+//! all older `planned` and `running` claims fenced, and each later write of
+//! a runner is conditional on its claim being unfenced: after the fence,
+//! none of them lands.
 
 use bson::{doc, Bson, Document};
 use chrono::{DateTime, Utc};
@@ -272,37 +275,87 @@ impl Tracking {
         records(find).await
     }
 
-    /// Fences `planned` and `running` claims: the runner that wrote them can
-    /// write nothing more to them. A new lock holder fences every claim but
-    /// its own before it reads the records; force-unlock fences the claims
-    /// of the holder it removed. Holder ids are new for every acquisition,
-    /// so this holds even if the lock document was deleted and its
-    /// generation counter started again.
-    pub(crate) async fn fence(&self, whose: Fenced, by: i64, now: bson::DateTime) -> Result<u64, Error> {
+    /// Fences what older lock holders may still write, in one command:
+    ///
+    /// * every version of `unfenced` (plans named in the lock document) is
+    ///   raised to `fenceGen` = `generation`; where it has no record yet, a
+    ///   fenced placeholder takes the version, so an older holder's claim
+    ///   cannot insert it (the version index is unique);
+    /// * every `planned` and `running` claim of `whose` is marked fenced: the
+    ///   runner that wrote it can write nothing more to it.
+    ///
+    /// A new lock holder fences all claims older than its own; force-unlock
+    /// fences the claims of the holder it removed. Every statement only
+    /// raises or marks what is older than `generation`, so a fence that
+    /// lands late (its runner lost the lock while it was in flight) changes
+    /// nothing a newer holder wrote or fenced.
+    pub(crate) async fn fence(
+        &self,
+        whose: Fenced,
+        generation: i64,
+        unfenced: &[(Version, &str)],
+        now: bson::DateTime,
+    ) -> Result<(), Error> {
+        let mut statements: Vec<Document> = unfenced
+            .iter()
+            .map(|&(version, name)| {
+                let placeholder = doc! {
+                    "name": name,
+                    "description": "",
+                    "direction": Direction::Up.as_str(),
+                    "status": MigrationStatus::Planned.as_str(),
+                    "reversible": false,
+                    "transactional": false,
+                    "batch": 0_i64,
+                    "fencedBy": generation,
+                    "fencedAt": now,
+                    "createdAt": now,
+                    "updatedAt": now,
+                    "metadata": {},
+                };
+                doc! {
+                    "q": { "version": version.as_i64() },
+                    "u": { "$max": { "fenceGen": generation }, "$setOnInsert": placeholder },
+                    "upsert": true,
+                }
+            })
+            .collect();
         let holder = match whose {
-            Fenced::AllBut(id) => doc! { "$ne": id.to_string() },
-            Fenced::Of(id) => doc! { "$eq": id.to_string() },
+            Fenced::AllBut(id) => doc! {
+                "lockHolder.id": { "$ne": id.to_string() },
+                "lockHolder.generation": { "$not": { "$gte": generation } },
+            },
+            Fenced::Of(id) => doc! { "lockHolder.id": id.to_string() },
         };
-        let filter = doc! {
+        let mut claims = doc! {
             "status": { "$in": [ MigrationStatus::Planned.as_str(), MigrationStatus::Running.as_str() ] },
             "fencedBy": { "$exists": false },
-            "lockHolder.id": holder,
         };
-        let update = doc! { "$set": { "fencedBy": by, "fencedAt": now } };
+        claims.extend(holder);
+        statements.push(doc! {
+            "q": claims,
+            "u": { "$set": { "fencedBy": generation, "fencedAt": now }, "$max": { "fenceGen": generation } },
+            "multi": true,
+        });
         // mongod makes a write that meets another runner's open transaction
         // wait for it (at most transactionLifetimeLimitSeconds, 60 s by
         // default). SecantusDB 0.7 answers such a write with a duplicate key
-        // on the version index instead, which this update (it changes no
-        // version) cannot cause otherwise: wait and retry as mongod would.
+        // instead, which these statements cause otherwise only when an
+        // older holder's claim raced a placeholder's insert: wait and retry
+        // (every statement is idempotent) as mongod would.
         let deadline = std::time::Instant::now() + FENCE_WAIT;
         loop {
-            match self.coll.update_many(filter.clone(), update.clone()).await {
-                Ok(result) => return Ok(result.modified_count),
-                Err(e) if server::is_duplicate_key(&e) && std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e.into()),
+            let reply = server::update(&self.db, self.coll.name(), statements.clone(), true, None).await?;
+            if reply.unmatched.is_empty() {
+                return Ok(());
             }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::WriteFailed {
+                    collection: self.coll.name().to_string(),
+                    message: "the fence kept meeting a duplicate key (an open transaction?)".into(),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 
@@ -395,6 +448,7 @@ impl Tracking {
         let filter = doc! {
             "version": record.version.as_i64(),
             "updatedAt": bson::DateTime::from_chrono(record.updated_at),
+            "fenceGen": { "$not": { "$gt": fence.generation } },
         };
         let mut set = doc! {
             "status": to.as_str(),
@@ -433,7 +487,8 @@ pub(crate) struct Claim<'a> {
 
 impl Claim<'_> {
     /// An upsert conditional on the record being unchanged since it was read
-    /// (or still absent): a changed record makes it fail on the version key.
+    /// (or still absent), and fenced by no newer holder: otherwise it fails
+    /// on the version key.
     fn statement(&self, fence: &Fence, now: bson::DateTime) -> Document {
         let m = self.migration;
         let mut set = doc! {
@@ -454,7 +509,11 @@ impl Claim<'_> {
         let updated_at = self.previous.map_or(Bson::Null, |r| {
             Bson::DateTime(bson::DateTime::from_chrono(r.updated_at))
         });
-        let filter = doc! { "version": m.version.as_i64(), "updatedAt": updated_at };
+        let filter = doc! {
+            "version": m.version.as_i64(),
+            "updatedAt": updated_at,
+            "fenceGen": { "$not": { "$gt": fence.generation } },
+        };
         let update = doc! {
             "$set": set,
             "$setOnInsert": { "createdAt": now, "metadata": {} },

@@ -2,6 +2,8 @@
 //! `MONGODB_URI` (see `scripts/test-server`) and fail when it is missing.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
