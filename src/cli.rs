@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(long, global = true)]
     pub no_default_features: bool,
 
-    /// Print the cargo commands this runs
+    /// Print the commands this runs, and errors with all their causes
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
@@ -108,8 +108,8 @@ pub enum Command {
         /// Only records with this status
         #[arg(long, value_enum)]
         status: Option<StatusFilter>,
-        /// At most N records
-        #[arg(long, value_name = "N")]
+        /// At most N records (N >= 1; without it, all)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
         /// Skip the first N records
         #[arg(long, value_name = "N", default_value_t = 0)]
@@ -158,6 +158,9 @@ pub struct Connection {
     /// Database [default: $MONGODB_DATABASE, the package's `database`, or the URI's path]
     #[arg(long, value_name = "NAME")]
     pub database: Option<String>,
+    /// Seconds to wait for a server before reporting it unreachable
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub connect_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

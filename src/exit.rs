@@ -25,6 +25,8 @@ pub struct Failure {
     pub code: Code,
     pub message: String,
     pub hint: Option<String>,
+    /// The whole chain of causes, shown with `--verbose`.
+    pub detail: Option<String>,
 }
 
 impl Failure {
@@ -33,6 +35,7 @@ impl Failure {
             code,
             message: message.into(),
             hint: None,
+            detail: None,
         }
     }
 
@@ -57,6 +60,9 @@ pub fn report(error: &anyhow::Error) -> i32 {
             eprintln!("error: {}", failure.message);
             if let Some(hint) = &failure.hint {
                 eprintln!("hint: {hint}");
+            }
+            if let Some(detail) = &failure.detail {
+                eprintln!("detail: {detail}");
             }
             failure.code as i32
         }

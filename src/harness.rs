@@ -51,11 +51,16 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
         // tells where the binary is, whatever the target or build directory.
         .arg("--message-format=json-render-diagnostics")
         .stdout(Stdio::piped());
+    // On a terminal, cargo's own progress shows; elsewhere (CI logs) a
+    // build that takes a while gets a line before and after it.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     if verbose {
         show_command(&cmd);
-    } else {
+    } else if !terminal {
         cmd.arg("--quiet");
     }
+    let started = std::time::Instant::now();
+    let (done, announced) = announce_if_slow(&target.name, !terminal && !verbose);
     let mut child = cmd.spawn().with_context(|| format!("cannot run {}", cargo()))?;
     let mut executable = None;
     let stdout = BufReader::new(child.stdout.take().expect("piped"));
@@ -67,6 +72,14 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
         }
     }
     let status = child.wait()?;
+    drop(done);
+    if announced.join().unwrap_or(false) {
+        eprintln!(
+            "built the migrations of `{}` in {:.1} s",
+            target.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
     match executable {
         Some(path) if status.success() => Ok(path),
         _ => Err(Failure::new(
@@ -76,6 +89,30 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
         .hint("fix the errors cargo printed above")
         .into()),
     }
+}
+
+/// How long a quiet build may take before it is announced.
+const SLOW_BUILD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Prints that the build of `package` runs, once it has taken [`SLOW_BUILD`]
+/// (a no-op build stays silent). Dropping the sender ends the wait; the
+/// thread returns whether it printed.
+fn announce_if_slow(package: &str, enabled: bool) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let package = package.to_string();
+    let thread = std::thread::spawn(move || {
+        let slow = matches!(
+            wait.recv_timeout(SLOW_BUILD),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        );
+        if enabled && slow {
+            eprintln!(
+                "building the migrations of `{package}` (the first build compiles the MongoDB driver: minutes; later ones take seconds)"
+            );
+        }
+        enabled && slow
+    });
+    (done, thread)
 }
 
 /// Where the registry's parse cache of `target` lives: beside its harness.
@@ -229,14 +266,19 @@ pub fn run(
         Some(Ok(value)) => Ok(value),
         Some(Err(e)) => {
             use mongo_migrate::harness::ErrorKind;
-            let (code, hint) = match e.kind {
+            let (code, default_hint) = match e.kind {
                 ErrorKind::Connection => (Code::Connection, "check --uri / MONGODB_URI and that the server is up"),
+                ErrorKind::Configuration => (Code::Usage, "see `cargo mongo-migrate help`"),
                 ErrorKind::Locked => (Code::Locked, "see `cargo mongo-migrate lock-status`"),
                 ErrorKind::Blocked => (Code::Blocked, "see `cargo mongo-migrate status`"),
                 ErrorKind::Usage => (Code::Usage, "see `cargo mongo-migrate status`"),
-                ErrorKind::Failed => (Code::Failed, "see `cargo mongo-migrate history --status failed`"),
+                ErrorKind::Failed => (Code::Failed, "see `cargo mongo-migrate status`"),
             };
-            Err(Failure::new(code, e.message).hint(hint).into())
+            let mut failure = Failure::new(code, e.message).hint(e.hint.as_deref().unwrap_or(default_hint));
+            if verbose {
+                failure.detail = e.detail;
+            }
+            Err(failure.into())
         }
         None if interrupted.is_some_and(|seen| seen.load(Ordering::SeqCst)) => Err(Failure::new(
             Code::Interrupted,
@@ -276,6 +318,7 @@ mod tests {
             name: "app".into(),
             root: root.join("app"),
             lib_name: Some("app".into()),
+            lib_root: None,
             config: Config::default(),
             runtime: None,
             features: Features {

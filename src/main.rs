@@ -54,6 +54,7 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
             scaffold::registry_quiet(target, &harness::registry_cache(ws, target))?;
         }
         json = as_json;
+        scaffold::require_declared(target)?;
         let bin = harness::build(ws, target, args.verbose)?;
         let request = Request {
             connection: conn,
@@ -63,7 +64,8 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
             if !json {
                 output::progress(p)
             }
-        })?;
+        })
+        .inspect_err(|_| output::close_progress("failed"))?;
         let skipped = skipped(&value);
         if json {
             results.insert(target.name.clone(), value);

@@ -4,8 +4,22 @@ use std::io::Write;
 
 use mongo_migrate::{Direction, LockInfo, Progress, Record, RunReport, State, StatusReport};
 
+/// Whether a `Started` line waits for its outcome.
+static OPEN_LINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ends a progress line left open by a step that did not finish.
+pub fn close_progress(outcome: &str) {
+    if OPEN_LINE.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        println!("{outcome}");
+    }
+}
+
 pub fn progress(p: &Progress) {
     let mut out = std::io::stdout().lock();
+    OPEN_LINE.store(
+        matches!(p, Progress::Started { .. }),
+        std::sync::atomic::Ordering::SeqCst,
+    );
     let _ = match p {
         Progress::Started {
             version,

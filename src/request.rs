@@ -144,20 +144,43 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
     let config = &target.config;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let uri = conn.uri.clone().or_else(|| env(&config.uri_env)).ok_or_else(|| {
-        Failure::new(Code::Connection, format!("no MongoDB URI for `{}`", target.name))
-            .hint(format!("pass --uri or set {}", config.uri_env))
+        Failure::new(Code::Usage, format!("no MongoDB URI for `{}`", target.name)).hint(format!(
+            "pass --uri, or set {} (its name is `uri-env` under [package.metadata.mongo-migrate])",
+            config.uri_env
+        ))
+    })?;
+    // Checked here, before anything is built.
+    let parsed = mongo_migrate::mongodb::options::ConnectionString::parse(&uri).map_err(|e| {
+        let message = match e.kind.as_ref() {
+            mongo_migrate::mongodb::error::ErrorKind::InvalidArgument { message, .. } => message.clone(),
+            _ => e.to_string(),
+        };
+        Failure::new(
+            Code::Connection,
+            format!("invalid MongoDB URI for `{}`: {message}", target.name),
+        )
+        .hint("check --uri / MONGODB_URI; expected e.g. mongodb://127.0.0.1:27017/mydb")
     })?;
     let database = conn
         .database
         .clone()
         .or_else(|| env(&config.database_env))
         .or_else(|| config.database.clone());
+    if database.is_none() && parsed.default_database.as_deref().is_none_or(str::is_empty) {
+        return Err(Failure::new(Code::Usage, format!("no database name for `{}`", target.name))
+            .hint(format!(
+                "pass --database, set {}, set `database` under [package.metadata.mongo-migrate], or put it in the URI path (mongodb://host/mydb)",
+                config.database_env
+            ))
+            .into());
+    }
     let connection = Connection {
         uri,
         database,
         tracking_collection: config.tracking_collection.clone(),
         lock_collection: config.lock_collection.clone(),
         lock_ttl_secs: config.lock_ttl_secs,
+        connect_timeout_secs: Some(conn.connect_timeout),
         lock_wait_secs: match command {
             Command::Up { wait, .. } | Command::Down { wait, .. } => Some(*wait),
             _ => None,

@@ -18,6 +18,9 @@ fn codegen(e: mongo_migrate_codegen::Error) -> anyhow::Error {
             "rename the file, or move it out of the migrations directory"
         }
         mongo_migrate_codegen::Error::InvalidName { .. } => "use letters, digits, `-` or `_`, e.g. add-email-index",
+        mongo_migrate_codegen::Error::InvalidVersion { .. } => {
+            "e.g. --version 20261231235959, or leave it out to use the current UTC time"
+        }
         _ => "fix the file; the registry was left unchanged",
     };
     Failure::new(Code::Usage, e.to_string()).hint(hint).into()
@@ -37,9 +40,10 @@ pub fn registry(target: &Target) -> Result<()> {
     if target.config.build_script {
         let files = scan(&dir).map_err(codegen)?;
         println!(
-            "{}: {} migrations; build.rs generates the registry",
+            "{}: {} {}; build.rs generates the registry",
             target.name,
-            files.len()
+            files.len(),
+            crate::output::plural(files.len(), "migration")
         );
         return Ok(());
     }
@@ -145,20 +149,59 @@ fn write_new(path: &Path, content: &str) -> Result<()> {
 
 /// Says how to wire the module in when the library root does not declare it.
 fn hint_lib(target: &Target) {
-    let lib = target.root.join("src/lib.rs");
-    let declared = std::fs::read_to_string(&lib)
-        .ok()
-        .and_then(|src| syn::parse_file(&src).ok())
-        .is_some_and(|file| {
-            file.items
-                .iter()
-                .any(|item| matches!(item, syn::Item::Mod(m) if m.ident == "migrations"))
-        });
-    if !declared {
+    if let Some((item, lib)) = undeclared(target) {
         println!(
-            "note: add `pub mod migrations;` to {} so the harness can find the registry",
+            "note: add `pub mod {item};` to {} so the harness can find the registry",
             display(&lib)
         );
+    }
+}
+
+/// The module of the registry function (`migrations` of
+/// `migrations::registry`) when the library root does not declare it, with
+/// that root. `None` when it is declared, or the root cannot be read or
+/// parsed (the compiler then says more than this check could).
+pub fn undeclared(target: &Target) -> Option<(String, std::path::PathBuf)> {
+    let lib = target.lib_root.clone()?;
+    let first = target.config.registry_fn.split("::").next()?.to_string();
+    let file = syn::parse_file(&std::fs::read_to_string(&lib).ok()?).ok()?;
+    let declared = file.items.iter().any(|item| match item {
+        syn::Item::Mod(m) => m.ident == first,
+        syn::Item::Fn(f) => f.sig.ident == first,
+        // A `use` that brings in that name, or any glob.
+        syn::Item::Use(u) => imports(&u.tree, &first),
+        _ => false,
+    });
+    (!declared).then_some((first, lib))
+}
+
+fn imports(tree: &syn::UseTree, name: &str) -> bool {
+    match tree {
+        syn::UseTree::Path(p) => imports(&p.tree, name),
+        syn::UseTree::Name(n) => n.ident == name,
+        syn::UseTree::Rename(r) => r.rename == name,
+        syn::UseTree::Glob(_) => true,
+        syn::UseTree::Group(g) => g.items.iter().any(|t| imports(t, name)),
+    }
+}
+
+/// Refuses to build a harness that cannot compile for want of the module
+/// declaration: the same advice `new` gives, instead of a compiler error in
+/// generated code.
+pub fn require_declared(target: &Target) -> Result<()> {
+    match undeclared(target) {
+        Some((item, lib)) => Err(Failure::new(
+            Code::Usage,
+            format!(
+                "`{}` does not declare `{item}` in {}, so `{}` cannot be called",
+                target.name,
+                display(&lib),
+                target.config.registry_fn
+            ),
+        )
+        .hint(format!("add `pub mod {item};` to {}", display(&lib)))
+        .into()),
+        None => Ok(()),
     }
 }
 

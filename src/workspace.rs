@@ -50,6 +50,8 @@ pub struct Target {
     pub name: String,
     pub root: PathBuf,
     pub lib_name: Option<String>,
+    /// The library's root file (`src/lib.rs`).
+    pub lib_root: Option<PathBuf>,
     pub config: Config,
     /// How the harness depends on the runtime the package resolved.
     pub runtime: Option<Runtime>,
@@ -183,11 +185,9 @@ fn has_migrations(package: &Package) -> Result<bool> {
 }
 
 fn target(metadata: &Metadata, package: &Package, args: &Args) -> Result<Target> {
-    let lib_name = package
-        .targets
-        .iter()
-        .find(|t| t.is_lib() || t.is_rlib())
-        .map(|t| t.name.replace('-', "_"));
+    let lib = package.targets.iter().find(|t| t.is_lib() || t.is_rlib());
+    let lib_name = lib.map(|t| t.name.replace('-', "_"));
+    let lib_root = lib.map(|t| t.src_path.clone().into_std_path_buf());
     Ok(Target {
         name: package.name.to_string(),
         root: package
@@ -197,6 +197,7 @@ fn target(metadata: &Metadata, package: &Package, args: &Args) -> Result<Target>
             .as_std_path()
             .to_path_buf(),
         lib_name,
+        lib_root,
         config: config(package)?,
         runtime: runtime(metadata, &package.id),
         features: features(package, args)?,

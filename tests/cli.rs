@@ -211,19 +211,81 @@ Unchanged src/migrations/mod.rs (1 migration)
 }
 
 #[test]
-fn a_missing_uri_is_a_connection_error() {
+fn configuration_errors_exit_2_and_name_every_place_to_set_it_before_anything_is_built() {
     let crate_dir = fixture("single");
     cli()
         .current_dir(crate_dir.path())
         .env_remove("MONGODB_URI")
         .arg("status")
         .assert()
-        .code(5)
+        .code(2)
         .stderr_eq(str![[r#"
 error: no MongoDB URI for `single-app`
-hint: pass --uri or set MONGODB_URI
+hint: pass --uri, or set MONGODB_URI (its name is `uri-env` under [package.metadata.mongo-migrate])
 
 "#]]);
+    cli()
+        .current_dir(crate_dir.path())
+        .env_remove("MONGODB_DATABASE")
+        .args(["status", "--uri", "mongodb://127.0.0.1:9"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: no database name for `single-app`
+hint: pass --database, set MONGODB_DATABASE, set `database` under [package.metadata.mongo-migrate], or put it in the URI path (mongodb://host/mydb)
+
+"#]]);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["status", "--uri", "not a uri"])
+        .assert()
+        .code(5)
+        .stderr_eq(str![[r#"
+error: invalid MongoDB URI for `single-app`: connection string contains no scheme
+hint: check --uri / MONGODB_URI; expected e.g. mongodb://127.0.0.1:27017/mydb
+
+"#]]);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["new", "foo", "--version", "20261399000000"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: invalid version `20261399000000`: expected 14 digits YYYYMMDDHHMMSS forming a real UTC date and time
+hint: e.g. --version 20261231235959, or leave it out to use the current UTC time
+
+"#]]);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["history", "--limit", "0", "--uri", "mongodb://127.0.0.1:9/x"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: invalid value '0' for '--limit <N>': 0 is not in 1..18446744073709551615
+
+For more information, try '--help'.
+
+"#]]);
+}
+
+#[test]
+fn a_library_without_the_migrations_module_is_refused_before_the_build() {
+    let crate_dir = fixture("single");
+    let lib = crate_dir.path().join("src/lib.rs");
+    let source = read(&lib);
+    std::fs::write(&lib, source.replace("pub mod migrations;", "")).unwrap();
+    for command in ["up", "status", "history", "lock-status"] {
+        cli()
+            .current_dir(crate_dir.path())
+            .args([command, "--uri", "mongodb://127.0.0.1:9/x"])
+            .assert()
+            .code(2)
+            .stderr_eq(str![[r#"
+error: `single-app` does not declare `migrations` in src/lib.rs, so `migrations::registry` cannot be called
+hint: add `pub mod migrations;` to src/lib.rs
+
+"#]]);
+    }
 }
 
 #[test]

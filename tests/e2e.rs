@@ -448,3 +448,54 @@ fn ctrl_c_or_a_killed_cli_stops_after_the_migration_in_progress_and_twice_aborts
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&output.status), Some(15));
     stopped_after_slow(crate_dir.path(), &db);
 }
+
+#[test]
+fn connection_and_migration_failures_say_one_plain_line_with_their_own_hint() {
+    let crate_dir = fixture("single");
+    let db = database();
+    let run = against_server(crate_dir.path(), &db);
+    let unreachable = ["status", "--uri", "mongodb://127.0.0.1:9/x", "--connect-timeout", "1"];
+
+    // The first build of the harness is announced (stderr is not a terminal here).
+    let stderr = stderr_of(run(&unreachable).assert().code(5));
+    assert!(stderr.contains("building the migrations of `single-app`"), "{stderr}");
+    assert!(stderr.contains("built the migrations of `single-app` in"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: cannot reach 127.0.0.1:9: connection refused\nhint: check that the server is up and --uri / MONGODB_URI points at it; --connect-timeout SECS waits longer\n"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Topology") && !stderr.contains("detail:"), "{stderr}");
+    // The driver's whole error is kept for --verbose.
+    let mut verbose = vec!["-v"];
+    verbose.extend(unreachable);
+    let stderr = stderr_of(run(&verbose).assert().code(5));
+    assert!(stderr.contains("detail: Unreachable"), "{stderr}");
+
+    // A failing migration: its progress line ends, the hint names the history.
+    std::fs::write(
+        crate_dir.path().join("src/migrations/m20260105_000000_fails.rs"),
+        "//! Fails.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    Err(\"the index spec is invalid\".into())\n}\n",
+    )
+    .unwrap();
+    let assert = run(&["up"]).assert().code(1);
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(out.contains("applying 20260105000000 fails ... failed\n"), "{out}");
+    let stderr = stderr_of(assert);
+    assert!(
+        stderr.contains("hint: see `cargo mongo-migrate history --status failed`"),
+        "{stderr}"
+    );
+    // Resolved as pending, it is pending, not "rolled back": it never ran to the end.
+    run(&["resolve", "20260105000000", "--pending"]).assert().success();
+    let status = status_json(crate_dir.path(), &db);
+    let entry = status["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["version"] == 20260105000000_u64)
+        .unwrap()
+        .clone();
+    assert_eq!(entry["state"], "pending", "{status}");
+}

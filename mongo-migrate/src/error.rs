@@ -24,19 +24,29 @@ pub enum Error {
     #[error("migrations are out of order: {later} is listed after {earlier}; regenerate the registry so it lists versions in ascending order")]
     Unordered { earlier: Version, later: Version },
 
-    #[error("invalid MongoDB URI: {source}; expected e.g. mongodb://127.0.0.1:27017/mydb")]
+    #[error("invalid MongoDB URI: {message}; expected e.g. mongodb://127.0.0.1:27017/mydb")]
     InvalidUri {
+        message: String,
         #[source]
-        source: mongodb::error::Error,
+        source: Box<mongodb::error::Error>,
     },
 
     #[error("no database name: put it in the URI path (mongodb://host/mydb) or set it explicitly")]
     MissingDatabase,
 
-    #[error("cannot reach the MongoDB server: {source}; check that it is running and that the URI points at it")]
+    #[error("cannot reach {hosts}: {cause}")]
     Unreachable {
+        hosts: String,
+        cause: String,
         #[source]
-        source: mongodb::error::Error,
+        source: Box<mongodb::error::Error>,
+    },
+
+    #[error("the server refused the credentials: {message}")]
+    AuthFailed {
+        message: String,
+        #[source]
+        source: Box<mongodb::error::Error>,
     },
 
     #[error("MongoDB error: {0}")]

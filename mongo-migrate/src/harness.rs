@@ -22,6 +22,8 @@ pub struct Connection {
     pub lock_ttl_secs: Option<u64>,
     /// How long `up`/`down` wait for a lock another runner holds.
     pub lock_wait_secs: Option<u64>,
+    /// How long to wait for a server before reporting it unreachable.
+    pub connect_timeout_secs: Option<u64>,
 }
 
 /// What the CLI asks of the harness.
@@ -71,13 +73,21 @@ pub enum Reply {
 pub struct ErrorReply {
     pub kind: ErrorKind,
     pub message: String,
+    /// What to do next, in CLI terms.
+    #[serde(default)]
+    pub hint: Option<String>,
+    /// The error's whole chain of causes, for `--verbose`.
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
-    /// Bad URI, unreachable server.
+    /// Bad URI, unreachable server, refused credentials.
     Connection,
+    /// Missing or contradictory configuration (no database name).
+    Configuration,
     /// Another runner holds the lock.
     Locked,
     /// The database needs attention: failed, running, unknown or edited migrations.
@@ -91,7 +101,8 @@ pub enum ErrorKind {
 impl ErrorKind {
     pub fn of(error: &Error) -> Self {
         match error {
-            Error::InvalidUri { .. } | Error::Unreachable { .. } | Error::MissingDatabase => ErrorKind::Connection,
+            Error::InvalidUri { .. } | Error::Unreachable { .. } | Error::AuthFailed { .. } => ErrorKind::Connection,
+            Error::MissingDatabase => ErrorKind::Configuration,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::Blocked { .. } | Error::UnknownVersions { .. } | Error::ChecksumMismatch { .. } => {
                 ErrorKind::Blocked
@@ -107,6 +118,48 @@ impl ErrorKind {
             _ => ErrorKind::Failed,
         }
     }
+}
+
+/// What the CLI user does next about `error`.
+pub fn hint(error: &Error) -> Option<&'static str> {
+    Some(match error {
+        Error::InvalidUri { .. } => "check --uri / MONGODB_URI",
+        Error::Unreachable { .. } => {
+            "check that the server is up and --uri / MONGODB_URI points at it; --connect-timeout SECS waits longer"
+        }
+        Error::AuthFailed { .. } => "check the user name, password and `authSource` in the URI",
+        Error::MissingDatabase => {
+            "pass --database, set MONGODB_DATABASE, set `database` under [package.metadata.mongo-migrate], or put it in the URI path"
+        }
+        Error::Locked { .. } => "see `cargo mongo-migrate lock-status`",
+        Error::LockLost { .. } | Error::Conflict { .. } => "see `cargo mongo-migrate status`, then run again",
+        Error::Blocked { .. } | Error::UnknownVersions { .. } | Error::ChecksumMismatch { .. } => {
+            "see `cargo mongo-migrate status`"
+        }
+        Error::MigrationFailed { .. } => "see `cargo mongo-migrate history --status failed`",
+        Error::TransactionsUnsupported { .. } => {
+            "run against a replica set or sharded cluster, or make the migration non-transactional"
+        }
+        Error::UnknownTarget { .. } | Error::NothingToResolve { .. } | Error::NotResolvable { .. } => {
+            "see `cargo mongo-migrate status` for versions and states"
+        }
+        Error::Irreversible { .. } => "roll back to a later version, or give the migration a `down`",
+        Error::InvalidVersion { .. } | Error::DuplicateVersion { .. } | Error::Unordered { .. } => {
+            "regenerate the registry with `cargo mongo-migrate registry`"
+        }
+        _ => return None,
+    })
+}
+
+/// The error and each of its causes, one per line.
+fn chain(error: &Error) -> String {
+    let mut out = format!("{error:?}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        out.push_str(&format!("\ncaused by: {cause}"));
+        source = cause.source();
+    }
+    out
 }
 
 fn json<T: Serialize>(value: Result<T, Error>) -> Result<serde_json::Value, Error> {
@@ -127,6 +180,8 @@ pub fn main(registry: fn() -> Result<Registry, Error>) -> ExitCode {
         Err(e) => Reply::Error(ErrorReply {
             kind: ErrorKind::of(&e),
             message: e.to_string(),
+            hint: hint(&e).map(str::to_string),
+            detail: Some(chain(&e)),
         }),
     };
     emit(&reply);
@@ -162,6 +217,9 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
     }
     if let Some(secs) = c.lock_ttl_secs {
         config.lock_ttl = Duration::from_secs(secs);
+    }
+    if let Some(secs) = c.connect_timeout_secs {
+        config.connect_timeout = Duration::from_secs(secs);
     }
     let stop = StopHandle::new();
     let orphaned = stop.clone();
@@ -253,6 +311,65 @@ impl Signals {
     async fn next(&mut self) {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{hint, ErrorKind};
+    use crate::{Error, Version};
+
+    /// Each kind of failure points to its own next step, not one shared hint.
+    #[test]
+    fn every_error_kind_gets_its_own_hint_and_exit_class() {
+        let v = Version::parse("20260101000000").unwrap();
+        let cases: Vec<(Error, ErrorKind, &str)> = vec![
+            (Error::MissingDatabase, ErrorKind::Configuration, "--database"),
+            (
+                Error::TransactionsUnsupported {
+                    version: v,
+                    name: "tx".into(),
+                },
+                ErrorKind::Failed,
+                "replica set",
+            ),
+            (Error::lock_lost(), ErrorKind::Failed, "`cargo mongo-migrate status`"),
+            (
+                Error::MigrationFailed {
+                    version: v,
+                    name: "m".into(),
+                    message: "boom".into(),
+                    source: None,
+                },
+                ErrorKind::Failed,
+                "history --status failed",
+            ),
+            (
+                Error::Locked {
+                    holder: "h".into(),
+                    expires_at: chrono::Utc::now(),
+                },
+                ErrorKind::Locked,
+                "lock-status",
+            ),
+            (
+                Error::Irreversible {
+                    version: v,
+                    name: "m".into(),
+                },
+                ErrorKind::Usage,
+                "give the migration a `down`",
+            ),
+        ];
+        for (error, kind, needle) in cases {
+            assert_eq!(ErrorKind::of(&error), kind, "{error}");
+            let hint = hint(&error).unwrap_or_default();
+            assert!(hint.contains(needle), "{error}: {hint}");
+            assert!(
+                !hint.contains("history") || matches!(error, Error::MigrationFailed { .. }),
+                "{error}: {hint}"
+            );
         }
     }
 }

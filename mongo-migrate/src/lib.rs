@@ -32,7 +32,7 @@ pub use options::{Config, DownOptions, UpOptions};
 pub use plan::DownTarget;
 pub use registry::Registry;
 pub use report::{Counts, Progress, Resolution, RunReport, State, StatusEntry, StatusReport, Step};
-pub use server::{connect, supports_transactions};
+pub use server::{connect, connect_within, supports_transactions};
 pub use status::{Direction, MigrationStatus};
 pub use stop::StopHandle;
 pub use tracking::{HistoryQuery, Record};

@@ -21,7 +21,7 @@ use tokio::sync::OnceCell;
 use crate::lock::{Lock, LockGuard, LockInfo};
 use crate::migration::{MigrationContext, MigrationFn};
 use crate::plan::{self, DownTarget, Records};
-use crate::server::{connect, durable, Server};
+use crate::server::{connect_within, durable, Server};
 use crate::tracking::{Claim, Fenced, Finish, HistoryQuery, Outcome, Record, Stepped, Tracking};
 use crate::{
     Config, Direction, DownOptions, Error, Migration, MigrationError, MigrationStatus, Progress, Registry, Resolution,
@@ -96,7 +96,7 @@ impl Migrator {
     /// Parses `uri`, connects and pings the server. The database is `database`
     /// or else the URI's path.
     pub async fn connect(uri: &str, database: Option<&str>, registry: Registry, config: Config) -> Result<Self, Error> {
-        let (client, name) = connect(uri, database).await?;
+        let (client, name) = connect_within(uri, database, config.connect_timeout).await?;
         Ok(Migrator::new(client, &name, registry, config))
     }
 

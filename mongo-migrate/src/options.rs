@@ -15,6 +15,9 @@ pub struct Config {
     pub lock_name: String,
     /// How long a lock lives without a heartbeat. The heartbeat runs every third of it.
     pub lock_ttl: Duration,
+    /// How long [`Migrator::connect`](crate::Migrator::connect) waits for a
+    /// server before it reports it unreachable.
+    pub connect_timeout: Duration,
 }
 
 impl Default for Config {
@@ -24,6 +27,7 @@ impl Default for Config {
             lock_collection: "migration_locks".into(),
             lock_name: "migrations".into(),
             lock_ttl: Duration::from_secs(60),
+            connect_timeout: crate::server::CONNECT_TIMEOUT,
         }
     }
 }

@@ -224,6 +224,9 @@ fn state_of(record: &Record) -> State {
         MigrationStatus::Running => State::Running,
         MigrationStatus::Completed => State::Applied,
         MigrationStatus::Failed => State::Failed,
+        // `resolve --pending` of a migration that never completed: pending,
+        // not rolled back (nothing was).
+        MigrationStatus::RolledBack if record.rolled_back_at.is_none() && record.applied_at.is_none() => State::Pending,
         MigrationStatus::RolledBack => State::RolledBack,
     }
 }

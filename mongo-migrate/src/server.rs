@@ -21,27 +21,110 @@ pub(crate) fn durable(db: &Database, name: &str) -> mongodb::Collection<Document
     db.collection_with_options(name, options)
 }
 
-/// Parses the URI, connects, and pings. Returns the client and database name.
+/// How long [`connect`] waits for a server by default (the driver's own
+/// default is 30 s; a CLI user should hear sooner).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Parses the URI, connects, and pings, waiting up to [`CONNECT_TIMEOUT`]
+/// for a server. Returns the client and database name.
 pub async fn connect(uri: &str, database: Option<&str>) -> Result<(Client, String), Error> {
-    let mut options = ClientOptions::parse(uri)
-        .await
-        .map_err(|source| Error::InvalidUri { source })?;
-    // The driver waits 30 s by default; a CLI user should hear sooner.
-    options.server_selection_timeout.get_or_insert(Duration::from_secs(10));
+    connect_within(uri, database, CONNECT_TIMEOUT).await
+}
+
+/// [`connect`], waiting up to `timeout` for a server (unless the URI sets
+/// `serverSelectionTimeoutMS`).
+pub async fn connect_within(uri: &str, database: Option<&str>, timeout: Duration) -> Result<(Client, String), Error> {
+    let mut options = ClientOptions::parse(uri).await.map_err(|source| Error::InvalidUri {
+        message: plain(&source),
+        source: Box::new(source),
+    })?;
+    options.server_selection_timeout.get_or_insert(timeout);
     options.app_name.get_or_insert_with(|| "mongo-migrate".into());
     let name = database
         .map(str::to_string)
         .or_else(|| options.default_database.clone())
         .filter(|n| !n.is_empty())
         .ok_or(Error::MissingDatabase)?;
-    let client = Client::with_options(options).map_err(|source| Error::InvalidUri { source })?;
+    let hosts = options.hosts.clone();
+    let waited = options.server_selection_timeout.unwrap_or(timeout);
+    let client = Client::with_options(options).map_err(|source| Error::InvalidUri {
+        message: plain(&source),
+        source: Box::new(source),
+    })?;
     match client.database(&name).run_command(doc! { "ping": 1 }).await {
         Ok(_) => Ok((client, name)),
+        Err(source) if is_auth_failure(&source) => Err(Error::AuthFailed {
+            message: plain(&source),
+            source: Box::new(source),
+        }),
         Err(source) if matches!(*source.kind, mongodb::error::ErrorKind::ServerSelection { .. }) => {
-            Err(Error::Unreachable { source })
+            let (hosts, cause) = why_unreachable(&hosts, waited).await;
+            Err(Error::Unreachable {
+                hosts,
+                cause,
+                source: Box::new(source),
+            })
         }
         Err(e) => Err(e.into()),
     }
+}
+
+fn is_auth_failure(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    match e.kind.as_ref() {
+        ErrorKind::Authentication { .. } => true,
+        // AuthenticationFailed, Unauthorized.
+        ErrorKind::Command(c) => matches!(c.code, 18 | 13),
+        _ => false,
+    }
+}
+
+/// The driver's message without its kind's prefix and debug dump.
+pub(crate) fn plain(e: &mongodb::error::Error) -> String {
+    use mongodb::error::ErrorKind;
+    match e.kind.as_ref() {
+        ErrorKind::InvalidArgument { message, .. }
+        | ErrorKind::Authentication { message, .. }
+        | ErrorKind::ServerSelection { message, .. } => message.clone(),
+        ErrorKind::Io(io) => io.to_string(),
+        ErrorKind::Command(c) => format!("{} ({}, code {})", c.message, c.code_name, c.code),
+        _ => e.to_string(),
+    }
+}
+
+/// Why no server could be selected, in words: a plain TCP connection to
+/// each host tells a refused connection or an unknown host from a server
+/// that answers but does not fit the URI (replica set name, TLS).
+async fn why_unreachable(hosts: &[mongodb::options::ServerAddress], waited: Duration) -> (String, String) {
+    let names: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+    let probe = Duration::from_secs(2).min(waited);
+    let mut causes = Vec::new();
+    for host in hosts {
+        let cause = match host {
+            mongodb::options::ServerAddress::Tcp { host, port } => {
+                let address = format!("{host}:{}", port.unwrap_or(27017));
+                match tokio::time::timeout(probe, tokio::net::TcpStream::connect(&address)).await {
+                    Err(_) => Some("no answer (timed out)".to_string()),
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        Some("connection refused".to_string())
+                    }
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Ok(Ok(_)) => None,
+                }
+            }
+            _ => None,
+        };
+        causes.extend(cause);
+    }
+    causes.dedup();
+    let cause = match causes.as_slice() {
+        [only] if causes.len() == hosts.len() => only.clone(),
+        _ => format!(
+            "no usable server within {} s (a server answers, but not as the URI expects: check `replicaSet`, TLS and credentials)",
+            waited.as_secs()
+        ),
+    };
+    (names.join(", "), cause)
 }
 
 /// Replica set members and mongos routers support transactions; standalone servers do not.
