@@ -155,6 +155,8 @@ impl From<Error> for ApiError {
             ErrorKind::Locked => (StatusCode::CONFLICT, "locked"),
             ErrorKind::Blocked => (StatusCode::CONFLICT, "blocked"),
             ErrorKind::Connection => (StatusCode::SERVICE_UNAVAILABLE, "connection"),
+            // The service's own configuration, not the request.
+            ErrorKind::Configuration => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
             ErrorKind::Failed => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
         };
         ApiError::new(status, kind, e.to_string())

@@ -414,12 +414,12 @@ impl Migrator {
                 // transaction commits it done.
                 match self.run_in_transaction(guard, m, direction).await {
                     Ok(ms) => ms,
-                    Err(e @ Error::MigrationFailed { .. }) => {
-                        let end = finish(m, Outcome::Failed(failure_text(&e)), 0);
+                    Err((e @ Error::MigrationFailed { .. }, attempts)) => {
+                        let end = finish(m, Outcome::Failed(failure_text(&e), attempts), 0);
                         self.record_end(guard, end, &steps, plan, next).await?;
                         return Err(e);
                     }
-                    Err(e) => return Err(self.lost(e, &steps, None, &plan[next..])),
+                    Err((e, _)) => return Err(self.lost(e, &steps, None, &plan[next..])),
                 }
             } else {
                 let start = Instant::now();
@@ -427,7 +427,7 @@ impl Migrator {
                 let result = run(function(m, direction), &mut ctx).await;
                 let ms = elapsed_ms(start);
                 if let Err(e) = result {
-                    self.record_end(guard, finish(m, Outcome::Failed(&e.message), ms), &steps, plan, next)
+                    self.record_end(guard, finish(m, Outcome::Failed(&e.message, 1), ms), &steps, plan, next)
                         .await?;
                     return Err(failed(m, e));
                 }
@@ -643,56 +643,79 @@ impl Migrator {
     /// The migration and the end of its tracking record commit together, or
     /// not at all. A fence that lands meanwhile conflicts with that end, and
     /// the transaction cannot commit. Transient failures are retried whole
-    /// while the lock is held; a failure comes back as `MigrationFailed`.
-    async fn run_in_transaction(&self, guard: &LockGuard, m: &Migration, direction: Direction) -> Result<i64, Error> {
+    /// while the lock is held; a failure comes back as `MigrationFailed`,
+    /// with the number of attempts made.
+    async fn run_in_transaction(
+        &self,
+        guard: &LockGuard,
+        m: &Migration,
+        direction: Direction,
+    ) -> Result<i64, (Error, u32)> {
         let mut attempt = 1;
         loop {
-            guard.ensure_lease().await?;
-            let start = Instant::now();
-            let mut session = self.client.start_session().await?;
-            session.start_transaction().await?;
-            let mut ctx = MigrationContext::new(self.db.clone(), Some(session), m, guard.state());
-            let result = run(function(m, direction), &mut ctx).await;
-            let mut session = ctx.into_session().expect("transactional context has a session");
-            let outcome = match result {
-                Ok(()) => match self.end_transaction(guard, m, direction, &mut session, start).await {
-                    Ok(()) => match commit(&mut session).await {
-                        Ok(()) => return Ok(elapsed_ms(start)),
-                        Err(e) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {
-                            Attempt::Transient(e.into())
-                        }
-                        Err(e) => Attempt::Failed(e.into()),
-                    },
-                    Err(outcome) => outcome,
-                },
-                Err(e) if e.is_transient() => Attempt::Transient(failed(m, e)),
-                Err(e) => Attempt::Failed(failed(m, e)),
-            };
-            // Best effort: an open transaction dies with its session.
-            let _ = session.abort_transaction().await;
-            match outcome {
-                Attempt::Transient(_) if attempt < TRANSACTION_ATTEMPTS && !guard.is_lost() => {
-                    // Doubling from 120-200 ms: long enough for a competing
-                    // transaction to end between attempts, not only to start.
-                    let pause = TRANSACTION_BACKOFF * (1 << (attempt - 1));
-                    attempt += 1;
-                    tokio::time::sleep(pause + jitter(pause)).await;
-                }
-                // A conflict caused by a fence is a lost lock, not a failure.
-                Attempt::Transient(e) | Attempt::Failed(e) => {
-                    guard.check().await?;
-                    return Err(match e {
-                        e @ Error::MigrationFailed { .. } => e,
-                        e => Error::MigrationFailed {
-                            version: m.version,
-                            name: m.name.to_string(),
-                            message: e.to_string(),
-                            source: Some(Box::new(e)),
-                        },
-                    });
-                }
-                Attempt::Lost => return Err(Error::lock_lost()),
+            match self.attempt_transaction(guard, m, direction, attempt).await {
+                Ok(Some(ms)) => return Ok(ms),
+                Ok(None) => attempt += 1,
+                Err(e) => return Err((e, attempt)),
             }
+        }
+    }
+
+    /// One attempt of [`Migrator::run_in_transaction`]: the time taken, or
+    /// `None` after a transient failure that may be tried again (after the
+    /// pause, taken here).
+    async fn attempt_transaction(
+        &self,
+        guard: &LockGuard,
+        m: &Migration,
+        direction: Direction,
+        attempt: u32,
+    ) -> Result<Option<i64>, Error> {
+        guard.ensure_lease().await?;
+        let start = Instant::now();
+        let mut session = self.client.start_session().await?;
+        session.start_transaction().await?;
+        let mut ctx = MigrationContext::new(self.db.clone(), Some(session), m, guard.state());
+        let result = run(function(m, direction), &mut ctx).await;
+        let mut session = ctx.into_session().expect("transactional context has a session");
+        let outcome = match result {
+            Ok(()) => match self.end_transaction(guard, m, direction, &mut session, start).await {
+                Ok(()) => match commit(&mut session).await {
+                    Ok(()) => return Ok(Some(elapsed_ms(start))),
+                    Err(e) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {
+                        Attempt::Transient(e.into())
+                    }
+                    Err(e) => Attempt::Failed(e.into()),
+                },
+                Err(outcome) => outcome,
+            },
+            Err(e) if e.is_transient() => Attempt::Transient(failed(m, e)),
+            Err(e) => Attempt::Failed(failed(m, e)),
+        };
+        // Best effort: an open transaction dies with its session.
+        let _ = session.abort_transaction().await;
+        match outcome {
+            Attempt::Transient(_) if attempt < TRANSACTION_ATTEMPTS && !guard.is_lost() => {
+                // Doubling from 120-200 ms: long enough for a competing
+                // transaction to end between attempts, not only to start.
+                let pause = TRANSACTION_BACKOFF * (1 << (attempt - 1));
+                tokio::time::sleep(pause + jitter(pause)).await;
+                Ok(None)
+            }
+            // A conflict caused by a fence is a lost lock, not a failure.
+            Attempt::Transient(e) | Attempt::Failed(e) => {
+                guard.check().await?;
+                Err(match e {
+                    e @ Error::MigrationFailed { .. } => e,
+                    e => Error::MigrationFailed {
+                        version: m.version,
+                        name: m.name.to_string(),
+                        message: e.to_string(),
+                        source: Some(Box::new(e)),
+                    },
+                })
+            }
+            Attempt::Lost => Err(Error::lock_lost()),
         }
     }
 

@@ -44,6 +44,9 @@ pub struct Record {
     pub started_at: Option<DateTime<Utc>>,
     pub execution_time_ms: Option<i64>,
     pub error: Option<String>,
+    /// How many times the last operation was tried, when it failed.
+    #[serde(default)]
+    pub attempts: Option<i64>,
     pub reversible: bool,
     pub transactional: bool,
     pub batch: i64,
@@ -92,6 +95,7 @@ impl Record {
             started_at: date("startedAt"),
             execution_time_ms: int("executionTimeMs"),
             error: opt_text("error"),
+            attempts: int("attempts"),
             reversible: doc.get_bool("reversible").unwrap_or(false),
             transactional: doc.get_bool("transactional").unwrap_or(false),
             batch: int("batch").ok_or_else(|| corrupt("batch"))?,
@@ -208,7 +212,9 @@ pub(crate) enum Fenced {
 pub(crate) enum Outcome<'a> {
     /// It went through in this direction.
     Done(Direction),
-    Failed(&'a str),
+    /// Failed with this error, after this many attempts (transactions are
+    /// retried on transient errors).
+    Failed(&'a str, u32),
 }
 
 /// The end of a step this runner started: the version, how it ended, its time.
@@ -398,9 +404,10 @@ impl Tracking {
             let mut set = doc! { "executionTimeMs": f.elapsed_ms, "updatedAt": now };
             match f.outcome {
                 Outcome::Done(direction) => stamp(&mut set, direction.done(), now),
-                Outcome::Failed(message) => {
+                Outcome::Failed(message, attempts) => {
                     stamp(&mut set, MigrationStatus::Failed, now);
                     set.insert("error", message);
+                    set.insert("attempts", i64::from(attempts));
                 }
             }
             let filter = own(f.version, MigrationStatus::Running, fence);
@@ -517,7 +524,7 @@ impl Claim<'_> {
         let update = doc! {
             "$set": set,
             "$setOnInsert": { "createdAt": now, "metadata": {} },
-            "$unset": { "fencedBy": "", "fencedAt": "", "startedAt": "" },
+            "$unset": { "fencedBy": "", "fencedAt": "", "startedAt": "", "attempts": "" },
         };
         guarded(filter, update)
     }

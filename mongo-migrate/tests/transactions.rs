@@ -123,6 +123,7 @@ async fn a_failing_transactional_migration_leaves_no_partial_writes_and_does_not
     let rec = t.tracking("20260102000000").await.unwrap();
     assert_eq!(rec.get_str("status").unwrap(), "failed", "{rec}");
     assert_eq!(rec.get_str("error").unwrap(), "second step failed", "{rec}");
+    assert_eq!(rec.get_i64("attempts").unwrap(), 1, "{rec}");
     // Nothing blocks: the failed one is simply still pending.
     assert_eq!(m.status().await.unwrap().counts.pending, 1);
     t.drop_db().await;
@@ -221,5 +222,55 @@ async fn two_runners_creating_the_same_collection_in_transactions_both_succeed()
     assert_eq!(ra.unwrap().steps.len(), 1);
     assert_eq!(rb.unwrap().steps.len(), 1);
     assert_eq!(t.docs("shared").await.len(), 2);
+    t.drop_db().await;
+}
+
+fn tx_touch_hot(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        let (db, session) = ctx.transaction()?;
+        db.collection::<Document>("hot")
+            .update_one(doc! { "_id": 1 }, doc! { "$inc": { "n": 1 } })
+            .session(session)
+            .await?;
+        Ok(())
+    })
+}
+
+/// A write conflict with a transaction that never ends is transient each
+/// time: the migration is tried three times, and its record says so.
+#[tokio::test]
+async fn a_transaction_that_keeps_conflicting_is_recorded_failed_with_its_attempts() {
+    let t = TestDb::new().await;
+    let hot = t.db().collection::<Document>("hot");
+    hot.insert_one(doc! { "_id": 1, "n": 0 }).await.unwrap();
+    let mut blocker = t.client.start_session().await.unwrap();
+    blocker.start_transaction().await.unwrap();
+    hot.update_one(doc! { "_id": 1 }, doc! { "$inc": { "n": 10 } })
+        .session(&mut blocker)
+        .await
+        .unwrap();
+
+    let m = t.migrator(vec![
+        Migration::new(v("20260101000000"), "tx_hot", tx_touch_hot).with_transaction(true)
+    ]);
+    let err = m.up(UpOptions::default()).await.unwrap_err();
+    assert!(matches!(err, Error::MigrationFailed { .. }), "{err:?}");
+    let rec = t.tracking("20260101000000").await.unwrap();
+    assert_eq!(rec.get_str("status").unwrap(), "failed", "{rec}");
+    assert_eq!(rec.get_i64("attempts").unwrap(), 3, "{rec}");
+    let history = m
+        .history(&mongo_migrate::HistoryQuery {
+            status: Some(mongo_migrate::MigrationStatus::Failed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].attempts, Some(3));
+
+    blocker.abort_transaction().await.unwrap();
+    // Nothing of it was applied, and it does not block: the next `up` applies it.
+    m.up(UpOptions::default()).await.unwrap();
+    assert_eq!(t.docs("hot").await, vec![doc! { "_id": 1, "n": 1 }]);
     t.drop_db().await;
 }
