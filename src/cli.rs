@@ -148,6 +148,17 @@ pub enum Command {
         #[arg(long)]
         pending: bool,
     },
+    /// Remove the tracking records of migrations whose files were deleted (kept in `<tracking>_audit`)
+    Forget {
+        #[command(flatten)]
+        conn: Connection,
+        /// Versions this build no longer has
+        #[arg(required = true, value_name = "VERSION")]
+        versions: Vec<String>,
+        /// Confirm: the records are removed (a copy stays in the audit collection)
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]

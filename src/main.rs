@@ -124,6 +124,15 @@ fn render(package: &str, command: &Remote, value: serde_json::Value) -> Result<(
                 None => println!("{package}: the lock was free; it is released all the same"),
             }
         }
+        Remote::Forget { .. } => {
+            let records: Vec<mongo_migrate::Record> = serde_json::from_value(value)?;
+            for r in records {
+                println!(
+                    "{package}: forgot {} {} (was {}; a copy is in the audit collection)",
+                    r.version, r.name, r.status
+                );
+            }
+        }
         Remote::Resolve { version, resolution } => {
             let state = match resolution {
                 Resolution::Applied => "applied",

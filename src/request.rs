@@ -139,6 +139,22 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
                 false,
             )
         }
+        Command::Forget { conn, versions, yes } => {
+            if !yes {
+                return Err(Failure::new(Code::Usage, "forget needs confirmation")
+                    .hint("check `status` for the unknown versions, then pass --yes")
+                    .into());
+            }
+            let versions = versions.iter().map(|v| version(v)).collect::<Result<Vec<_>>>()?;
+            (
+                conn,
+                Remote::Forget {
+                    versions,
+                    confirm: true,
+                },
+                false,
+            )
+        }
         Command::New { .. } | Command::Registry => unreachable!("handled locally"),
     };
     let config = &target.config;

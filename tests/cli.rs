@@ -22,6 +22,7 @@ fn help() {
         ("lock-status", file!["snapshots/help-lock-status.txt"]),
         ("force-unlock", file!["snapshots/help-force-unlock.txt"]),
         ("resolve", file!["snapshots/help-resolve.txt"]),
+        ("forget", file!["snapshots/help-forget.txt"]),
     ] {
         cli().args([command, "--help"]).assert().success().stdout_eq(snapshot);
     }
@@ -266,6 +267,26 @@ error: invalid value '0' for '--limit <N>': 0 is not in 1..18446744073709551615
 For more information, try '--help'.
 
 "#]]);
+}
+
+#[test]
+fn forget_needs_confirmation_and_versions() {
+    let crate_dir = fixture("single");
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["forget", "20260109000000", "--uri", "mongodb://127.0.0.1:9/x"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: forget needs confirmation
+hint: check `status` for the unknown versions, then pass --yes
+
+"#]]);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["forget", "--yes"])
+        .assert()
+        .code(2);
 }
 
 #[test]

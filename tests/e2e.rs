@@ -258,6 +258,27 @@ fn a_held_lock_exits_3_and_a_crashed_migration_exits_4_until_resolved() {
         out.contains("VERSION") && out.contains("seed_admin") && out.contains("completed"),
         "{out}"
     );
+
+    // A migration whose file was deleted: its record blocks until forgotten.
+    with_db(&db, async |db| {
+        let now = DateTime::now();
+        db.collection::<Document>("migrations")
+            .insert_one(doc! {
+                "version": 20260109000000_i64, "name": "deleted_one", "description": "", "status": "completed",
+                "direction": "up", "batch": 1_i64, "checksum": "", "reversible": true,
+                "createdAt": now, "updatedAt": now,
+            })
+            .await
+            .unwrap();
+    });
+    let stderr = stderr_of(run(&["up"]).assert().code(4));
+    assert!(stderr.contains("20260109000000 (deleted_one)"), "{stderr}");
+    let out = stdout(run(&["forget", "20260109000000", "--yes"]).assert().success());
+    assert!(
+        out.contains("single-app: forgot 20260109000000 deleted_one (was completed"),
+        "{out}"
+    );
+    run(&["up"]).assert().success();
 }
 
 #[test]

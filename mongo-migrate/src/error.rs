@@ -74,7 +74,7 @@ pub enum Error {
     #[error("force-unlock needs explicit confirmation")]
     UnlockNotConfirmed,
 
-    #[error("the database records migration(s) {versions} that this build does not know; deploy the code that contains them, or remove their tracking records if they were deleted on purpose; if another package or service keeps its migrations in the same collection, give each its own tracking collection")]
+    #[error("the database records migration(s) {versions} that this build does not know; deploy the code that contains them, or if their files were deleted on purpose, `forget` them (a copy of each record is kept); if another package or service keeps its migrations in the same collection, give each its own tracking collection")]
     UnknownVersions { versions: String },
 
     #[error("migration {version} ({name}) was edited after it was applied (checksum {recorded} recorded, {current} now); restore the original file and write a new migration for the change")]
@@ -116,6 +116,12 @@ pub enum Error {
 
     #[error("tracking document {document} has a missing or malformed `{field}`; fix or remove it by hand")]
     CorruptRecord { document: String, field: String },
+
+    #[error("cannot forget {version}: {reason}")]
+    NotForgettable { version: Version, reason: String },
+
+    #[error("forget needs explicit confirmation")]
+    ForgetNotConfirmed,
 
     #[error("no tracking record for version {version}; nothing to resolve")]
     NothingToResolve { version: Version },

@@ -37,6 +37,7 @@ pub enum Command {
     LockStatus,
     ForceUnlock { confirm: bool },
     Resolve { version: Version, resolution: Resolution },
+    Forget { versions: Vec<Version>, confirm: bool },
 }
 
 impl Command {
@@ -111,6 +112,8 @@ impl ErrorKind {
             | Error::UnlockNotConfirmed
             | Error::Irreversible { .. }
             | Error::NothingToResolve { .. }
+            | Error::NotForgettable { .. }
+            | Error::ForgetNotConfirmed
             | Error::NotResolvable { .. }
             | Error::InvalidVersion { .. }
             | Error::DuplicateVersion { .. }
@@ -140,6 +143,7 @@ pub fn hint(error: &Error) -> Option<&'static str> {
         Error::TransactionsUnsupported { .. } => {
             "run against a replica set or sharded cluster, or make the migration non-transactional"
         }
+        Error::NotForgettable { .. } => "only records of versions this build does not have can be forgotten; see `cargo mongo-migrate status`",
         Error::UnknownTarget { .. } | Error::NothingToResolve { .. } | Error::NotResolvable { .. } => {
             "see `cargo mongo-migrate status` for versions and states"
         }
@@ -246,6 +250,7 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
         Command::LockStatus => json(migrator.lock_status().await),
         Command::ForceUnlock { confirm } => json(migrator.force_unlock(confirm).await),
         Command::Resolve { version, resolution } => json(migrator.resolve(version, resolution).await),
+        Command::Forget { versions, confirm } => json(migrator.forget(&versions, confirm).await),
     }
 }
 

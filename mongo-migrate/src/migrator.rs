@@ -245,6 +245,50 @@ impl Migrator {
             .collect()
     }
 
+    /// Removes the tracking records of migrations this build no longer has
+    /// (their files were deleted on purpose), keeping each one, with who
+    /// removed it and when, in the audit collection (`<tracking>_audit`).
+    /// Refused while another runner holds the lock, for versions this build
+    /// has (they would run again), and for a version without a record.
+    /// Returns the records removed.
+    pub async fn forget(&self, versions: &[Version], confirmed: bool) -> Result<Vec<Record>, Error> {
+        if !confirmed {
+            return Err(Error::ForgetNotConfirmed);
+        }
+        self.ensure_indexes().await?;
+        let guard = self.lock.acquire("forget", versions).await?;
+        let result = AssertUnwindSafe(self.forget_locked(&guard, versions))
+            .catch_unwind()
+            .await;
+        Self::release(guard, result).await
+    }
+
+    async fn forget_locked(&self, guard: &LockGuard, versions: &[Version]) -> Result<Vec<Record>, Error> {
+        guard.ensure_lease().await?;
+        self.fence_others(guard).await?;
+        let records = self.records().await?;
+        let mut chosen = Vec::new();
+        for &version in versions {
+            let refuse = |reason: &str| Error::NotForgettable {
+                version,
+                reason: reason.to_string(),
+            };
+            let Some(record) = records.get(&version) else {
+                return Err(refuse("it has no tracking record"));
+            };
+            if self.registry.get(version).is_some() {
+                return Err(refuse(
+                    "this build has it, so it would run again; use `down` or `resolve` instead",
+                ));
+            }
+            chosen.push(record);
+        }
+        guard.check().await?;
+        let now = self.server.clock().await?.now();
+        self.tracking.forget(&chosen, guard.fence(), now).await?;
+        Ok(chosen.into_iter().cloned().collect())
+    }
+
     /// Settles a migration left `running` or `failed`.
     pub async fn resolve(&self, version: Version, resolution: Resolution) -> Result<Record, Error> {
         let guard = self

@@ -444,6 +444,45 @@ impl Tracking {
         })
     }
 
+    /// Copies each record to the audit collection, then deletes it if it is
+    /// still as read and fenced by no newer holder. A record that changed
+    /// meanwhile is a conflict (its audit entry stays, marked not removed).
+    pub(crate) async fn forget(&self, records: &[&Record], fence: &Fence, now: bson::DateTime) -> Result<(), Error> {
+        let audit = self.db.collection::<Document>(&format!("{}_audit", self.coll.name()));
+        for record in records {
+            let filter = doc! {
+                "version": record.version.as_i64(),
+                "updatedAt": bson::DateTime::from_chrono(record.updated_at),
+                "fenceGen": { "$not": { "$gt": fence.generation } },
+            };
+            let Some(original) = self.coll.find_one(filter.clone()).await? else {
+                return Err(Error::Conflict {
+                    version: record.version,
+                    name: record.name.clone(),
+                });
+            };
+            let entry = doc! {
+                "action": "forget",
+                "version": record.version.as_i64(),
+                "at": now,
+                "by": holder_doc(fence),
+                "record": original,
+                "removed": false,
+            };
+            let id = audit.insert_one(entry).await?.inserted_id;
+            if self.coll.delete_one(filter).await?.deleted_count == 0 {
+                return Err(Error::Conflict {
+                    version: record.version,
+                    name: record.name.clone(),
+                });
+            }
+            audit
+                .update_one(doc! { "_id": id }, doc! { "$set": { "removed": true } })
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Marks a blocked record as applied or as pending again; returns it as written.
     pub(crate) async fn resolve(
         &self,

@@ -56,3 +56,62 @@ async fn resolving_as_pending_reruns_it_and_as_applied_skips_it() {
     assert!(err.to_string().contains("nothing to resolve"), "{err}");
     t.drop_db().await;
 }
+
+/// Deleted migration files: `forget` removes their records, keeping a copy.
+#[tokio::test]
+async fn forget_removes_records_of_deleted_migrations_and_keeps_an_audit_copy() {
+    let t = TestDb::new().await;
+    t.migrator(three()).up(UpOptions::default()).await.unwrap();
+    let fewer = t.migrator(three()[..2].to_vec());
+    let third = v("20260103000000");
+    assert!(matches!(
+        fewer.up(UpOptions::default()).await,
+        Err(Error::UnknownVersions { .. })
+    ));
+
+    let before = t.snapshot().await;
+    assert!(matches!(
+        fewer.forget(&[third], false).await,
+        Err(Error::ForgetNotConfirmed)
+    ));
+    // A version this build has would run again; one without a record is a typo.
+    for version in [v("20260102000000"), v("20260109000000")] {
+        let err = fewer.forget(&[third, version], true).await.unwrap_err();
+        assert!(matches!(err, Error::NotForgettable { .. }), "{err:?}");
+    }
+    assert_eq!(before.iter().filter(|(c, _)| c == "migrations").count(), 1);
+    assert_eq!(
+        t.docs("migrations").await,
+        before.iter().find(|(c, _)| c == "migrations").unwrap().1
+    );
+    assert!(t.docs("migrations_audit").await.is_empty());
+
+    let forgotten = fewer.forget(&[third], true).await.unwrap();
+    assert_eq!(forgotten.len(), 1);
+    assert_eq!(forgotten[0].version, third);
+    let audit = t.docs("migrations_audit").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].get_str("action").unwrap(), "forget");
+    assert!(audit[0].get_bool("removed").unwrap());
+    assert_eq!(
+        audit[0].get_document("record").unwrap().get_i64("version").unwrap(),
+        third.as_u64() as i64
+    );
+    assert!(t.tracking("20260103000000").await.is_none());
+    assert!(fewer.up(UpOptions::default()).await.unwrap().steps.is_empty());
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn forget_is_refused_while_another_runner_holds_the_lock() {
+    let t = TestDb::new().await;
+    t.migrator(three()).up(UpOptions::default()).await.unwrap();
+    let locks = t.db().collection::<Document>("migration_locks");
+    locks.delete_many(doc! {}).await.unwrap();
+    t.foreign_lock("deploy-7", 9, 60_000).await;
+    let fewer = t.migrator(three()[..2].to_vec());
+    let err = fewer.forget(&[v("20260103000000")], true).await.unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    assert!(t.tracking("20260103000000").await.is_some());
+    t.drop_db().await;
+}
