@@ -226,6 +226,24 @@ fn write(path: &Path, content: &str) -> Result<()> {
         .map_err(anyhow::Error::from)
 }
 
+/// The failure, exit code and hint for an error the runtime reported.
+pub fn failure(e: mongo_migrate::harness::ErrorReply, verbose: bool) -> Failure {
+    use mongo_migrate::harness::ErrorKind;
+    let (code, default_hint) = match e.kind {
+        ErrorKind::Connection => (Code::Connection, "check --uri / MONGODB_URI and that the server is up"),
+        ErrorKind::Configuration => (Code::Usage, "see `cargo mongo-migrate help`"),
+        ErrorKind::Locked => (Code::Locked, "see `cargo mongo-migrate lock-status`"),
+        ErrorKind::Blocked => (Code::Blocked, "see `cargo mongo-migrate status`"),
+        ErrorKind::Usage => (Code::Usage, "see `cargo mongo-migrate status`"),
+        ErrorKind::Failed => (Code::Failed, "see `cargo mongo-migrate status`"),
+    };
+    let mut failure = Failure::new(code, e.message).hint(e.hint.as_deref().unwrap_or(default_hint));
+    if verbose {
+        failure.detail = e.detail;
+    }
+    failure
+}
+
 /// Runs the harness with `request`; calls `progress` for each progress line
 /// and returns the result value, or a failure with the right exit code.
 pub fn run(
@@ -264,22 +282,7 @@ pub fn run(
     let status = child.wait()?;
     match outcome {
         Some(Ok(value)) => Ok(value),
-        Some(Err(e)) => {
-            use mongo_migrate::harness::ErrorKind;
-            let (code, default_hint) = match e.kind {
-                ErrorKind::Connection => (Code::Connection, "check --uri / MONGODB_URI and that the server is up"),
-                ErrorKind::Configuration => (Code::Usage, "see `cargo mongo-migrate help`"),
-                ErrorKind::Locked => (Code::Locked, "see `cargo mongo-migrate lock-status`"),
-                ErrorKind::Blocked => (Code::Blocked, "see `cargo mongo-migrate status`"),
-                ErrorKind::Usage => (Code::Usage, "see `cargo mongo-migrate status`"),
-                ErrorKind::Failed => (Code::Failed, "see `cargo mongo-migrate status`"),
-            };
-            let mut failure = Failure::new(code, e.message).hint(e.hint.as_deref().unwrap_or(default_hint));
-            if verbose {
-                failure.detail = e.detail;
-            }
-            Err(failure.into())
-        }
+        Some(Err(e)) => Err(failure(e, verbose).into()),
         None if interrupted.is_some_and(|seen| seen.load(Ordering::SeqCst)) => Err(Failure::new(
             Code::Interrupted,
             "aborted: the migration in progress was cut off",

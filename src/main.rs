@@ -4,6 +4,7 @@
 mod cli;
 mod exit;
 mod harness;
+mod local;
 mod output;
 mod request;
 mod scaffold;
@@ -54,18 +55,23 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
             scaffold::registry_quiet(target, &harness::registry_cache(ws, target))?;
         }
         json = as_json;
-        scaffold::require_declared(target)?;
-        let bin = harness::build(ws, target, args.verbose)?;
         let request = Request {
             connection: conn,
             command,
         };
-        let value = harness::run(&bin, &request, args.verbose, |p| {
-            if !json {
-                output::progress(p)
-            }
-        })
-        .inspect_err(|_| output::close_progress("failed"))?;
+        // Even commands that build nothing: `up` would fail on it next.
+        scaffold::require_declared(target)?;
+        let value = if local::serves(target, &request) {
+            local::run(target, &harness::registry_cache(ws, target), &request, args.verbose)?
+        } else {
+            let bin = harness::build(ws, target, args.verbose)?;
+            harness::run(&bin, &request, args.verbose, |p| {
+                if !json {
+                    output::progress(p)
+                }
+            })
+            .inspect_err(|_| output::close_progress("failed"))?
+        };
         let skipped = skipped(&value);
         if json {
             results.insert(target.name.clone(), value);

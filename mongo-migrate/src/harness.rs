@@ -41,6 +41,12 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether it runs no migration code, so a registry of metadata (no
+    /// build of the user's crate) serves it: everything but `up` and `down`.
+    pub fn reads_metadata_only(&self) -> bool {
+        !matches!(self, Command::Up(_) | Command::Down(_))
+    }
+
     /// An `up` or `down` that changes something (not a dry-run): the
     /// commands that Ctrl-C stops after the migration in progress.
     pub fn applies(&self) -> bool {
@@ -123,6 +129,17 @@ impl ErrorKind {
     }
 }
 
+impl From<&Error> for ErrorReply {
+    fn from(e: &Error) -> Self {
+        ErrorReply {
+            kind: ErrorKind::of(e),
+            message: e.to_string(),
+            hint: hint(e).map(str::to_string),
+            detail: Some(chain(e)),
+        }
+    }
+}
+
 /// What the CLI user does next about `error`.
 pub fn hint(error: &Error) -> Option<&'static str> {
     Some(match error {
@@ -181,12 +198,7 @@ pub fn main(registry: fn() -> Result<Registry, Error>) -> ExitCode {
     let ok = result.is_ok();
     let reply = match result {
         Ok(value) => Reply::Result(value),
-        Err(e) => Reply::Error(ErrorReply {
-            kind: ErrorKind::of(&e),
-            message: e.to_string(),
-            hint: hint(&e).map(str::to_string),
-            detail: Some(chain(&e)),
-        }),
+        Err(e) => Reply::Error(ErrorReply::from(&e)),
     };
     emit(&reply);
     if ok {
@@ -212,22 +224,9 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
         serde_json::from_str(&line).map_err(|e| Error::Harness(format!("malformed request: {e}")))?;
     let registry = registry()?;
     let c = request.connection;
-    let mut config = Config::default();
-    if let Some(name) = c.tracking_collection {
-        config.tracking_collection = name;
-    }
-    if let Some(name) = c.lock_collection {
-        config.lock_collection = name;
-    }
-    if let Some(secs) = c.lock_ttl_secs {
-        config.lock_ttl = Duration::from_secs(secs);
-    }
-    if let Some(secs) = c.connect_timeout_secs {
-        config.connect_timeout = Duration::from_secs(secs);
-    }
     let stop = StopHandle::new();
     let orphaned = stop.clone();
-    let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, config)
+    let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, config(&c))
         .await?
         .with_progress(move |p| {
             // The CLI was killed (a cancelled CI job, a closed terminal): with
@@ -242,7 +241,30 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
         // Registered here, not in the task: a signal before its first poll is not lost.
         tokio::spawn(stop_on_signal(Signals::new(), stop));
     }
-    match request.command {
+    execute(&migrator, request.command).await
+}
+
+/// The runtime configuration a request's connection settings describe.
+pub fn config(c: &Connection) -> Config {
+    let mut config = Config::default();
+    if let Some(name) = &c.tracking_collection {
+        config.tracking_collection = name.clone();
+    }
+    if let Some(name) = &c.lock_collection {
+        config.lock_collection = name.clone();
+    }
+    if let Some(secs) = c.lock_ttl_secs {
+        config.lock_ttl = Duration::from_secs(secs);
+    }
+    if let Some(secs) = c.connect_timeout_secs {
+        config.connect_timeout = Duration::from_secs(secs);
+    }
+    config
+}
+
+/// Runs one command; the answer as the CLI reads it.
+pub async fn execute(migrator: &Migrator, command: Command) -> Result<serde_json::Value, Error> {
+    match command {
         Command::Up(options) => json(migrator.up(options).await),
         Command::Down(options) => json(migrator.down(options).await),
         Command::Status => json(migrator.status().await),
