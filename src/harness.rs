@@ -60,26 +60,22 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
         cmd.arg("--quiet");
     }
     let started = std::time::Instant::now();
-    let (done, announced) = announce_if_slow(&target.name, !terminal && !verbose);
+    let announcer = Announcer::start(&target.name, !terminal && !verbose);
     let mut child = cmd.spawn().with_context(|| format!("cannot run {}", cargo()))?;
     let mut executable = None;
     let stdout = BufReader::new(child.stdout.take().expect("piped"));
     for message in cargo_metadata::Message::parse_stream(stdout) {
         if let cargo_metadata::Message::CompilerArtifact(artifact) = message? {
+            if !artifact.fresh {
+                announcer.compiled();
+            }
             if artifact.target.name == bin {
                 executable = artifact.executable.map(|p| p.into_std_path_buf());
             }
         }
     }
     let status = child.wait()?;
-    drop(done);
-    if announced.join().unwrap_or(false) {
-        eprintln!(
-            "built the migrations of `{}` in {:.1} s",
-            target.name,
-            started.elapsed().as_secs_f64()
-        );
-    }
+    announcer.finish(started);
     match executable {
         Some(path) if status.success() => Ok(path),
         _ => Err(Failure::new(
@@ -94,25 +90,62 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
 /// How long a quiet build may take before it is announced.
 const SLOW_BUILD: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Prints that the build of `package` runs, once it has taken [`SLOW_BUILD`]
-/// (a no-op build stays silent). Dropping the sender ends the wait; the
-/// thread returns whether it printed.
-fn announce_if_slow(package: &str, enabled: bool) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<bool>) {
-    let (done, wait) = std::sync::mpsc::channel::<()>();
-    let package = package.to_string();
-    let thread = std::thread::spawn(move || {
-        let slow = matches!(
-            wait.recv_timeout(SLOW_BUILD),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-        );
-        if enabled && slow {
+/// Announces a quiet build once it compiles something or has taken
+/// [`SLOW_BUILD`], whichever comes first: a no-op build stays silent.
+struct Announcer {
+    package: String,
+    announced: std::sync::Arc<AtomicBool>,
+    done: Option<std::sync::mpsc::Sender<()>>,
+    timer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Announcer {
+    /// Disabled (`enabled` false), it prints nothing.
+    fn start(package: &str, enabled: bool) -> Self {
+        let package = if enabled { package.to_string() } else { String::new() };
+        let announced = std::sync::Arc::new(AtomicBool::new(false));
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let (flag, name) = (announced.clone(), package.clone());
+        let timer = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(SLOW_BUILD) {
+                announce(&flag, &name);
+            }
+        });
+        Announcer {
+            package,
+            announced,
+            done: Some(done),
+            timer: Some(timer),
+        }
+    }
+
+    /// Cargo compiled a crate: the build is not a no-op.
+    fn compiled(&self) {
+        announce(&self.announced, &self.package);
+    }
+
+    /// Ends the wait; prints the time if the build was announced.
+    fn finish(mut self, started: std::time::Instant) {
+        drop(self.done.take());
+        if let Some(timer) = self.timer.take() {
+            let _ = timer.join();
+        }
+        if !self.package.is_empty() && self.announced.load(Ordering::SeqCst) {
             eprintln!(
-                "building the migrations of `{package}` (the first build compiles the MongoDB driver: minutes; later ones take seconds)"
+                "built the migrations of `{}` in {:.1} s",
+                self.package,
+                started.elapsed().as_secs_f64()
             );
         }
-        enabled && slow
-    });
-    (done, thread)
+    }
+}
+
+fn announce(announced: &AtomicBool, package: &str) {
+    if !package.is_empty() && !announced.swap(true, Ordering::SeqCst) {
+        eprintln!(
+            "building the migrations of `{package}` (the first build compiles the MongoDB driver: minutes; later ones take seconds)"
+        );
+    }
 }
 
 /// Where the registry's parse cache of `target` lives: beside its harness.

@@ -1,9 +1,9 @@
 //! Commands that run no migration code (`status`, `history`, `lock-status`,
-//! `force-unlock`, `resolve`, `forget`) run here, in the CLI, against a
-//! registry of the migrations' metadata parsed from their files: no build of
-//! the user's crate, so they work in seconds on a fresh checkout and while a
-//! migration does not compile. The runtime's own logic decides, as in the
-//! harness.
+//! `force-unlock`, `resolve`, `forget`, dry-runs) run here, in the CLI,
+//! against a registry of the migrations' metadata parsed from their files:
+//! no build of the user's crate, so they work in seconds on a fresh checkout
+//! and while a migration does not compile. The runtime's own logic decides,
+//! as in the harness. An `up` with nothing to do ends here too.
 
 use std::path::Path;
 
@@ -17,11 +17,14 @@ use crate::workspace::Target;
 /// another one wrote its own registry, which only a build can read.
 const GENERATED_REGISTRY_FN: &str = "migrations::registry";
 
+/// Whether `target`'s registry can be read from its files.
+fn has_generated_registry(target: &Target) -> bool {
+    target.config.registry_fn == GENERATED_REGISTRY_FN && target.migrations_dir().is_dir()
+}
+
 /// Whether `request` can be served without building `target`.
 pub fn serves(target: &Target, request: &Request) -> bool {
-    request.command.reads_metadata_only()
-        && target.config.registry_fn == GENERATED_REGISTRY_FN
-        && target.migrations_dir().is_dir()
+    request.command.reads_metadata_only() && has_generated_registry(target)
 }
 
 /// Never called: a metadata registry only describes migrations.
@@ -54,15 +57,59 @@ fn registry(target: &Target, cache: &Path) -> Result<Registry> {
 /// Runs `request` here; the answer as the harness would give it.
 pub fn run(target: &Target, cache: &Path, request: &Request, verbose: bool) -> Result<serde_json::Value> {
     let registry = registry(target, cache)?;
+    let c = &request.connection;
+    let result = block_on(async {
+        let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, harness::config(c)).await?;
+        harness::execute(&migrator, request.command.clone()).await
+    })?;
+    result.map_err(|e| crate::harness::failure(ErrorReply::from(&e), verbose).into())
+}
+
+/// An `up` that would apply nothing, answered without a build: the same
+/// reads and checks as the harness's `up` before it would take the lock.
+/// `None` when it has work to do, or another runner holds the lock (the
+/// harness then waits or refuses, as asked).
+pub fn nothing_to_do(
+    target: &Target,
+    cache: &Path,
+    request: &Request,
+    verbose: bool,
+) -> Result<Option<serde_json::Value>> {
+    let harness::Command::Up(options) = &request.command else {
+        return Ok(None);
+    };
+    if options.dry_run || !has_generated_registry(target) {
+        return Ok(None);
+    }
+    let registry = registry(target, cache)?;
+    let c = &request.connection;
+    let dry_run = mongo_migrate::UpOptions {
+        dry_run: true,
+        ..*options
+    };
+    let result = block_on(async {
+        let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, harness::config(c)).await?;
+        if migrator.lock_status().await?.is_some_and(|l| !l.expired) {
+            return Ok(None);
+        }
+        let report = migrator.up(dry_run).await?;
+        Ok(report.steps.is_empty().then_some(report))
+    })?;
+    match result {
+        Ok(Some(report)) => Ok(Some(serde_json::to_value(mongo_migrate::RunReport {
+            dry_run: false,
+            ..report
+        })?)),
+        Ok(None) | Err(mongo_migrate::Error::Locked { .. }) => Ok(None),
+        Err(e) => Err(crate::harness::failure(ErrorReply::from(&e), verbose).into()),
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let c = &request.connection;
-    let result = runtime.block_on(async {
-        let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, harness::config(c)).await?;
-        harness::execute(&migrator, request.command.clone()).await
-    });
-    result.map_err(|e| crate::harness::failure(ErrorReply::from(&e), verbose).into())
+    Ok(runtime.block_on(f))
 }

@@ -61,8 +61,11 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
         };
         // Even commands that build nothing: `up` would fail on it next.
         scaffold::require_declared(target)?;
+        let cache = harness::registry_cache(ws, target);
         let value = if local::serves(target, &request) {
-            local::run(target, &harness::registry_cache(ws, target), &request, args.verbose)?
+            local::run(target, &cache, &request, args.verbose)?
+        } else if let Some(value) = local::nothing_to_do(target, &cache, &request, args.verbose)? {
+            value
         } else {
             let bin = harness::build(ws, target, args.verbose)?;
             harness::run(&bin, &request, args.verbose, |p| {

@@ -135,8 +135,28 @@ fn a_virtual_workspace_member_is_chosen_with_p_and_the_lock_commands_work() {
     let ws = fixture("virtual");
     let db = database();
     let run = against_server(ws.path(), &db);
-    let out = stdout(run(&["-p", "api", "up"]).assert().success());
+    let assert = run(&["-v", "-p", "api", "up"]).assert().success();
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
     assert!(out.contains("api: Applied 1 migration"), "{out}");
+    let stderr = stderr_of(assert);
+    assert!(
+        stderr.contains(" build --manifest-path "),
+        "--verbose hid the harness build: {stderr}"
+    );
+    // With nothing to do, `up` (and any dry-run) needs no build either.
+    for args in [
+        &["-v", "-p", "api", "up"][..],
+        &["-v", "-p", "api", "up", "--dry-run"],
+        &["-v", "-p", "api", "down", "--dry-run"],
+    ] {
+        let assert = run(args).assert().success();
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(!stderr.contains(" build --manifest-path "), "{args:?}: {stderr}");
+        let out = stdout(assert);
+        assert!(!out.is_empty(), "{args:?}");
+    }
+    let out = stdout(run(&["-p", "api", "up"]).assert().success());
+    assert_eq!(out.trim(), "api: nothing to do");
     let assert = run(&["-v", "-p", "api", "lock-status"]).assert().success();
     let output = assert.get_output();
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "api: lock free");
@@ -147,11 +167,6 @@ fn a_virtual_workspace_member_is_chosen_with_p_and_the_lock_commands_work() {
     );
     // A read command runs no migration code: it builds nothing.
     assert!(!stderr.contains(" build --manifest-path "), "{stderr}");
-    let stderr = stderr_of(run(&["-v", "-p", "api", "up", "--dry-run"]).assert().success());
-    assert!(
-        stderr.contains(" build --manifest-path "),
-        "--verbose hid the harness build: {stderr}"
-    );
     run(&["-p", "api", "force-unlock"]).assert().code(2);
     let out = stdout(run(&["-p", "api", "force-unlock", "--yes"]).assert().success());
     assert!(out.contains("api: the lock was free"), "{out}");
@@ -484,21 +499,23 @@ fn connection_and_migration_failures_say_one_plain_line_with_their_own_hint() {
     let unreachable = ["--uri", "mongodb://127.0.0.1:9/x", "--connect-timeout", "1"];
     let plain = "error: cannot reach 127.0.0.1:9: connection refused\nhint: check that the server is up and --uri / MONGODB_URI points at it; --connect-timeout SECS waits longer\n";
 
-    // `status` runs no migration code: it builds nothing, and says it plainly.
-    let stderr = stderr_of(run(&[&["status"][..], &unreachable].concat()).assert().code(5));
-    assert_eq!(stderr, plain);
-    // `up` builds the harness first; the first build is announced (stderr is
-    // not a terminal here), and the harness says it as plainly.
-    let stderr = stderr_of(run(&[&["up"][..], &unreachable].concat()).assert().code(5));
-    assert!(stderr.contains("building the migrations of `single-app`"), "{stderr}");
-    assert!(stderr.contains("built the migrations of `single-app` in"), "{stderr}");
-    assert!(stderr.ends_with(plain), "{stderr}");
-    assert!(!stderr.contains("Topology") && !stderr.contains("detail:"), "{stderr}");
-    // The driver's whole error is kept for --verbose.
+    // `status` runs no migration code: it builds nothing, and says it plainly;
+    // so does `up`, which finds the server unreachable before it builds.
     for command in ["status", "up"] {
+        let stderr = stderr_of(run(&[&[command][..], &unreachable].concat()).assert().code(5));
+        assert_eq!(stderr, plain, "{command}");
+        // The driver's whole error is kept for --verbose.
         let stderr = stderr_of(run(&[&["-v", command][..], &unreachable].concat()).assert().code(5));
         assert!(stderr.contains("detail: Unreachable"), "{command}: {stderr}");
+        assert!(!stderr.contains(" build "), "{command}: {stderr}");
     }
+    // With work to do, `up` builds the harness; the first build is announced
+    // (stderr is not a terminal here).
+    let assert = run(&["up"]).assert().success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("building the migrations of `single-app`"), "{stderr}");
+    assert!(stderr.contains("built the migrations of `single-app` in"), "{stderr}");
+    assert!(stdout(assert).contains("Applied 2 migrations"));
 
     // A failing migration: its progress line ends, the hint names the history.
     std::fs::write(

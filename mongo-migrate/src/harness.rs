@@ -42,9 +42,10 @@ pub enum Command {
 
 impl Command {
     /// Whether it runs no migration code, so a registry of metadata (no
-    /// build of the user's crate) serves it: everything but `up` and `down`.
+    /// build of the user's crate) serves it: everything but an `up` or
+    /// `down` that applies.
     pub fn reads_metadata_only(&self) -> bool {
-        !matches!(self, Command::Up(_) | Command::Down(_))
+        !self.applies()
     }
 
     /// An `up` or `down` that changes something (not a dry-run): the
