@@ -22,7 +22,7 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
                 .into(),
         );
     };
-    let Some(runtime) = &target.runtime else {
+    let Some(runtime) = &ws.runtime(target)? else {
         return Err(Failure::new(
             Code::Usage,
             format!("package `{}` does not depend on mongo-migrate", target.name),
@@ -356,7 +356,6 @@ mod tests {
             lib_name: Some("app".into()),
             lib_root: None,
             config: Config::default(),
-            runtime: None,
             features: Features {
                 enabled: vec!["extra".into()],
                 default: false,

@@ -53,8 +53,6 @@ pub struct Target {
     /// The library's root file (`src/lib.rs`).
     pub lib_root: Option<PathBuf>,
     pub config: Config,
-    /// How the harness depends on the runtime the package resolved.
-    pub runtime: Option<Runtime>,
     /// The cargo features the harness enables on the package.
     pub features: Features,
 }
@@ -84,6 +82,51 @@ pub struct Workspace {
     pub root: PathBuf,
     pub target_dir: PathBuf,
     pub targets: Vec<Target>,
+    /// How to run `cargo metadata` again, with dependencies resolved.
+    manifest_path: Option<PathBuf>,
+    verbose: bool,
+    /// The resolved dependency graph, read only when a harness is built:
+    /// resolving takes ten times as long as reading the workspace.
+    resolved: std::cell::OnceCell<Metadata>,
+}
+
+impl Workspace {
+    /// How the harness of `target` depends on the runtime its package
+    /// resolved; `None` if it does not depend on it.
+    pub fn runtime(&self, target: &Target) -> Result<Option<Runtime>> {
+        let metadata = match self.resolved.get() {
+            Some(m) => m,
+            None => {
+                let m = metadata(self.manifest_path.as_deref(), self.verbose, true)?;
+                self.resolved.get_or_init(|| m)
+            }
+        };
+        let package = metadata
+            .workspace_packages()
+            .into_iter()
+            .find(|p| p.name.as_str() == target.name);
+        Ok(package.and_then(|p| runtime(metadata, &p.id)))
+    }
+}
+
+/// Runs `cargo metadata`; with `resolve`, with the dependency graph.
+fn metadata(manifest_path: Option<&Path>, verbose: bool, resolve: bool) -> Result<Metadata> {
+    let mut cmd = MetadataCommand::new();
+    cmd.cargo_path(cargo());
+    if let Some(path) = manifest_path {
+        cmd.manifest_path(path);
+    }
+    if !resolve {
+        cmd.no_deps();
+    }
+    if verbose {
+        show_command(&cmd.cargo_command());
+    }
+    cmd.exec().map_err(|e| {
+        Failure::new(Code::Usage, format!("cannot read the cargo workspace: {e}"))
+            .hint("run inside a crate, or pass --manifest-path path/to/Cargo.toml")
+            .into()
+    })
 }
 
 pub fn cargo() -> String {
@@ -101,18 +144,7 @@ pub fn show_command(cmd: &std::process::Command) {
 
 /// Reads cargo metadata and selects packages per `-p`, `--workspace` or the manifest.
 pub fn load(args: &Args) -> Result<Workspace> {
-    let mut cmd = MetadataCommand::new();
-    cmd.cargo_path(cargo());
-    if let Some(path) = &args.manifest_path {
-        cmd.manifest_path(path);
-    }
-    if args.verbose {
-        show_command(&cmd.cargo_command());
-    }
-    let metadata = cmd.exec().map_err(|e| {
-        Failure::new(Code::Usage, format!("cannot read the cargo workspace: {e}"))
-            .hint("run inside a crate, or pass --manifest-path path/to/Cargo.toml")
-    })?;
+    let metadata = metadata(args.manifest_path.as_deref(), args.verbose, false)?;
     let members: Vec<&Package> = metadata.workspace_packages();
     let chosen: Vec<&Package> = if let Some(spec) = &args.package {
         let found = members.iter().find(|p| p.name.as_str() == spec.as_str()).copied();
@@ -155,12 +187,15 @@ pub fn load(args: &Args) -> Result<Workspace> {
     };
     let targets = chosen
         .into_iter()
-        .map(|p| target(&metadata, p, args))
+        .map(|p| target(p, args))
         .collect::<Result<Vec<_>>>()?;
     Ok(Workspace {
         root: metadata.workspace_root.clone().into_std_path_buf(),
         target_dir: metadata.target_directory.clone().into_std_path_buf(),
         targets,
+        manifest_path: args.manifest_path.clone(),
+        verbose: args.verbose,
+        resolved: std::cell::OnceCell::new(),
     })
 }
 
@@ -184,7 +219,7 @@ fn has_migrations(package: &Package) -> Result<bool> {
     Ok(root.as_std_path().join(config(package)?.migrations_dir).is_dir())
 }
 
-fn target(metadata: &Metadata, package: &Package, args: &Args) -> Result<Target> {
+fn target(package: &Package, args: &Args) -> Result<Target> {
     let lib = package.targets.iter().find(|t| t.is_lib() || t.is_rlib());
     let lib_name = lib.map(|t| t.name.replace('-', "_"));
     let lib_root = lib.map(|t| t.src_path.clone().into_std_path_buf());
@@ -199,7 +234,6 @@ fn target(metadata: &Metadata, package: &Package, args: &Args) -> Result<Target>
         lib_name,
         lib_root,
         config: config(package)?,
-        runtime: runtime(metadata, &package.id),
         features: features(package, args)?,
     })
 }
