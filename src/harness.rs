@@ -366,11 +366,7 @@ mod tests {
     #[test]
     fn same_named_packages_of_two_workspaces_never_share_a_harness() {
         let shared = PathBuf::from("/shared/target");
-        let ws = |root: &str| Workspace {
-            root: root.into(),
-            target_dir: shared.clone(),
-            targets: vec![],
-        };
+        let ws = |root: &str| Workspace::new(root.into(), shared.clone(), vec![]);
         let (a, b) = (ws("/src/shop"), ws("/src/blog"));
         let (dir_a, bin_a) = location(&a, &app(&a.root));
         let (dir_b, bin_b) = location(&b, &app(&b.root));
@@ -394,11 +390,7 @@ mod tests {
              [patch.crates-io]\nbson = { path = \"vendor/bson\" }\n",
         )
         .unwrap();
-        let ws = Workspace {
-            root: root.path().to_path_buf(),
-            target_dir: root.path().join("target"),
-            targets: vec![],
-        };
+        let ws = Workspace::new(root.path().to_path_buf(), root.path().join("target"), vec![]);
         let target = app(root.path());
         let text = manifest("h", &ws, &target, &Runtime::Registry("=0.1.0".into())).unwrap();
         let doc: toml::Table = text.parse().unwrap();

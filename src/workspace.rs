@@ -91,6 +91,19 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// A workspace whose packages are already chosen (its runtime is
+    /// resolved from the manifest in the current directory, if asked).
+    pub fn new(root: PathBuf, target_dir: PathBuf, targets: Vec<Target>) -> Self {
+        Workspace {
+            root,
+            target_dir,
+            targets,
+            manifest_path: None,
+            verbose: false,
+            resolved: std::cell::OnceCell::new(),
+        }
+    }
+
     /// How the harness of `target` depends on the runtime its package
     /// resolved; `None` if it does not depend on it.
     pub fn runtime(&self, target: &Target) -> Result<Option<Runtime>> {
@@ -190,12 +203,13 @@ pub fn load(args: &Args) -> Result<Workspace> {
         .map(|p| target(p, args))
         .collect::<Result<Vec<_>>>()?;
     Ok(Workspace {
-        root: metadata.workspace_root.clone().into_std_path_buf(),
-        target_dir: metadata.target_directory.clone().into_std_path_buf(),
-        targets,
         manifest_path: args.manifest_path.clone(),
         verbose: args.verbose,
-        resolved: std::cell::OnceCell::new(),
+        ..Workspace::new(
+            metadata.workspace_root.clone().into_std_path_buf(),
+            metadata.target_directory.clone().into_std_path_buf(),
+            targets,
+        )
     })
 }
 
