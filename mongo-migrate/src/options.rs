@@ -32,7 +32,7 @@ impl Default for Config {
     }
 }
 
-/// Options of [`Migrator::up`]. Unknown fields are refused: a typo such as
+/// Options of [`Migrator::up`](crate::Migrator::up). Unknown fields are refused: a typo such as
 /// `dryrun` must not turn a dry-run into a real run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -43,7 +43,7 @@ pub struct UpOptions {
     pub to: Option<Version>,
 }
 
-/// Options of [`Migrator::down`]. Unknown fields are refused.
+/// Options of [`Migrator::down`](crate::Migrator::down). Unknown fields are refused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct DownOptions {

@@ -25,7 +25,7 @@ pub(crate) fn durable(db: &Database, name: &str) -> mongodb::Collection<Document
 /// default is 30 s; a CLI user should hear sooner).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Parses the URI, connects, and pings, waiting up to [`CONNECT_TIMEOUT`]
+/// Parses the URI, connects, and pings, waiting up to 10 s
 /// for a server. Returns the client and database name.
 pub async fn connect(uri: &str, database: Option<&str>) -> Result<(Client, String), Error> {
     connect_within(uri, database, CONNECT_TIMEOUT).await
@@ -120,8 +120,11 @@ async fn why_unreachable(hosts: &[mongodb::options::ServerAddress], waited: Dura
     let cause = match causes.as_slice() {
         [only] if causes.len() == hosts.len() => only.clone(),
         _ => format!(
-            "no usable server within {} s (a server answers, but not as the URI expects: check `replicaSet`, TLS and credentials)",
-            waited.as_secs()
+            "no usable server within {} (a server answers, but not as the URI expects: check `replicaSet`, TLS and credentials)",
+            match waited.as_millis() {
+                ms @ 0..1000 => format!("{ms} ms"),
+                _ => format!("{} s", waited.as_secs()),
+            }
         ),
     };
     (names.join(", "), cause)

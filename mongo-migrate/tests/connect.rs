@@ -18,7 +18,25 @@ async fn an_unreachable_server_is_reported_as_such() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
-    assert!(err.to_string().contains("cannot reach the MongoDB server"), "{err}");
+    // One plain line: no topology dump.
+    assert_eq!(err.to_string(), "cannot reach 127.0.0.1:9: connection refused");
+}
+
+#[tokio::test]
+async fn a_server_that_answers_but_not_as_the_uri_expects_is_told_apart() {
+    let uri = common::uri();
+    let (host, _) = uri
+        .trim_start_matches("mongodb://")
+        .split_once('/')
+        .unwrap();
+    let wrong = format!("mongodb://{host}/db?replicaSet=not-this-one&serverSelectionTimeoutMS=500");
+    let err = connect(&wrong, None).await.unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("cannot reach {host}: no usable server within 500 ms")) && text.contains("replicaSet"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
