@@ -25,16 +25,14 @@ async fn an_unreachable_server_is_reported_as_such() {
 #[tokio::test]
 async fn a_server_that_answers_but_not_as_the_uri_expects_is_told_apart() {
     let uri = common::uri();
-    let (host, _) = uri
-        .trim_start_matches("mongodb://")
-        .split_once('/')
-        .unwrap();
+    let (host, _) = uri.trim_start_matches("mongodb://").split_once('/').unwrap();
     let wrong = format!("mongodb://{host}/db?replicaSet=not-this-one&serverSelectionTimeoutMS=500");
     let err = connect(&wrong, None).await.unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
     let text = err.to_string();
     assert!(
-        text.starts_with(&format!("cannot reach {host}: no usable server within 500 ms")) && text.contains("replicaSet"),
+        text.starts_with(&format!("cannot reach {host}: no usable server within 500 ms"))
+            && text.contains("replicaSet"),
         "{text}"
     );
 }
