@@ -160,7 +160,7 @@ pub fn registry_cache(ws: &Workspace, target: &Target) -> PathBuf {
 fn location(ws: &Workspace, target: &Target) -> (PathBuf, String) {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(ws.root.as_os_str().as_encoded_bytes());
-    let key: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let key = format!("{digest:x}")[..12].to_string();
     let dir = ws
         .target_dir
         .join("mongo-migrate")
@@ -269,6 +269,8 @@ pub fn failure(e: mongo_migrate::harness::ErrorReply, verbose: bool) -> Failure 
         ErrorKind::Blocked => (Code::Blocked, "see `cargo mongo-migrate status`"),
         ErrorKind::Usage => (Code::Usage, "see `cargo mongo-migrate status`"),
         ErrorKind::Failed => (Code::Failed, "see `cargo mongo-migrate status`"),
+        // A kind newer than this CLI: the message says what happened.
+        _ => (Code::Failed, "see `cargo mongo-migrate status`"),
     };
     let mut failure = Failure::new(code, e.message).hint(e.hint.as_deref().unwrap_or(default_hint));
     if verbose {
@@ -347,7 +349,7 @@ fn outlive_ctrl_c() -> &'static AtomicBool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workspace::{Config, Features};
+    use crate::workspace::{Features, PackageConfig};
 
     fn app(root: &std::path::Path) -> Target {
         Target {
@@ -355,7 +357,7 @@ mod tests {
             root: root.join("app"),
             lib_name: Some("app".into()),
             lib_root: None,
-            config: Config::default(),
+            config: PackageConfig::default(),
             features: Features {
                 enabled: vec!["extra".into()],
                 default: false,

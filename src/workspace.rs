@@ -13,7 +13,7 @@ use crate::exit::{Code, Failure};
 /// `[package.metadata.mongo-migrate]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
-pub struct Config {
+pub struct PackageConfig {
     /// Relative to the package root.
     pub migrations_dir: PathBuf,
     /// The function the harness calls, relative to the library root.
@@ -28,9 +28,9 @@ pub struct Config {
     pub database_env: String,
 }
 
-impl Default for Config {
+impl Default for PackageConfig {
     fn default() -> Self {
-        Config {
+        PackageConfig {
             migrations_dir: "src/migrations".into(),
             registry_fn: "migrations::registry".into(),
             build_script: false,
@@ -52,7 +52,7 @@ pub struct Target {
     pub lib_name: Option<String>,
     /// The library's root file (`src/lib.rs`).
     pub lib_root: Option<PathBuf>,
-    pub config: Config,
+    pub config: PackageConfig,
     /// The cargo features the harness enables on the package.
     pub features: Features,
 }
@@ -217,9 +217,9 @@ fn names(packages: &[&Package]) -> String {
     packages.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-fn config(package: &Package) -> Result<Config> {
+fn config(package: &Package) -> Result<PackageConfig> {
     match package.metadata.get("mongo-migrate") {
-        None => Ok(Config::default()),
+        None => Ok(PackageConfig::default()),
         Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
             Failure::new(Code::Usage, format!("invalid [package.metadata.mongo-migrate] in {}: {e}", package.manifest_path))
                 .hint("keys: migrations-dir, registry-fn, build-script, database, tracking-collection, lock-collection, lock-ttl-secs, uri-env, database-env")

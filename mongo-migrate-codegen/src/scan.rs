@@ -184,10 +184,7 @@ fn checksum_tokens(tokens: TokenStream) -> String {
     let mut hasher = Sha256::new();
     hash_tokens(tokens, &mut hasher);
     let digest = hasher.finalize();
-    format!(
-        "sha256:{}",
-        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
+    format!("sha256:{digest:x}")
 }
 
 fn hash_tokens(tokens: TokenStream, hasher: &mut Sha256) {

@@ -65,6 +65,7 @@ impl AutoRunConfig {
 pub enum AutoRun {
     /// `MIGRATE_ON_START` is not `true`.
     Disabled,
+    /// Pending migrations were applied (the report may list none).
     Applied(RunReport),
     /// The run failed and strict mode is off: the application may start; log this.
     Failed(Error),
@@ -77,6 +78,19 @@ pub enum AutoRun {
 /// In strict mode (`fail_hard`) a failure is returned as `Err` so the
 /// application can refuse to start; otherwise it comes back as
 /// [`AutoRun::Failed`].
+///
+/// ```no_run
+/// use mongo_migrate::{auto_run, AutoRun, AutoRunConfig, Migrator};
+///
+/// # async fn start(migrator: Migrator) -> Result<(), Box<dyn std::error::Error>> {
+/// // MIGRATE_ON_START=true, MIGRATE_ON_START_FAIL_HARD, MIGRATE_ON_START_WAIT_SECS
+/// match auto_run(&migrator, AutoRunConfig::from_env()?).await? {
+///     AutoRun::Failed(e) => eprintln!("migrations failed at startup: {e}"),
+///     _ => {}
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub async fn auto_run(migrator: &Migrator, config: AutoRunConfig) -> Result<AutoRun, Error> {
     if !config.enabled {
         return Ok(AutoRun::Disabled);

@@ -10,55 +10,85 @@ pub type MigrationError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum Error {
     #[error("invalid migration version `{input}`: expected 14 digits YYYYMMDDHHMMSS forming a real UTC date and time")]
-    InvalidVersion { input: String },
+    /// A version that is not 14 digits of a real UTC time.
+    InvalidVersion {
+        /// The text given.
+        input: String,
+    },
 
     #[error(
         "duplicate migration version {version}: `{first}` and `{second}` share it; give one of them a new timestamp"
     )]
+    /// Two migrations of a registry share a version.
     DuplicateVersion {
+        /// The shared version.
         version: Version,
+        /// The first migration's name.
         first: String,
+        /// The second migration's name.
         second: String,
     },
 
     #[error("migrations are out of order: {later} is listed after {earlier}; regenerate the registry so it lists versions in ascending order")]
-    Unordered { earlier: Version, later: Version },
+    /// A registry lists versions out of order.
+    Unordered {
+        /// The version listed first.
+        earlier: Version,
+        /// The smaller version listed after it.
+        later: Version,
+    },
 
     #[error("invalid MongoDB URI: {message}; expected e.g. mongodb://127.0.0.1:27017/mydb")]
+    /// The URI does not parse.
     InvalidUri {
+        /// The driver's message, without its debug dump.
         message: String,
+        /// The driver's error.
         #[source]
         source: Box<mongodb::error::Error>,
     },
 
     #[error("no database name: put it in the URI path (mongodb://host/mydb) or set it explicitly")]
+    /// Neither the URI nor the caller names a database.
     MissingDatabase,
 
     #[error("cannot reach {hosts}: {cause}")]
+    /// No server could be selected in time.
     Unreachable {
+        /// The URI's hosts.
         hosts: String,
+        /// Why, in words (a refused connection, no answer, a mismatched server).
         cause: String,
+        /// The driver's error.
         #[source]
         source: Box<mongodb::error::Error>,
     },
 
     #[error("the server refused the credentials: {message}")]
+    /// The server refused the credentials.
     AuthFailed {
+        /// The server's message.
         message: String,
+        /// The driver's error.
         #[source]
         source: Box<mongodb::error::Error>,
     },
 
     #[error("MongoDB error: {0}")]
+    /// Any other error of the driver or the server.
     Mongo(#[from] mongodb::error::Error),
 
     #[error("migrations are locked by {holder} until {expires_at}; wait for that run to finish, or if it died, run `force-unlock` once you are sure it is gone")]
+    /// Another runner holds the lock, or its run is in progress.
     Locked {
+        /// Who, and where its run is.
         holder: String,
+        /// When its lock expires unless refreshed.
         expires_at: chrono::DateTime<chrono::Utc>,
     },
 
     #[error("this runner lost the migration lock{}; it wrote nothing and started nothing after that. {}Check `status`, then run again", taken_by.as_deref().map(|h| format!(" to {h}")).unwrap_or_default(), lost_run(.completed, .interrupted, .not_run))]
+    /// This runner lost the lock during its run and stopped.
     LockLost {
         /// Who holds the lock now, if anyone.
         taken_by: Option<String>,
@@ -72,74 +102,205 @@ pub enum Error {
     },
 
     #[error("force-unlock needs explicit confirmation")]
+    /// `force_unlock(false)`.
     UnlockNotConfirmed,
 
-    #[error("the database records migration(s) {versions} that this build does not know; deploy the code that contains them, or if their files were deleted on purpose, `forget` them (a copy of each record is kept); if another package or service keeps its migrations in the same collection, give each its own tracking collection")]
-    UnknownVersions { versions: String },
+    #[error("the database records migration(s) {} that this build does not know; deploy the code that contains them, or if their files were deleted on purpose, `forget` them (a copy of each record is kept); if another package or service keeps its migrations in the same collection, give each its own tracking collection", named(.versions))]
+    /// The database records versions the registry does not have.
+    UnknownVersions {
+        /// Each unknown version with its recorded name.
+        versions: Vec<(Version, String)>,
+    },
 
     #[error("migration {version} ({name}) was edited after it was applied (checksum {recorded} recorded, {current} now); restore the original file and write a new migration for the change")]
+    /// An applied migration's code changed.
     ChecksumMismatch {
+        /// Its version.
         version: Version,
+        /// Its name.
         name: String,
+        /// The checksum recorded when it was applied.
         recorded: String,
+        /// The checksum of its code now.
         current: String,
     },
 
     #[error("migration {version} ({name}) is {status}{detail}; fix the cause, then `resolve {version} --pending` to run it again or `resolve {version} --applied` if it completed")]
+    /// A migration left `running` or `failed` needs `resolve` first.
     Blocked {
+        /// Its version.
         version: Version,
+        /// Its name.
         name: String,
+        /// `running` or `failed`.
         status: MigrationStatus,
+        /// Its error, or who left it running (in parentheses).
         detail: String,
     },
 
     #[error("migration {version} ({name}) is irreversible (it has no `down`); nothing was rolled back")]
-    Irreversible { version: Version, name: String },
+    /// A rollback would need a migration that has no `down`.
+    Irreversible {
+        /// Its version.
+        version: Version,
+        /// Its name.
+        name: String,
+    },
 
     #[error("unknown target version {version}: it is not in this build's registry")]
-    UnknownTarget { version: Version },
-
-    #[error("migration {version} ({name}) failed: {message}")]
-    MigrationFailed {
+    /// A target version the registry does not have.
+    UnknownTarget {
+        /// The version asked for.
         version: Version,
+    },
+
+    #[error("migration {version} ({name}) failed: {message}{}", before(.completed))]
+    /// A migration's body failed; it is recorded `failed`.
+    MigrationFailed {
+        /// Its version.
+        version: Version,
+        /// Its name.
         name: String,
+        /// What it returned.
         message: String,
+        /// The error it returned, when it was one.
         #[source]
         source: Option<MigrationError>,
+        /// What the same run applied (or rolled back) and recorded before it.
+        completed: Vec<Version>,
     },
 
     #[error("migration {version} ({name}) needs a transaction, but this server does not support them (it is not a replica set or sharded cluster); run it against a replica set or make it non-transactional")]
-    TransactionsUnsupported { version: Version, name: String },
+    /// A transactional migration, and a server without transactions.
+    TransactionsUnsupported {
+        /// Its version.
+        version: Version,
+        /// Its name.
+        name: String,
+    },
 
     #[error("migration {version} ({name}) was changed by another runner while this one held the lock; nothing was run. Check `status`, then run again")]
-    Conflict { version: Version, name: String },
+    /// A record changed between this runner's read and its write.
+    Conflict {
+        /// Its version.
+        version: Version,
+        /// Its name.
+        name: String,
+    },
 
     #[error("tracking document {document} has a missing or malformed `{field}`; fix or remove it by hand")]
-    CorruptRecord { document: String, field: String },
+    /// A tracking document this version cannot read.
+    CorruptRecord {
+        /// The document, as extended JSON.
+        document: String,
+        /// The missing or malformed field.
+        field: String,
+    },
 
     #[error("cannot forget {version}: {reason}")]
-    NotForgettable { version: Version, reason: String },
+    /// `forget` of a version it must not remove.
+    NotForgettable {
+        /// The version.
+        version: Version,
+        /// Why not.
+        reason: String,
+    },
 
     #[error("forget needs explicit confirmation")]
+    /// `forget(.., false)`.
     ForgetNotConfirmed,
 
     #[error("no tracking record for version {version}; nothing to resolve")]
-    NothingToResolve { version: Version },
+    /// `resolve` of a version without a record.
+    NothingToResolve {
+        /// The version.
+        version: Version,
+    },
 
     #[error("migration {version} is {status}, not running or failed; nothing to resolve")]
-    NotResolvable { version: Version, status: MigrationStatus },
+    /// `resolve` of a record that is neither `running` nor `failed`.
+    NotResolvable {
+        /// The version.
+        version: Version,
+        /// Its state.
+        status: MigrationStatus,
+    },
 
     #[error("writing to `{collection}` failed: {message}")]
-    WriteFailed { collection: String, message: String },
+    /// A write to the tracking or lock collection failed.
+    WriteFailed {
+        /// The collection.
+        collection: String,
+        /// What the server said.
+        message: String,
+    },
 
     #[error("the migration harness failed: {0}")]
+    /// The harness protocol between the CLI and the harness broke.
     Harness(String),
 
     #[error("invalid value `{value}` for {variable}: expected `true` or `false`")]
-    InvalidEnv { variable: String, value: String },
+    /// An environment variable with a value it cannot take.
+    InvalidEnv {
+        /// The variable.
+        variable: String,
+        /// Its value.
+        value: String,
+    },
+}
+
+/// What kind of failure an [`Error`] is: it chooses the CLI's exit code and
+/// the HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Bad URI, unreachable server, refused credentials.
+    Connection,
+    /// Missing or contradictory configuration (no database name).
+    Configuration,
+    /// Another runner holds the lock.
+    Locked,
+    /// The database needs attention: failed, running, unknown or edited migrations.
+    Blocked,
+    /// A bad request: unknown target, unconfirmed unlock, irreversible rollback.
+    Usage,
+    /// A migration, the server, or this runner's hold on the lock failed.
+    Failed,
 }
 
 impl Error {
+    /// The kind of this error. Every variant is classified here, so a new
+    /// one cannot fall through to a default.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidUri { .. } | Error::Unreachable { .. } | Error::AuthFailed { .. } => ErrorKind::Connection,
+            Error::MissingDatabase | Error::InvalidEnv { .. } => ErrorKind::Configuration,
+            Error::Locked { .. } => ErrorKind::Locked,
+            Error::Blocked { .. } | Error::UnknownVersions { .. } | Error::ChecksumMismatch { .. } => {
+                ErrorKind::Blocked
+            }
+            Error::UnknownTarget { .. }
+            | Error::UnlockNotConfirmed
+            | Error::Irreversible { .. }
+            | Error::NothingToResolve { .. }
+            | Error::NotForgettable { .. }
+            | Error::ForgetNotConfirmed
+            | Error::NotResolvable { .. }
+            | Error::InvalidVersion { .. }
+            | Error::DuplicateVersion { .. }
+            | Error::Unordered { .. } => ErrorKind::Usage,
+            Error::Mongo(_)
+            | Error::LockLost { .. }
+            | Error::MigrationFailed { .. }
+            | Error::TransactionsUnsupported { .. }
+            | Error::Conflict { .. }
+            | Error::CorruptRecord { .. }
+            | Error::WriteFailed { .. }
+            | Error::Harness(_) => ErrorKind::Failed,
+        }
+    }
+
     /// A lost lock, before the run adds what it did.
     pub(crate) fn lock_lost() -> Self {
         Error::LockLost {
@@ -149,6 +310,20 @@ impl Error {
             not_run: Vec::new(),
         }
     }
+}
+
+fn before(completed: &[Version]) -> String {
+    if completed.is_empty() {
+        return String::new();
+    }
+    format!(" (recorded before it in this run: {})", versions(completed))
+}
+
+fn named(list: &[(Version, String)]) -> String {
+    list.iter()
+        .map(|(v, name)| format!("{v} ({name})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn versions(list: &[Version]) -> String {

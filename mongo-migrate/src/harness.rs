@@ -89,51 +89,12 @@ pub struct ErrorReply {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ErrorKind {
-    /// Bad URI, unreachable server, refused credentials.
-    Connection,
-    /// Missing or contradictory configuration (no database name).
-    Configuration,
-    /// Another runner holds the lock.
-    Locked,
-    /// The database needs attention: failed, running, unknown or edited migrations.
-    Blocked,
-    /// A bad request: unknown target, unconfirmed unlock, irreversible rollback.
-    Usage,
-    /// A migration or the server failed.
-    Failed,
-}
-
-impl ErrorKind {
-    pub fn of(error: &Error) -> Self {
-        match error {
-            Error::InvalidUri { .. } | Error::Unreachable { .. } | Error::AuthFailed { .. } => ErrorKind::Connection,
-            Error::MissingDatabase => ErrorKind::Configuration,
-            Error::Locked { .. } => ErrorKind::Locked,
-            Error::Blocked { .. } | Error::UnknownVersions { .. } | Error::ChecksumMismatch { .. } => {
-                ErrorKind::Blocked
-            }
-            Error::UnknownTarget { .. }
-            | Error::UnlockNotConfirmed
-            | Error::Irreversible { .. }
-            | Error::NothingToResolve { .. }
-            | Error::NotForgettable { .. }
-            | Error::ForgetNotConfirmed
-            | Error::NotResolvable { .. }
-            | Error::InvalidVersion { .. }
-            | Error::DuplicateVersion { .. }
-            | Error::Unordered { .. } => ErrorKind::Usage,
-            _ => ErrorKind::Failed,
-        }
-    }
-}
+pub use crate::error::ErrorKind;
 
 impl From<&Error> for ErrorReply {
     fn from(e: &Error) -> Self {
         ErrorReply {
-            kind: ErrorKind::of(e),
+            kind: e.kind(),
             message: e.to_string(),
             hint: hint(e).map(str::to_string),
             detail: Some(chain(e)),
@@ -369,6 +330,7 @@ mod tests {
                     name: "m".into(),
                     message: "boom".into(),
                     source: None,
+                    completed: Vec::new(),
                 },
                 ErrorKind::Failed,
                 "history --status failed",
@@ -391,7 +353,7 @@ mod tests {
             ),
         ];
         for (error, kind, needle) in cases {
-            assert_eq!(ErrorKind::of(&error), kind, "{error}");
+            assert_eq!(error.kind(), kind, "{error}");
             let hint = hint(&error).unwrap_or_default();
             assert!(hint.contains(needle), "{error}: {hint}");
             assert!(

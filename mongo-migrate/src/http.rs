@@ -25,8 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::ErrorKind;
-use crate::{DownOptions, DownTarget, Error, HistoryQuery, MigrationStatus, Migrator, UpOptions, Version};
+use crate::{DownOptions, DownTarget, Error, ErrorKind, HistoryQuery, MigrationStatus, Migrator, UpOptions, Version};
 
 type Check = dyn Fn(&HeaderMap) -> bool + Send + Sync;
 
@@ -102,7 +101,7 @@ impl std::fmt::Debug for Authorization {
 
 /// Compares without leaking, through timing, how much of a token matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 #[derive(Clone)]
@@ -112,6 +111,16 @@ struct AppState {
 }
 
 /// The API's routes under `/migrations`, ready to merge into your router.
+///
+/// ```no_run
+/// use mongo_migrate::http::{router, Authorization};
+/// use mongo_migrate::Migrator;
+///
+/// fn routes(migrator: Migrator, mine: axum::Router) -> Result<axum::Router, std::env::VarError> {
+///     let token = std::env::var("MIGRATE_TOKEN")?;
+///     Ok(mine.merge(router(migrator, Authorization::bearer(token))))
+/// }
+/// ```
 pub fn router(migrator: Migrator, auth: Authorization) -> Router {
     Router::new()
         .route("/migrations/status", get(status))
@@ -150,7 +159,7 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let (status, kind) = match ErrorKind::of(&e) {
+        let (status, kind) = match e.kind() {
             ErrorKind::Usage => (StatusCode::BAD_REQUEST, "usage"),
             ErrorKind::Locked => (StatusCode::CONFLICT, "locked"),
             ErrorKind::Blocked => (StatusCode::CONFLICT, "blocked"),

@@ -5,8 +5,13 @@
 //! lock so concurrent runners never apply a migration twice, optional
 //! transactions, and dry-runs.
 
+#![warn(missing_docs)]
+
 mod auto_run;
 mod error;
+/// The entry point of the harness binary the CLI builds; internal to the
+/// CLI and this crate, which are released together.
+#[doc(hidden)]
 pub mod harness;
 #[cfg(feature = "http")]
 pub mod http;
@@ -24,7 +29,7 @@ mod tracking;
 mod version;
 
 pub use auto_run::{auto_run, AutoRun, AutoRunConfig};
-pub use error::{Error, MigrationError, Result};
+pub use error::{Error, ErrorKind, MigrationError, Result};
 pub use lock::{Holder, LockInfo};
 pub use migration::{BoxFuture, Migration, MigrationContext, MigrationFn, MigrationResult};
 pub use migrator::Migrator;
@@ -41,6 +46,11 @@ pub use version::Version;
 /// Re-exported so migrations and generated code need no direct dependency.
 pub use bson;
 pub use mongodb;
+
+/// The README's Rust examples, compiled as doctests.
+#[cfg(all(doctest, feature = "http"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 /// What a migration module usually needs.
 pub mod prelude {

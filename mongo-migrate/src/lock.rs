@@ -26,9 +26,13 @@ use crate::{Error, Version};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Holder {
+    /// New for every acquisition: the fencing identity of the holder.
     pub id: Uuid,
+    /// The host name of the holder's machine.
     pub host: String,
+    /// The holder's process id.
     pub pid: u32,
+    /// What the holder runs: `up`, `down`, `resolve`, `forget`.
     pub reason: String,
 }
 
@@ -71,10 +75,15 @@ impl std::fmt::Display for Holder {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LockInfo {
+    /// Who holds it (or held it last, if expired).
     pub holder: Holder,
+    /// Raised by every acquisition and by force-unlock.
     pub generation: i64,
+    /// When the holder took it (server time).
     pub acquired_at: Option<DateTime<Utc>>,
+    /// The holder's last heartbeat (server time).
     pub heartbeat_at: Option<DateTime<Utc>>,
+    /// When it expires unless refreshed (server time).
     pub expires_at: DateTime<Utc>,
     /// An expired lock counts as free (judged by the server's clock).
     pub expired: bool,

@@ -94,26 +94,32 @@ impl Migration {
         self
     }
 
+    /// Its version (`YYYYMMDDHHMMSS`).
     pub fn version(&self) -> Version {
         self.version
     }
 
+    /// Its snake_case name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Its description (the file's `//!` comment).
     pub fn description(&self) -> &str {
         &self.description
     }
 
+    /// The checksum of its code (empty for hand-written registries).
     pub fn checksum(&self) -> &str {
         &self.checksum
     }
 
+    /// Whether it has a `down`.
     pub fn is_reversible(&self) -> bool {
         self.down.is_some()
     }
 
+    /// Whether it runs in a transaction.
     pub fn is_transactional(&self) -> bool {
         self.transactional
     }
@@ -209,10 +215,12 @@ impl MigrationContext {
         }
     }
 
+    /// The version of the running migration.
     pub fn version(&self) -> Version {
         self.version
     }
 
+    /// The name of the running migration.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -95,6 +95,18 @@ impl Migrator {
 
     /// Parses `uri`, connects and pings the server. The database is `database`
     /// or else the URI's path.
+    ///
+    /// ```no_run
+    /// use mongo_migrate::{Config, Migrator, Registry, UpOptions};
+    ///
+    /// # async fn run(registry: Registry) -> Result<(), mongo_migrate::Error> {
+    /// // `registry` is usually `my_crate::migrations::registry()?`.
+    /// let migrator = Migrator::connect("mongodb://127.0.0.1:27017/app", None, registry, Config::default()).await?;
+    /// let report = migrator.up(UpOptions::default()).await?;
+    /// println!("applied {} migrations", report.steps.len());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(uri: &str, database: Option<&str>, registry: Registry, config: Config) -> Result<Self, Error> {
         let (client, name) = connect_within(uri, database, config.connect_timeout).await?;
         Ok(Migrator::new(client, &name, registry, config))
@@ -119,10 +131,12 @@ impl Migrator {
         self
     }
 
+    /// The migrations it runs.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
 
+    /// The database it migrates.
     pub fn database(&self) -> &Database {
         &self.db
     }
@@ -461,7 +475,7 @@ impl Migrator {
                     Err((e @ Error::MigrationFailed { .. }, attempts)) => {
                         let end = finish(m, Outcome::Failed(failure_text(&e), attempts), 0);
                         self.record_end(guard, end, &steps, plan, next).await?;
-                        return Err(e);
+                        return Err(after(e, &steps));
                     }
                     Err((e, _)) => return Err(self.lost(e, &steps, None, &plan[next..])),
                 }
@@ -473,7 +487,7 @@ impl Migrator {
                 if let Err(e) = result {
                     self.record_end(guard, finish(m, Outcome::Failed(&e.message, 1), ms), &steps, plan, next)
                         .await?;
-                    return Err(failed(m, e));
+                    return Err(after(failed(m, e), &steps));
                 }
                 ms
             };
@@ -756,6 +770,7 @@ impl Migrator {
                         name: m.name.to_string(),
                         message: e.to_string(),
                         source: Some(Box::new(e)),
+                        completed: Vec::new(),
                     },
                 })
             }
@@ -891,7 +906,16 @@ fn failed(m: &Migration, e: StepError) -> Error {
         name: m.name.to_string(),
         message: e.message,
         source: e.source,
+        completed: Vec::new(),
     }
+}
+
+/// A failure, with the steps its run recorded before it.
+fn after(mut e: Error, steps: &[Step]) -> Error {
+    if let Error::MigrationFailed { completed, .. } = &mut e {
+        *completed = steps.iter().map(|s| s.version).collect();
+    }
+    e
 }
 
 fn elapsed_ms(start: Instant) -> i64 {

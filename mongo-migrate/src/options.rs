@@ -9,7 +9,9 @@ use crate::{DownTarget, Version};
 /// Collection names and lock timing.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The tracking collection (default `migrations`).
     pub tracking_collection: String,
+    /// The lock collection (default `migration_locks`).
     pub lock_collection: String,
     /// The `_id` of the lock document; runners sharing it exclude each other.
     pub lock_name: String,
@@ -47,6 +49,8 @@ pub struct UpOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct DownOptions {
+    /// How far to roll back.
     pub target: DownTarget,
+    /// Report what would be rolled back; change nothing, not even the lock.
     pub dry_run: bool,
 }

@@ -62,15 +62,13 @@ pub(crate) fn validate(registry: &Registry, records: &Records, lock: Option<&Loc
             expires_at: lock.expires_at,
         });
     }
-    let unknown: Vec<String> = records
+    let unknown: Vec<(Version, String)> = records
         .values()
         .filter(|r| r.status != MigrationStatus::RolledBack && !r.is_pending() && registry.get(r.version).is_none())
-        .map(|r| format!("{} ({})", r.version, r.name))
+        .map(|r| (r.version, r.name.clone()))
         .collect();
     if !unknown.is_empty() {
-        return Err(Error::UnknownVersions {
-            versions: unknown.join(", "),
-        });
+        return Err(Error::UnknownVersions { versions: unknown });
     }
     for record in records.values() {
         let Some(migration) = registry.get(record.version) else {

@@ -33,10 +33,12 @@ impl Registry {
         Ok(Registry { migrations })
     }
 
+    /// Every migration, in version order.
     pub fn migrations(&self) -> &[Migration] {
         &self.migrations
     }
 
+    /// The migration of `version`, if the registry has it.
     pub fn get(&self, version: Version) -> Option<&Migration> {
         self.migrations
             .binary_search_by_key(&version, |m| m.version)
@@ -44,10 +46,12 @@ impl Registry {
             .map(|i| &self.migrations[i])
     }
 
+    /// How many migrations it lists.
     pub fn len(&self) -> usize {
         self.migrations.len()
     }
 
+    /// Whether it lists none.
     pub fn is_empty(&self) -> bool {
         self.migrations.is_empty()
     }

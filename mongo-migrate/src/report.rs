@@ -11,11 +11,17 @@ use crate::{Direction, MigrationStatus, Registry, Version};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Step {
+    /// The migration's version.
     pub version: Version,
+    /// Its name.
     pub name: String,
+    /// Its description.
     pub description: String,
+    /// The batch it was (or would be) applied in.
     pub batch: i64,
+    /// Whether it runs in a transaction.
     pub transactional: bool,
+    /// Whether it has a `down`.
     pub reversible: bool,
     /// `None` in a dry-run.
     pub duration_ms: Option<i64>,
@@ -25,7 +31,9 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
+    /// Applied (`up`) or rolled back (`down`).
     pub direction: Direction,
+    /// Nothing was changed; `steps` is what would have run.
     pub dry_run: bool,
     /// What ran (or, in a dry-run, would run), in order.
     pub steps: Vec<Step>,
@@ -50,20 +58,31 @@ pub enum Progress {
     /// [`Migrator::with_lock_wait`](crate::Migrator::with_lock_wait)). Sent once.
     #[serde(rename_all = "camelCase")]
     Waiting {
+        /// Who holds the lock.
         holder: String,
+        /// When the lock expires unless its holder refreshes it.
         expires_at: chrono::DateTime<chrono::Utc>,
     },
     #[serde(rename_all = "camelCase")]
+    /// A migration starts.
     Started {
+        /// Its version.
         version: Version,
+        /// Its name.
         name: String,
+        /// Applying or rolling back.
         direction: Direction,
     },
     #[serde(rename_all = "camelCase")]
+    /// A migration finished and was recorded.
     Finished {
+        /// Its version.
         version: Version,
+        /// Its name.
         name: String,
+        /// Applied or rolled back.
         direction: Direction,
+        /// How long its body took.
         duration_ms: i64,
     },
 }
@@ -82,10 +101,15 @@ pub enum Resolution {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
+    /// Not applied: never run, rolled back whole, or resolved as pending.
     Pending,
+    /// Applied and recorded.
     Applied,
+    /// Started and not finished: in progress, or left by a runner that is gone.
     Running,
+    /// Failed; see its error.
     Failed,
+    /// Applied once, then rolled back: pending again.
     RolledBack,
     /// Recorded in the database, absent from this build.
     Unknown,
@@ -93,15 +117,25 @@ pub enum State {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// One migration in a [`StatusReport`].
 pub struct StatusEntry {
+    /// Its version.
     pub version: Version,
+    /// Its name (from the registry, else from its record).
     pub name: String,
+    /// Its description.
     pub description: String,
+    /// Where it stands.
     pub state: State,
+    /// The batch it was applied in, if it was.
     pub batch: Option<i64>,
+    /// When it was applied, if it was.
     pub applied_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// How long its last run took.
     pub execution_time_ms: Option<i64>,
+    /// The error of its last run, if it failed.
     pub error: Option<String>,
+    /// Whether it has a `down`.
     pub reversible: bool,
     /// The migration's source changed after it was applied.
     pub checksum_changed: bool,
@@ -115,20 +149,29 @@ pub struct StatusEntry {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// How many migrations are in each state.
 pub struct Counts {
+    /// Applied.
     pub applied: usize,
     /// Never applied, or rolled back.
     pub pending: usize,
+    /// Running (in progress, or left by a runner that is gone).
     pub running: usize,
+    /// Failed.
     pub failed: usize,
+    /// Rolled back (also counted as pending).
     pub rolled_back: usize,
+    /// Recorded, but not in this build.
     pub unknown: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// Every known and recorded migration, the counts, and the lock.
 pub struct StatusReport {
+    /// Known and recorded migrations, in version order.
     pub migrations: Vec<StatusEntry>,
+    /// How many are in each state.
     pub counts: Counts,
     /// The lock document, held or expired; `None` when free.
     pub lock: Option<LockInfo>,

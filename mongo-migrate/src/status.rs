@@ -15,9 +15,13 @@ pub enum MigrationStatus {
     /// loses its lock first, the migration never started: it stands as it
     /// was before (pending for `up`, applied for `down`).
     Planned,
+    /// Started, not finished.
     Running,
+    /// Applied (`up`) or rolled back (`down`) and recorded.
     Completed,
+    /// Failed; the record keeps the error.
     Failed,
+    /// Rolled back, or resolved as not applied.
     RolledBack,
 }
 
@@ -30,6 +34,7 @@ impl MigrationStatus {
         MigrationStatus::RolledBack,
     ];
 
+    /// The name stored in tracking records.
     pub fn as_str(self) -> &'static str {
         match self {
             MigrationStatus::Planned => "planned",
@@ -40,6 +45,7 @@ impl MigrationStatus {
         }
     }
 
+    /// From the name stored in tracking records.
     pub fn parse(s: &str) -> Option<Self> {
         s.parse().ok()
     }
@@ -69,11 +75,14 @@ impl fmt::Display for MigrationStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Direction {
+    /// Applying.
     Up,
+    /// Rolling back.
     Down,
 }
 
 impl Direction {
+    /// `up` or `down`.
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::Up => "up",

@@ -10,6 +10,7 @@ use std::sync::Arc;
 pub struct StopHandle(Arc<AtomicBool>);
 
 impl StopHandle {
+    /// A handle not yet stopped.
     pub fn new() -> Self {
         Self::default()
     }
@@ -19,6 +20,7 @@ impl StopHandle {
         self.0.store(true, Ordering::SeqCst);
     }
 
+    /// Whether a stop was requested.
     pub fn is_stopped(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }

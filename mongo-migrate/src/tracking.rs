@@ -31,35 +31,51 @@ const FENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Record {
+    /// The migration's version.
     pub version: Version,
+    /// Its name when it was recorded.
     pub name: String,
+    /// Its description when it was recorded.
     pub description: String,
+    /// Its state.
     pub status: MigrationStatus,
     /// The direction of the last operation on this version.
     pub direction: Direction,
+    /// When it was last applied.
     pub applied_at: Option<DateTime<Utc>>,
+    /// When it was last rolled back.
     pub rolled_back_at: Option<DateTime<Utc>>,
     /// When the last operation's body was allowed to start.
     #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,
+    /// How long the last operation's body took.
     pub execution_time_ms: Option<i64>,
+    /// The last operation's error, if it failed.
     pub error: Option<String>,
     /// How many times the last operation was tried, when it failed.
     #[serde(default)]
     pub attempts: Option<i64>,
+    /// Whether it had a `down` when recorded.
     pub reversible: bool,
+    /// Whether it ran in a transaction.
     pub transactional: bool,
+    /// The batch of its last `up`.
     pub batch: i64,
+    /// The checksum of its code when applied.
     pub checksum: String,
     /// The lock holder id and fencing generation that last wrote this record.
     pub lock_holder: Option<String>,
+    /// The lock generation that last wrote it.
     pub lock_generation: Option<i64>,
     /// The lock generation that fenced this claim: its runner lost the lock
     /// and can write nothing more to it.
     #[serde(default)]
     pub fenced_by: Option<i64>,
+    /// Free-form details, such as how a `resolve` settled it.
     pub metadata: serde_json::Value,
+    /// When the record was created.
     pub created_at: DateTime<Utc>,
+    /// When the record last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -156,7 +172,9 @@ impl Record {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HistoryQuery {
+    /// Only records in this state.
     pub status: Option<MigrationStatus>,
+    /// Records to skip, most recent first.
     pub skip: u64,
     /// `None` or 0 returns everything.
     pub limit: Option<u64>,

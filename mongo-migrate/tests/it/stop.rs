@@ -2,11 +2,9 @@
 //! the one in progress finishes and is recorded, the rest stay pending, and
 //! the lock is released.
 
-mod common;
-
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use mongo_migrate::{
     BoxFuture, DownOptions, DownTarget, Migration, MigrationContext, MigrationResult, StopHandle, UpOptions,
 };

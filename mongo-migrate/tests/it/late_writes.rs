@@ -4,12 +4,10 @@
 //! nothing: the fault suite (`faults.rs`) finds these windows by chance,
 //! these tests open each one on purpose.
 
-mod common;
-
 use std::time::Duration;
 
-use common::proxy::{Hold, Proxy};
-use common::*;
+use crate::common::proxy::{Hold, Proxy};
+use crate::common::*;
 use mongo_migrate::bson::{Bson, Document};
 use mongo_migrate::{Config, Error, Migration, MigrationContext, MigrationResult, Migrator, Registry, UpOptions};
 use tokio::task::JoinHandle;

@@ -1,7 +1,5 @@
 //! Bad URIs and unreachable servers get clear errors.
 
-mod common;
-
 use mongo_migrate::{connect, Config, Error, Migrator, Registry};
 
 #[tokio::test]
@@ -24,7 +22,7 @@ async fn an_unreachable_server_is_reported_as_such() {
 
 #[tokio::test]
 async fn a_server_that_answers_but_not_as_the_uri_expects_is_told_apart() {
-    let uri = common::uri();
+    let uri = crate::common::uri();
     let (host, _) = uri.trim_start_matches("mongodb://").split_once('/').unwrap();
     let wrong = format!("mongodb://{host}/db?replicaSet=not-this-one&serverSelectionTimeoutMS=500");
     let err = connect(&wrong, None).await.unwrap_err();
@@ -39,7 +37,7 @@ async fn a_server_that_answers_but_not_as_the_uri_expects_is_told_apart() {
 
 #[tokio::test]
 async fn a_missing_database_name_is_reported() {
-    let uri = common::uri();
+    let uri = crate::common::uri();
     let err = Migrator::connect(&uri, None, Registry::default(), Config::default())
         .await
         .unwrap_err();
@@ -48,7 +46,7 @@ async fn a_missing_database_name_is_reported() {
 
 #[tokio::test]
 async fn the_database_comes_from_the_uri_path() {
-    let uri = common::uri().replacen("/?", "/from_path?", 1);
+    let uri = crate::common::uri().replacen("/?", "/from_path?", 1);
     let (_, name) = connect(&uri, None).await.unwrap();
     assert_eq!(name, "from_path");
 }

@@ -1,8 +1,6 @@
 //! A migration left `running` by a crash blocks `up` until resolved.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mongo_migrate::bson::{doc, Document};
 use mongo_migrate::{Error, Resolution, UpOptions};
 

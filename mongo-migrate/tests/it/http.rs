@@ -1,8 +1,6 @@
 //! The HTTP API over real HTTP, against the test server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;

@@ -1,8 +1,6 @@
 //! Dry-runs report the plan and change nothing at all.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mongo_migrate::{Direction, DownOptions, DownTarget, UpOptions};
 
 #[tokio::test]

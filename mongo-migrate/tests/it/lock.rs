@@ -1,10 +1,8 @@
 //! The lock: mutual exclusion, expiry and takeover, heartbeat, fencing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use mongo_migrate::bson::{doc, Document};
 use mongo_migrate::{
     BoxFuture, Config, Error, Migration, MigrationContext, MigrationResult, Migrator, Resolution, UpOptions,

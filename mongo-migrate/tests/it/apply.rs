@@ -1,8 +1,6 @@
 //! Applying and rolling back, tracking records, status and history.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mongo_migrate::{
     auto_run, AutoRun, AutoRunConfig, DownOptions, DownTarget, Error, HistoryQuery, Migration, MigrationStatus, State,
     UpOptions,
@@ -156,8 +154,16 @@ async fn a_failed_migration_is_recorded_and_blocks_until_resolved() {
     };
     let m = t.migrator(migrations());
     let err = m.up(UpOptions::default()).await.unwrap_err();
-    assert!(matches!(err, Error::MigrationFailed { .. }), "{err}");
-    assert!(err.to_string().contains("the index spec is invalid"), "{err}");
+    // It says what the run had recorded before it failed.
+    match &err {
+        Error::MigrationFailed { completed, .. } => assert_eq!(completed, &[v("20260101000000")]),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .ends_with("the index spec is invalid (recorded before it in this run: 20260101000000)"),
+        "{err}"
+    );
 
     let rec = t.tracking("20260102000000").await.unwrap();
     assert_eq!(rec.get_str("status").unwrap(), "failed");

@@ -9,14 +9,10 @@
 //!
 //! `FAULT_TRIALS` (per mode, default 12) and `FAULT_SEED` replay a run; the
 //! seed is printed. The child is the `child_runner` test of this binary.
-#![cfg(unix)]
-
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use mongo_migrate::bson::{doc, Document};
 use mongo_migrate::mongodb::Database;
 use mongo_migrate::{
@@ -112,7 +108,7 @@ fn child_runner() {
 fn child_command(t: &TestDb, ttl_ms: u64, transactional: bool) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
-        "child_runner",
+        "faults::child_runner",
         "--exact",
         "--ignored",
         "--nocapture",

@@ -1,0 +1,18 @@
+//! The runtime's integration tests, as one binary: the driver is linked
+//! once, not once per file. They run against the server in `MONGODB_URI`
+//! (see `scripts/test-server`) and fail when it is missing.
+
+mod common;
+
+mod apply;
+mod connect;
+mod dry_run;
+#[cfg(unix)]
+mod faults;
+#[cfg(feature = "http")]
+mod http;
+mod late_writes;
+mod lock;
+mod recovery;
+mod stop;
+mod transactions;
