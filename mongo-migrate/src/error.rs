@@ -1,6 +1,6 @@
 //! The runtime's error type.
 
-use crate::{MigrationStatus, Version};
+use crate::{Blocker, MigrationStatus, Version};
 
 /// What a migration's `up` or `down` returns on failure.
 pub type MigrationError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -125,7 +125,7 @@ pub enum Error {
         current: String,
     },
 
-    #[error("migration {version} ({name}) is {status}{detail}; fix the cause, then `resolve {version} --pending` to run it again or `resolve {version} --applied` if it completed")]
+    #[error("migration {version} ({name}) is {status} ({blocker}); fix the cause, then `resolve {version} --pending` to run it again or `resolve {version} --applied` if it completed")]
     /// A migration left `running` or `failed` needs `resolve` first.
     Blocked {
         /// Its version.
@@ -134,8 +134,8 @@ pub enum Error {
         name: String,
         /// `running` or `failed`.
         status: MigrationStatus,
-        /// Its error, or who left it running (in parentheses).
-        detail: String,
+        /// Its error, or who left it running.
+        blocker: Blocker,
     },
 
     #[error("migration {version} ({name}) is irreversible (it has no `down`); nothing was rolled back")]

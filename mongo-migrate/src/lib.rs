@@ -38,7 +38,7 @@ pub use plan::DownTarget;
 pub use registry::Registry;
 pub use report::{Counts, Progress, Resolution, RunReport, State, StatusEntry, StatusReport, Step};
 pub use server::{connect, connect_within, supports_transactions};
-pub use status::{Direction, MigrationStatus};
+pub use status::{Blocker, Direction, MigrationStatus, Runner};
 pub use stop::StopHandle;
 pub use tracking::{HistoryQuery, Record};
 pub use version::Version;

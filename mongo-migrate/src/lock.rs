@@ -54,21 +54,31 @@ impl Holder {
             "reason": &self.reason,
         }
     }
-
-    fn from_document(doc: &Document) -> Option<Self> {
-        Some(Holder {
-            id: doc.get_str("id").ok()?.parse().ok()?,
-            host: doc.get_str("host").unwrap_or_default().to_string(),
-            pid: doc.get_i64("pid").ok().and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
-            reason: doc.get_str("reason").unwrap_or_default().to_string(),
-        })
-    }
 }
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} (pid {} on {}, {})", self.id, self.pid, self.host, self.reason)
     }
+}
+
+/// The lock document as stored; what older versions did not write is optional.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredLock {
+    holder: Option<StoredHolder>,
+    generation: Option<i64>,
+    acquired_at: Option<bson::DateTime>,
+    heartbeat_at: Option<bson::DateTime>,
+    expires_at: Option<bson::DateTime>,
+}
+
+#[derive(Deserialize)]
+struct StoredHolder {
+    id: String,
+    host: Option<String>,
+    pid: Option<i64>,
+    reason: Option<String>,
 }
 
 /// The lock document as read.
@@ -90,14 +100,21 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
+    /// The lock document, if it names a holder (a released lock does not).
     fn from_document(doc: &Document, now: bson::DateTime) -> Option<Self> {
-        let holder = Holder::from_document(doc.get_document("holder").ok()?)?;
-        let expires_at = *doc.get_datetime("expiresAt").ok()?;
+        let stored: StoredLock = bson::from_document(doc.clone()).ok()?;
+        let holder = stored.holder?;
+        let expires_at = stored.expires_at?;
         Some(LockInfo {
-            holder,
-            generation: doc.get_i64("generation").unwrap_or(0),
-            acquired_at: doc.get_datetime("acquiredAt").ok().map(|d| d.to_chrono()),
-            heartbeat_at: doc.get_datetime("heartbeatAt").ok().map(|d| d.to_chrono()),
+            holder: Holder {
+                id: holder.id.parse().ok()?,
+                host: holder.host.unwrap_or_default(),
+                pid: holder.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+                reason: holder.reason.unwrap_or_default(),
+            },
+            generation: stored.generation.unwrap_or(0),
+            acquired_at: stored.acquired_at.map(bson::DateTime::to_chrono),
+            heartbeat_at: stored.heartbeat_at.map(bson::DateTime::to_chrono),
             expires_at: expires_at.to_chrono(),
             expired: expires_at <= now,
         })
@@ -621,5 +638,26 @@ async fn heartbeat(lock: Lock, fence: Fence, shared: Arc<Shared>) {
             // A transient error: the next beat or the next check decides.
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LockInfo;
+    use bson::{doc, Bson, DateTime};
+
+    #[test]
+    fn lock_documents_of_any_age_read_and_a_released_one_has_no_holder() {
+        let now = DateTime::now();
+        let later = DateTime::from_millis(now.timestamp_millis() + 60_000);
+        // An early version's lock: no pid, reason or heartbeat, an Int32 generation.
+        let old = doc! {
+            "_id": "migrations", "holder": { "id": "7d0f4a4e-0000-4000-8000-000000000000", "host": "h" },
+            "generation": 3_i32, "expiresAt": later,
+        };
+        let info = LockInfo::from_document(&old, now).unwrap();
+        assert_eq!((info.generation, info.holder.pid, info.expired), (3, 0, false));
+        let released = doc! { "_id": "migrations", "holder": Bson::Null, "generation": 4_i64, "expiresAt": now };
+        assert_eq!(LockInfo::from_document(&released, now), None);
     }
 }

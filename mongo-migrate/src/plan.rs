@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::lock::LockInfo;
+use crate::status::{Blocker, Runner};
 use crate::tracking::Record;
 use crate::{Error, Migration, MigrationStatus, Registry, Version};
 
@@ -79,7 +80,7 @@ pub(crate) fn validate(registry: &Registry, records: &Records, lock: Option<&Loc
                 version: record.version,
                 name: record.name.clone(),
                 status: record.status,
-                detail: format!(" ({})", blocked_detail(record, lock)),
+                blocker: blocker(record, lock),
             });
         }
         if record.status == MigrationStatus::Completed {
@@ -90,22 +91,26 @@ pub(crate) fn validate(registry: &Registry, records: &Records, lock: Option<&Loc
 }
 
 /// Why a `running` or `failed` record blocks: its error, or whose run left it.
-pub(crate) fn blocked_detail(record: &Record, lock: Option<&LockInfo>) -> String {
-    if let Some(e) = &record.error {
-        return format!("{} during {}: {e}", record.status, record.direction);
+pub(crate) fn blocker(record: &Record, lock: Option<&LockInfo>) -> Blocker {
+    if let Some(error) = &record.error {
+        return Blocker::Failed {
+            direction: record.direction,
+            error: error.clone(),
+        };
     }
-    let holder = record.lock_holder.as_deref().unwrap_or("an unknown runner");
-    let why = match (record.fenced_by, lock) {
-        (Some(_), _) => "which lost its lock",
-        (None, Some(l)) if l.holder.id.to_string() == holder && !l.expired => "which still holds the lock",
-        (None, Some(l)) if l.holder.id.to_string() == holder => "whose lock expired",
-        _ => "which no longer holds the lock",
+    let holder = record.lock_holder.clone();
+    let runner = match (record.fenced_by, lock) {
+        (Some(_), _) => Runner::LostItsLock,
+        (None, Some(l)) if Some(l.holder.id.to_string()) == holder && !l.expired => Runner::StillHoldsTheLock,
+        (None, Some(l)) if Some(l.holder.id.to_string()) == holder => Runner::LockExpired,
+        _ => Runner::Gone,
     };
-    format!(
-        "left running{} by {holder}, {why}; its {} may have run in part",
-        record.since(),
-        record.direction
-    )
+    Blocker::LeftRunning {
+        direction: record.direction,
+        holder,
+        since: record.started_at,
+        runner,
+    }
 }
 
 /// An empty checksum on either side (hand-written registries) is not compared.

@@ -189,7 +189,7 @@ impl StatusReport {
                 lock_ref.map(|l| l.holder.to_string()).unwrap_or_default(),
                 r.since()
             )),
-            MigrationStatus::Running | MigrationStatus::Failed => Some(plan::blocked_detail(r, lock_ref)),
+            MigrationStatus::Running | MigrationStatus::Failed => Some(plan::blocker(r, lock_ref).to_string()),
             _ => None,
         };
         let known = registry.migrations().iter().map(|m| {

@@ -104,3 +104,73 @@ impl fmt::Display for Direction {
         f.write_str(self.as_str())
     }
 }
+
+/// Why a `running` or `failed` migration blocks `up` and `down` until it
+/// is resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+#[non_exhaustive]
+pub enum Blocker {
+    /// Its last operation failed with this error.
+    Failed {
+        /// The direction it failed in.
+        direction: Direction,
+        /// The error it recorded.
+        error: String,
+    },
+    /// A runner started it and did not record its end.
+    LeftRunning {
+        /// The direction it was running in.
+        direction: Direction,
+        /// The lock holder id that started it, if recorded.
+        holder: Option<String>,
+        /// When its body was allowed to start, if recorded.
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// What became of that runner.
+        runner: Runner,
+    },
+}
+
+/// What became of the runner that left a migration running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Runner {
+    /// It was fenced: it lost its lock.
+    LostItsLock,
+    /// It still holds the lock (its run is in progress).
+    StillHoldsTheLock,
+    /// Its lock expired.
+    LockExpired,
+    /// Someone else holds the lock, or nobody does.
+    Gone,
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Blocker::Failed { direction, error } => write!(f, "failed during {direction}: {error}"),
+            Blocker::LeftRunning {
+                direction,
+                holder,
+                since,
+                runner,
+            } => {
+                let since = since
+                    .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+                    .unwrap_or_default();
+                let why = match runner {
+                    Runner::LostItsLock => "which lost its lock",
+                    Runner::StillHoldsTheLock => "which still holds the lock",
+                    Runner::LockExpired => "whose lock expired",
+                    Runner::Gone => "which no longer holds the lock",
+                };
+                let holder = holder.as_deref().unwrap_or("an unknown runner");
+                write!(
+                    f,
+                    "left running{since} by {holder}, {why}; its {direction} may have run in part"
+                )
+            }
+        }
+    }
+}

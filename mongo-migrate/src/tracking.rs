@@ -79,53 +79,81 @@ pub struct Record {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A tracking document as stored. Fields that older versions did not write,
+/// or that a partial record lacks, are optional; the rest are required.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Stored {
+    version: i64,
+    name: String,
+    description: Option<String>,
+    status: String,
+    direction: Option<String>,
+    applied_at: Option<bson::DateTime>,
+    rolled_back_at: Option<bson::DateTime>,
+    started_at: Option<bson::DateTime>,
+    execution_time_ms: Option<i64>,
+    error: Option<String>,
+    attempts: Option<i64>,
+    reversible: Option<bool>,
+    transactional: Option<bool>,
+    batch: i64,
+    checksum: Option<String>,
+    lock_holder: Option<StoredHolder>,
+    fenced_by: Option<i64>,
+    metadata: Option<Bson>,
+    created_at: bson::DateTime,
+    updated_at: bson::DateTime,
+}
+
+#[derive(Deserialize)]
+struct StoredHolder {
+    id: Option<String>,
+    generation: Option<i64>,
+}
+
 impl Record {
     fn from_document(doc: &Document) -> Result<Self, Error> {
         let corrupt = |field: &str| Error::CorruptRecord {
             document: doc.to_string(),
             field: field.to_string(),
         };
-        let text = |field: &str| doc.get_str(field).map(str::to_string).map_err(|_| corrupt(field));
-        let opt_text = |field: &str| doc.get_str(field).ok().map(str::to_string);
-        let date = |field: &str| doc.get_datetime(field).ok().map(|d| d.to_chrono());
-        let int = |field: &str| match doc.get(field) {
-            Some(Bson::Int64(v)) => Some(*v),
-            Some(Bson::Int32(v)) => Some(i64::from(*v)),
-            _ => None,
-        };
-        let version = Version::from_i64(int("version").ok_or_else(|| corrupt("version"))?)?;
-        let status = MigrationStatus::parse(&text("status")?).ok_or_else(|| corrupt("status"))?;
-        let direction = match doc.get_str("direction") {
-            Ok("down") => Direction::Down,
+        let stored: Stored = bson::from_document(doc.clone()).map_err(|e| {
+            // "missing field `batch`", "invalid type: ... for key `status`"...
+            let text = e.to_string();
+            let field = text.split('`').nth(1).unwrap_or(&text).to_string();
+            corrupt(&field)
+        })?;
+        let status = MigrationStatus::parse(&stored.status).ok_or_else(|| corrupt("status"))?;
+        let direction = match stored.direction.as_deref() {
+            Some("down") => Direction::Down,
             _ => Direction::Up,
         };
-        let holder = doc.get_document("lockHolder").ok();
+        let (lock_holder, lock_generation) = stored.lock_holder.map_or((None, None), |h| (h.id, h.generation));
         Ok(Record {
-            version,
-            name: text("name")?,
-            description: opt_text("description").unwrap_or_default(),
+            version: Version::from_i64(stored.version)?,
+            name: stored.name,
+            description: stored.description.unwrap_or_default(),
             status,
             direction,
-            applied_at: date("appliedAt"),
-            rolled_back_at: date("rolledBackAt"),
-            started_at: date("startedAt"),
-            execution_time_ms: int("executionTimeMs"),
-            error: opt_text("error"),
-            attempts: int("attempts"),
-            reversible: doc.get_bool("reversible").unwrap_or(false),
-            transactional: doc.get_bool("transactional").unwrap_or(false),
-            batch: int("batch").ok_or_else(|| corrupt("batch"))?,
-            checksum: opt_text("checksum").unwrap_or_default(),
-            lock_holder: holder.and_then(|h| h.get_str("id").ok()).map(str::to_string),
-            lock_generation: holder.and_then(|h| h.get_i64("generation").ok()),
-            fenced_by: int("fencedBy"),
-            metadata: doc
-                .get("metadata")
-                .cloned()
-                .map(|m| m.into_relaxed_extjson())
-                .unwrap_or(serde_json::Value::Null),
-            created_at: date("createdAt").ok_or_else(|| corrupt("createdAt"))?,
-            updated_at: date("updatedAt").ok_or_else(|| corrupt("updatedAt"))?,
+            applied_at: stored.applied_at.map(bson::DateTime::to_chrono),
+            rolled_back_at: stored.rolled_back_at.map(bson::DateTime::to_chrono),
+            started_at: stored.started_at.map(bson::DateTime::to_chrono),
+            execution_time_ms: stored.execution_time_ms,
+            error: stored.error,
+            attempts: stored.attempts,
+            reversible: stored.reversible.unwrap_or(false),
+            transactional: stored.transactional.unwrap_or(false),
+            batch: stored.batch,
+            checksum: stored.checksum.unwrap_or_default(),
+            lock_holder,
+            lock_generation,
+            fenced_by: stored.fenced_by,
+            metadata: stored
+                .metadata
+                .map_or(serde_json::Value::Null, Bson::into_relaxed_extjson),
+            created_at: stored.created_at.to_chrono(),
+            updated_at: stored.updated_at.to_chrono(),
         })
     }
 
@@ -595,4 +623,41 @@ fn stamp(fields: &mut Document, status: MigrationStatus, now: bson::DateTime) {
         MigrationStatus::RolledBack => fields.insert("rolledBackAt", now),
         _ => None,
     };
+}
+
+#[cfg(test)]
+mod stored_tests {
+    use super::Record;
+    use crate::{Error, MigrationStatus};
+    use bson::{doc, DateTime};
+
+    /// A record written by an early version: no description, direction,
+    /// checksum, holder or flags, an `Int32` batch. It still reads.
+    #[test]
+    fn old_and_partial_records_read_with_defaults() {
+        let now = DateTime::now();
+        let old = doc! {
+            "version": 20260101000000_i64, "name": "first", "status": "completed",
+            "batch": 1_i32, "createdAt": now, "updatedAt": now, "error": null,
+        };
+        let r = Record::from_document(&old).unwrap();
+        assert_eq!(r.status, MigrationStatus::Completed);
+        assert_eq!((r.batch, r.description.as_str(), r.checksum.as_str()), (1, "", ""));
+        assert_eq!((r.reversible, r.lock_holder, r.error), (false, None, None));
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named() {
+        let now = DateTime::now();
+        let partial = doc! { "version": 20260101000000_i64, "name": "x", "status": "completed", "createdAt": now, "updatedAt": now };
+        match Record::from_document(&partial) {
+            Err(Error::CorruptRecord { field, .. }) => assert_eq!(field, "batch"),
+            other => panic!("{other:?}"),
+        }
+        let bad_status = doc! { "version": 20260101000000_i64, "name": "x", "status": "done", "batch": 1_i64, "createdAt": now, "updatedAt": now };
+        match Record::from_document(&bad_status) {
+            Err(Error::CorruptRecord { field, .. }) => assert_eq!(field, "status"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -25,9 +25,22 @@ async fn a_running_record_blocks_up_with_a_hint_and_changes_nothing() {
     let m = t.migrator(three());
     let before = t.docs("migrations").await;
     let err = m.up(UpOptions::default()).await.unwrap_err();
-    assert!(matches!(err, Error::Blocked { .. }), "{err}");
+    // Typed: who left it, and what became of that runner.
+    match &err {
+        Error::Blocked {
+            blocker: mongo_migrate::Blocker::LeftRunning { holder, runner, .. },
+            ..
+        } => {
+            assert_eq!(holder.as_deref(), Some("0b7e-dead"));
+            assert_eq!(*runner, mongo_migrate::Runner::Gone);
+        }
+        other => panic!("{other:?}"),
+    }
     let text = err.to_string();
-    assert!(text.contains("20260101000000 (first) is running"), "{text}");
+    assert!(
+        text.contains("20260101000000 (first) is running (left running by 0b7e-dead, which no longer holds the lock"),
+        "{text}"
+    );
     assert!(text.contains("resolve 20260101000000 --pending"), "{text}");
     // Refused before the lock is taken: nothing at all changes.
     assert_eq!(before, t.docs("migrations").await);
