@@ -1,5 +1,6 @@
 //! The runtime's error type.
 
+use crate::version::InvalidVersion;
 use crate::{Blocker, MigrationStatus, Version};
 
 /// What a migration's `up` or `down` returns on failure.
@@ -9,12 +10,9 @@ pub type MigrationError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("invalid migration version `{input}`: expected 14 digits YYYYMMDDHHMMSS forming a real UTC date and time")]
     /// A version that is not 14 digits of a real UTC time.
-    InvalidVersion {
-        /// The text given.
-        input: String,
-    },
+    #[error(transparent)]
+    InvalidVersion(#[from] InvalidVersion),
 
     #[error(
         "duplicate migration version {version}: `{first}` and `{second}` share it; give one of them a new timestamp"
@@ -287,7 +285,7 @@ impl Error {
             | Error::NotForgettable { .. }
             | Error::ForgetNotConfirmed
             | Error::NotResolvable { .. }
-            | Error::InvalidVersion { .. }
+            | Error::InvalidVersion(_)
             | Error::DuplicateVersion { .. }
             | Error::Unordered { .. } => ErrorKind::Usage,
             Error::Mongo(_)

@@ -127,7 +127,7 @@ pub fn hint(error: &Error) -> Option<&'static str> {
             "see `cargo mongo-migrate status` for versions and states"
         }
         Error::Irreversible { .. } => "roll back to a later version, or give the migration a `down`",
-        Error::InvalidVersion { .. } | Error::DuplicateVersion { .. } | Error::Unordered { .. } => {
+        Error::InvalidVersion(_) | Error::DuplicateVersion { .. } | Error::Unordered { .. } => {
             "regenerate the registry with `cargo mongo-migrate registry`"
         }
         _ => return None,

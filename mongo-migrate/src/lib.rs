@@ -41,7 +41,7 @@ pub use server::{connect, connect_within, supports_transactions};
 pub use status::{Blocker, Direction, MigrationStatus, Runner};
 pub use stop::StopHandle;
 pub use tracking::{HistoryQuery, Record};
-pub use version::Version;
+pub use version::{InvalidVersion, Version};
 
 /// Re-exported so migrations and generated code need no direct dependency.
 pub use bson;

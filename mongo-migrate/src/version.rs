@@ -5,9 +5,15 @@ use std::str::FromStr;
 
 use chrono::NaiveDateTime;
 
-use crate::Error;
-
 const FORMAT: &str = "%Y%m%d%H%M%S";
+
+/// A version that is not 14 digits of a real UTC date and time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid migration version `{input}`: expected 14 digits YYYYMMDDHHMMSS forming a real UTC date and time")]
+pub struct InvalidVersion {
+    /// The text given.
+    pub input: String,
+}
 
 /// A migration version: a UTC timestamp written as 14 digits, `YYYYMMDDHHMMSS`.
 ///
@@ -17,7 +23,7 @@ pub struct Version(u64);
 
 impl Version {
     /// Parses and validates a version; `const` callers use [`Version::new_unchecked`].
-    pub fn parse(input: &str) -> Result<Self, Error> {
+    pub fn parse(input: &str) -> Result<Self, InvalidVersion> {
         input.parse()
     }
 
@@ -28,7 +34,7 @@ impl Version {
     }
 
     /// Builds a version from its numeric form, checking it is a real date and time.
-    pub fn from_u64(value: u64) -> Result<Self, Error> {
+    pub fn from_u64(value: u64) -> Result<Self, InvalidVersion> {
         Self::parse(&value.to_string())
     }
 
@@ -42,9 +48,9 @@ impl Version {
         self.0 as i64
     }
 
-    pub(crate) fn from_i64(value: i64) -> Result<Self, Error> {
+    pub(crate) fn from_i64(value: i64) -> Result<Self, InvalidVersion> {
         u64::try_from(value)
-            .map_err(|_| Error::InvalidVersion {
+            .map_err(|_| InvalidVersion {
                 input: value.to_string(),
             })
             .and_then(Self::from_u64)
@@ -58,10 +64,10 @@ impl Version {
 }
 
 impl FromStr for Version {
-    type Err = Error;
+    type Err = InvalidVersion;
 
-    fn from_str(input: &str) -> Result<Self, Error> {
-        let invalid = || Error::InvalidVersion {
+    fn from_str(input: &str) -> Result<Self, InvalidVersion> {
+        let invalid = || InvalidVersion {
             input: input.to_string(),
         };
         if input.len() != 14 || !input.bytes().all(|b| b.is_ascii_digit()) {
