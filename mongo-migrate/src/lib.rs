@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod auto_run;
+mod batch;
 mod error;
 /// The entry point of the harness binary the CLI builds; internal to the
 /// CLI and this crate, which are released together.
@@ -29,6 +30,7 @@ mod tracking;
 mod version;
 
 pub use auto_run::{auto_run, AutoRun, AutoRunConfig};
+pub use batch::{BatchStats, Batches};
 pub use error::{Error, ErrorKind, MigrationError, Result};
 pub use lock::{Holder, LockInfo};
 pub use migration::{BoxFuture, Migration, MigrationContext, MigrationFn, MigrationResult};

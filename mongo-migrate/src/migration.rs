@@ -5,8 +5,10 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use bson::Document;
 use mongodb::{ClientSession, Database};
 
+use crate::batch::{Batches, Checkpoints};
 use crate::lock::LockState;
 use crate::{MigrationError, Version};
 
@@ -146,6 +148,10 @@ pub struct MigrationContext {
     version: Version,
     name: String,
     lock: LockState,
+    /// Where batches record their progress (none in a transaction).
+    checkpoints: Option<Checkpoints>,
+    /// How many walks this run of the migration has started.
+    walks: std::sync::atomic::AtomicUsize,
 }
 
 impl MigrationContext {
@@ -156,6 +162,54 @@ impl MigrationContext {
             version: migration.version,
             name: migration.name.to_string(),
             lock,
+            checkpoints: None,
+            walks: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// With checkpoints for [`MigrationContext::batches`].
+    pub(crate) fn with_checkpoints(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = Some(checkpoints);
+        self
+    }
+
+    /// A walk, in batches, over the documents of `collection` that match
+    /// `filter`, for data migrations over collections of any size: one range
+    /// query on `_id` per batch, and a checkpoint in the migration's tracking
+    /// record after each, so an interrupted run (crash, Ctrl-C, lost lock,
+    /// failure) resumes where it stopped. The closure must be idempotent per
+    /// batch: the batch in flight when a run stopped is handed over again.
+    ///
+    /// ```no_run
+    /// # use mongo_migrate::prelude::*;
+    /// use mongo_migrate::bson::Bson;
+    ///
+    /// pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {
+    ///     ctx.batches("users", doc! { "emailLower": { "$exists": false } })
+    ///         .size(1_000)
+    ///         .run(|batch, db| async move {
+    ///             let users = db.collection::<Document>("users");
+    ///             for user in batch {
+    ///                 let lower = user.get_str("email").unwrap_or_default().to_lowercase();
+    ///                 let id = user.get("_id").cloned().unwrap_or(Bson::Null);
+    ///                 users.update_one(doc! { "_id": id }, doc! { "$set": { "emailLower": lower } }).await?;
+    ///             }
+    ///             Ok(())
+    ///         })
+    ///         .await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn batches(&self, collection: &str, filter: Document) -> Batches<'_> {
+        Batches {
+            db: &self.db,
+            checkpoints: self.checkpoints.as_ref(),
+            index: self.walks.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            transactional: self.session.is_some(),
+            collection: collection.to_string(),
+            filter,
+            size: 1_000,
+            pause: std::time::Duration::ZERO,
         }
     }
 

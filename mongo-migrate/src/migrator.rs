@@ -18,11 +18,12 @@ use futures_util::FutureExt;
 use mongodb::{Client, ClientSession, Database};
 use tokio::sync::OnceCell;
 
+use crate::batch::Checkpoints;
 use crate::lock::{Lock, LockGuard, LockInfo};
 use crate::migration::{MigrationContext, MigrationFn};
 use crate::plan::{self, DownTarget, Records};
 use crate::server::{connect_within, durable, Server};
-use crate::tracking::{Claim, Fenced, Finish, HistoryQuery, Outcome, Record, Stepped, Tracking};
+use crate::tracking::{running_claim, Claim, Fenced, Finish, HistoryQuery, Outcome, Record, Stepped, Tracking};
 use crate::{
     Config, Direction, DownOptions, Error, Migration, MigrationError, MigrationStatus, Progress, Registry, Resolution,
     RunReport, StatusReport, Step, StopHandle, UpOptions, Version,
@@ -481,7 +482,14 @@ impl Migrator {
                 }
             } else {
                 let start = Instant::now();
-                let mut ctx = MigrationContext::new(self.db.clone(), None, m, guard.state());
+                let checkpoints = Checkpoints {
+                    tracking: self.tracking.collection(),
+                    claim: running_claim(m.version, guard.fence()),
+                    direction,
+                    stop: self.stop.clone(),
+                };
+                let mut ctx =
+                    MigrationContext::new(self.db.clone(), None, m, guard.state()).with_checkpoints(checkpoints);
                 let result = run(function(m, direction), &mut ctx).await;
                 let ms = elapsed_ms(start);
                 if let Err(e) = result {

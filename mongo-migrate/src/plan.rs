@@ -75,7 +75,10 @@ pub(crate) fn validate(registry: &Registry, records: &Records, lock: Option<&Loc
         let Some(migration) = registry.get(record.version) else {
             continue;
         };
-        if matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) && !record.rolled_back_whole() {
+        if matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed)
+            && !record.rolled_back_whole()
+            && !record.is_resumable()
+        {
             return Err(Error::Blocked {
                 version: record.version,
                 name: record.name.clone(),

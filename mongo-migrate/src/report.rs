@@ -189,6 +189,11 @@ impl StatusReport {
                 lock_ref.map(|l| l.holder.to_string()).unwrap_or_default(),
                 r.since()
             )),
+            MigrationStatus::Running | MigrationStatus::Failed if r.is_resumable() => Some(format!(
+                "resumes from its checkpoint ({} documents done); {}",
+                r.checkpoint_done(),
+                plan::blocker(r, lock_ref)
+            )),
             MigrationStatus::Running | MigrationStatus::Failed => Some(plan::blocker(r, lock_ref).to_string()),
             _ => None,
         };
@@ -252,7 +257,7 @@ impl StatusReport {
 }
 
 fn state_of(record: &Record) -> State {
-    if record.rolled_back_whole() {
+    if record.rolled_back_whole() || record.is_resumable() {
         // Its transaction did not commit: it stands as it was before.
         return if record.is_applied() {
             State::Applied

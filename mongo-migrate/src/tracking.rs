@@ -71,6 +71,10 @@ pub struct Record {
     /// and can write nothing more to it.
     #[serde(default)]
     pub fenced_by: Option<i64>,
+    /// Where the batches of an interrupted data migration stopped, one
+    /// entry per walk (see [`MigrationContext::batches`](crate::MigrationContext::batches)).
+    #[serde(default)]
+    pub checkpoints: Option<serde_json::Value>,
     /// Free-form details, such as how a `resolve` settled it.
     pub metadata: serde_json::Value,
     /// When the record was created.
@@ -101,6 +105,7 @@ struct Stored {
     checksum: Option<String>,
     lock_holder: Option<StoredHolder>,
     fenced_by: Option<i64>,
+    checkpoints: Option<Document>,
     metadata: Option<Bson>,
     created_at: bson::DateTime,
     updated_at: bson::DateTime,
@@ -149,6 +154,7 @@ impl Record {
             lock_holder,
             lock_generation,
             fenced_by: stored.fenced_by,
+            checkpoints: stored.checkpoints.map(|c| Bson::Document(c).into_relaxed_extjson()),
             metadata: stored
                 .metadata
                 .map_or(serde_json::Value::Null, Bson::into_relaxed_extjson),
@@ -163,7 +169,7 @@ impl Record {
         match self.status {
             MigrationStatus::Completed => true,
             MigrationStatus::Planned => self.direction == Direction::Down,
-            _ => self.rolled_back_whole() && self.direction == Direction::Down,
+            _ => (self.rolled_back_whole() || self.is_resumable()) && self.direction == Direction::Down,
         }
     }
 
@@ -185,14 +191,39 @@ impl Record {
         self.transactional && matches!(self.status, MigrationStatus::Running | MigrationStatus::Failed)
     }
 
-    /// Whether `up` may apply it: rolled back, or claimed by an `up` that
-    /// never started it.
+    /// Whether `up` may apply it: rolled back, claimed by an `up` that
+    /// never started it, or an `up` in batches that stopped at a checkpoint.
     pub(crate) fn is_pending(&self) -> bool {
         match self.status {
             MigrationStatus::RolledBack => true,
             MigrationStatus::Planned => self.direction == Direction::Up,
-            _ => self.rolled_back_whole() && self.direction == Direction::Up,
+            _ => (self.rolled_back_whole() || self.is_resumable()) && self.direction == Direction::Up,
         }
+    }
+
+    /// Documents done by the checkpointed walks of its last direction.
+    pub(crate) fn checkpoint_done(&self) -> i64 {
+        let direction = self.direction.as_str();
+        self.checkpoints.as_ref().and_then(|c| c.as_object()).map_or(0, |c| {
+            c.values()
+                .filter(|p| p["direction"] == direction)
+                .filter_map(|p| p["done"].as_i64())
+                .sum()
+        })
+    }
+
+    /// A data migration that stopped (failed, crashed, lost its lock) after a
+    /// checkpoint of its batches in its last direction: running it again
+    /// resumes it, so it does not block.
+    pub(crate) fn is_resumable(&self) -> bool {
+        let direction = self.direction.as_str();
+        !self.transactional
+            && matches!(self.status, MigrationStatus::Running | MigrationStatus::Failed)
+            && self
+                .checkpoints
+                .as_ref()
+                .and_then(|c| c.as_object())
+                .is_some_and(|c| c.values().any(|p| p["direction"] == direction))
     }
 }
 
@@ -235,6 +266,12 @@ fn own(version: Version, status: MigrationStatus, fence: &Fence) -> Document {
         "lockHolder.generation": fence.generation,
         "fencedBy": { "$exists": false },
     }
+}
+
+/// The filter of this runner's unfenced `running` claim on `version`: what
+/// the checkpoints of its batches are conditional on.
+pub(crate) fn running_claim(version: Version, fence: &Fence) -> Document {
+    own(version, MigrationStatus::Running, fence)
 }
 
 /// One statement of an `update` command. `upsert` on a filter that names the
@@ -285,6 +322,11 @@ pub(crate) enum Stepped {
 impl Tracking {
     pub(crate) fn new(db: Database, coll: Collection<Document>) -> Self {
         Tracking { db, coll }
+    }
+
+    /// The collection, for the checkpoints of batches.
+    pub(crate) fn collection(&self) -> Collection<Document> {
+        self.coll.clone()
     }
 
     pub(crate) async fn ensure_indexes(&self) -> Result<(), Error> {
@@ -457,7 +499,12 @@ impl Tracking {
                 }
             }
             let filter = own(f.version, MigrationStatus::Running, fence);
-            statements.push(doc! { "q": filter, "u": { "$set": set } });
+            let update = match f.outcome {
+                // Done: its batches start afresh next time (after a rollback).
+                Outcome::Done(_) => doc! { "$set": set, "$unset": { "checkpoints": "" } },
+                Outcome::Failed(..) => doc! { "$set": set },
+            };
+            statements.push(doc! { "q": filter, "u": update });
         }
         if let Some(version) = start {
             let set = doc! { "status": MigrationStatus::Running.as_str(), "startedAt": now, "updatedAt": now };

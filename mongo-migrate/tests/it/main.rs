@@ -5,6 +5,7 @@
 mod common;
 
 mod apply;
+mod batches;
 mod connect;
 mod dry_run;
 #[cfg(unix)]
