@@ -14,12 +14,40 @@ pub fn close_progress(outcome: &str) {
     }
 }
 
+/// When the last batch line was printed, to print one every few seconds.
+static LAST_BATCH_LINE: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// How often a walk's progress gets a line.
+const BATCH_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn progress(p: &Progress) {
+    use std::sync::atomic::Ordering::SeqCst;
     let mut out = std::io::stdout().lock();
-    OPEN_LINE.store(
-        matches!(p, Progress::Started { .. }),
-        std::sync::atomic::Ordering::SeqCst,
-    );
+    if let Progress::Batch {
+        done,
+        total,
+        per_second,
+        eta_secs,
+        ..
+    } = p
+    {
+        let mut last = LAST_BATCH_LINE.lock().expect("progress lock");
+        if last.is_some_and(|t| t.elapsed() < BATCH_LINE_EVERY) && done < total {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        // The migration's line ends here; its outcome gets a line of its own.
+        if OPEN_LINE.swap(false, SeqCst) {
+            let _ = writeln!(out);
+        }
+        let eta = eta_secs
+            .map(|s| format!(", about {}m{:02}s left", s / 60, s % 60))
+            .unwrap_or_default();
+        let _ = writeln!(out, "    {done} of {total} documents ({per_second}/s{eta})");
+        let _ = out.flush();
+        return;
+    }
+    let was_open = OPEN_LINE.swap(matches!(p, Progress::Started { .. }), SeqCst);
     let _ = match p {
         Progress::Started {
             version,
@@ -32,12 +60,20 @@ pub fn progress(p: &Progress) {
             };
             write!(out, "  {verb} {version} {name} ... ")
         }
-        Progress::Finished { duration_ms, .. } => writeln!(out, "ok ({duration_ms} ms)"),
+        Progress::Finished { duration_ms, .. } if was_open => writeln!(out, "ok ({duration_ms} ms)"),
+        Progress::Finished {
+            version,
+            name,
+            duration_ms,
+            ..
+        } => writeln!(out, "  {version} {name} ok ({duration_ms} ms)"),
         Progress::Waiting { holder, expires_at } => writeln!(
             out,
             "  waiting for the lock held by {holder} (expires {})",
             expires_at.format("%Y-%m-%d %H:%M:%S UTC")
         ),
+        // Newer events than this CLI knows: nothing to show.
+        _ => Ok(()),
     };
     let _ = out.flush();
 }

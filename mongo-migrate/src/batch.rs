@@ -11,10 +11,14 @@ use bson::{doc, Bson, Document};
 use futures_util::TryStreamExt;
 use mongodb::{Collection, Database};
 
-use crate::{Direction, MigrationError, StopHandle};
+use crate::lock::LockState;
+use crate::{Direction, MigrationError, Progress, StopHandle, Version};
+
+/// Where progress events go.
+pub(crate) type ProgressFn = std::sync::Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// What a migration's batches write to, and when they must stop.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Checkpoints {
     /// The tracking collection.
     pub(crate) tracking: Collection<Document>,
@@ -23,6 +27,19 @@ pub(crate) struct Checkpoints {
     pub(crate) claim: Document,
     pub(crate) direction: Direction,
     pub(crate) stop: StopHandle,
+    /// The run's hold on the lock: a walk stops once it is lost.
+    pub(crate) lock: LockState,
+    pub(crate) version: Version,
+    pub(crate) progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Checkpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoints")
+            .field("claim", &self.claim)
+            .field("direction", &self.direction)
+            .finish()
+    }
 }
 
 /// What a finished walk did.
@@ -67,6 +84,43 @@ impl Batches<'_> {
         self
     }
 
+    /// The common case of [`Batches::run`]: `f` turns each document into an
+    /// update (or `None` to leave it), and each batch's updates go out as
+    /// one `update` command, majority-acknowledged, so a walk cannot outrun
+    /// replication. `f` must compute the update from the document (set
+    /// values), so that a batch applied twice ends the same.
+    pub async fn update_each<F>(self, f: F) -> Result<BatchStats, MigrationError>
+    where
+        F: Fn(&Document) -> Option<Document>,
+    {
+        let name = self.collection.clone();
+        let f = &f;
+        self.run(|batch, db| {
+            let name = name.clone();
+            async move {
+                let updates: Vec<Document> = batch
+                    .iter()
+                    .filter_map(|d| Some(doc! { "q": { "_id": d.get("_id")?.clone() }, "u": f(d)? }))
+                    .collect();
+                if updates.is_empty() {
+                    return Ok(());
+                }
+                let command = doc! {
+                    "update": &name,
+                    "updates": updates,
+                    "ordered": true,
+                    "writeConcern": { "w": "majority" },
+                };
+                let reply = db.run_command(command).await?;
+                match reply.get_array("writeErrors") {
+                    Ok(errors) if !errors.is_empty() => Err(format!("updating `{name}` failed: {errors:?}").into()),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .await
+    }
+
     /// Hands every batch, in `_id` order, to `f` with the database, and
     /// records a checkpoint after each. Resumes after the last checkpoint of
     /// an interrupted run. Stops between batches, with an error, when the
@@ -91,18 +145,22 @@ impl Batches<'_> {
             documents: 0,
             resumed,
         };
+        let total = match self.checkpoints.and_then(|c| c.progress.as_ref()) {
+            Some(_) => resumed + coll.count_documents(after(&self.filter, last.as_ref())).await?,
+            None => 0,
+        };
+        let started = std::time::Instant::now();
         loop {
             if let Some(c) = self.checkpoints {
                 if c.stop.is_stopped() {
                     return Err(stopped(&stats, "the run was stopped"));
                 }
-            }
-            let mut filter = self.filter.clone();
-            if let Some(last) = &last {
-                filter = doc! { "$and": [ filter, { "_id": { "$gt": last.clone() } } ] };
+                if c.lock.is_lost() {
+                    return Err(stopped(&stats, "this run lost the migration lock"));
+                }
             }
             let batch: Vec<Document> = coll
-                .find(filter)
+                .find(after(&self.filter, last.as_ref()))
                 .sort(doc! { "_id": 1 })
                 .limit(self.size)
                 .batch_size(u32::try_from(self.size).unwrap_or(u32::MAX))
@@ -131,6 +189,22 @@ impl Batches<'_> {
                 if written.matched_count == 0 {
                     return Err(stopped(&stats, "this run lost the migration lock"));
                 }
+                if let Some(report) = &c.progress {
+                    let done = stats.resumed + stats.documents;
+                    let secs = started.elapsed().as_secs_f64();
+                    let per_second = if secs > 0.0 {
+                        (stats.documents as f64 / secs) as u64
+                    } else {
+                        0
+                    };
+                    report(&Progress::Batch {
+                        version: c.version,
+                        done,
+                        total: total.max(done),
+                        per_second,
+                        eta_secs: (per_second > 0).then(|| total.saturating_sub(done) / per_second),
+                    });
+                }
             }
             last = Some(end);
             if (n as i64) < self.size {
@@ -140,6 +214,14 @@ impl Batches<'_> {
                 tokio::time::sleep(self.pause).await;
             }
         }
+    }
+}
+
+/// `filter`, and past `last` if there is one.
+fn after(filter: &Document, last: Option<&Bson>) -> Document {
+    match last {
+        Some(last) => doc! { "$and": [ filter.clone(), { "_id": { "$gt": last.clone() } } ] },
+        None => filter.clone(),
     }
 }
 

@@ -18,7 +18,7 @@ use futures_util::FutureExt;
 use mongodb::{Client, ClientSession, Database};
 use tokio::sync::OnceCell;
 
-use crate::batch::Checkpoints;
+use crate::batch::{Checkpoints, ProgressFn};
 use crate::lock::{Lock, LockGuard, LockInfo};
 use crate::migration::{MigrationContext, MigrationFn};
 use crate::plan::{self, DownTarget, Records};
@@ -28,8 +28,6 @@ use crate::{
     Config, Direction, DownOptions, Error, Migration, MigrationError, MigrationStatus, Progress, Registry, Resolution,
     RunReport, StatusReport, Step, StopHandle, UpOptions, Version,
 };
-
-type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// A plan: migrations in the order they run, each with its batch.
 type Plan<'a> = Vec<(&'a Migration, i64)>;
@@ -487,6 +485,9 @@ impl Migrator {
                     claim: running_claim(m.version, guard.fence()),
                     direction,
                     stop: self.stop.clone(),
+                    lock: guard.state(),
+                    version: m.version,
+                    progress: self.progress.clone(),
                 };
                 let mut ctx =
                     MigrationContext::new(self.db.clone(), None, m, guard.state()).with_checkpoints(checkpoints);

@@ -53,6 +53,7 @@ impl RunReport {
 /// Progress of a run, for long migrations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum Progress {
     /// Another runner holds the lock; this one waits (see
     /// [`Migrator::with_lock_wait`](crate::Migrator::with_lock_wait)). Sent once.
@@ -84,6 +85,21 @@ pub enum Progress {
         direction: Direction,
         /// How long its body took.
         duration_ms: i64,
+    },
+    /// A batch of a data migration's walk is done and checkpointed (see
+    /// [`MigrationContext::batches`](crate::MigrationContext::batches)).
+    #[serde(rename_all = "camelCase")]
+    Batch {
+        /// The migration's version.
+        version: Version,
+        /// Documents done, earlier interrupted runs included.
+        done: u64,
+        /// Documents to do in all, as counted when this run's walk started.
+        total: u64,
+        /// Documents per second in this run.
+        per_second: u64,
+        /// Seconds left at that rate.
+        eta_secs: Option<u64>,
     },
 }
 
@@ -185,9 +201,13 @@ impl StatusReport {
             |r: &Record| matches!(r.status, MigrationStatus::Planned | MigrationStatus::Running) && r.is_live(lock_ref);
         let detail = |r: &Record| match r.status {
             MigrationStatus::Running if in_progress(r) => Some(format!(
-                "in progress by {}{}",
+                "in progress by {}{}{}",
                 lock_ref.map(|l| l.holder.to_string()).unwrap_or_default(),
-                r.since()
+                r.since(),
+                match r.checkpoint_done() {
+                    0 => String::new(),
+                    n => format!(", {n} documents done"),
+                }
             )),
             MigrationStatus::Running | MigrationStatus::Failed if r.is_resumable() => Some(format!(
                 "resumes from its checkpoint ({} documents done); {}",

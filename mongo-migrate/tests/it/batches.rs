@@ -105,9 +105,24 @@ async fn marked(t: &TestDb) -> u64 {
 async fn a_walk_hands_every_matching_document_over_once_and_down_uses_it_too() {
     let t = TestDb::new().await;
     items(&t, 250, |_| Bson::ObjectId(mongo_migrate::bson::oid::ObjectId::new())).await;
-    let m = t.migrator(marks());
+    let events = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let log = events.clone();
+    let m = t
+        .migrator(marks())
+        .with_progress(move |p| log.lock().unwrap().push(p.clone()));
     m.up(UpOptions::default()).await.unwrap();
     assert_eq!(marked(&t).await, 250);
+    // One progress event per batch, with the total counted at the start.
+    let batches: Vec<(u64, u64)> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|p| match p {
+            mongo_migrate::Progress::Batch { done, total, .. } => Some((*done, *total)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches, vec![(100, 250), (200, 250), (250, 250)]);
     assert_eq!(t.docs("seen").await.len(), 250);
     assert_eq!(knobs().lock().unwrap()[&t.name].batches, 3);
     // Done: no checkpoint is left for a later run.
@@ -356,4 +371,43 @@ async fn a_killed_walk_resumes_with_at_most_one_batch_redone() {
         assert!(docs.iter().all(|d| handled(d) <= 2), "trial {trial} (seed {seed})");
         t.drop_db().await;
     }
+}
+
+fn up_lowers(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        let stats = ctx
+            .batches("items", doc! { "kind": "a" })
+            .size(64)
+            .update_each(|d| {
+                let id = d.get("_id")?.as_i64()?;
+                (id % 10 != 0).then(|| doc! { "$set": { "label": format!("item-{id}") } })
+            })
+            .await?;
+        assert_eq!((stats.batches, stats.documents), (4, 200));
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn update_each_sends_one_update_per_batch_and_skips_documents_it_leaves() {
+    let t = TestDb::new().await;
+    items(&t, 200, |i| Bson::Int64(i as i64)).await;
+    let m = t.migrator(vec![Migration::new(v("20260101000000"), "label_items", up_lowers)]);
+    m.up(UpOptions::default()).await.unwrap();
+    let labelled = t
+        .db()
+        .collection::<Document>("items")
+        .count_documents(doc! { "label": { "$exists": true } })
+        .await
+        .unwrap();
+    assert_eq!(labelled, 180);
+    let one = t
+        .db()
+        .collection::<Document>("items")
+        .find_one(doc! { "_id": 7_i64 })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.get_str("label").unwrap(), "item-7");
+    t.drop_db().await;
 }
