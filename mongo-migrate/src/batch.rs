@@ -69,6 +69,7 @@ pub struct Batches<'a> {
     pub(crate) filter: Document,
     pub(crate) size: i64,
     pub(crate) pause: std::time::Duration,
+    pub(crate) max_rate: Option<u32>,
 }
 
 impl Batches<'_> {
@@ -81,6 +82,13 @@ impl Batches<'_> {
     /// A pause after every batch, to spare a busy primary.
     pub fn pause_between(mut self, pause: std::time::Duration) -> Self {
         self.pause = pause;
+        self
+    }
+
+    /// At most this many documents per second (averaged over the walk): a
+    /// throttle for a primary that serves traffic.
+    pub fn max_rate(mut self, documents_per_second: u32) -> Self {
+        self.max_rate = Some(documents_per_second.max(1));
         self
     }
 
@@ -212,6 +220,12 @@ impl Batches<'_> {
             }
             if !self.pause.is_zero() {
                 tokio::time::sleep(self.pause).await;
+            }
+            if let Some(rate) = self.max_rate {
+                let due = std::time::Duration::from_secs_f64(stats.documents as f64 / f64::from(rate));
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
     }

@@ -210,6 +210,7 @@ impl MigrationContext {
             filter,
             size: 1_000,
             pause: std::time::Duration::ZERO,
+            max_rate: None,
         }
     }
 

@@ -13,6 +13,8 @@ use mongo_migrate::{BoxFuture, DownOptions, Error, Migration, MigrationContext, 
 struct Knobs {
     /// Fail the batch with this number (1-based), once.
     fail_batch: Option<usize>,
+    /// Stop the run (as Ctrl-C does) during this batch.
+    stop_in_batch: Option<usize>,
     /// Force-unlock (as an operator would) during this batch.
     unlock_in_batch: Option<usize>,
     batches: usize,
@@ -21,6 +23,12 @@ struct Knobs {
 fn knobs() -> &'static Mutex<std::collections::HashMap<String, Knobs>> {
     static K: OnceLock<Mutex<std::collections::HashMap<String, Knobs>>> = OnceLock::new();
     K.get_or_init(Default::default)
+}
+
+/// The stop handles of runs, by database name.
+fn stops() -> &'static Mutex<std::collections::HashMap<String, mongo_migrate::StopHandle>> {
+    static S: OnceLock<Mutex<std::collections::HashMap<String, mongo_migrate::StopHandle>>> = OnceLock::new();
+    S.get_or_init(Default::default)
 }
 
 /// Marks each document `x: 1` and logs it in `seen` (unique `_id`: a
@@ -32,6 +40,9 @@ async fn mark(batch: Vec<Document>, db: Database) -> MigrationResult {
         let k = k.entry(name.clone()).or_default();
         k.batches += 1;
         let n = k.batches;
+        if k.stop_in_batch.take_if(|b| *b == n).is_some() {
+            stops().lock().unwrap()[&name].stop();
+        }
         (
             k.fail_batch.take_if(|b| *b == n).is_some(),
             k.unlock_in_batch.take_if(|b| *b == n).is_some(),
@@ -409,5 +420,56 @@ async fn update_each_sends_one_update_per_batch_and_skips_documents_it_leaves() 
         .unwrap()
         .unwrap();
     assert_eq!(one.get_str("label").unwrap(), "item-7");
+    t.drop_db().await;
+}
+
+/// Ctrl-C (a stop) ends a walk after the batch in flight, with its
+/// checkpoint; the next run goes on from there, and a throttle holds.
+#[tokio::test]
+async fn a_stopped_walk_ends_after_its_batch_and_the_next_run_goes_on() {
+    let t = TestDb::new().await;
+    items(&t, 300, |i| Bson::Int64(i as i64)).await;
+    let stop = mongo_migrate::StopHandle::new();
+    stops().lock().unwrap().insert(t.name.clone(), stop.clone());
+    knobs().lock().unwrap().entry(t.name.clone()).or_default().stop_in_batch = Some(2);
+    let m = t.migrator(marks()).with_stop(stop);
+    let err = m.up(UpOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("the run was stopped after 2 batches"), "{err}");
+    assert_eq!(marked(&t).await, 200);
+    let record = t.tracking("20260101000000").await.unwrap();
+    let point = record.get_document("checkpoints").unwrap().get_document("0").unwrap();
+    assert_eq!(point.get_i64("done").unwrap(), 200, "{record}");
+
+    t.migrator(marks()).up(UpOptions::default()).await.unwrap();
+    assert_eq!(marked(&t).await, 300);
+    assert_eq!(t.docs("seen").await.len(), 300);
+    t.drop_db().await;
+}
+
+fn up_throttled(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.batches("items", doc! {})
+            .size(10)
+            .max_rate(100)
+            .update_each(|_| Some(doc! { "$set": { "x": 1 } }))
+            .await?;
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn max_rate_holds_a_walk_to_its_rate() {
+    let t = TestDb::new().await;
+    items(&t, 40, |i| Bson::Int64(i as i64)).await;
+    let m = t.migrator(vec![Migration::new(v("20260101000000"), "throttled", up_throttled)]);
+    let start = std::time::Instant::now();
+    m.up(UpOptions::default()).await.unwrap();
+    // 60 documents at 100/s: at least 0.5 s (the last batch is not waited for).
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(marked(&t).await, 60);
     t.drop_db().await;
 }
