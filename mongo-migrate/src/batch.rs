@@ -231,12 +231,17 @@ impl Batches<'_> {
     }
 }
 
-/// `filter`, and past `last` if there is one.
+/// `filter`, and past `last` if there is one: the range on `_id` goes in
+/// at the top level where it can, where every planner uses the `_id` index.
 fn after(filter: &Document, last: Option<&Bson>) -> Document {
-    match last {
-        Some(last) => doc! { "$and": [ filter.clone(), { "_id": { "$gt": last.clone() } } ] },
-        None => filter.clone(),
+    let Some(last) = last else { return filter.clone() };
+    let range = doc! { "$gt": last.clone() };
+    if filter.contains_key("_id") {
+        return doc! { "$and": [ filter.clone(), { "_id": range } ] };
     }
+    let mut both = filter.clone();
+    both.insert("_id", range);
+    both
 }
 
 fn stopped(stats: &BatchStats, why: &str) -> MigrationError {
