@@ -473,3 +473,63 @@ async fn max_rate_holds_a_walk_to_its_rate() {
     assert_eq!(marked(&t).await, 60);
     t.drop_db().await;
 }
+
+fn up_with_inserts(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.batches("items", doc! { "kind": "a" })
+            .size(100)
+            .run(|batch, db| async move {
+                let items = db.collection::<Document>("items");
+                // While the walk is in its first batch, the application
+                // inserts one document behind the walk and one ahead of it.
+                if batch.first().and_then(|d| d.get_i64("_id").ok()) == Some(0) {
+                    items
+                        .insert_many([
+                            doc! { "_id": -1_i64, "kind": "a" },
+                            doc! { "_id": 10_000_i64, "kind": "a" },
+                        ])
+                        .await?;
+                }
+                let ids: Vec<Bson> = batch.iter().map(|d| d.get("_id").cloned().unwrap()).collect();
+                items
+                    .update_many(doc! { "_id": { "$in": ids } }, doc! { "$set": { "x": 1 } })
+                    .await?;
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+/// As documented: a document inserted during a walk is covered when its
+/// `_id` sorts after the walk's position, and not when it sorts before.
+#[tokio::test]
+async fn documents_inserted_during_a_walk_are_covered_if_ahead_of_it() {
+    let t = TestDb::new().await;
+    items(&t, 250, |i| Bson::Int64(i as i64)).await;
+    let m = t.migrator(vec![Migration::new(
+        v("20260101000000"),
+        "with_inserts",
+        up_with_inserts,
+    )]);
+    m.up(UpOptions::default()).await.unwrap();
+    let items = t.db().collection::<Document>("items");
+    let x = |id: i64| {
+        let items = items.clone();
+        async move {
+            items
+                .find_one(doc! { "_id": id })
+                .await
+                .unwrap()
+                .unwrap()
+                .contains_key("x")
+        }
+    };
+    assert!(
+        x(10_000).await,
+        "the document inserted ahead of the walk was not covered"
+    );
+    assert!(!x(-1).await, "the document inserted behind the walk was covered");
+    assert_eq!(marked(&t).await, 251);
+    t.drop_db().await;
+}
