@@ -70,6 +70,7 @@ pub struct Batches<'a> {
     pub(crate) size: i64,
     pub(crate) pause: std::time::Duration,
     pub(crate) max_rate: Option<u32>,
+    pub(crate) segments: u32,
 }
 
 impl Batches<'_> {
@@ -92,6 +93,15 @@ impl Batches<'_> {
         self
     }
 
+    /// Walks `n` contiguous segments of `_id` at once, each with its own
+    /// checkpoint (the segments come from one `$bucketAuto` aggregation and
+    /// are kept for a resumed run). The database does the work in parallel;
+    /// there is no coordinator.
+    pub fn parallel(mut self, n: u32) -> Self {
+        self.segments = n.max(1);
+        self
+    }
+
     /// The common case of [`Batches::run`]: `f` turns each document into an
     /// update (or `None` to leave it), and each batch's updates go out as
     /// one `update` command, majority-acknowledged, so a walk cannot outrun
@@ -99,7 +109,7 @@ impl Batches<'_> {
     /// values), so that a batch applied twice ends the same.
     pub async fn update_each<F>(self, f: F) -> Result<BatchStats, MigrationError>
     where
-        F: Fn(&Document) -> Option<Document>,
+        F: Fn(&Document) -> Option<Document> + Sync,
     {
         let name = self.collection.clone();
         let f = &f;
@@ -133,115 +143,313 @@ impl Batches<'_> {
     /// records a checkpoint after each. Resumes after the last checkpoint of
     /// an interrupted run. Stops between batches, with an error, when the
     /// run is stopped (Ctrl-C, [`StopHandle`]) or has lost its lock.
-    pub async fn run<F, Fut>(self, mut f: F) -> Result<BatchStats, MigrationError>
+    pub async fn run<F, Fut>(self, f: F) -> Result<BatchStats, MigrationError>
     where
-        F: FnMut(Vec<Document>, Database) -> Fut,
-        Fut: Future<Output = Result<(), MigrationError>>,
+        F: Fn(Vec<Document>, Database) -> Fut + Sync,
+        Fut: Future<Output = Result<(), MigrationError>> + Send,
     {
         if self.transactional {
             return Err("batches do not run inside a transaction (each batch is its own write, checkpointed): make this migration non-transactional".into());
         }
         let coll = self.db.collection::<Document>(&self.collection);
         one_id_type(&coll, &self.filter, &self.collection).await?;
-        let key = format!("checkpoints.{}", self.index);
-        let (mut last, resumed) = match self.checkpoints {
-            Some(c) => saved(c, self.index, &self.collection).await?,
-            None => (None, 0),
+        let parts = self.layout(&coll).await?;
+        let resumed: u64 = parts.iter().map(|p| p.done).sum();
+        let total = match self.checkpoints.and_then(|c| c.progress.as_ref()) {
+            Some(_) => {
+                let mut left = 0;
+                for part in &parts {
+                    left += coll.count_documents(part.filter(&self.filter)).await?;
+                }
+                resumed + left
+            }
+            None => 0,
         };
+        let walk = Walk {
+            batches: &self,
+            coll: &coll,
+            f: &f,
+            started: std::time::Instant::now(),
+            total,
+            done: std::sync::Mutex::new(parts.iter().map(|p| p.done).collect()),
+            handed: std::sync::atomic::AtomicU64::new(0),
+            failed: std::sync::atomic::AtomicBool::new(false),
+        };
+        let results =
+            futures_util::future::join_all(parts.into_iter().enumerate().map(|(i, part)| walk.part(i, part))).await;
         let mut stats = BatchStats {
             batches: 0,
             documents: 0,
             resumed,
         };
-        let total = match self.checkpoints.and_then(|c| c.progress.as_ref()) {
-            Some(_) => resumed + coll.count_documents(after(&self.filter, last.as_ref())).await?,
-            None => 0,
-        };
-        let started = std::time::Instant::now();
-        loop {
-            if let Some(c) = self.checkpoints {
-                if c.stop.is_stopped() {
-                    return Err(stopped(&stats, "the run was stopped"));
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok((batches, documents)) => {
+                    stats.batches += batches;
+                    stats.documents += documents;
                 }
-                if c.lock.is_lost() {
-                    return Err(stopped(&stats, "this run lost the migration lock"));
+                Err((batches, documents, e)) => {
+                    stats.batches += batches;
+                    stats.documents += documents;
+                    // The segment that failed says why; the others only stopped.
+                    if first_error.is_none()
+                        || matches!(e, Stop::Failed(_)) && !matches!(first_error, Some(Stop::Failed(_)))
+                    {
+                        first_error = Some(e);
+                    }
                 }
             }
-            let batch: Vec<Document> = coll
-                .find(after(&self.filter, last.as_ref()))
+        }
+        match first_error {
+            Some(Stop::Failed(e)) => Err(e),
+            Some(Stop::Because(why)) => Err(stopped(&stats, why)),
+            None => Ok(stats),
+        }
+    }
+
+    /// Splits the walk into `.parallel(n)` segments of `_id` (one aggregation),
+    /// or takes the segments and positions of an interrupted run; writes the
+    /// layout into the checkpoint first, so a resumed run walks the same ones.
+    async fn layout(&self, coll: &Collection<Document>) -> Result<Vec<Part>, MigrationError> {
+        let Some(c) = self.checkpoints else {
+            return Ok(vec![Part::whole()]);
+        };
+        if let Some(parts) = saved(c, self.index, &self.collection).await? {
+            return Ok(parts);
+        }
+        let mut bounds: Vec<Bson> = Vec::new();
+        if self.segments > 1 {
+            let pipeline = vec![
+                doc! { "$match": self.filter.clone() },
+                doc! { "$bucketAuto": { "groupBy": "$_id", "buckets": i64::from(self.segments) } },
+            ];
+            let buckets: Vec<Document> = coll.aggregate(pipeline).await?.try_collect().await?;
+            bounds = buckets
+                .iter()
+                .filter_map(|b| b.get_document("_id").ok()?.get("min").cloned())
+                .collect();
+        }
+        let parts: Vec<Part> = if bounds.len() < 2 {
+            vec![Part::whole()]
+        } else {
+            // The first segment starts at the beginning (nothing is before
+            // it), the last runs to the end (covers what is inserted later).
+            (0..bounds.len())
+                .map(|i| Part {
+                    from: (i > 0).then(|| bounds[i].clone()),
+                    to: bounds.get(i + 1).cloned(),
+                    last: None,
+                    done: 0,
+                })
+                .collect()
+        };
+        let layout = doc! {
+            "direction": c.direction.as_str(),
+            "collection": &self.collection,
+            "parts": parts.iter().map(|p| Bson::Document(p.to_document())).collect::<Vec<_>>(),
+            "at": bson::DateTime::now(),
+        };
+        let key = format!("checkpoints.{}", self.index);
+        let written = c
+            .tracking
+            .update_one(c.claim.clone(), doc! { "$set": { key: layout } })
+            .await?;
+        if written.matched_count == 0 {
+            return Err("this run lost the migration lock before its walk started".into());
+        }
+        Ok(parts)
+    }
+}
+
+/// Why a segment stopped early.
+enum Stop {
+    /// The closure or the database failed.
+    Failed(MigrationError),
+    /// A stop, a lost lock, or another segment's failure.
+    Because(&'static str),
+}
+
+impl<E: Into<MigrationError>> From<E> for Stop {
+    fn from(e: E) -> Self {
+        Stop::Failed(e.into())
+    }
+}
+
+/// One segment of a walk: `_id` from `from` (inclusive) to `to`
+/// (exclusive), done up to `last`.
+#[derive(Debug, Clone)]
+struct Part {
+    from: Option<Bson>,
+    to: Option<Bson>,
+    last: Option<Bson>,
+    done: u64,
+}
+
+impl Part {
+    fn whole() -> Self {
+        Part {
+            from: None,
+            to: None,
+            last: None,
+            done: 0,
+        }
+    }
+
+    fn to_document(&self) -> Document {
+        let mut d = doc! { "done": i64::try_from(self.done).unwrap_or(i64::MAX) };
+        for (key, value) in [("from", &self.from), ("to", &self.to), ("lastId", &self.last)] {
+            if let Some(v) = value {
+                d.insert(key, v.clone());
+            }
+        }
+        d
+    }
+
+    fn from_document(d: &Document) -> Self {
+        Part {
+            from: d.get("from").cloned(),
+            to: d.get("to").cloned(),
+            last: d.get("lastId").cloned(),
+            done: d.get_i64("done").ok().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+        }
+    }
+
+    /// `filter`, within this segment and past its position: the range on
+    /// `_id` goes in at the top level where it can, where every planner
+    /// uses the `_id` index.
+    fn filter(&self, filter: &Document) -> Document {
+        let mut range = Document::new();
+        match (&self.last, &self.from) {
+            (Some(last), _) => range.insert("$gt", last.clone()),
+            (None, Some(from)) => range.insert("$gte", from.clone()),
+            (None, None) => None,
+        };
+        if let Some(to) = &self.to {
+            range.insert("$lt", to.clone());
+        }
+        if range.is_empty() {
+            return filter.clone();
+        }
+        if filter.contains_key("_id") {
+            return doc! { "$and": [ filter.clone(), { "_id": range } ] };
+        }
+        let mut both = filter.clone();
+        both.insert("_id", range);
+        both
+    }
+}
+
+/// What the segments of one walk share.
+struct Walk<'w, 'a, F> {
+    batches: &'w Batches<'a>,
+    coll: &'w Collection<Document>,
+    f: &'w F,
+    started: std::time::Instant,
+    total: u64,
+    /// Documents done per segment, earlier runs included.
+    done: std::sync::Mutex<Vec<u64>>,
+    /// Documents handed over in this run, all segments.
+    handed: std::sync::atomic::AtomicU64,
+    /// A segment failed: the others stop after their batch in flight.
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl<F, Fut> Walk<'_, '_, F>
+where
+    F: Fn(Vec<Document>, Database) -> Fut + Sync,
+    Fut: Future<Output = Result<(), MigrationError>> + Send,
+{
+    /// Walks segment `i`; its batches and documents, also when it stopped.
+    async fn part(&self, i: usize, part: Part) -> Result<(u64, u64), (u64, u64, Stop)> {
+        let (mut batches, mut documents) = (0, 0);
+        match self.walk_part(i, part, &mut batches, &mut documents).await {
+            Ok(()) => Ok((batches, documents)),
+            Err(stop) => {
+                if matches!(stop, Stop::Failed(_)) {
+                    self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Err((batches, documents, stop))
+            }
+        }
+    }
+
+    async fn walk_part(&self, i: usize, mut part: Part, batches: &mut u64, documents: &mut u64) -> Result<(), Stop> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let b = self.batches;
+        let key = format!("checkpoints.{}.parts.{i}", b.index);
+        loop {
+            if let Some(c) = b.checkpoints {
+                if c.stop.is_stopped() {
+                    return Err(Stop::Because("the run was stopped"));
+                }
+                if c.lock.is_lost() {
+                    return Err(Stop::Because("this run lost the migration lock"));
+                }
+            }
+            if self.failed.load(SeqCst) {
+                return Err(Stop::Because("another segment failed"));
+            }
+            let batch: Vec<Document> = self
+                .coll
+                .find(part.filter(&b.filter))
                 .sort(doc! { "_id": 1 })
-                .limit(self.size)
-                .batch_size(u32::try_from(self.size).unwrap_or(u32::MAX))
+                .limit(b.size)
+                .batch_size(u32::try_from(b.size).unwrap_or(u32::MAX))
                 .await?
                 .try_collect()
                 .await?;
             let Some(end) = batch.last().and_then(|d| d.get("_id")).cloned() else {
-                return Ok(stats);
+                return Ok(());
             };
             let n = batch.len() as u64;
-            f(batch, self.db.clone()).await?;
-            stats.batches += 1;
-            stats.documents += n;
-            if let Some(c) = self.checkpoints {
+            (self.f)(batch, b.db.clone()).await.map_err(Stop::Failed)?;
+            *batches += 1;
+            *documents += n;
+            part.done += n;
+            part.last = Some(end);
+            let handed = self.handed.fetch_add(n, SeqCst) + n;
+            if let Some(c) = b.checkpoints {
                 let point = doc! {
-                    "direction": c.direction.as_str(),
-                    "collection": &self.collection,
-                    "lastId": end.clone(),
-                    "done": i64::try_from(stats.resumed + stats.documents).unwrap_or(i64::MAX),
-                    "at": bson::DateTime::now(),
+                    format!("{key}.lastId"): part.last.clone().unwrap_or(Bson::Null),
+                    format!("{key}.done"): i64::try_from(part.done).unwrap_or(i64::MAX),
+                    format!("checkpoints.{}.at", b.index): bson::DateTime::now(),
                 };
-                let written = c
-                    .tracking
-                    .update_one(c.claim.clone(), doc! { "$set": { &key: point } })
-                    .await?;
+                let written = c.tracking.update_one(c.claim.clone(), doc! { "$set": point }).await?;
                 if written.matched_count == 0 {
-                    return Err(stopped(&stats, "this run lost the migration lock"));
+                    return Err(Stop::Because("this run lost the migration lock"));
                 }
                 if let Some(report) = &c.progress {
-                    let done = stats.resumed + stats.documents;
-                    let secs = started.elapsed().as_secs_f64();
-                    let per_second = if secs > 0.0 {
-                        (stats.documents as f64 / secs) as u64
-                    } else {
-                        0
+                    let done: u64 = {
+                        let mut all = self.done.lock().expect("progress lock");
+                        all[i] = part.done;
+                        all.iter().sum()
                     };
+                    let secs = self.started.elapsed().as_secs_f64();
+                    let per_second = if secs > 0.0 { (handed as f64 / secs) as u64 } else { 0 };
                     report(&Progress::Batch {
                         version: c.version,
                         done,
-                        total: total.max(done),
+                        total: self.total.max(done),
                         per_second,
-                        eta_secs: (per_second > 0).then(|| total.saturating_sub(done) / per_second),
+                        eta_secs: (per_second > 0).then(|| self.total.saturating_sub(done) / per_second),
                     });
                 }
             }
-            last = Some(end);
-            if (n as i64) < self.size {
-                return Ok(stats);
+            if (n as i64) < b.size {
+                return Ok(());
             }
-            if !self.pause.is_zero() {
-                tokio::time::sleep(self.pause).await;
+            if !b.pause.is_zero() {
+                tokio::time::sleep(b.pause).await;
             }
-            if let Some(rate) = self.max_rate {
-                let due = std::time::Duration::from_secs_f64(stats.documents as f64 / f64::from(rate));
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
+            if let Some(rate) = b.max_rate {
+                let due = std::time::Duration::from_secs_f64(handed as f64 / f64::from(rate));
+                if let Some(wait) = due.checked_sub(self.started.elapsed()) {
                     tokio::time::sleep(wait).await;
                 }
             }
         }
     }
-}
-
-/// `filter`, and past `last` if there is one: the range on `_id` goes in
-/// at the top level where it can, where every planner uses the `_id` index.
-fn after(filter: &Document, last: Option<&Bson>) -> Document {
-    let Some(last) = last else { return filter.clone() };
-    let range = doc! { "$gt": last.clone() };
-    if filter.contains_key("_id") {
-        return doc! { "$and": [ filter.clone(), { "_id": range } ] };
-    }
-    let mut both = filter.clone();
-    both.insert("_id", range);
-    both
 }
 
 fn stopped(stats: &BatchStats, why: &str) -> MigrationError {
@@ -252,21 +460,28 @@ fn stopped(stats: &BatchStats, why: &str) -> MigrationError {
     .into()
 }
 
-/// The last checkpoint of this walk in this direction, and how many
-/// documents it had done.
-async fn saved(c: &Checkpoints, index: usize, collection: &str) -> Result<(Option<Bson>, u64), MigrationError> {
+/// The segments and positions of this walk's last checkpoint, in this
+/// direction over this collection.
+async fn saved(c: &Checkpoints, index: usize, collection: &str) -> Result<Option<Vec<Part>>, MigrationError> {
     let record = c.tracking.find_one(c.claim.clone()).await?;
     let point = record
         .as_ref()
         .and_then(|r| r.get_document("checkpoints").ok())
         .and_then(|p| p.get_document(index.to_string()).ok());
-    match point {
-        Some(p) if p.get_str("direction") == Ok(c.direction.as_str()) && p.get_str("collection") == Ok(collection) => {
-            let done = p.get_i64("done").unwrap_or(0);
-            Ok((p.get("lastId").cloned(), u64::try_from(done).unwrap_or(0)))
-        }
-        _ => Ok((None, 0)),
+    let Some(p) = point else { return Ok(None) };
+    if p.get_str("direction") != Ok(c.direction.as_str()) || p.get_str("collection") != Ok(collection) {
+        return Ok(None);
     }
+    let parts: Vec<Part> = p
+        .get_array("parts")
+        .map(|a| {
+            a.iter()
+                .filter_map(Bson::as_document)
+                .map(Part::from_document)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((!parts.is_empty()).then_some(parts))
 }
 
 /// The BSON sort bracket of an `_id` (numbers compare with each other).

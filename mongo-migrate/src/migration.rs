@@ -211,6 +211,7 @@ impl MigrationContext {
             size: 1_000,
             pause: std::time::Duration::ZERO,
             max_rate: None,
+            segments: 1,
         }
     }
 

@@ -25,6 +25,24 @@ fn knobs() -> &'static Mutex<std::collections::HashMap<String, Knobs>> {
     K.get_or_init(Default::default)
 }
 
+/// Segment `i` of the first walk's checkpoint.
+fn part(record: &Document, i: usize) -> Document {
+    let walk = record.get_document("checkpoints").unwrap().get_document("0").unwrap();
+    walk.get_array("parts").unwrap()[i].as_document().unwrap().clone()
+}
+
+/// Documents done by the first walk, all segments.
+fn done_of(record: &Document) -> i64 {
+    record
+        .get_document("checkpoints")
+        .ok()
+        .and_then(|c| c.get_document("0").ok())
+        .and_then(|w| w.get_array("parts").ok())
+        .map_or(0, |parts| {
+            parts.iter().filter_map(|p| p.as_document()?.get_i64("done").ok()).sum()
+        })
+}
+
 /// The stop handles of runs, by database name.
 fn stops() -> &'static Mutex<std::collections::HashMap<String, mongo_migrate::StopHandle>> {
     static S: OnceLock<Mutex<std::collections::HashMap<String, mongo_migrate::StopHandle>>> = OnceLock::new();
@@ -156,7 +174,7 @@ async fn a_failed_walk_resumes_at_its_last_checkpoint_without_a_resolve() {
     assert_eq!(marked(&t).await, 200, "two batches were done before the failure");
     let record = t.tracking("20260101000000").await.unwrap();
     assert_eq!(record.get_str("status").unwrap(), "failed");
-    let point = record.get_document("checkpoints").unwrap().get_document("0").unwrap();
+    let point = part(&record, 0);
     assert_eq!(point.get_i64("done").unwrap(), 200, "{record}");
     assert_eq!(point.get("lastId"), Some(&Bson::Int64(199)));
 
@@ -244,8 +262,7 @@ async fn a_walk_stops_after_the_batch_in_which_its_lock_was_lost() {
     assert_eq!(record.get_str("status").unwrap(), "running", "{record}");
     assert!(record.contains_key("fencedBy"), "{record}");
     // Batch 1's checkpoint landed before the fence; batch 2's did not.
-    let point = record.get_document("checkpoints").unwrap().get_document("0").unwrap();
-    assert_eq!(point.get_i64("done").unwrap(), 100, "{record}");
+    assert_eq!(part(&record, 0).get_i64("done").unwrap(), 100, "{record}");
     t.drop_db().await;
 }
 
@@ -341,12 +358,7 @@ async fn a_killed_walk_resumes_with_at_most_one_batch_redone() {
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let done = t
-                .tracking("20260101000000")
-                .await
-                .and_then(|r| r.get_document("checkpoints").ok().cloned())
-                .and_then(|c| c.get_document("0").ok().and_then(|p| p.get_i64("done").ok()))
-                .unwrap_or(0);
+            let done = t.tracking("20260101000000").await.map_or(0, |r| done_of(&r));
             if done >= kill_at {
                 break;
             }
@@ -437,8 +449,7 @@ async fn a_stopped_walk_ends_after_its_batch_and_the_next_run_goes_on() {
     assert!(err.to_string().contains("the run was stopped after 2 batches"), "{err}");
     assert_eq!(marked(&t).await, 200);
     let record = t.tracking("20260101000000").await.unwrap();
-    let point = record.get_document("checkpoints").unwrap().get_document("0").unwrap();
-    assert_eq!(point.get_i64("done").unwrap(), 200, "{record}");
+    assert_eq!(part(&record, 0).get_i64("done").unwrap(), 200, "{record}");
 
     t.migrator(marks()).up(UpOptions::default()).await.unwrap();
     assert_eq!(marked(&t).await, 300);
@@ -531,5 +542,56 @@ async fn documents_inserted_during_a_walk_are_covered_if_ahead_of_it() {
     );
     assert!(!x(-1).await, "the document inserted behind the walk was covered");
     assert_eq!(marked(&t).await, 251);
+    t.drop_db().await;
+}
+
+fn up_marks_in_parallel(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.batches("items", doc! { "kind": "a" })
+            .size(50)
+            .parallel(4)
+            .run(mark)
+            .await?;
+        Ok(())
+    })
+}
+
+/// Four segments walked at once cover every document once; when one fails,
+/// the others stop after their batch, and the next run resumes each segment
+/// at its own checkpoint.
+#[tokio::test]
+async fn parallel_segments_cover_everything_once_and_resume_each_at_its_checkpoint() {
+    let t = TestDb::new().await;
+    items(&t, 1_000, |i| Bson::Int64(i as i64)).await;
+    knobs().lock().unwrap().entry(t.name.clone()).or_default().fail_batch = Some(9);
+    let m = t.migrator(vec![Migration::new(
+        v("20260101000000"),
+        "mark_parallel",
+        up_marks_in_parallel,
+    )]);
+    let err = m.up(UpOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("the batch failed"), "{err}");
+    let record = t.tracking("20260101000000").await.unwrap();
+    let parts = record
+        .get_document("checkpoints")
+        .unwrap()
+        .get_document("0")
+        .unwrap()
+        .get_array("parts")
+        .unwrap()
+        .clone();
+    assert_eq!(parts.len(), 4, "{record}");
+    let done = done_of(&record);
+    assert!(done > 0 && done < 1_000, "{record}");
+    assert_eq!(
+        marked(&t).await as i64,
+        done,
+        "every checkpointed document, and only those, is done"
+    );
+
+    m.up(UpOptions::default()).await.unwrap();
+    assert_eq!(marked(&t).await, 1_000);
+    // `seen` has a unique `_id`: no document was handed over twice.
+    assert_eq!(t.docs("seen").await.len(), 1_000);
     t.drop_db().await;
 }
