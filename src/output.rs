@@ -9,6 +9,9 @@ static OPEN_LINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 
 /// Ends a progress line left open by a step that did not finish.
 pub fn close_progress(outcome: &str) {
+    if let Some(bar) = BAR.lock().expect("progress lock").take() {
+        bar.abandon();
+    }
     if OPEN_LINE.swap(false, std::sync::atomic::Ordering::SeqCst) {
         println!("{outcome}");
     }
@@ -16,6 +19,9 @@ pub fn close_progress(outcome: &str) {
 
 /// When the last batch line was printed, to print one every few seconds.
 static LAST_BATCH_LINE: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// A walk's progress bar, on a terminal.
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
 
 /// How often a walk's progress gets a line.
 const BATCH_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -31,21 +37,41 @@ pub fn progress(p: &Progress) {
         ..
     } = p
     {
+        // The migration's line ends here; its outcome gets a line of its own.
+        if OPEN_LINE.swap(false, SeqCst) {
+            let _ = writeln!(out);
+            let _ = out.flush();
+        }
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            let mut bar = BAR.lock().expect("progress lock");
+            let bar = bar.get_or_insert_with(|| {
+                let bar = indicatif::ProgressBar::new(*total);
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "    {bar:30} {pos}/{len} documents ({per_sec}, about {eta} left)",
+                ) {
+                    bar.set_style(style);
+                }
+                bar
+            });
+            bar.set_length(*total);
+            bar.set_position(*done);
+            return;
+        }
         let mut last = LAST_BATCH_LINE.lock().expect("progress lock");
         if last.is_some_and(|t| t.elapsed() < BATCH_LINE_EVERY) && done < total {
             return;
         }
         *last = Some(std::time::Instant::now());
-        // The migration's line ends here; its outcome gets a line of its own.
-        if OPEN_LINE.swap(false, SeqCst) {
-            let _ = writeln!(out);
-        }
         let eta = eta_secs
             .map(|s| format!(", about {}m{:02}s left", s / 60, s % 60))
             .unwrap_or_default();
         let _ = writeln!(out, "    {done} of {total} documents ({per_second}/s{eta})");
         let _ = out.flush();
         return;
+    }
+    // Any other event ends a walk's bar.
+    if let Some(bar) = BAR.lock().expect("progress lock").take() {
+        bar.finish_and_clear();
     }
     let was_open = OPEN_LINE.swap(matches!(p, Progress::Started { .. }), SeqCst);
     let _ = match p {

@@ -161,6 +161,11 @@ pub struct StatusEntry {
     /// For `running` and `failed`: who left it, and why it blocks.
     #[serde(default)]
     pub detail: Option<String>,
+    /// Documents done by its walks in batches, while one is in progress or
+    /// stopped at a checkpoint (see
+    /// [`MigrationContext::batches`](crate::MigrationContext::batches)).
+    #[serde(default)]
+    pub documents_done: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +238,7 @@ impl StatusReport {
                     .is_some_and(|r| r.status == MigrationStatus::Completed && plan::check_checksum(m, r).is_err()),
                 in_progress: record.is_some_and(in_progress),
                 detail: record.and_then(detail),
+                documents_done: record.and_then(documents_done),
             }
         });
         let unknown = records
@@ -251,6 +257,7 @@ impl StatusReport {
                 checksum_changed: false,
                 in_progress: in_progress(r),
                 detail: detail(r),
+                documents_done: documents_done(r),
             });
         let mut migrations: Vec<StatusEntry> = known.chain(unknown).collect();
         migrations.sort_by_key(|e| e.version);
@@ -274,6 +281,12 @@ impl StatusReport {
             lock,
         }
     }
+}
+
+/// The documents done by a walk that has not finished.
+fn documents_done(record: &Record) -> Option<i64> {
+    let unfinished = matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed);
+    (unfinished && record.checkpoints.is_some()).then(|| record.checkpoint_done())
 }
 
 fn state_of(record: &Record) -> State {

@@ -207,7 +207,8 @@ impl Record {
         self.checkpoints.as_ref().and_then(|c| c.as_object()).map_or(0, |c| {
             c.values()
                 .filter(|p| p["direction"] == direction)
-                .filter_map(|p| p["done"].as_i64())
+                .flat_map(|p| p["parts"].as_array().cloned().unwrap_or_default())
+                .filter_map(|part| part["done"].as_i64())
                 .sum()
         })
     }

@@ -178,9 +178,11 @@ async fn a_failed_walk_resumes_at_its_last_checkpoint_without_a_resolve() {
     assert_eq!(point.get_i64("done").unwrap(), 200, "{record}");
     assert_eq!(point.get("lastId"), Some(&Bson::Int64(199)));
 
-    // Not blocked: the next `up` resumes after document 199.
+    // Not blocked: the next `up` resumes after document 199. `status` (and
+    // so the HTTP status route) shows how far it got.
     let status = m.status().await.unwrap();
     assert_eq!(status.counts.pending, 1, "{status:?}");
+    assert_eq!(status.migrations[0].documents_done, Some(200), "{status:?}");
     m.up(UpOptions::default()).await.unwrap();
     assert_eq!(marked(&t).await, 450);
     // Each document went through once: `seen` has a unique `_id`.
