@@ -56,12 +56,8 @@ fn registry(target: &Target, cache: &Path) -> Result<Registry> {
 
 /// Runs `request` here; the answer as the harness would give it.
 pub fn run(target: &Target, cache: &Path, request: &Request, verbose: bool) -> Result<serde_json::Value> {
-    let registry = registry(target, cache)?;
-    let c = &request.connection;
-    let result = block_on(async {
-        let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, harness::config(c)).await?;
-        harness::execute(&migrator, request.command.clone()).await
-    })?;
+    let command = request.command.clone();
+    let result = with_migrator(target, cache, request, async |m| harness::execute(&m, command).await)?;
     result.map_err(|e| crate::harness::failure(ErrorReply::from(&e), verbose).into())
 }
 
@@ -81,18 +77,15 @@ pub fn nothing_to_do(
     if options.dry_run || !has_generated_registry(target) {
         return Ok(None);
     }
-    let registry = registry(target, cache)?;
-    let c = &request.connection;
     let dry_run = mongo_migrate::UpOptions {
         dry_run: true,
         ..*options
     };
-    let result = block_on(async {
-        let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, harness::config(c)).await?;
-        if migrator.lock_status().await?.is_some_and(|l| !l.expired) {
+    let result = with_migrator(target, cache, request, async |m| {
+        if m.lock_status().await?.is_some_and(|l| !l.expired) {
             return Ok(None);
         }
-        let report = migrator.up(dry_run).await?;
+        let report = m.up(dry_run).await?;
         Ok(report.steps.is_empty().then_some(report))
     })?;
     match result {
@@ -103,6 +96,22 @@ pub fn nothing_to_do(
         Ok(None) | Err(mongo_migrate::Error::Locked { .. }) => Ok(None),
         Err(e) => Err(crate::harness::failure(ErrorReply::from(&e), verbose).into()),
     }
+}
+
+/// Connects a migrator over the metadata registry of `target`, as the
+/// request's connection says, and runs `f` with it.
+fn with_migrator<T>(
+    target: &Target,
+    cache: &Path,
+    request: &Request,
+    f: impl AsyncFnOnce(Migrator) -> Result<T, mongo_migrate::Error>,
+) -> Result<Result<T, mongo_migrate::Error>> {
+    let registry = registry(target, cache)?;
+    let c = &request.connection;
+    block_on(async {
+        let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, harness::config(c)).await?;
+        f(migrator).await
+    })
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {

@@ -156,9 +156,7 @@ impl fmt::Display for Blocker {
                 since,
                 runner,
             } => {
-                let since = since
-                    .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
-                    .unwrap_or_default();
+                let since = since_text(*since);
                 let why = match runner {
                     Runner::LostItsLock => "which lost its lock",
                     Runner::StillHoldsTheLock => "which still holds the lock",
@@ -173,4 +171,10 @@ impl fmt::Display for Blocker {
             }
         }
     }
+}
+
+/// `" since <time>"`, or nothing: when a step was allowed to start.
+pub(crate) fn since_text(at: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    at.map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+        .unwrap_or_default()
 }

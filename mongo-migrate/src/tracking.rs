@@ -180,9 +180,7 @@ impl Record {
 
     /// `" since <startedAt>"`, or nothing.
     pub(crate) fn since(&self) -> String {
-        self.started_at
-            .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
-            .unwrap_or_default()
+        crate::status::since_text(self.started_at)
     }
 
     /// A transactional step that did not commit: its `running` or `failed`
