@@ -35,6 +35,68 @@ fn with_api(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     })
 }
 
+/// The same walk as the resume pass, uninterrupted, for its time.
+fn with_api_whole(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.batches("docs", doc! {})
+            .size(BATCH as u32)
+            .update_each(|d| {
+                Some(doc! { "$set": { "whole": d.get_str("v").ok()?.to_uppercase() }, "$inc": { "w": 1 } })
+            })
+            .await?;
+        Ok(())
+    })
+}
+
+/// The resume pass: counts each document's visits in `r`, so documents
+/// handed over twice after the kill show.
+fn with_api_resume(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.batches("docs", doc! {})
+            .size(BATCH as u32)
+            .update_each(|d| Some(doc! { "$set": { "res": d.get_str("v").ok()?.to_uppercase() }, "$inc": { "r": 1 } }))
+            .await?;
+        Ok(())
+    })
+}
+
+/// The earlier passes' migrations (applied by then), the uninterrupted
+/// walk and the resume pass; `upto` of them.
+fn resume_registry(upto: usize) -> Registry {
+    let mut all = vec![
+        Migration::new("20260101000000".parse().unwrap(), "upper", with_api),
+        Migration::new("20260102000000".parse().unwrap(), "upper_parallel", with_api_parallel),
+        Migration::new("20260103000000".parse().unwrap(), "whole", with_api_whole),
+        Migration::new("20260104000000".parse().unwrap(), "resume", with_api_resume),
+    ];
+    all.truncate(upto);
+    Registry::new(all).unwrap()
+}
+
+/// Documents the resume pass has checkpointed.
+async fn resume_done(m: &Migrator) -> i64 {
+    let status = m.status().await.unwrap();
+    status.migrations[3].documents_done.unwrap_or(0)
+}
+
+/// A lock that a killed runner leaves for a few seconds only.
+fn resume_config() -> Config {
+    Config {
+        lock_ttl: std::time::Duration::from_secs(3),
+        ..Config::default()
+    }
+}
+
+/// The child of the resume pass: runs the walk until the parent kills it.
+fn child(uri: &str, name: &str) {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let m = Migrator::connect(uri, Some(name), resume_registry(4), resume_config())
+            .await
+            .unwrap();
+        m.up(UpOptions::default()).await.unwrap();
+    });
+}
+
 /// The same walk by hand: range query, one `update` command per batch,
 /// setting `field`.
 async fn by_hand(db: &Database, field: &str) -> u64 {
@@ -80,6 +142,9 @@ async fn by_hand(db: &Database, field: &str) -> u64 {
 fn main() {
     let uri = std::env::var("MONGODB_URI").expect("set MONGODB_URI, e.g. `scripts/test-server run cargo bench`");
     let n: i64 = std::env::var("BATCH_BENCH_DOCS").map_or(100_000, |v| v.parse().unwrap());
+    if let Ok(name) = std::env::var("BATCH_BENCH_CHILD") {
+        return child(&uri, &name);
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let name = format!("mm_bench_batches_{}", std::process::id());
@@ -142,6 +207,68 @@ fn main() {
             "batch API, .parallel(4): {n} documents in {parallel:.1} s, {:.0}/s ({:.2}x the single walk)",
             n as f64 / parallel,
             api / parallel
+        );
+
+        // The same walk as the resume pass, uninterrupted, on documents of
+        // about the same size.
+        let m = Migrator::new(client.clone(), &name, resume_registry(3), Config::default());
+        let start = Instant::now();
+        m.up(UpOptions::default()).await.unwrap();
+        let whole = start.elapsed().as_secs_f64();
+        println!("uninterrupted walk ($set and $inc): {n} documents in {whole:.1} s");
+
+        // kill -9 of a runner at about half of the walk, at a random point
+        // of a batch, then `up` again: the lock expires (3 s here), the
+        // walk resumes at its checkpoint.
+        let delay_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64
+            % 500;
+        let start = Instant::now();
+        let mut runner = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("BATCH_BENCH_CHILD", &name)
+            .spawn()
+            .unwrap();
+        let m = Migrator::new(client.clone(), &name, resume_registry(4), resume_config())
+            .with_lock_wait(std::time::Duration::from_secs(60));
+        // Polled gently: each poll reads the tracking collection, which
+        // slows the walk on a single-threaded server.
+        while resume_done(&m).await < n / 2 {
+            assert!(runner.try_wait().unwrap().is_none(), "the runner exited before half of the walk");
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        runner.kill().unwrap();
+        runner.wait().unwrap();
+        let killed = start.elapsed().as_secs_f64();
+        let resumed_at = resume_done(&m).await;
+        let start = Instant::now();
+        while m.lock_status().await.unwrap().is_some_and(|l| !l.expired) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let lock_wait = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        m.up(UpOptions::default()).await.unwrap();
+        let resumed = start.elapsed().as_secs_f64();
+        let redone = db
+            .collection::<Document>("docs")
+            .count_documents(doc! { "r": { "$gt": 1 } })
+            .await
+            .unwrap();
+        let missed = db
+            .collection::<Document>("docs")
+            .count_documents(doc! { "r": { "$ne": 1 } })
+            .await
+            .unwrap()
+            - redone;
+        println!(
+            "kill -9 {delay_ms} ms after half the walk ({resumed_at} documents checkpointed), {killed:.1} s in; the lock \
+             expired {lock_wait:.1} s later; the resumed `up` took {resumed:.1} s; {redone} documents redone, \
+             {missed} missed; walk time {:.1} s = {:.2}x the uninterrupted walk ({:.2}x with the lock wait)",
+            killed + resumed,
+            (killed + resumed) / whole,
+            (killed + lock_wait + resumed) / whole
         );
         db.drop().await.unwrap();
     });
