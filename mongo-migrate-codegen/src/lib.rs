@@ -23,6 +23,7 @@
 
 mod cache;
 mod error;
+pub mod lint;
 pub mod names;
 mod registry;
 mod scan;
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 pub use cache::scan_cached;
 pub use error::{Error, Result};
 pub use registry::{render, write_if_changed, Layout, HEADER};
-pub use scan::{checksum, read, scan, MigrationFile, REGISTRY_FILE};
+pub use scan::{checksum, read, scan, scan_all, MigrationFile, REGISTRY_FILE};
 
 /// The file a build script writes into `OUT_DIR`.
 pub const BUILD_OUTPUT: &str = "mongo_migrate_registry.rs";

@@ -68,6 +68,7 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
         } else {
             quote! { false }
         };
+        let replacing = (!f.replaces.is_empty()).then(|| quote! { .replacing(#module::REPLACES) });
         quote! {
             ::mongo_migrate::Migration::from_static(
                 ::mongo_migrate::Version::new_unchecked(#version),
@@ -78,6 +79,7 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
                 #up,
                 #down,
             )
+            #replacing
         }
     });
     let tokens = quote! {

@@ -26,6 +26,8 @@ pub struct MigrationFile {
     pub has_transactional: bool,
     /// `sha256:` of the token stream without comments and doc comments.
     pub checksum: String,
+    /// The versions of `pub const REPLACES: &[u64]`, for a squash.
+    pub replaces: Vec<u64>,
 }
 
 /// Every migration in `dir`, in version order. Files other than `*.rs` and
@@ -33,6 +35,31 @@ pub struct MigrationFile {
 pub fn scan(dir: &Path) -> Result<Vec<MigrationFile>> {
     let paths = migration_paths(dir)?;
     finish(read_all(&paths)?)
+}
+
+/// Every migration in `dir` that reads, in version order, and every error:
+/// each unreadable file, then each duplicate version. For `check`, which
+/// reports all problems at once.
+pub fn scan_all(dir: &Path) -> Result<(Vec<MigrationFile>, Vec<Error>)> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    let mut paths = migration_paths(dir)?;
+    paths.sort();
+    for path in paths {
+        match read(&path) {
+            Ok(file) => files.push(file),
+            Err(e) => errors.push(e),
+        }
+    }
+    files.sort_by(|a, b| a.version.cmp(&b.version).then_with(|| a.path.cmp(&b.path)));
+    for pair in files.windows(2).filter(|w| w[0].version == w[1].version) {
+        errors.push(Error::DuplicateVersion {
+            version: pair[0].version.clone(),
+            first: pair[0].path.clone(),
+            second: pair[1].path.clone(),
+        });
+    }
+    Ok((files, errors))
 }
 
 /// The `.rs` files of `dir` but `mod.rs`.
@@ -101,6 +128,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
     let mut has_up = false;
     let mut has_down = false;
     let mut has_transactional = false;
+    let mut replaces = Vec::new();
     for item in &file.items {
         match item {
             Item::Fn(f) if f.sig.ident == "up" || f.sig.ident == "down" => {
@@ -120,6 +148,15 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
                 }
             }
             Item::Const(c) if c.ident == "TRANSACTIONAL" => has_transactional = true,
+            Item::Const(c) if c.ident == "REPLACES" => {
+                replaces = versions_list(&c.expr).ok_or_else(|| {
+                    syntax(
+                        c.ident.span(),
+                        "`REPLACES` must be a list of version literals: `pub const REPLACES: &[u64] = &[20260101000000, ...];`"
+                            .into(),
+                    )
+                })?;
+            }
             _ => {}
         }
     }
@@ -138,7 +175,22 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
         has_down,
         has_transactional,
         checksum: checksum_tokens(tokens),
+        replaces,
     })
+}
+
+/// `&[20260101000000, ...]` as numbers.
+fn versions_list(expr: &Expr) -> Option<Vec<u64>> {
+    let Expr::Reference(r) = expr else { return None };
+    let Expr::Array(array) = &*r.expr else { return None };
+    array
+        .elems
+        .iter()
+        .map(|e| match e {
+            Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse().ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 fn description(attrs: &[syn::Attribute]) -> String {

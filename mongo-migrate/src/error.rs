@@ -233,6 +233,57 @@ pub enum Error {
         message: String,
     },
 
+    #[error("{} pending but older than {newest_applied}, the newest applied migration (merged from another branch?); nothing was run. Apply {} with --allow-out-of-order (or `out-of-order = \"allow\"`), or give {} a new version", pending_list(.pending), them(.pending), them(.pending))]
+    /// Pending migrations older than the newest applied one, and out-of-order
+    /// runs are not allowed (see [`OutOfOrder`](crate::OutOfOrder)).
+    OutOfOrder {
+        /// The pending migrations that are older, with their names.
+        pending: Vec<(Version, String)>,
+        /// The newest applied version.
+        newest_applied: Version,
+    },
+
+    #[error("squash {version} ({name}) replaces {}, of which only {} {} applied; nothing was run. Apply or roll back the rest with the build before the squash ({} not applied)", versions(&[.applied.as_slice(), .missing.as_slice()].concat()), versions(.applied), if .applied.len() == 1 { "is" } else { "are" }, versions(.missing))]
+    /// A squashed migration on a database where only some of the versions it
+    /// replaces ran: neither running it nor recording it is right.
+    PartialSquash {
+        /// The squash's version.
+        version: Version,
+        /// Its name.
+        name: String,
+        /// Replaced versions that are applied.
+        applied: Vec<Version>,
+        /// Replaced versions that are not.
+        missing: Vec<Version>,
+    },
+
+    #[error("squash {version} replaces {replaced}, which {reason}")]
+    /// A squash's `REPLACES` names a version it cannot replace.
+    BadReplaces {
+        /// The squash's version.
+        version: Version,
+        /// The replaced version.
+        replaced: u64,
+        /// Why not.
+        reason: String,
+    },
+
+    #[error("cannot baseline: {} already {} a tracking record; baseline adopts only a database without any. Nothing was written", named(.recorded), if .recorded.len() == 1 { "has" } else { "have" })]
+    /// `baseline` of a database where some of the migrations have records.
+    NotBaselinable {
+        /// The migrations that have records, with their names.
+        recorded: Vec<(Version, String)>,
+    },
+
+    #[error("migration {version} is {status}; only a completed migration's checksum can be accepted")]
+    /// `resolve --accept-checksum` of a migration that is not completed.
+    ChecksumNotAcceptable {
+        /// The version.
+        version: Version,
+        /// Its state.
+        status: MigrationStatus,
+    },
+
     #[error("the migration harness failed: {0}")]
     /// The harness protocol between the CLI and the harness broke.
     Harness(String),
@@ -275,9 +326,11 @@ impl Error {
             Error::InvalidUri { .. } | Error::Unreachable { .. } | Error::AuthFailed { .. } => ErrorKind::Connection,
             Error::MissingDatabase | Error::InvalidEnv { .. } => ErrorKind::Configuration,
             Error::Locked { .. } => ErrorKind::Locked,
-            Error::Blocked { .. } | Error::UnknownVersions { .. } | Error::ChecksumMismatch { .. } => {
-                ErrorKind::Blocked
-            }
+            Error::Blocked { .. }
+            | Error::UnknownVersions { .. }
+            | Error::ChecksumMismatch { .. }
+            | Error::OutOfOrder { .. }
+            | Error::PartialSquash { .. } => ErrorKind::Blocked,
             Error::UnknownTarget { .. }
             | Error::UnlockNotConfirmed
             | Error::Irreversible { .. }
@@ -285,6 +338,9 @@ impl Error {
             | Error::NotForgettable { .. }
             | Error::ForgetNotConfirmed
             | Error::NotResolvable { .. }
+            | Error::NotBaselinable { .. }
+            | Error::ChecksumNotAcceptable { .. }
+            | Error::BadReplaces { .. }
             | Error::InvalidVersion(_)
             | Error::DuplicateVersion { .. }
             | Error::Unordered { .. } => ErrorKind::Usage,
@@ -322,6 +378,21 @@ fn named(list: &[(Version, String)]) -> String {
         .map(|(v, name)| format!("{v} ({name})"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn pending_list(list: &[(Version, String)]) -> String {
+    match list {
+        [one] => format!("migration {} is", named(std::slice::from_ref(one))),
+        _ => format!("migrations {} are", named(list)),
+    }
+}
+
+fn them(list: &[(Version, String)]) -> &'static str {
+    if list.len() == 1 {
+        "it"
+    } else {
+        "them"
+    }
 }
 
 fn versions(list: &[Version]) -> String {

@@ -24,6 +24,8 @@ pub struct Connection {
     pub lock_wait_secs: Option<u64>,
     /// How long to wait for a server before reporting it unreachable.
     pub connect_timeout_secs: Option<u64>,
+    /// The package's out-of-order policy.
+    pub out_of_order: Option<crate::OutOfOrder>,
 }
 
 /// What the CLI asks of the harness.
@@ -38,6 +40,7 @@ pub enum Command {
     ForceUnlock { confirm: bool },
     Resolve { version: Version, resolution: Resolution },
     Forget { versions: Vec<Version>, confirm: bool },
+    Baseline { to: Version },
 }
 
 impl Command {
@@ -126,6 +129,13 @@ pub fn hint(error: &Error) -> Option<&'static str> {
         Error::UnknownTarget { .. } | Error::NothingToResolve { .. } | Error::NotResolvable { .. } => {
             "see `cargo mongo-migrate status` for versions and states"
         }
+        Error::OutOfOrder { .. } => "see `cargo mongo-migrate status`; the README's \"Team workflow\" explains the policy",
+        Error::PartialSquash { .. } => {
+            "see `cargo mongo-migrate status`; run `up` with the build from before the squash first"
+        }
+        Error::NotBaselinable { .. } => "see `cargo mongo-migrate status`; `up` applies what is pending",
+        Error::ChecksumNotAcceptable { .. } => "see `cargo mongo-migrate status` for versions and states",
+        Error::BadReplaces { .. } => "fix `REPLACES` in the squash module, then `cargo mongo-migrate registry`",
         Error::Irreversible { .. } => "roll back to a later version, or give the migration a `down`",
         Error::InvalidVersion(_) | Error::DuplicateVersion { .. } | Error::Unordered { .. } => {
             "regenerate the registry with `cargo mongo-migrate registry`"
@@ -221,6 +231,9 @@ pub fn config(c: &Connection) -> Config {
     if let Some(secs) = c.connect_timeout_secs {
         config.connect_timeout = Duration::from_secs(secs);
     }
+    if let Some(policy) = c.out_of_order {
+        config.out_of_order = policy;
+    }
     config
 }
 
@@ -235,6 +248,7 @@ pub async fn execute(migrator: &Migrator, command: Command) -> Result<serde_json
         Command::ForceUnlock { confirm } => json(migrator.force_unlock(confirm).await),
         Command::Resolve { version, resolution } => json(migrator.resolve(version, resolution).await),
         Command::Forget { versions, confirm } => json(migrator.forget(&versions, confirm).await),
+        Command::Baseline { to } => json(migrator.baseline(to).await),
     }
 }
 

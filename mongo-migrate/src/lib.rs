@@ -35,14 +35,14 @@ pub use error::{Error, ErrorKind, MigrationError, Result};
 pub use lock::{Holder, LockInfo};
 pub use migration::{BoxFuture, Migration, MigrationContext, MigrationFn, MigrationResult};
 pub use migrator::Migrator;
-pub use options::{Config, DownOptions, UpOptions};
+pub use options::{Config, DownOptions, OutOfOrder, UpOptions};
 pub use plan::DownTarget;
 pub use registry::Registry;
 pub use report::{Counts, Progress, Resolution, RunReport, State, StatusEntry, StatusReport, Step};
 pub use server::{connect, connect_within, supports_transactions};
 pub use status::{Blocker, Direction, MigrationStatus, Runner};
 pub use stop::StopHandle;
-pub use tracking::{HistoryQuery, Record};
+pub use tracking::{AcceptedChecksum, HistoryQuery, Record};
 pub use version::{InvalidVersion, Version};
 
 /// Re-exported so migrations and generated code need no direct dependency.

@@ -32,6 +32,7 @@ pub struct Migration {
     pub(crate) transactional: bool,
     pub(crate) up: MigrationFn,
     pub(crate) down: Option<MigrationFn>,
+    pub(crate) replaces: &'static [u64],
 }
 
 impl Migration {
@@ -45,6 +46,7 @@ impl Migration {
             transactional: false,
             up,
             down: None,
+            replaces: &[],
         }
     }
 
@@ -68,7 +70,16 @@ impl Migration {
             transactional,
             up,
             down,
+            replaces: &[],
         }
+    }
+
+    /// Makes it the squash of these older versions (its module's
+    /// `pub const REPLACES: &[u64]`): where they are all applied, `up`
+    /// records it as applied without running it; where none is, it runs.
+    pub const fn replacing(mut self, versions: &'static [u64]) -> Self {
+        self.replaces = versions;
+        self
     }
 
     /// Makes the migration reversible.
@@ -94,6 +105,11 @@ impl Migration {
     pub fn with_transaction(mut self, transactional: bool) -> Self {
         self.transactional = transactional;
         self
+    }
+
+    /// The versions it squashes (see [`Migration::replacing`]).
+    pub fn replaces(&self) -> impl Iterator<Item = Version> + '_ {
+        self.replaces.iter().map(|&v| Version::new_unchecked(v))
     }
 
     /// Its version (`YYYYMMDDHHMMSS`).

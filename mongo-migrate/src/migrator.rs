@@ -23,10 +23,10 @@ use crate::lock::{Lock, LockGuard, LockInfo};
 use crate::migration::{MigrationContext, MigrationFn};
 use crate::plan::{self, DownTarget, Records};
 use crate::server::{connect_within, durable, Server};
-use crate::tracking::{running_claim, Claim, Fenced, Finish, HistoryQuery, Outcome, Record, Stepped, Tracking};
+use crate::tracking::{running_claim, Adopt, Claim, Fenced, Finish, HistoryQuery, Outcome, Record, Stepped, Tracking};
 use crate::{
-    Config, Direction, DownOptions, Error, Migration, MigrationError, MigrationStatus, Progress, Registry, Resolution,
-    RunReport, StatusReport, Step, StopHandle, UpOptions, Version,
+    Config, Direction, DownOptions, Error, Migration, MigrationError, MigrationStatus, OutOfOrder, Progress, Registry,
+    Resolution, RunReport, StatusReport, Step, StopHandle, UpOptions, Version,
 };
 
 /// A plan: migrations in the order they run, each with its batch.
@@ -57,6 +57,7 @@ pub struct Migrator {
     progress: Option<ProgressFn>,
     stop: StopHandle,
     lock_wait: Duration,
+    out_of_order: OutOfOrder,
 }
 
 impl std::fmt::Debug for Migrator {
@@ -89,6 +90,7 @@ impl Migrator {
             progress: None,
             stop: StopHandle::new(),
             lock_wait: Duration::ZERO,
+            out_of_order: config.out_of_order,
         }
     }
 
@@ -144,8 +146,9 @@ impl Migrator {
     pub async fn up(&self, options: UpOptions) -> Result<RunReport, Error> {
         // Bad input is refused before anything, even the lock, is written.
         self.known_target(options.to)?;
+        let allow = options.allow_out_of_order || self.out_of_order == OutOfOrder::Allow;
         self.run(Direction::Up, options.dry_run, move |records, lock| {
-            self.plan_up(records, lock, options.to)
+            self.plan_up(records, lock, options.to, allow)
         })
         .await
     }
@@ -189,7 +192,13 @@ impl Migrator {
                 let (records, lock) = self.read_state().await?;
                 let planned = plan(&records, lock.as_ref())?;
                 if dry_run || planned.is_empty() {
-                    let steps = planned.into_iter().map(|(m, batch)| step(m, batch, None)).collect();
+                    let steps = planned
+                        .into_iter()
+                        .map(|(m, batch)| Step {
+                            adopted: direction == Direction::Up && matches!(plan::adoption(m, &records), Ok(Some(_))),
+                            ..step(m, batch, None)
+                        })
+                        .collect();
                     return Ok(Err(steps));
                 }
                 // Held by a live runner, as just read: no need to ask again.
@@ -302,7 +311,85 @@ impl Migrator {
         Ok(chosen.into_iter().cloned().collect())
     }
 
-    /// Settles a migration left `running` or `failed`.
+    /// Adopts a database that already has the schema: records every
+    /// migration up to and including `to` as applied, without running it
+    /// (`baseline: true`), in one batch under the lock. Refused when any of
+    /// them already has a record.
+    pub async fn baseline(&self, to: Version) -> Result<RunReport, Error> {
+        self.known_target(Some(to))?;
+        // Refused before the lock is taken: a refusal writes nothing.
+        self.baselinable(&self.records().await?, to)?;
+        let versions: Vec<Version> = self.up_to(to).map(|m| m.version).collect();
+        let guard = self
+            .waiting(|| async {
+                self.ensure_indexes().await?;
+                self.lock.acquire("baseline", &versions).await
+            })
+            .await?;
+        let result = AssertUnwindSafe(self.baseline_locked(&guard, to)).catch_unwind().await;
+        Self::release(guard, result).await
+    }
+
+    /// The registry's migrations up to and including `to`.
+    fn up_to(&self, to: Version) -> impl Iterator<Item = &Migration> {
+        self.registry.migrations().iter().take_while(move |m| m.version <= to)
+    }
+
+    /// Refuses a baseline up to `to` where any of those migrations has a record.
+    fn baselinable(&self, records: &Records, to: Version) -> Result<(), Error> {
+        let recorded: Vec<(Version, String)> = self
+            .up_to(to)
+            .filter(|m| records.get(&m.version).is_some_and(|r| !r.never_ran()))
+            .map(|m| (m.version, m.name.to_string()))
+            .collect();
+        if recorded.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NotBaselinable { recorded })
+        }
+    }
+
+    async fn baseline_locked(&self, guard: &LockGuard, to: Version) -> Result<RunReport, Error> {
+        guard.ensure_lease().await?;
+        self.fence_others(guard).await?;
+        let records = self.records().await?;
+        if let Err(e) = self.baselinable(&records, to) {
+            guard.check().await?;
+            return Err(e);
+        }
+        let batch = plan::next_batch(&records);
+        let claims: Vec<Claim> = self
+            .up_to(to)
+            .map(|migration| Claim {
+                migration,
+                previous: records.get(&migration.version),
+                batch,
+                direction: Direction::Up,
+                adopt: Some(Adopt::Baseline),
+            })
+            .collect();
+        let now = self.server.clock().await?.now();
+        guard.ensure_lease().await?;
+        let changed = self.tracking.plan(&claims, guard.fence(), now).await?;
+        guard.check().await?;
+        if let Some(&version) = changed.first() {
+            let name = self
+                .registry
+                .get(version)
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
+            return Err(Error::Conflict { version, name });
+        }
+        Ok(RunReport {
+            direction: Direction::Up,
+            dry_run: false,
+            steps: self.up_to(to).map(|m| adopted(m, batch)).collect(),
+            skipped: Vec::new(),
+        })
+    }
+
+    /// Settles a migration left `running` or `failed`, or accepts the edit
+    /// of a completed one ([`Resolution::AcceptChecksum`]).
     pub async fn resolve(&self, version: Version, resolution: Resolution) -> Result<Record, Error> {
         let guard = self
             .waiting(|| async {
@@ -326,19 +413,40 @@ impl Migrator {
         self.fence_others(guard).await?;
         let record = self.tracking.get(version).await?;
         let record = record.as_ref().ok_or(Error::NothingToResolve { version })?;
+        let to = match resolution {
+            Resolution::AcceptChecksum => return self.accept_checksum(guard, record).await,
+            Resolution::Applied => MigrationStatus::Completed,
+            Resolution::Pending => MigrationStatus::RolledBack,
+        };
         if !matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) {
             return Err(Error::NotResolvable {
                 version,
                 status: record.status,
             });
         }
-        let to = match resolution {
-            Resolution::Applied => MigrationStatus::Completed,
-            Resolution::Pending => MigrationStatus::RolledBack,
-        };
         guard.check().await?;
         let now = self.server.clock().await?.now();
         self.tracking.resolve(record, to, guard.fence(), now).await
+    }
+
+    /// Records the current checksum of a completed migration, keeping the old one.
+    async fn accept_checksum(&self, guard: &LockGuard, record: &Record) -> Result<Record, Error> {
+        let version = record.version;
+        if record.status != MigrationStatus::Completed {
+            return Err(Error::ChecksumNotAcceptable {
+                version,
+                status: record.status,
+            });
+        }
+        let migration = self.registry.get(version).ok_or(Error::UnknownTarget { version })?;
+        if migration.checksum.is_empty() || migration.checksum == record.checksum {
+            return Ok(record.clone());
+        }
+        guard.check().await?;
+        let now = self.server.clock().await?.now();
+        self.tracking
+            .accept_checksum(record, &migration.checksum, guard.fence(), now)
+            .await
     }
 
     /// Plans from the records read under the lock, claims the plan, proves
@@ -381,21 +489,32 @@ impl Migrator {
                 }
             };
             self.require_transactions(&plan).await?;
-            let claims: Vec<Claim> = plan
-                .iter()
-                .map(|&(migration, batch)| Claim {
+            let mut claims = Vec::with_capacity(plan.len());
+            for &(migration, batch) in &plan {
+                claims.push(Claim {
                     migration,
                     previous: records.get(&migration.version),
                     batch,
                     direction,
-                })
+                    adopt: match direction {
+                        Direction::Up => plan::adoption(migration, &records)?,
+                        Direction::Down => None,
+                    },
+                });
+            }
+            let adopted: Vec<Version> = claims
+                .iter()
+                .filter(|c| c.adopt.is_some())
+                .map(|c| c.migration.version)
                 .collect();
             // Whoever takes the lock next fences what the lock document names.
             guard.extend(plan.iter().map(|(m, _)| m.version)).await?;
             let now = self.server.clock().await?.now();
             guard.ensure_lease().await?;
             let changed = self.tracking.plan(&claims, guard.fence(), now).await?;
-            let Some(&version) = changed.first() else { break plan };
+            let Some(&version) = changed.first() else {
+                break (plan, adopted);
+            };
             // Since the fence, nobody but a newer holder can change a record
             // this runner read: most likely it lost the lock. Prove it, and
             // if it still holds, read and claim once more.
@@ -412,8 +531,13 @@ impl Migrator {
         };
         // The proof: every claim above exists now, so whoever takes the lock
         // after this moment fences all of them.
+        let (plan, adopted) = plan;
         guard.check().await.map_err(|e| self.lost(e, &[], None, &plan))?;
-        self.execute(guard, direction, &plan).await
+        let (recorded, to_run): (Plan, Plan) = plan.into_iter().partition(|(m, _)| adopted.contains(&m.version));
+        let mut report = self.execute(guard, direction, &to_run).await?;
+        let recorded = recorded.into_iter().map(|(m, batch)| self::adopted(m, batch));
+        report.steps = recorded.chain(report.steps).collect();
+        Ok(report)
     }
 
     /// Runs a claimed plan, one write per migration.
@@ -608,13 +732,16 @@ impl Migrator {
         records: &Records,
         lock: Option<&LockInfo>,
         to: Option<Version>,
+        allow_out_of_order: bool,
     ) -> Result<Plan<'a>, Error> {
         plan::validate(&self.registry, records, lock)?;
         let batch = plan::next_batch(records);
-        Ok(plan::pending(&self.registry, records, to)
-            .into_iter()
-            .map(|m| (m, batch))
-            .collect())
+        let pending = plan::pending(&self.registry, records, to);
+        for m in &pending {
+            plan::adoption(m, records)?;
+        }
+        plan::check_order(&pending, records, allow_out_of_order)?;
+        Ok(pending.into_iter().map(|m| (m, batch)).collect())
     }
 
     fn plan_down<'a>(
@@ -940,5 +1067,14 @@ fn step(m: &Migration, batch: i64, duration_ms: Option<i64>) -> Step {
         transactional: m.transactional,
         reversible: m.is_reversible(),
         duration_ms,
+        adopted: false,
+    }
+}
+
+/// A migration recorded as applied without running.
+fn adopted(m: &Migration, batch: i64) -> Step {
+    Step {
+        adopted: true,
+        ..step(m, batch, Some(0))
     }
 }

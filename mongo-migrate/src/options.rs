@@ -20,6 +20,21 @@ pub struct Config {
     /// How long [`Migrator::connect`](crate::Migrator::connect) waits for a
     /// server before it reports it unreachable.
     pub connect_timeout: Duration,
+    /// What `up` does with a pending migration older than the newest
+    /// applied one (refuse, by default).
+    pub out_of_order: OutOfOrder,
+}
+
+/// What `up` does with a pending migration older than the newest applied
+/// one, typically merged from another branch after the newer ones ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutOfOrder {
+    /// Refuse with [`Error::OutOfOrder`](crate::Error::OutOfOrder), running nothing.
+    #[default]
+    Refuse,
+    /// Apply it, in version order with the other pending ones.
+    Allow,
 }
 
 impl Default for Config {
@@ -30,6 +45,7 @@ impl Default for Config {
             lock_name: "migrations".into(),
             lock_ttl: Duration::from_secs(60),
             connect_timeout: crate::server::CONNECT_TIMEOUT,
+            out_of_order: OutOfOrder::Refuse,
         }
     }
 }
@@ -43,6 +59,9 @@ pub struct UpOptions {
     pub dry_run: bool,
     /// Apply pending migrations up to and including this version.
     pub to: Option<Version>,
+    /// Apply pending migrations older than the newest applied one, whatever
+    /// [`Config::out_of_order`] says.
+    pub allow_out_of_order: bool,
 }
 
 /// Options of [`Migrator::down`](crate::Migrator::down). Unknown fields are refused.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lock::LockInfo;
 use crate::status::{Blocker, Runner};
-use crate::tracking::Record;
+use crate::tracking::{Adopt, Record};
 use crate::{Error, Migration, MigrationStatus, Registry, Version};
 
 /// How far `down` goes.
@@ -65,7 +65,12 @@ pub(crate) fn validate(registry: &Registry, records: &Records, lock: Option<&Loc
     }
     let unknown: Vec<(Version, String)> = records
         .values()
-        .filter(|r| r.status != MigrationStatus::RolledBack && !r.is_pending() && registry.get(r.version).is_none())
+        .filter(|r| {
+            r.status != MigrationStatus::RolledBack
+                && !r.is_pending()
+                && registry.get(r.version).is_none()
+                && registry.squashed_into(r.version).is_none()
+        })
         .map(|r| (r.version, r.name.clone()))
         .collect();
     if !unknown.is_empty() {
@@ -140,19 +145,89 @@ pub(crate) fn pending<'r>(registry: &'r Registry, records: &Records, to: Option<
         .collect()
 }
 
+/// Whether `up` records squash `m` as applied without running it: when it
+/// has no record yet and every version it replaces is applied. It runs when
+/// none is; anything between is refused.
+pub(crate) fn adoption(m: &Migration, records: &Records) -> Result<Option<Adopt>, Error> {
+    if m.replaces.is_empty() || records.get(&m.version).is_some_and(|r| !r.never_ran()) {
+        return Ok(None);
+    }
+    let (applied, missing): (Vec<Version>, Vec<Version>) = m
+        .replaces()
+        .partition(|v| records.get(v).is_some_and(Record::is_applied));
+    match (applied.is_empty(), missing.is_empty()) {
+        (false, true) => Ok(Some(Adopt::Squash)),
+        (true, _) => Ok(None),
+        (false, false) => Err(Error::PartialSquash {
+            version: m.version,
+            name: m.name.to_string(),
+            applied,
+            missing,
+        }),
+    }
+}
+
+/// Refuses pending migrations older than the newest applied one, unless
+/// allowed (see [`out_of_order`]).
+pub(crate) fn check_order(plan: &[&Migration], records: &Records, allow: bool) -> Result<(), Error> {
+    if allow {
+        return Ok(());
+    }
+    let Some(newest_applied) = newest_applied(records) else {
+        return Ok(());
+    };
+    let pending: Vec<(Version, String)> = plan
+        .iter()
+        .filter(|m| out_of_order(m, records, newest_applied))
+        .map(|m| (m.version, m.name.to_string()))
+        .collect();
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::OutOfOrder {
+            pending,
+            newest_applied,
+        })
+    }
+}
+
+/// A migration this database never saw (no record, or a claim that never
+/// ran), older than `newest_applied`: typically merged from another branch
+/// after the newer ones ran. One with a history here (rolled back,
+/// resolved as pending, stopped at a checkpoint) runs again where it is, as
+/// its operator asked. A squash recorded without running is not out of order.
+pub(crate) fn out_of_order(m: &Migration, records: &Records, newest_applied: Version) -> bool {
+    m.version < newest_applied
+        && records.get(&m.version).is_none_or(Record::never_ran)
+        && matches!(adoption(m, records), Ok(None))
+}
+
+/// The newest version whose effect is in place.
+pub(crate) fn newest_applied(records: &Records) -> Option<Version> {
+    records.values().rev().find(|r| r.is_applied()).map(|r| r.version)
+}
+
 /// The batch number the next `up` records.
 pub(crate) fn next_batch(records: &Records) -> i64 {
     records.values().map(|r| r.batch).max().unwrap_or(0) + 1
 }
 
-/// Applied migrations to roll back, newest first. Refuses the whole plan if
-/// any of them is irreversible. A `To` target is a known version.
+/// Applied migrations to roll back, the most recently applied first (by
+/// batch, then time applied, then version): a migration applied out of
+/// order is undone where it was applied, not where its version sorts.
+/// Versions a squash replaced are left alone: the squash stands for them.
+/// Refuses the whole plan if any of them is irreversible. A `To` target is a
+/// known version.
 pub(crate) fn rollback<'r>(
     registry: &'r Registry,
     records: &Records,
     target: DownTarget,
 ) -> Result<Vec<&'r Migration>, Error> {
-    let applied: Vec<&Record> = records.values().rev().filter(|r| r.is_applied()).collect();
+    let mut applied: Vec<&Record> = records
+        .values()
+        .filter(|r| r.is_applied() && registry.squashed_into(r.version).is_none())
+        .collect();
+    applied.sort_by_key(|r| std::cmp::Reverse((r.batch, r.applied_at, r.version)));
     let chosen: Vec<&Record> = match target {
         DownTarget::Steps(n) => applied.into_iter().take(n).collect(),
         DownTarget::LastBatch => {

@@ -1,15 +1,21 @@
 //! The ordered set of migrations a build knows.
 
+use std::collections::BTreeMap;
+
 use crate::{Error, Migration, Version};
 
 /// Migrations in ascending version order, without duplicates.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     migrations: Vec<Migration>,
+    /// Replaced version → the squash that replaces it.
+    squashed: BTreeMap<Version, Version>,
 }
 
 impl Registry {
-    /// Checks that versions are unique and listed in ascending order.
+    /// Checks that versions are unique and listed in ascending order, and
+    /// that each squash replaces only older versions that no other
+    /// migration has or replaces.
     pub fn new(migrations: Vec<Migration>) -> Result<Self, Error> {
         for m in &migrations {
             Version::from_u64(m.version.as_u64())?;
@@ -30,7 +36,32 @@ impl Registry {
                 });
             }
         }
-        Ok(Registry { migrations })
+        let mut squashed = BTreeMap::new();
+        for m in &migrations {
+            for &replaced in m.replaces {
+                let bad = |reason: &str| Error::BadReplaces {
+                    version: m.version,
+                    replaced,
+                    reason: reason.to_string(),
+                };
+                let version = Version::from_u64(replaced).map_err(|_| bad("is not a valid version"))?;
+                if version >= m.version {
+                    return Err(bad("is not older than the squash"));
+                }
+                if migrations.binary_search_by_key(&version, |m| m.version).is_ok() {
+                    return Err(bad("is still in the registry: delete its file"));
+                }
+                if squashed.insert(version, m.version).is_some() {
+                    return Err(bad("another squash replaces too"));
+                }
+            }
+        }
+        Ok(Registry { migrations, squashed })
+    }
+
+    /// The squash that replaces `version`, if one does.
+    pub fn squashed_into(&self, version: Version) -> Option<Version> {
+        self.squashed.get(&version).copied()
     }
 
     /// Every migration, in version order.
@@ -82,6 +113,36 @@ mod tests {
         let err = Registry::new(vec![m("20260101000000", "a"), m("20260101000000", "b")]).unwrap_err();
         assert!(matches!(err, Error::DuplicateVersion { .. }), "{err}");
         assert!(err.to_string().contains("`a` and `b`"));
+    }
+
+    #[test]
+    fn a_squash_replaces_only_older_versions_nobody_else_has() {
+        let squash = |v: &str, replaces: &'static [u64]| m(v, "squash").replacing(replaces);
+        let r = Registry::new(vec![squash("20260103000000", &[20260101000000, 20260102000000])]).unwrap();
+        let v = |s: &str| Version::parse(s).unwrap();
+        assert_eq!(r.squashed_into(v("20260101000000")), Some(v("20260103000000")));
+        assert_eq!(r.squashed_into(v("20260103000000")), None);
+        for (migrations, reason) in [
+            (vec![squash("20260103000000", &[20260104000000])], "not older"),
+            (
+                vec![m("20260101000000", "a"), squash("20260103000000", &[20260101000000])],
+                "still in the registry",
+            ),
+            (
+                vec![
+                    squash("20260103000000", &[20260101000000]),
+                    squash("20260104000000", &[20260101000000]),
+                ],
+                "another squash",
+            ),
+            (vec![squash("20260103000000", &[123])], "not a valid version"),
+        ] {
+            let err = Registry::new(migrations).unwrap_err();
+            assert!(
+                matches!(err, Error::BadReplaces { .. }) && err.to_string().contains(reason),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct Step {
     pub reversible: bool,
     /// `None` in a dry-run.
     pub duration_ms: Option<i64>,
+    /// Recorded as applied without running (`baseline`, or a squash whose
+    /// replaced migrations were all applied).
+    #[serde(default)]
+    pub adopted: bool,
 }
 
 /// What `up` or `down` did (or would do).
@@ -111,6 +115,10 @@ pub enum Resolution {
     Applied,
     /// Its effect is not in place: run it again on the next `up`.
     Pending,
+    /// A completed migration whose code changed harmlessly: record the
+    /// current checksum, keeping the old one in the record's
+    /// `acceptedChecksums`.
+    AcceptChecksum,
 }
 
 /// Where one migration stands.
@@ -129,6 +137,9 @@ pub enum State {
     RolledBack,
     /// Recorded in the database, absent from this build.
     Unknown,
+    /// Recorded in the database, replaced in this build by a squash (see
+    /// [`StatusEntry::squashed_into`]).
+    Squashed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +177,15 @@ pub struct StatusEntry {
     /// [`MigrationContext::batches`](crate::MigrationContext::batches)).
     #[serde(default)]
     pub documents_done: Option<i64>,
+    /// Pending, and older than the newest applied migration.
+    #[serde(default)]
+    pub out_of_order: bool,
+    /// Recorded as applied by `baseline`, without running.
+    #[serde(default)]
+    pub baseline: bool,
+    /// The squash that replaces it in this build.
+    #[serde(default)]
+    pub squashed_into: Option<Version>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +204,9 @@ pub struct Counts {
     pub rolled_back: usize,
     /// Recorded, but not in this build.
     pub unknown: usize,
+    /// Recorded, and replaced by a squash in this build.
+    #[serde(default)]
+    pub squashed: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,13 +245,17 @@ impl StatusReport {
             MigrationStatus::Running | MigrationStatus::Failed => Some(plan::blocker(r, lock_ref).to_string()),
             _ => None,
         };
+        let newest_applied = plan::newest_applied(records);
         let known = registry.migrations().iter().map(|m| {
             let record = records.get(&m.version);
+            let state = record.map_or(State::Pending, state_of);
+            let out_of_order = matches!(state, State::Pending)
+                && newest_applied.is_some_and(|newest| plan::out_of_order(m, records, newest));
             StatusEntry {
                 version: m.version,
                 name: m.name.to_string(),
                 description: m.description.to_string(),
-                state: record.map_or(State::Pending, state_of),
+                state,
                 batch: record.map(|r| r.batch),
                 applied_at: record.and_then(|r| r.applied_at),
                 execution_time_ms: record.and_then(|r| r.execution_time_ms),
@@ -239,6 +266,9 @@ impl StatusReport {
                 in_progress: record.is_some_and(in_progress),
                 detail: record.and_then(detail),
                 documents_done: record.and_then(documents_done),
+                out_of_order,
+                baseline: record.is_some_and(|r| r.baseline),
+                squashed_into: None,
             }
         });
         let unknown = records
@@ -248,7 +278,10 @@ impl StatusReport {
                 version: r.version,
                 name: r.name.clone(),
                 description: r.description.clone(),
-                state: State::Unknown,
+                state: match registry.squashed_into(r.version) {
+                    Some(_) => State::Squashed,
+                    None => State::Unknown,
+                },
                 batch: Some(r.batch),
                 applied_at: r.applied_at,
                 execution_time_ms: r.execution_time_ms,
@@ -258,6 +291,9 @@ impl StatusReport {
                 in_progress: in_progress(r),
                 detail: detail(r),
                 documents_done: documents_done(r),
+                out_of_order: false,
+                baseline: r.baseline,
+                squashed_into: registry.squashed_into(r.version),
             });
         let mut migrations: Vec<StatusEntry> = known.chain(unknown).collect();
         migrations.sort_by_key(|e| e.version);
@@ -273,6 +309,7 @@ impl StatusReport {
                     counts.pending += 1;
                 }
                 State::Unknown => counts.unknown += 1,
+                State::Squashed => counts.squashed += 1,
             }
         }
         StatusReport {

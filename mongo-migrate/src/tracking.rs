@@ -75,12 +75,39 @@ pub struct Record {
     /// entry per walk (see [`MigrationContext::batches`](crate::MigrationContext::batches)).
     #[serde(default)]
     pub checkpoints: Option<serde_json::Value>,
+    /// Recorded as applied by `baseline`, without running.
+    #[serde(default)]
+    pub baseline: bool,
+    /// Recorded as applied without running: by `baseline`, or a squash
+    /// whose replaced migrations were all applied.
+    #[serde(default)]
+    pub adopted: bool,
+    /// Earlier checksums that `resolve --accept-checksum` replaced, oldest first.
+    #[serde(default)]
+    pub accepted_checksums: Vec<AcceptedChecksum>,
     /// Free-form details, such as how a `resolve` settled it.
     pub metadata: serde_json::Value,
     /// When the record was created.
     pub created_at: DateTime<Utc>,
     /// When the record last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// A checksum that an edit replaced, accepted by `resolve --accept-checksum`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedChecksum {
+    /// The checksum before the edit.
+    pub checksum: String,
+    /// When the edit was accepted.
+    pub accepted_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAccepted {
+    checksum: String,
+    accepted_at: bson::DateTime,
 }
 
 /// A tracking document as stored. Fields that older versions did not write,
@@ -106,6 +133,9 @@ struct Stored {
     lock_holder: Option<StoredHolder>,
     fenced_by: Option<i64>,
     checkpoints: Option<Document>,
+    baseline: Option<bool>,
+    adopted: Option<bool>,
+    accepted_checksums: Option<Vec<StoredAccepted>>,
     metadata: Option<Bson>,
     created_at: bson::DateTime,
     updated_at: bson::DateTime,
@@ -155,6 +185,17 @@ impl Record {
             lock_generation,
             fenced_by: stored.fenced_by,
             checkpoints: stored.checkpoints.map(|c| Bson::Document(c).into_relaxed_extjson()),
+            baseline: stored.baseline.unwrap_or(false),
+            adopted: stored.adopted.unwrap_or(false),
+            accepted_checksums: stored
+                .accepted_checksums
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| AcceptedChecksum {
+                    checksum: a.checksum,
+                    accepted_at: a.accepted_at.to_chrono(),
+                })
+                .collect(),
             metadata: stored
                 .metadata
                 .map_or(serde_json::Value::Null, Bson::into_relaxed_extjson),
@@ -181,6 +222,15 @@ impl Record {
     /// `" since <startedAt>"`, or nothing.
     pub(crate) fn since(&self) -> String {
         crate::status::since_text(self.started_at)
+    }
+
+    /// A claim that never started and left nothing: a fence's placeholder,
+    /// or a plan that was never run.
+    pub(crate) fn never_ran(&self) -> bool {
+        self.status == MigrationStatus::Planned
+            && self.applied_at.is_none()
+            && self.rolled_back_at.is_none()
+            && self.started_at.is_none()
     }
 
     /// A transactional step that did not commit: its `running` or `failed`
@@ -575,6 +625,39 @@ impl Tracking {
         Ok(())
     }
 
+    /// Replaces a completed record's checksum with `checksum`, keeping the
+    /// old one in `acceptedChecksums`; returns the record as written.
+    pub(crate) async fn accept_checksum(
+        &self,
+        record: &Record,
+        checksum: &str,
+        fence: &Fence,
+        now: bson::DateTime,
+    ) -> Result<Record, Error> {
+        let filter = doc! {
+            "version": record.version.as_i64(),
+            "status": MigrationStatus::Completed.as_str(),
+            "updatedAt": bson::DateTime::from_chrono(record.updated_at),
+            "fenceGen": { "$not": { "$gt": fence.generation } },
+        };
+        let update = doc! {
+            "$set": { "checksum": checksum, "updatedAt": now, "lockHolder": holder_doc(fence) },
+            "$push": { "acceptedChecksums": { "checksum": &record.checksum, "acceptedAt": now } },
+        };
+        let written = self
+            .coll
+            .find_one_and_update(filter, update)
+            .return_document(ReturnDocument::After)
+            .await?;
+        match written {
+            Some(doc) => Record::from_document(&doc),
+            None => Err(Error::Conflict {
+                version: record.version,
+                name: record.name.clone(),
+            }),
+        }
+    }
+
     /// Marks a blocked record as applied or as pending again; returns it as written.
     pub(crate) async fn resolve(
         &self,
@@ -621,6 +704,17 @@ pub(crate) struct Claim<'a> {
     pub(crate) previous: Option<&'a Record>,
     pub(crate) batch: i64,
     pub(crate) direction: Direction,
+    /// Recorded as applied at once, without running.
+    pub(crate) adopt: Option<Adopt>,
+}
+
+/// Why a claim records its migration as applied without running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Adopt {
+    /// `baseline`: the database already has its effect.
+    Baseline,
+    /// A squash whose replaced migrations are all applied.
+    Squash,
 }
 
 impl Claim<'_> {
@@ -643,6 +737,12 @@ impl Claim<'_> {
         };
         if self.direction == Direction::Up {
             set.insert("batch", self.batch);
+        }
+        if let Some(adopt) = self.adopt {
+            stamp(&mut set, MigrationStatus::Completed, now);
+            set.insert("adopted", true);
+            set.insert("baseline", adopt == Adopt::Baseline);
+            set.insert("executionTimeMs", 0_i64);
         }
         let updated_at = self.previous.map_or(Bson::Null, |r| {
             Bson::DateTime(bson::DateTime::from_chrono(r.updated_at))

@@ -10,7 +10,7 @@ async fn a_dry_run_on_an_empty_database_creates_nothing() {
     let report = m
         .up(UpOptions {
             dry_run: true,
-            to: None,
+            ..UpOptions::default()
         })
         .await
         .unwrap();
@@ -35,7 +35,7 @@ async fn dry_runs_of_up_and_down_leave_every_collection_as_it_was() {
     let m = t.migrator(three());
     m.up(UpOptions {
         to: Some(v("20260102000000")),
-        dry_run: false,
+        ..UpOptions::default()
     })
     .await
     .unwrap();
@@ -48,7 +48,7 @@ async fn dry_runs_of_up_and_down_leave_every_collection_as_it_was() {
     let up = m
         .up(UpOptions {
             dry_run: true,
-            to: None,
+            ..UpOptions::default()
         })
         .await
         .unwrap();

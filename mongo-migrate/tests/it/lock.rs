@@ -185,7 +185,13 @@ async fn a_migration_of_a_live_run_is_in_progress_not_blocked() {
     LIVE.entered.notified().await;
     let other = t.other_runner(migrations(), Config::default()).await;
     for dry_run in [true, false] {
-        let err = other.up(UpOptions { dry_run, to: None }).await.unwrap_err();
+        let err = other
+            .up(UpOptions {
+                dry_run,
+                ..UpOptions::default()
+            })
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Locked { .. }), "dry_run={dry_run}: {err}");
         assert!(!err.to_string().contains("resolve"), "{err}");
     }

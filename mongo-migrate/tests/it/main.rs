@@ -17,3 +17,4 @@ mod lock;
 mod recovery;
 mod stop;
 mod transactions;
+mod workflow;
