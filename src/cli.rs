@@ -71,8 +71,11 @@ pub enum Command {
         /// While another runner holds the lock, wait up to SECS for it
         #[arg(long, value_name = "SECS", default_value_t = 0)]
         wait: u64,
+        /// Also apply pending migrations older than the newest applied one
+        #[arg(long)]
+        allow_out_of_order: bool,
     },
-    /// Roll back applied migrations (one by default)
+    /// Roll back applied migrations, the most recently applied first (one by default)
     #[command(group(ArgGroup::new("target").args(["steps", "batch", "to"])))]
     Down {
         #[command(flatten)]
@@ -134,8 +137,8 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Settle a migration left running or failed
-    #[command(group(ArgGroup::new("as").args(["applied", "pending"]).required(true)))]
+    /// Settle a migration left running or failed, or accept an edit of a completed one
+    #[command(group(ArgGroup::new("as").args(["applied", "pending", "accept_checksum"]).required(true)))]
     Resolve {
         #[command(flatten)]
         conn: Connection,
@@ -147,6 +150,36 @@ pub enum Command {
         /// Its effect is not in place: run it again on the next `up`
         #[arg(long)]
         pending: bool,
+        /// It is completed and its file was edited harmlessly: record the new checksum
+        #[arg(long)]
+        accept_checksum: bool,
+    },
+    /// Record every migration up to VERSION as applied without running it (adopt an existing database)
+    Baseline {
+        #[command(flatten)]
+        conn: Connection,
+        /// The last migration whose effect the database already has
+        version: String,
+    },
+    /// Replace every migration up to VERSION with one new module
+    Squash {
+        /// The last migration to replace
+        #[arg(long, value_name = "VERSION")]
+        to: String,
+        /// The new module's name
+        #[arg(long, default_value = "squashed")]
+        name: String,
+    },
+    /// Check the migrations for CI: offline, and against the database when a URI is given
+    Check {
+        #[command(flatten)]
+        conn: Connection,
+        /// Check only the files, even if a URI is set
+        #[arg(long)]
+        offline: bool,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Remove the tracking records of migrations whose files were deleted (kept in `<tracking>_audit`)
     Forget {

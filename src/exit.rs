@@ -15,6 +15,8 @@ pub enum Code {
     Blocked = 4,
     /// Bad URI or unreachable server.
     Connection = 5,
+    /// `check`: nothing is wrong, but migrations are pending.
+    Pending = 6,
     /// Stopped by Ctrl-C or SIGTERM, as shells report a SIGINT.
     Interrupted = 130,
 }
@@ -57,6 +59,10 @@ impl std::error::Error for Failure {}
 pub fn report(error: &anyhow::Error) -> i32 {
     match error.downcast_ref::<Failure>() {
         Some(failure) => {
+            // An empty message: the output already said it all (`check`).
+            if failure.message.is_empty() {
+                return failure.code as i32;
+            }
             eprintln!("error: {}", failure.message);
             if let Some(hint) = &failure.hint {
                 eprintln!("hint: {hint}");

@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use mongo_migrate::harness::{self, ErrorReply, Request};
 use mongo_migrate::{BoxFuture, Migration, MigrationContext, MigrationResult, Migrator, Registry, Version};
+use mongo_migrate_codegen::MigrationFile;
 
 use crate::workspace::Target;
 
@@ -37,6 +38,11 @@ fn not_run(_: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
 fn registry(target: &Target, cache: &Path) -> Result<Registry> {
     let files = mongo_migrate_codegen::scan_cached(&target.migrations_dir(), cache)
         .map_err(|e| crate::exit::Failure::new(crate::exit::Code::Usage, e.to_string()).hint("fix the file"))?;
+    Ok(metadata_registry(files)?)
+}
+
+/// A registry of the migrations' metadata, checked as the generated one is.
+pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_migrate::Error> {
     let migrations = files
         .into_iter()
         .map(|f| {
@@ -44,14 +50,16 @@ fn registry(target: &Target, cache: &Path) -> Result<Registry> {
             let mut m = Migration::new(version, f.name, not_run)
                 .with_description(f.description)
                 .with_checksum(f.checksum)
-                .with_transaction(f.has_transactional);
+                .with_transaction(f.has_transactional)
+                // One small list per squash, for the life of the CLI.
+                .replacing(Box::leak(f.replaces.into_boxed_slice()));
             if f.has_down {
                 m = m.with_down(not_run);
             }
             Ok(m)
         })
         .collect::<Result<Vec<_>, mongo_migrate::Error>>()?;
-    Ok(Registry::new(migrations)?)
+    Registry::new(migrations)
 }
 
 /// Runs `request` here; the answer as the harness would give it.

@@ -1,6 +1,7 @@
 //! `cargo mongo-migrate`: scaffolds migrations, regenerates the registry, and
 //! builds and runs the harness that applies them.
 
+mod check;
 mod cli;
 mod exit;
 mod harness;
@@ -38,6 +39,15 @@ fn run(args: Args) -> Result<()> {
             scaffold::new(target, name, version.as_deref())
         }
         Command::Registry => ws.targets.iter().try_for_each(scaffold::registry),
+        Command::Squash { to, name } => {
+            let [target] = ws.targets.as_slice() else {
+                return Err(Failure::new(Code::Usage, "`squash` works on one package")
+                    .hint("pass -p <package>")
+                    .into());
+            };
+            scaffold::squash(target, to, name)
+        }
+        Command::Check { conn, offline, json } => check::run(&ws, conn, *offline, *json, args.verbose),
         _ => remote(&args, &ws),
     }
 }
@@ -142,12 +152,25 @@ fn render(package: &str, command: &Remote, value: serde_json::Value) -> Result<(
                 );
             }
         }
-        Remote::Resolve { version, resolution } => {
-            let state = match resolution {
-                Resolution::Applied => "applied",
-                Resolution::Pending => "pending",
-            };
-            println!("{package}: marked {version} as {state}");
+        Remote::Resolve { version, resolution } => match resolution {
+            Resolution::Applied => println!("{package}: marked {version} as applied"),
+            Resolution::Pending => println!("{package}: marked {version} as pending"),
+            Resolution::AcceptChecksum => {
+                let record: mongo_migrate::Record = serde_json::from_value(value)?;
+                println!(
+                    "{package}: accepted the edit of {version} {}; `up` no longer refuses it",
+                    record.name
+                );
+            }
+        },
+        Remote::Baseline { to } => {
+            let report: mongo_migrate::RunReport = serde_json::from_value(value)?;
+            let n = report.steps.len();
+            println!(
+                "{package}: baselined {n} {} up to {to}, recorded as applied without running (batch {})",
+                output::plural(n, "migration"),
+                report.steps.first().map_or(0, |s| s.batch)
+            );
         }
     }
     Ok(())

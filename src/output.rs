@@ -119,7 +119,8 @@ pub fn run_report(package: &str, report: &RunReport) {
         println!("{package}: {would} {n} {noun} (dry run, nothing changed):");
         for s in &report.steps {
             let tx = if s.transactional { ", transactional" } else { "" };
-            println!("  {} {} (batch {}{tx})", s.version, s.name, s.batch);
+            let adopted = if s.adopted { ", recorded without running" } else { "" };
+            println!("  {} {} (batch {}{tx}{adopted})", s.version, s.name, s.batch);
         }
     } else if n == 0 {
         if !report.stopped() {
@@ -128,6 +129,9 @@ pub fn run_report(package: &str, report: &RunReport) {
     } else {
         let total: i64 = report.steps.iter().filter_map(|s| s.duration_ms).sum();
         println!("{package}: {done} {n} {noun} in {total} ms");
+        for s in report.steps.iter().filter(|s| s.adopted) {
+            println!("  {} {} recorded as applied without running", s.version, s.name);
+        }
     }
     if report.stopped() {
         println!("{package}: stopped on request before:");
@@ -154,6 +158,7 @@ fn state(s: State) -> &'static str {
         State::Failed => "FAILED",
         State::RolledBack => "rolled back",
         State::Unknown => "UNKNOWN",
+        State::Squashed => "squashed",
     }
 }
 
@@ -192,6 +197,15 @@ pub fn status(package: &str, report: &StatusReport) {
             if m.in_progress {
                 state.push_str(" (in progress)");
             }
+            if m.out_of_order {
+                state.push_str(" (out of order)");
+            }
+            if m.baseline {
+                state.push_str(" (baseline)");
+            }
+            if let Some(squash) = m.squashed_into {
+                state = format!("squashed into {squash}");
+            }
             vec![
                 m.version.to_string(),
                 m.name.clone(),
@@ -211,13 +225,17 @@ pub fn status(package: &str, report: &StatusReport) {
     let c = &report.counts;
     let total = report.migrations.len();
     println!(
-        "{total} {}: {} applied, {} pending, {} failed, {} running, {} unknown",
+        "{total} {}: {} applied, {} pending, {} failed, {} running, {} unknown{}",
         plural(total, "migration"),
         c.applied,
         c.pending,
         c.failed,
         c.running,
-        c.unknown
+        c.unknown,
+        match c.squashed {
+            0 => String::new(),
+            n => format!(", {n} squashed"),
+        }
     );
     for m in report
         .migrations
@@ -256,7 +274,11 @@ pub fn history(package: &str, records: &[Record]) {
             vec![
                 r.version.to_string(),
                 r.name.clone(),
-                r.status.to_string(),
+                match (r.baseline, r.adopted) {
+                    (true, _) => format!("{} (baseline)", r.status),
+                    (false, true) => format!("{} (without running)", r.status),
+                    _ => r.status.to_string(),
+                },
                 r.direction.to_string(),
                 r.batch.to_string(),
                 when(Some(r.updated_at)),

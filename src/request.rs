@@ -55,11 +55,18 @@ fn version(s: &str) -> Result<Version> {
 /// The harness request for `command`, and whether to print JSON.
 fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bool)> {
     let (conn, remote, json) = match command {
-        Command::Up { conn, dry_run, to, .. } => (
+        Command::Up {
+            conn,
+            dry_run,
+            to,
+            allow_out_of_order,
+            ..
+        } => (
             conn,
             Remote::Up(UpOptions {
                 dry_run: *dry_run,
                 to: to.as_deref().map(version).transpose()?,
+                allow_out_of_order: *allow_out_of_order,
             }),
             false,
         ),
@@ -123,12 +130,13 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
             conn,
             version: v,
             applied,
+            pending,
             ..
         } => {
-            let resolution = if *applied {
-                Resolution::Applied
-            } else {
-                Resolution::Pending
+            let resolution = match (applied, pending) {
+                (true, _) => Resolution::Applied,
+                (_, true) => Resolution::Pending,
+                _ => Resolution::AcceptChecksum,
             };
             (
                 conn,
@@ -155,7 +163,10 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
                 false,
             )
         }
-        Command::New { .. } | Command::Registry => unreachable!("handled locally"),
+        Command::Baseline { conn, version: v } => (conn, Remote::Baseline { to: version(v)? }, false),
+        Command::New { .. } | Command::Registry | Command::Squash { .. } | Command::Check { .. } => {
+            unreachable!("handled locally")
+        }
     };
     let config = &target.config;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -196,6 +207,7 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
         tracking_collection: config.tracking_collection.clone(),
         lock_collection: config.lock_collection.clone(),
         lock_ttl_secs: config.lock_ttl_secs,
+        out_of_order: Some(config.out_of_order),
         connect_timeout_secs: Some(conn.connect_timeout),
         lock_wait_secs: match command {
             Command::Up { wait, .. } | Command::Down { wait, .. } => Some(*wait),

@@ -10,6 +10,7 @@ use crate::exit::{Code, Failure};
 use crate::workspace::{display, Target};
 
 const TEMPLATE: &str = include_str!("../templates/migration.rs");
+const SQUASH_TEMPLATE: &str = include_str!("../templates/squash.rs");
 
 fn codegen(e: mongo_migrate_codegen::Error) -> anyhow::Error {
     let hint = match &e {
@@ -127,6 +128,68 @@ pub fn new(target: &Target, name: &str, version: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Replaces every migration up to `to` with one new module whose
+/// `REPLACES` lists them (and whatever earlier squashes among them
+/// replaced). Its version is the first free second after `to`, so it sorts
+/// where they did. The new file is written before the old ones are deleted.
+pub fn squash(target: &Target, to: &str, name: &str) -> Result<()> {
+    names::check_version(to).map_err(codegen)?;
+    let name = names::normalise_name(name).map_err(codegen)?;
+    let dir = target.migrations_dir();
+    let files = scan(&dir).map_err(codegen)?;
+    if !files.iter().any(|f| f.version == to) {
+        return Err(Failure::new(Code::Usage, format!("no migration has version {to}"))
+            .hint("see the file names in the migrations directory, or `cargo mongo-migrate status`")
+            .into());
+    }
+    let (replaced, later): (Vec<_>, Vec<_>) = files.iter().partition(|f| f.version.as_str() <= to);
+    let mut versions: Vec<u64> = replaced
+        .iter()
+        .flat_map(|f| std::iter::once(f.version.parse().expect("scanned")).chain(f.replaces.iter().copied()))
+        .collect();
+    versions.sort_unstable();
+    let version = next_free_second(to, later.first().map(|f| f.version.as_str())).ok_or_else(|| {
+        Failure::new(
+            Code::Usage,
+            format!(
+                "no free version between {to} and the next migration, {}",
+                later[0].version
+            ),
+        )
+        .hint("squash up to the next migration instead")
+    })?;
+    let module = names::module_name(&version, &name);
+    let path = dir.join(format!("{module}.rs"));
+    let list: String = versions.iter().map(|v| format!("    {v},\n")).collect();
+    let content = SQUASH_TEMPLATE
+        .replace("{{count}}", &replaced.len().to_string())
+        .replace("{{to}}", to)
+        .replace("{{versions}}", &list);
+    write_new(&path, &content)?;
+    for f in &replaced {
+        std::fs::remove_file(&f.path).with_context(|| format!("cannot delete {}", f.path.display()))?;
+    }
+    println!(
+        "Created {} replacing {} {} up to {to}; their files are deleted (git keeps them)",
+        display(&path),
+        replaced.len(),
+        crate::output::plural(replaced.len(), "migration")
+    );
+    println!("note: write its `up` before it runs on a fresh database; where they are all applied it is recorded without running");
+    if !target.config.build_script {
+        let (_, _) = mongo_migrate_codegen::generate_module(&dir).map_err(codegen)?;
+        println!("Updated {}", display(&dir.join(REGISTRY_FILE)));
+    }
+    Ok(())
+}
+
+/// The first second after `version` that is before `next` (if any).
+fn next_free_second(version: &str, next: Option<&str>) -> Option<String> {
+    let time = chrono::NaiveDateTime::parse_from_str(version, "%Y%m%d%H%M%S").ok()?;
+    let candidate = (time + chrono::Duration::seconds(1)).format("%Y%m%d%H%M%S").to_string();
+    next.is_none_or(|next| candidate.as_str() < next).then_some(candidate)
+}
+
 /// `add_email_index` -> `Add email index.`
 fn describe(name: &str) -> String {
     let words = name.replace('_', " ");
@@ -207,6 +270,20 @@ pub fn require_declared(target: &Target) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_squash_takes_the_second_after_its_last_version_if_free() {
+        use super::next_free_second;
+        assert_eq!(
+            next_free_second("20261231235959", None).as_deref(),
+            Some("20270101000000")
+        );
+        assert_eq!(
+            next_free_second("20260101000000", Some("20260101000002")).as_deref(),
+            Some("20260101000001")
+        );
+        assert_eq!(next_free_second("20260101000000", Some("20260101000001")), None);
+    }
+
     #[test]
     fn describes_names() {
         assert_eq!(super::describe("add_email_index"), "Add email index.");

@@ -26,6 +26,8 @@ pub struct PackageConfig {
     pub lock_ttl_secs: Option<u64>,
     pub uri_env: String,
     pub database_env: String,
+    /// What `up` does with a pending migration older than the newest applied one.
+    pub out_of_order: mongo_migrate::OutOfOrder,
 }
 
 impl Default for PackageConfig {
@@ -40,6 +42,7 @@ impl Default for PackageConfig {
             lock_ttl_secs: None,
             uri_env: "MONGODB_URI".into(),
             database_env: "MONGODB_DATABASE".into(),
+            out_of_order: mongo_migrate::OutOfOrder::Refuse,
         }
     }
 }
@@ -222,7 +225,7 @@ fn config(package: &Package) -> Result<PackageConfig> {
         None => Ok(PackageConfig::default()),
         Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
             Failure::new(Code::Usage, format!("invalid [package.metadata.mongo-migrate] in {}: {e}", package.manifest_path))
-                .hint("keys: migrations-dir, registry-fn, build-script, database, tracking-collection, lock-collection, lock-ttl-secs, uri-env, database-env")
+                .hint("keys: migrations-dir, registry-fn, build-script, database, tracking-collection, lock-collection, lock-ttl-secs, uri-env, database-env, out-of-order")
                 .into()
         }),
     }

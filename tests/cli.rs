@@ -23,6 +23,9 @@ fn help() {
         ("force-unlock", file!["snapshots/help-force-unlock.txt"]),
         ("resolve", file!["snapshots/help-resolve.txt"]),
         ("forget", file!["snapshots/help-forget.txt"]),
+        ("baseline", file!["snapshots/help-baseline.txt"]),
+        ("squash", file!["snapshots/help-squash.txt"]),
+        ("check", file!["snapshots/help-check.txt"]),
     ] {
         cli().args([command, "--help"]).assert().success().stdout_eq(snapshot);
     }
@@ -328,4 +331,174 @@ error: `ws-billing` and `ws-app` would track their migrations in the same collec
 hint: give one of them its own `tracking-collection` and `lock-collection` under [package.metadata.mongo-migrate]
 
 "#]]);
+}
+
+/// `check` without a URI: a clean crate passes.
+#[test]
+fn check_offline_passes_a_clean_crate() {
+    let crate_dir = fixture("single");
+    cli()
+        .current_dir(crate_dir.path())
+        .env_remove("MONGODB_URI")
+        .arg("check")
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+single-app: checked files only: 0 errors, 0 need attention, 0 pending, 0 warnings
+
+"#]]);
+}
+
+/// Every offline problem at once, with file and line, and exit 2; a
+/// warning alone does not fail.
+#[test]
+fn check_offline_reports_every_problem_with_its_line() {
+    let crate_dir = fixture("single");
+    let dir = crate_dir.path().join("src/migrations");
+    // Added without regenerating the registry; a drop in a transaction; an unbatched update.
+    std::fs::write(
+        dir.join("m20260103_000000_drop_legacy.rs"),
+        "pub const TRANSACTIONAL: bool = true;\n\npub async fn up(ctx: &mut mongo_migrate::MigrationContext) -> mongo_migrate::MigrationResult {\n    let (db, _) = ctx.transaction()?;\n    db.collection::<mongo_migrate::bson::Document>(\"legacy\").drop().await?;\n    Ok(())\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("m20260104_000000_backfill.rs"),
+        "pub async fn up(ctx: &mut mongo_migrate::MigrationContext) -> mongo_migrate::MigrationResult {\n    let users = ctx.db()?.collection::<mongo_migrate::bson::Document>(\"users\");\n    users.update_many(mongo_migrate::bson::doc! {}, mongo_migrate::bson::doc! { \"$set\": { \"x\": 1 } }).await?;\n    Ok(())\n}\n",
+    )
+    .unwrap();
+    let before = listing(&dir);
+    cli()
+        .current_dir(crate_dir.path())
+        .env_remove("MONGODB_URI")
+        .arg("check")
+        .assert()
+        .code(2)
+        .stdout_eq(str![[r#"
+single-app: error: src/migrations/mod.rs does not match the migration files
+  hint: run `cargo mongo-migrate registry` (after a merge conflict in it, take either side first)
+single-app: error: src/migrations/m20260103_000000_drop_legacy.rs:5:62: `drop` in a transactional migration: MongoDB refuses index builds on existing collections and drops inside a transaction; move it to a migration with `TRANSACTIONAL = false`
+single-app: warning: src/migrations/m20260104_000000_backfill.rs:3:11: `update_many` runs unbatched over every matching document; on a large collection use `ctx.batches(..)`, or say it is small with a `// mongo-migrate: unbatched` comment
+single-app: checked files only: 2 errors, 0 need attention, 0 pending, 1 warnings
+
+"#]])
+        .stderr_eq(str![""]);
+    assert_eq!(before, listing(&dir), "check changed the tree");
+
+    // JSON for CI tools.
+    let out = cli()
+        .current_dir(crate_dir.path())
+        .env_remove("MONGODB_URI")
+        .args(["check", "--json"])
+        .assert()
+        .code(2);
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let levels: Vec<&str> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(levels, ["error", "error", "warning"]);
+    assert_eq!(json["online"], false);
+
+    // Fixed but for the warning: passes.
+    std::fs::remove_file(dir.join("m20260103_000000_drop_legacy.rs")).unwrap();
+    cli().current_dir(crate_dir.path()).arg("registry").assert().success();
+    cli()
+        .current_dir(crate_dir.path())
+        .env_remove("MONGODB_URI")
+        .arg("check")
+        .assert()
+        .success();
+}
+
+/// Two branches each added a migration: the registry conflicts in git,
+/// and files may share a version.
+#[test]
+fn check_names_merge_conflicts_and_duplicate_versions() {
+    let crate_dir = fixture("single");
+    let dir = crate_dir.path().join("src/migrations");
+    let registry = read(dir.join("mod.rs"));
+    std::fs::write(
+        dir.join("mod.rs"),
+        format!("<<<<<<< HEAD\npub mod a;\n=======\npub mod b;\n>>>>>>> branch\n{registry}"),
+    )
+    .unwrap();
+    std::fs::copy(
+        dir.join("m20260101_000000_create_users.rs"),
+        dir.join("m20260101_000000_create_accounts.rs"),
+    )
+    .unwrap();
+    let out = cli()
+        .current_dir(crate_dir.path())
+        .env_remove("MONGODB_URI")
+        .arg("check")
+        .assert()
+        .code(2);
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("error: duplicate migration version 20260101000000"),
+        "{text}"
+    );
+    assert!(text.contains("give one file a new timestamp"), "{text}");
+    std::fs::remove_file(dir.join("m20260101_000000_create_accounts.rs")).unwrap();
+    cli()
+        .current_dir(crate_dir.path())
+        .env_remove("MONGODB_URI")
+        .arg("check")
+        .assert()
+        .code(2)
+        .stdout_eq(str![[r#"
+single-app: error: src/migrations/mod.rs has merge conflict markers
+  hint: run `cargo mongo-migrate registry` (after a merge conflict in it, take either side first)
+single-app: checked files only: 1 errors, 0 need attention, 0 pending, 0 warnings
+
+"#]]);
+}
+
+#[test]
+fn squash_replaces_the_files_with_one_module_and_regenerates_the_registry() {
+    let crate_dir = fixture("single");
+    let dir = crate_dir.path().join("src/migrations");
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["squash", "--to", "20260102000000", "--name", "Initial schema"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+Created src/migrations/m20260102_000001_initial_schema.rs replacing 2 migrations up to 20260102000000; their files are deleted (git keeps them)
+note: write its `up` before it runs on a fresh database; where they are all applied it is recorded without running
+Updated src/migrations/mod.rs
+
+"#]]);
+    let names: Vec<String> = listing(&dir).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["m20260102_000001_initial_schema.rs", "mod.rs"]);
+    snapbox::assert_data_eq!(
+        read(dir.join("m20260102_000001_initial_schema.rs")),
+        file!["../fixtures/golden/squash.rs"]
+    );
+    golden(
+        &read(dir.join("mod.rs")),
+        &root().join("fixtures/golden/single_after_squash.rs"),
+    );
+    cli()
+        .current_dir(crate_dir.path())
+        .env_remove("MONGODB_URI")
+        .arg("check")
+        .assert()
+        .success();
+
+    // A version that is not there, and nothing changes.
+    let before = listing(&dir);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["squash", "--to", "20260101000000"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: no migration has version 20260101000000
+hint: see the file names in the migrations directory, or `cargo mongo-migrate status`
+
+"#]]);
+    assert_eq!(before, listing(&dir));
 }

@@ -543,3 +543,81 @@ fn connection_and_migration_failures_say_one_plain_line_with_their_own_hint() {
         .clone();
     assert_eq!(entry["state"], "pending", "{status}");
 }
+
+/// Issue 11 end to end: baseline, `check`'s exit codes, the out-of-order
+/// policy, an accepted edit, and a squash recorded without running.
+#[test]
+fn team_workflow_baseline_check_out_of_order_accepted_edit_and_squash() {
+    let crate_dir = fixture("single");
+    let db = database();
+    let run = against_server(crate_dir.path(), &db);
+    let dir = crate_dir.path().join("src/migrations");
+
+    let out = stdout(run(&["baseline", "20260101000000"]).assert().success());
+    assert_eq!(
+        out,
+        "single-app: baselined 1 migration up to 20260101000000, recorded as applied without running (batch 1)\n"
+    );
+    let out = stdout(run(&["status"]).assert().success());
+    assert!(out.contains("applied (baseline)"), "{out}");
+    let out = stdout(run(&["check"]).assert().code(6));
+    assert!(out.contains("pending: 20260102000000 seed_admin is pending"), "{out}");
+    assert!(out.contains("checked files and database"), "{out}");
+    run(&["up"]).assert().success();
+    run(&["check"]).assert().success();
+
+    // A branch merged late brings an older migration.
+    run(&["new", "early", "--version", "20260101120000"]).assert().success();
+    let err = stderr_of(run(&["up"]).assert().code(4));
+    assert!(
+        err.contains("migration 20260101120000 (early) is pending but older than 20260102000000"),
+        "{err}"
+    );
+    let out = stdout(run(&["status"]).assert().success());
+    assert!(out.contains("pending (out of order)"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(run(&["check", "--json"]).assert().code(4))).unwrap();
+    assert!(
+        json["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("out of order"),
+        "{json}"
+    );
+    run(&["up", "--allow-out-of-order"]).assert().success();
+    // Rolled back where it was applied: last.
+    let out = stdout(run(&["down"]).assert().success());
+    assert!(out.contains("rolling back 20260101120000 early"), "{out}");
+    run(&["up"]).assert().success();
+
+    // A harmless edit of an applied migration, accepted.
+    let seed = dir.join("m20260102_000000_seed_admin.rs");
+    std::fs::write(
+        &seed,
+        read(&seed)
+            .replace("let (db, session)", "let (database, session)")
+            .replace("db.collection", "database.collection"),
+    )
+    .unwrap();
+    let err = stderr_of(run(&["up"]).assert().code(4));
+    assert!(err.contains("was edited after it was applied"), "{err}");
+    run(&["check"]).assert().code(4);
+    let out = stdout(
+        run(&["resolve", "20260102000000", "--accept-checksum"])
+            .assert()
+            .success(),
+    );
+    assert!(out.contains("accepted the edit of 20260102000000 seed_admin"), "{out}");
+    run(&["up"]).assert().success();
+
+    // Squashed: recorded without running (the scaffold's `up` would fail).
+    run(&["squash", "--to", "20260102000000"]).assert().success();
+    let out = stdout(run(&["up"]).assert().success());
+    assert!(
+        out.contains("20260102000001 squashed recorded as applied without running"),
+        "{out}"
+    );
+    let out = stdout(run(&["status"]).assert().success());
+    assert!(out.contains("squashed into 20260102000001"), "{out}");
+    assert!(out.contains("3 squashed"), "{out}");
+    run(&["check"]).assert().success();
+}

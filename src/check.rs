@@ -1,0 +1,249 @@
+//! `check`, the CI gate: the migration files offline, and the database's
+//! state when a URI is given. It builds nothing.
+
+use anyhow::Result;
+use mongo_migrate::harness::{Command as Remote, Request};
+use mongo_migrate::{State, StatusReport};
+use mongo_migrate_codegen::lint::{self, Severity};
+use mongo_migrate_codegen::{render, Layout, REGISTRY_FILE};
+use serde::Serialize;
+
+use crate::cli::{Command, Connection};
+use crate::exit::{Code, Failure};
+use crate::workspace::{display, Target, Workspace};
+
+/// What a finding means for the exit code, worst last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Level {
+    /// Worth a look; `check` still passes.
+    Warning,
+    /// Migrations wait to be applied (exit 6).
+    Pending,
+    /// The database needs attention (exit 4).
+    Attention,
+    /// The files are wrong (exit 2).
+    Error,
+}
+
+#[derive(Debug, Serialize)]
+struct Finding {
+    level: Level,
+    /// What was checked: `files`, `registry`, `lint` or `database`.
+    check: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PackageReport {
+    package: String,
+    /// Whether the database was checked too.
+    online: bool,
+    findings: Vec<Finding>,
+}
+
+pub fn run(ws: &Workspace, conn: &Connection, offline: bool, json: bool, verbose: bool) -> Result<()> {
+    let mut reports = Vec::new();
+    for target in &ws.targets {
+        let mut report = PackageReport {
+            package: target.name.clone(),
+            online: false,
+            findings: files(target),
+        };
+        let clean = !report.findings.iter().any(|f| f.level == Level::Error);
+        if !offline && clean && uri_given(conn, target) {
+            report.online = true;
+            report.findings.extend(database(ws, target, conn, verbose)?);
+        }
+        reports.push(report);
+    }
+    let worst = reports.iter().flat_map(|r| &r.findings).map(|f| f.level).max();
+    if json {
+        let document = if ws.targets.len() == 1 {
+            serde_json::to_value(&reports[0])?
+        } else {
+            serde_json::to_value(&reports)?
+        };
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        for r in &reports {
+            print(r);
+        }
+    }
+    let code = match worst {
+        None | Some(Level::Warning) => return Ok(()),
+        Some(Level::Pending) => Code::Pending,
+        Some(Level::Attention) => Code::Blocked,
+        Some(Level::Error) => Code::Usage,
+    };
+    // The findings are printed (or in the JSON); the exit code says the rest.
+    Err(Failure::new(code, "").into())
+}
+
+fn print(report: &PackageReport) {
+    for f in &report.findings {
+        let level = match f.level {
+            Level::Error => "error",
+            Level::Attention => "attention",
+            Level::Pending => "pending",
+            Level::Warning => "warning",
+        };
+        println!("{}: {level}: {}", report.package, f.message);
+        if let Some(hint) = &f.hint {
+            println!("  hint: {hint}");
+        }
+    }
+    let count = |level| report.findings.iter().filter(|f| f.level == level).count();
+    let scope = if report.online {
+        "files and database"
+    } else {
+        "files only"
+    };
+    println!(
+        "{}: checked {scope}: {} errors, {} need attention, {} pending, {} warnings",
+        report.package,
+        count(Level::Error),
+        count(Level::Attention),
+        count(Level::Pending),
+        count(Level::Warning)
+    );
+}
+
+/// A URI from `--uri` or the package's URI variable.
+fn uri_given(conn: &Connection, target: &Target) -> bool {
+    conn.uri.is_some() || std::env::var(&target.config.uri_env).is_ok_and(|v| !v.is_empty())
+}
+
+fn error(check: &'static str, message: String, hint: &str) -> Finding {
+    Finding {
+        level: Level::Error,
+        check,
+        message,
+        hint: Some(hint.to_string()),
+    }
+}
+
+/// The offline checks: file names and contents, duplicate versions, the
+/// registry against the files, squashes, and the lints.
+fn files(target: &Target) -> Vec<Finding> {
+    let dir = target.migrations_dir();
+    if !dir.is_dir() {
+        return vec![error(
+            "files",
+            format!("no migrations directory {}", display(&dir)),
+            "create the first migration with `cargo mongo-migrate new <name>`",
+        )];
+    }
+    let (files, errors) = match mongo_migrate_codegen::scan_all(&dir) {
+        Ok(scanned) => scanned,
+        Err(e) => return vec![error("files", e.to_string(), "check the directory's permissions")],
+    };
+    let mut findings: Vec<Finding> = errors
+        .iter()
+        .map(|e| {
+            let hint = match e {
+                mongo_migrate_codegen::Error::DuplicateVersion { .. } => {
+                    "two branches added the same version: give one file a new timestamp, then `cargo mongo-migrate registry`"
+                }
+                mongo_migrate_codegen::Error::BadFileName { .. } => "rename the file, or move it out of the migrations directory",
+                _ => "fix the file",
+            };
+            error("files", e.to_string(), hint)
+        })
+        .collect();
+    if errors.is_empty() && !target.config.build_script {
+        let path = dir.join(REGISTRY_FILE);
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current != render(&files, Layout::Module) {
+            let why = if current.contains("<<<<<<<") {
+                "has merge conflict markers"
+            } else {
+                "does not match the migration files"
+            };
+            findings.push(error(
+                "registry",
+                format!("{} {why}", display(&path)),
+                "run `cargo mongo-migrate registry` (after a merge conflict in it, take either side first)",
+            ));
+        }
+    }
+    if errors.is_empty() {
+        if let Err(e) = crate::local::metadata_registry(files.clone()) {
+            findings.push(error("registry", e.to_string(), "fix `REPLACES` in the squash module"));
+        }
+    }
+    for file in &files {
+        let Ok(source) = std::fs::read_to_string(&file.path) else {
+            continue;
+        };
+        for f in lint::lint(&source) {
+            findings.push(Finding {
+                level: match f.severity {
+                    Severity::Error => Level::Error,
+                    _ => Level::Warning,
+                },
+                check: "lint",
+                message: format!("{}:{}:{}: {}", display(&file.path), f.line, f.column, f.message),
+                hint: None,
+            });
+        }
+    }
+    findings
+}
+
+/// The online checks: what `status` says needs attention or is pending.
+fn database(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> Result<Vec<Finding>> {
+    let status = Command::Status {
+        conn: conn.clone(),
+        json: false,
+    };
+    let (connection, ..) = crate::request::all(&status, std::slice::from_ref(target))?.remove(0);
+    let request = Request {
+        connection,
+        command: Remote::Status,
+    };
+    let cache = crate::harness::registry_cache(ws, target);
+    let report: StatusReport = serde_json::from_value(crate::local::run(target, &cache, &request, verbose)?)?;
+    let mut findings = Vec::new();
+    for m in &report.migrations {
+        let name = format!("{} {}", m.version, m.name);
+        let (level, message, hint) = match m.state {
+            _ if m.checksum_changed => (
+                Level::Attention,
+                format!("{name} was edited after it was applied"),
+                "undo the edit, or `resolve --accept-checksum` if it is harmless",
+            ),
+            State::Unknown => (
+                Level::Attention,
+                format!("{name} is applied but not in this build"),
+                "restore its file, or `forget` it if it was deleted on purpose",
+            ),
+            State::Failed => (
+                Level::Attention,
+                format!("{name} failed: {}", m.error.as_deref().unwrap_or_default()),
+                "fix the cause, then `resolve`",
+            ),
+            State::Running => (
+                Level::Attention,
+                format!("{name} is running ({})", m.detail.as_deref().unwrap_or("in progress")),
+                "see `status`",
+            ),
+            State::Pending | State::RolledBack if m.out_of_order => (
+                Level::Attention,
+                format!("{name} is pending but older than the newest applied migration (out of order)"),
+                "`up --allow-out-of-order` applies it; or give it a new version",
+            ),
+            State::Pending | State::RolledBack => (Level::Pending, format!("{name} is pending"), "`up` applies it"),
+            _ => continue,
+        };
+        findings.push(Finding {
+            level,
+            check: "database",
+            message,
+            hint: Some(hint.to_string()),
+        });
+    }
+    Ok(findings)
+}
