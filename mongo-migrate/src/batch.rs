@@ -409,6 +409,7 @@ where
             part.done += n;
             part.last = Some(end);
             let handed = self.handed.fetch_add(n, SeqCst) + n;
+            tracing::info!(segment = i, documents = n, segment_done = part.done, "batch done");
             if let Some(c) = b.checkpoints {
                 let point = doc! {
                     format!("{key}.lastId"): part.last.clone().unwrap_or(Bson::Null),

@@ -272,6 +272,13 @@ impl Lock {
             holder_id: holder.id,
             generation: doc.get_i64("generation").unwrap_or(0),
         };
+        tracing::info!(
+            lock = %self.name,
+            holder = %holder.id,
+            generation = fence.generation,
+            reason = %holder.reason,
+            "lock acquired"
+        );
         LockGuard::start(self.clone(), fence, plan, versions(doc, "unfenced"), sent)
     }
 
@@ -479,6 +486,8 @@ struct Shared {
     /// time of its last successful proof plus nine tenths of the TTL. The
     /// server's expiry is at least the TTL after that send time.
     lease: Mutex<Instant>,
+    /// The lock generation, for events.
+    generation: i64,
 }
 
 impl Shared {
@@ -488,7 +497,9 @@ impl Shared {
     }
 
     fn lose(&self) {
-        self.lost.send_replace(true);
+        if !self.lost.send_replace(true) {
+            tracing::warn!(generation = self.generation, "lock lost");
+        }
     }
 }
 
@@ -499,6 +510,7 @@ impl LockGuard {
             lost,
             resumed: Resumed::watch(),
             lease: Mutex::new(sent),
+            generation: fence.generation,
         });
         shared.proven(sent, lock.ttl);
         let heartbeat = tokio::spawn(heartbeat(lock.clone(), fence, shared.clone()));
@@ -605,7 +617,13 @@ impl LockGuard {
             h.abort();
         }
         let fenced = self.fenced.load(std::sync::atomic::Ordering::SeqCst);
-        self.lock.release(&self.fence, fenced).await
+        let released = self.lock.release(&self.fence, fenced).await;
+        tracing::info!(
+            generation = self.fence.generation,
+            ok = released.is_ok(),
+            "lock released"
+        );
+        released
     }
 }
 
@@ -630,13 +648,16 @@ async fn heartbeat(lock: Lock, fence: Fence, shared: Arc<Shared>) {
         let Ok(clock) = lock.server.clock().await else { continue };
         let sent = Instant::now();
         match lock.refresh(&fence, &clock).await {
-            Ok(true) => shared.proven(sent, lock.ttl),
+            Ok(true) => {
+                shared.proven(sent, lock.ttl);
+                tracing::debug!(generation = fence.generation, "lock heartbeat");
+            }
             Ok(false) => {
                 shared.lose();
                 return;
             }
             // A transient error: the next beat or the next check decides.
-            Err(_) => {}
+            Err(e) => tracing::warn!(generation = fence.generation, error = %e, "lock heartbeat failed"),
         }
     }
 }

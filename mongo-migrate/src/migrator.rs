@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use mongodb::{Client, ClientSession, Database};
 use tokio::sync::OnceCell;
+use tracing::Instrument;
 
 use crate::batch::{Checkpoints, ProgressFn};
 use crate::lock::{Lock, LockGuard, LockInfo};
@@ -164,11 +165,39 @@ impl Migrator {
         .await
     }
 
+    /// [`Migrator::run_unspanned`] in a `mongo_migrate.run` span (direction,
+    /// database, dry-run, and the batch once planned).
+    async fn run<'a>(
+        &'a self,
+        direction: Direction,
+        dry_run: bool,
+        plan: impl Fn(&Records, Option<&LockInfo>) -> Result<Plan<'a>, Error>,
+    ) -> Result<RunReport, Error> {
+        let span = tracing::info_span!(
+            "mongo_migrate.run",
+            direction = direction.as_str(),
+            database = self.db.name(),
+            dry_run,
+            batch = tracing::field::Empty,
+        );
+        let result = self
+            .run_unspanned(direction, dry_run, plan)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(report) => {
+                span.in_scope(|| tracing::info!(steps = report.steps.len(), skipped = report.skipped.len(), "run done"))
+            }
+            Err(e) => span.in_scope(|| tracing::error!(error = %e, kind = ?e.kind(), "run failed")),
+        }
+        result
+    }
+
     /// Plans from the records before taking the lock, so that a refused run
     /// (or one with nothing to do, or a dry-run) writes nothing; then plans
     /// again under the lock, runs the plan, and releases the lock whatever
     /// happens.
-    async fn run<'a>(
+    async fn run_unspanned<'a>(
         &'a self,
         direction: Direction,
         dry_run: bool,
@@ -191,6 +220,9 @@ impl Migrator {
                 }
                 let (records, lock) = self.read_state().await?;
                 let planned = plan(&records, lock.as_ref())?;
+                if let Some((_, batch)) = planned.first() {
+                    tracing::Span::current().record("batch", batch);
+                }
                 if dry_run || planned.is_empty() {
                     let steps = planned
                         .into_iter()
@@ -590,12 +622,24 @@ impl Migrator {
             if let Err(e) = guard.ensure_live(sent).await {
                 return Err(self.lost(e, &steps, Some(m.version), &plan[next + 1..]));
             }
+            let span = tracing::info_span!(
+                "mongo_migrate.migration",
+                version = m.version.as_u64(),
+                name = %m.name,
+                transactional = m.transactional,
+                direction = direction.as_str(),
+            );
             let ms = if m.transactional {
                 // Its `running` record means "not applied" until the
                 // transaction commits it done.
-                match self.run_in_transaction(guard, m, direction).await {
+                match self
+                    .run_in_transaction(guard, m, direction)
+                    .instrument(span.clone())
+                    .await
+                {
                     Ok(ms) => ms,
                     Err((e @ Error::MigrationFailed { .. }, attempts)) => {
+                        span.in_scope(|| tracing::error!(error = %e, attempts, "migration failed"));
                         let end = finish(m, Outcome::Failed(failure_text(&e), attempts), 0);
                         self.record_end(guard, end, &steps, plan, next).await?;
                         return Err(after(e, &steps));
@@ -615,15 +659,17 @@ impl Migrator {
                 };
                 let mut ctx =
                     MigrationContext::new(self.db.clone(), None, m, guard.state()).with_checkpoints(checkpoints);
-                let result = run(function(m, direction), &mut ctx).await;
+                let result = run(function(m, direction), &mut ctx).instrument(span.clone()).await;
                 let ms = elapsed_ms(start);
                 if let Err(e) = result {
+                    span.in_scope(|| tracing::error!(error = %e.message, "migration failed"));
                     self.record_end(guard, finish(m, Outcome::Failed(&e.message, 1), ms), &steps, plan, next)
                         .await?;
                     return Err(after(failed(m, e), &steps));
                 }
                 ms
             };
+            span.in_scope(|| tracing::info!(duration_ms = ms, "migration done"));
             if m.transactional {
                 steps.push(step(m, batch, Some(ms)));
             } else {
@@ -781,6 +827,7 @@ impl Migrator {
             match attempt().await {
                 Err(Error::Locked { holder, expires_at }) if Instant::now() < deadline && !self.stop.is_stopped() => {
                     if !std::mem::replace(&mut told, true) {
+                        tracing::info!(%holder, %expires_at, "waiting for the lock");
                         self.report(Progress::Waiting { holder, expires_at });
                     }
                     let pause = jitter(MAX_LOCK_POLL).min(deadline.saturating_duration_since(Instant::now()));
@@ -796,7 +843,13 @@ impl Migrator {
     /// whoever holds it now.
     async fn release<T>(guard: LockGuard, result: std::thread::Result<Result<T, Error>>) -> Result<T, Error> {
         let taken_by = match &result {
-            Ok(Err(Error::LockLost { .. })) => guard.holder_now().await,
+            Ok(Err(Error::LockLost { .. })) => {
+                // Found by a fenced write rather than the heartbeat.
+                if !guard.is_lost() {
+                    tracing::warn!(generation = guard.fence().generation, "lock lost");
+                }
+                guard.holder_now().await
+            }
             _ => None,
         };
         let released = guard.release().await;

@@ -16,5 +16,6 @@ mod late_writes;
 mod lock;
 mod recovery;
 mod stop;
+mod traces;
 mod transactions;
 mod workflow;
