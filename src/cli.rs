@@ -74,6 +74,10 @@ pub enum Command {
         /// Also apply pending migrations older than the newest applied one
         #[arg(long)]
         allow_out_of_order: bool,
+        /// Only this deploy phase: `pre` (before the new code), or `post` (after it; only those
+        /// whose older pre-deploy migrations are applied)
+        #[arg(long, value_enum)]
+        phase: Option<PhaseArg>,
     },
     /// Roll back applied migrations, the most recently applied first (one by default)
     #[command(group(ArgGroup::new("target").args(["steps", "batch", "to"])))]
@@ -205,6 +209,12 @@ pub struct Connection {
     /// Seconds to wait for a server before reporting it unreachable
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub connect_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PhaseArg {
+    Pre,
+    Post,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use mongo_migrate::harness::{self, ErrorReply, Request};
-use mongo_migrate::{BoxFuture, Migration, MigrationContext, MigrationResult, Migrator, Registry, Version};
+use mongo_migrate::{BoxFuture, Migration, MigrationContext, MigrationResult, Migrator, Phase, Registry, Version};
 use mongo_migrate_codegen::MigrationFile;
 
 use crate::workspace::Target;
@@ -52,7 +52,11 @@ pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_mi
                 .with_checksum(f.checksum)
                 .with_transaction(f.has_transactional)
                 // One small list per squash, for the life of the CLI.
-                .replacing(Box::leak(f.replaces.into_boxed_slice()));
+                .replacing(Box::leak(f.replaces.into_boxed_slice()))
+                .in_phase(match f.phase.as_deref() {
+                    Some("post-deploy") => Phase::PostDeploy,
+                    _ => Phase::PreDeploy,
+                });
             if f.has_down {
                 m = m.with_down(not_run);
             }

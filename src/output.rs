@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use mongo_migrate::{Direction, LockInfo, Progress, Record, RunReport, State, StatusReport};
+use mongo_migrate::{Direction, LockInfo, Phase, Progress, Record, RunReport, State, StatusReport};
 
 /// Whether a `Started` line waits for its outcome.
 static OPEN_LINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -186,6 +186,8 @@ fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 
 pub fn status(package: &str, report: &StatusReport) {
     println!("{package}:");
+    // The phase gets a column only where a migration is post-deploy.
+    let phases = report.migrations.iter().any(|m| m.phase == Phase::PostDeploy);
     let rows: Vec<Vec<String>> = report
         .migrations
         .iter()
@@ -206,7 +208,7 @@ pub fn status(package: &str, report: &StatusReport) {
             if let Some(squash) = m.squashed_into {
                 state = format!("squashed into {squash}");
             }
-            vec![
+            let mut row = vec![
                 m.version.to_string(),
                 m.name.clone(),
                 state,
@@ -215,13 +217,18 @@ pub fn status(package: &str, report: &StatusReport) {
                 m.execution_time_ms
                     .map(|t| format!("{t} ms"))
                     .unwrap_or_else(|| "-".into()),
-            ]
+            ];
+            if phases {
+                row.insert(2, m.phase.to_string());
+            }
+            row
         })
         .collect();
-    table(
-        &["VERSION", "NAME", "STATE", "BATCH", "APPLIED AT (UTC)", "TIME"],
-        &rows,
-    );
+    let mut headers = vec!["VERSION", "NAME", "STATE", "BATCH", "APPLIED AT (UTC)", "TIME"];
+    if phases {
+        headers.insert(2, "PHASE");
+    }
+    table(&headers, &rows);
     let c = &report.counts;
     let total = report.migrations.len();
     println!(

@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 use mongo_migrate::harness::{Command as Remote, Connection};
-use mongo_migrate::{DownOptions, DownTarget, HistoryQuery, MigrationStatus, Resolution, UpOptions, Version};
+use mongo_migrate::{DownOptions, DownTarget, HistoryQuery, MigrationStatus, Phase, Resolution, UpOptions, Version};
 
-use crate::cli::{Command, StatusFilter};
+use crate::cli::{Command, PhaseArg, StatusFilter};
 use crate::exit::{Code, Failure};
 use crate::workspace::Target;
 
@@ -60,6 +60,7 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
             dry_run,
             to,
             allow_out_of_order,
+            phase,
             ..
         } => (
             conn,
@@ -67,6 +68,10 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
                 dry_run: *dry_run,
                 to: to.as_deref().map(version).transpose()?,
                 allow_out_of_order: *allow_out_of_order,
+                phase: phase.map(|p| match p {
+                    PhaseArg::Pre => Phase::PreDeploy,
+                    PhaseArg::Post => Phase::PostDeploy,
+                }),
             }),
             false,
         ),

@@ -69,6 +69,7 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
             quote! { false }
         };
         let replacing = (!f.replaces.is_empty()).then(|| quote! { .replacing(#module::REPLACES) });
+        let phase = f.phase.is_some().then(|| quote! { .in_phase(#module::PHASE) });
         quote! {
             ::mongo_migrate::Migration::from_static(
                 ::mongo_migrate::Version::new_unchecked(#version),
@@ -80,6 +81,7 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
                 #down,
             )
             #replacing
+            #phase
         }
     });
     let tokens = quote! {

@@ -28,6 +28,8 @@ pub struct MigrationFile {
     pub checksum: String,
     /// The versions of `pub const REPLACES: &[u64]`, for a squash.
     pub replaces: Vec<u64>,
+    /// `pub const PHASE: Phase`, if declared: `pre-deploy` or `post-deploy`.
+    pub phase: Option<String>,
 }
 
 /// Every migration in `dir`, in version order. Files other than `*.rs` and
@@ -129,6 +131,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
     let mut has_down = false;
     let mut has_transactional = false;
     let mut replaces = Vec::new();
+    let mut phase = None;
     for item in &file.items {
         match item {
             Item::Fn(f) if f.sig.ident == "up" || f.sig.ident == "down" => {
@@ -148,6 +151,14 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
                 }
             }
             Item::Const(c) if c.ident == "TRANSACTIONAL" => has_transactional = true,
+            Item::Const(c) if c.ident == "PHASE" => {
+                phase = Some(phase_of(&c.expr).ok_or_else(|| {
+                    syntax(
+                        c.ident.span(),
+                        "`PHASE` must be `Phase::PreDeploy` or `Phase::PostDeploy`".into(),
+                    )
+                })?);
+            }
             Item::Const(c) if c.ident == "REPLACES" => {
                 replaces = versions_list(&c.expr).ok_or_else(|| {
                     syntax(
@@ -176,7 +187,18 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
         has_transactional,
         checksum: checksum_tokens(tokens),
         replaces,
+        phase,
     })
+}
+
+/// `Phase::PostDeploy` (or any path ending so) as `post-deploy`.
+fn phase_of(expr: &Expr) -> Option<String> {
+    let Expr::Path(p) = expr else { return None };
+    match p.path.segments.last()?.ident.to_string().as_str() {
+        "PreDeploy" => Some("pre-deploy".into()),
+        "PostDeploy" => Some("post-deploy".into()),
+        _ => None,
+    }
 }
 
 /// `&[20260101000000, ...]` as numbers.
@@ -292,6 +314,35 @@ fn is_doc(group: &proc_macro2::Group) -> bool {
 #[cfg(test)]
 mod tests {
     use super::checksum;
+
+    /// `PHASE` and `REPLACES` reach the registry; malformed ones are refused with their line.
+    #[test]
+    fn reads_phase_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m20260102_000000_drop_old.rs");
+        let good = "pub const PHASE: Phase = Phase::PostDeploy;\npub const REPLACES: &[u64] = &[20260101000000];\npub async fn up(ctx: &mut C) -> R { Ok(()) }\n";
+        std::fs::write(&path, good).unwrap();
+        let file = super::read(&path).unwrap();
+        assert_eq!(file.phase.as_deref(), Some("post-deploy"));
+        assert_eq!(file.replaces, [20260101000000]);
+        let rendered = crate::render(&[file], crate::Layout::Module);
+        assert!(
+            rendered.contains(".in_phase(m20260102_000000_drop_old::PHASE)"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains(".replacing(m20260102_000000_drop_old::REPLACES)"),
+            "{rendered}"
+        );
+        for (bad, needle) in [
+            ("pub const PHASE: Phase = Phase::Later;\n", "`PHASE` must be"),
+            ("pub const REPLACES: &[u64] = &[LAST];\n", "`REPLACES` must be"),
+        ] {
+            std::fs::write(&path, format!("{bad}pub async fn up(ctx: &mut C) -> R {{ Ok(()) }}\n")).unwrap();
+            let err = super::read(&path).unwrap_err().to_string();
+            assert!(err.contains(":1:") && err.contains(needle), "{err}");
+        }
+    }
 
     const BASE: &str = "//! Adds an index.\nuse x::y;\n\npub async fn up(ctx: &mut C) -> R {\n    ctx.go(1).await\n}\n";
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Error, Migrator, RunReport, UpOptions};
+use crate::{Error, MigrationStatus, Migrator, Phase, RunReport, UpOptions, Version};
 
 /// When and how strictly to migrate at startup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,9 @@ pub struct AutoRunConfig {
     /// `MIGRATE_ON_START_WAIT_SECS` (default 120): how long to wait while
     /// another instance holds the lock, as when several replicas start at once.
     pub lock_wait: Duration,
+    /// `MIGRATE_ON_START_PHASE` (`pre`, the default; `post`; or `all`): the
+    /// deploy phase it applies (`None`: every phase).
+    pub phase: Option<Phase>,
 }
 
 impl Default for AutoRunConfig {
@@ -22,6 +25,7 @@ impl Default for AutoRunConfig {
             enabled: false,
             fail_hard: false,
             lock_wait: Duration::from_secs(120),
+            phase: Some(Phase::PreDeploy),
         }
     }
 }
@@ -51,10 +55,20 @@ impl AutoRunConfig {
                 value: v.to_string(),
             })?),
         };
+        let phase_var = "MIGRATE_ON_START_PHASE";
+        let phase = match lookup(phase_var).as_deref().map(str::trim) {
+            None | Some("") => AutoRunConfig::default().phase,
+            Some(v) if v.eq_ignore_ascii_case("all") => None,
+            Some(v) => Some(Phase::parse(v).ok_or_else(|| Error::InvalidEnv {
+                variable: phase_var.to_string(),
+                value: v.to_string(),
+            })?),
+        };
         Ok(AutoRunConfig {
             enabled: flag("MIGRATE_ON_START")?,
             fail_hard: flag("MIGRATE_ON_START_FAIL_HARD")?,
             lock_wait,
+            phase,
         })
     }
 }
@@ -69,6 +83,14 @@ pub enum AutoRun {
     Applied(RunReport),
     /// The run failed and strict mode is off: the application may start; log this.
     Failed(Error),
+    /// The database has applied migrations this binary does not know (a
+    /// newer version was deployed, then rolled back); nothing was run. The
+    /// service decides whether it can serve. Strict mode refuses to start
+    /// instead ([`Error::UnknownVersions`]).
+    AheadOfBinary {
+        /// The unknown applied versions, with their names.
+        versions: Vec<(Version, String)>,
+    },
 }
 
 /// Applies pending migrations at startup when `config.enabled`. While
@@ -96,11 +118,31 @@ pub async fn auto_run(migrator: &Migrator, config: AutoRunConfig) -> Result<Auto
         return Ok(AutoRun::Disabled);
     }
     let waiting = migrator.clone().with_lock_wait(config.lock_wait);
-    match waiting.up(UpOptions::default()).await {
+    let options = UpOptions {
+        phase: config.phase,
+        ..UpOptions::default()
+    };
+    match waiting.up(options).await {
         Ok(report) => Ok(AutoRun::Applied(report)),
         Err(e) if config.fail_hard => Err(e),
+        Err(Error::UnknownVersions { versions }) if ahead(migrator, &versions).await => {
+            Ok(AutoRun::AheadOfBinary { versions })
+        }
         Err(e) => Ok(AutoRun::Failed(e)),
     }
+}
+
+/// Whether every unknown version is completed: the database is ahead of
+/// this binary, not damaged.
+async fn ahead(migrator: &Migrator, versions: &[(Version, String)]) -> bool {
+    let Ok(records) = migrator.history(&Default::default()).await else {
+        return false;
+    };
+    versions.iter().all(|(v, _)| {
+        records
+            .iter()
+            .any(|r| r.version == *v && r.status == MigrationStatus::Completed)
+    })
 }
 
 #[cfg(test)]
@@ -128,6 +170,18 @@ mod tests {
         assert_eq!(c.lock_wait, Duration::from_secs(5));
         let c = config(&[("MIGRATE_ON_START", "false")]).unwrap();
         assert!(!c.enabled);
+    }
+
+    #[test]
+    fn reads_the_phase() {
+        assert_eq!(config(&[]).unwrap().phase, Some(Phase::PreDeploy));
+        assert_eq!(
+            config(&[("MIGRATE_ON_START_PHASE", "post")]).unwrap().phase,
+            Some(Phase::PostDeploy)
+        );
+        assert_eq!(config(&[("MIGRATE_ON_START_PHASE", "ALL")]).unwrap().phase, None);
+        let err = config(&[("MIGRATE_ON_START_PHASE", "later")]).unwrap_err();
+        assert!(err.to_string().contains("MIGRATE_ON_START_PHASE"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! | `GET /migrations/status` | [`StatusReport`](crate::StatusReport) |
 //! | `GET /migrations/history?status=&skip=&limit=` | tracking records, most recent first |
 //! | `GET /migrations/lock` | `{"lock": LockInfo or null}` |
+//! | `GET /migrations/ready` | [`Readiness`](crate::Readiness): 200 when nothing of the migrator's phase is pending, running or failed, else 503 |
 //! | `POST /migrations/up` | body `{"dryRun": bool, "to": version}` |
 //! | `POST /migrations/down` | body `{"steps": n}`, `{"batch": true}` or `{"to": version}`, and `"dryRun"` |
 //! | `POST /migrations/lock/release` | body `{"confirm": true}` |
@@ -126,6 +127,7 @@ pub fn router(migrator: Migrator, auth: Authorization) -> Router {
         .route("/migrations/status", get(status))
         .route("/migrations/history", get(history))
         .route("/migrations/lock", get(lock))
+        .route("/migrations/ready", get(ready))
         .route("/migrations/up", post(up))
         .route("/migrations/down", post(down))
         .route("/migrations/lock/release", post(release))
@@ -225,6 +227,17 @@ async fn history(
         limit: p.limit,
     };
     Ok(Json(s.migrator.history(&query).await?))
+}
+
+/// For readiness probes: 503 until the migrations are in place.
+async fn ready(State(s): State<AppState>) -> Result<(StatusCode, Json<crate::Readiness>), ApiError> {
+    let state = s.migrator.state().await?;
+    let code = if state.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((code, Json(state)))
 }
 
 #[derive(Debug, Serialize)]

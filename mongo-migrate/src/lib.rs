@@ -33,12 +33,12 @@ pub use auto_run::{auto_run, AutoRun, AutoRunConfig};
 pub use batch::{BatchStats, Batches};
 pub use error::{Error, ErrorKind, MigrationError, Result};
 pub use lock::{Holder, LockInfo};
-pub use migration::{BoxFuture, Migration, MigrationContext, MigrationFn, MigrationResult};
+pub use migration::{BoxFuture, Migration, MigrationContext, MigrationFn, MigrationResult, Phase};
 pub use migrator::Migrator;
 pub use options::{Config, DownOptions, OutOfOrder, UpOptions};
 pub use plan::DownTarget;
 pub use registry::Registry;
-pub use report::{Counts, Progress, Resolution, RunReport, State, StatusEntry, StatusReport, Step};
+pub use report::{Counts, Progress, Readiness, Resolution, RunReport, State, StatusEntry, StatusReport, Step};
 pub use server::{connect, connect_within, supports_transactions};
 pub use status::{Blocker, Direction, MigrationStatus, Runner};
 pub use stop::StopHandle;
@@ -56,6 +56,6 @@ pub struct ReadmeDoctests;
 
 /// What a migration module usually needs.
 pub mod prelude {
-    pub use crate::{MigrationContext, MigrationResult};
+    pub use crate::{MigrationContext, MigrationResult, Phase};
     pub use bson::{doc, Document};
 }

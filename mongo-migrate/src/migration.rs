@@ -33,6 +33,45 @@ pub struct Migration {
     pub(crate) up: MigrationFn,
     pub(crate) down: Option<MigrationFn>,
     pub(crate) replaces: &'static [u64],
+    pub(crate) phase: Phase,
+}
+
+/// When a migration runs in a rolling deploy, where old and new code run
+/// side by side (expand/contract): before the new code is deployed, or after
+/// the old code is gone. A module declares `pub const PHASE: Phase`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Before the deploy: changes the old code tolerates (add a field, backfill it).
+    #[default]
+    PreDeploy,
+    /// After the deploy: changes only the new code tolerates (drop the old field).
+    PostDeploy,
+}
+
+impl Phase {
+    /// `pre-deploy` or `post-deploy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::PreDeploy => "pre-deploy",
+            Phase::PostDeploy => "post-deploy",
+        }
+    }
+
+    /// `pre`/`pre-deploy` or `post`/`post-deploy`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "pre" | "pre-deploy" => Some(Phase::PreDeploy),
+            "post" | "post-deploy" => Some(Phase::PostDeploy),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Migration {
@@ -47,6 +86,7 @@ impl Migration {
             up,
             down: None,
             replaces: &[],
+            phase: Phase::PreDeploy,
         }
     }
 
@@ -71,6 +111,7 @@ impl Migration {
             up,
             down,
             replaces: &[],
+            phase: Phase::PreDeploy,
         }
     }
 
@@ -105,6 +146,17 @@ impl Migration {
     pub fn with_transaction(mut self, transactional: bool) -> Self {
         self.transactional = transactional;
         self
+    }
+
+    /// Runs it in `phase` (its module's `pub const PHASE: Phase`).
+    pub const fn in_phase(mut self, phase: Phase) -> Self {
+        self.phase = phase;
+        self
+    }
+
+    /// When it runs in a rolling deploy.
+    pub fn phase(&self) -> Phase {
+        self.phase
     }
 
     /// The versions it squashes (see [`Migration::replacing`]).

@@ -26,8 +26,8 @@ use crate::plan::{self, DownTarget, Records};
 use crate::server::{connect_within, durable, Server};
 use crate::tracking::{running_claim, Adopt, Claim, Fenced, Finish, HistoryQuery, Outcome, Record, Stepped, Tracking};
 use crate::{
-    Config, Direction, DownOptions, Error, Migration, MigrationError, MigrationStatus, OutOfOrder, Progress, Registry,
-    Resolution, RunReport, StatusReport, Step, StopHandle, UpOptions, Version,
+    Config, Direction, DownOptions, Error, Migration, MigrationError, MigrationStatus, OutOfOrder, Phase, Progress,
+    Registry, Resolution, RunReport, StatusReport, Step, StopHandle, UpOptions, Version,
 };
 
 /// A plan: migrations in the order they run, each with its batch.
@@ -59,6 +59,7 @@ pub struct Migrator {
     stop: StopHandle,
     lock_wait: Duration,
     out_of_order: OutOfOrder,
+    phase: Option<Phase>,
 }
 
 impl std::fmt::Debug for Migrator {
@@ -92,6 +93,7 @@ impl Migrator {
             stop: StopHandle::new(),
             lock_wait: Duration::ZERO,
             out_of_order: config.out_of_order,
+            phase: Some(Phase::PreDeploy),
         }
     }
 
@@ -133,6 +135,20 @@ impl Migrator {
         self
     }
 
+    /// The deploy phase [`Migrator::state`] checks: pre-deploy by default,
+    /// as [`auto_run`](crate::auto_run) applies; `None` checks every phase.
+    pub fn with_phase(mut self, phase: Option<Phase>) -> Self {
+        self.phase = phase;
+        self
+    }
+
+    /// Whether this binary's migrations of its phase (see
+    /// [`Migrator::with_phase`]) are all applied: for readiness probes, which
+    /// can then hold traffic until a long startup migration finishes.
+    pub async fn state(&self) -> Result<crate::Readiness, Error> {
+        Ok(crate::Readiness::new(&self.status().await?, self.phase))
+    }
+
     /// The migrations it runs.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -149,7 +165,7 @@ impl Migrator {
         self.known_target(options.to)?;
         let allow = options.allow_out_of_order || self.out_of_order == OutOfOrder::Allow;
         self.run(Direction::Up, options.dry_run, move |records, lock| {
-            self.plan_up(records, lock, options.to, allow)
+            self.plan_up(records, lock, options.to, options.phase, allow)
         })
         .await
     }
@@ -778,15 +794,16 @@ impl Migrator {
         records: &Records,
         lock: Option<&LockInfo>,
         to: Option<Version>,
+        phase: Option<Phase>,
         allow_out_of_order: bool,
     ) -> Result<Plan<'a>, Error> {
         plan::validate(&self.registry, records, lock)?;
         let batch = plan::next_batch(records);
-        let pending = plan::pending(&self.registry, records, to);
+        let pending = plan::in_phase(plan::pending(&self.registry, records, to), phase);
         for m in &pending {
             plan::adoption(m, records)?;
         }
-        plan::check_order(&pending, records, allow_out_of_order)?;
+        plan::check_order(&pending, &self.registry, records, allow_out_of_order)?;
         Ok(pending.into_iter().map(|m| (m, batch)).collect())
     }
 

@@ -62,6 +62,9 @@ pub struct UpOptions {
     /// Apply pending migrations older than the newest applied one, whatever
     /// [`Config::out_of_order`] says.
     pub allow_out_of_order: bool,
+    /// Apply only the migrations of this deploy phase (all, without one);
+    /// post-deploy ones only after every older pre-deploy one.
+    pub phase: Option<crate::Phase>,
 }
 
 /// Options of [`Migrator::down`](crate::Migrator::down). Unknown fields are refused.

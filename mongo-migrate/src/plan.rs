@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::lock::LockInfo;
 use crate::status::{Blocker, Runner};
 use crate::tracking::{Adopt, Record};
-use crate::{Error, Migration, MigrationStatus, Registry, Version};
+use crate::{Error, Migration, MigrationStatus, Phase, Registry, Version};
 
 /// How far `down` goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,25 +169,56 @@ pub(crate) fn adoption(m: &Migration, records: &Records) -> Result<Option<Adopt>
 
 /// Refuses pending migrations older than the newest applied one, unless
 /// allowed (see [`out_of_order`]).
-pub(crate) fn check_order(plan: &[&Migration], records: &Records, allow: bool) -> Result<(), Error> {
+pub(crate) fn check_order(
+    plan: &[&Migration],
+    registry: &Registry,
+    records: &Records,
+    allow: bool,
+) -> Result<(), Error> {
     if allow {
         return Ok(());
     }
-    let Some(newest_applied) = newest_applied(records) else {
+    let newest = NewestApplied::of(registry, records);
+    let late: Vec<&&Migration> = plan.iter().filter(|m| out_of_order(m, records, newest)).collect();
+    let Some(first) = late.first() else {
         return Ok(());
     };
-    let pending: Vec<(Version, String)> = plan
-        .iter()
-        .filter(|m| out_of_order(m, records, newest_applied))
-        .map(|m| (m.version, m.name.to_string()))
-        .collect();
-    if pending.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::OutOfOrder {
-            pending,
-            newest_applied,
-        })
+    Err(Error::OutOfOrder {
+        newest_applied: newest.of_phase(first.phase).expect("out of order"),
+        pending: late.iter().map(|m| (m.version, m.name.to_string())).collect(),
+    })
+}
+
+/// The newest applied version of each phase, by the registry's phases (a
+/// record this build does not know counts for both): a post-deploy
+/// migration waiting for its phase is not out of order behind newer
+/// pre-deploy ones.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NewestApplied {
+    pre: Option<Version>,
+    post: Option<Version>,
+}
+
+impl NewestApplied {
+    pub(crate) fn of(registry: &Registry, records: &Records) -> Self {
+        let mut newest = NewestApplied::default();
+        for r in records.values().filter(|r| r.is_applied()) {
+            let phase = registry.get(r.version).map(|m| m.phase);
+            if phase != Some(Phase::PostDeploy) {
+                newest.pre = newest.pre.max(Some(r.version));
+            }
+            if phase != Some(Phase::PreDeploy) {
+                newest.post = newest.post.max(Some(r.version));
+            }
+        }
+        newest
+    }
+
+    pub(crate) fn of_phase(self, phase: Phase) -> Option<Version> {
+        match phase {
+            Phase::PreDeploy => self.pre,
+            Phase::PostDeploy => self.post,
+        }
     }
 }
 
@@ -196,15 +227,27 @@ pub(crate) fn check_order(plan: &[&Migration], records: &Records, allow: bool) -
 /// after the newer ones ran. One with a history here (rolled back,
 /// resolved as pending, stopped at a checkpoint) runs again where it is, as
 /// its operator asked. A squash recorded without running is not out of order.
-pub(crate) fn out_of_order(m: &Migration, records: &Records, newest_applied: Version) -> bool {
-    m.version < newest_applied
+pub(crate) fn out_of_order(m: &Migration, records: &Records, newest: NewestApplied) -> bool {
+    newest.of_phase(m.phase).is_some_and(|newest| m.version < newest)
         && records.get(&m.version).is_none_or(Record::never_ran)
         && matches!(adoption(m, records), Ok(None))
 }
 
-/// The newest version whose effect is in place.
-pub(crate) fn newest_applied(records: &Records) -> Option<Version> {
-    records.values().rev().find(|r| r.is_applied()).map(|r| r.version)
+/// The pending migrations `up` applies in `phase` (all, without one): in
+/// the post-deploy phase, only those whose older pre-deploy migrations are
+/// all applied.
+pub(crate) fn in_phase(pending: Vec<&Migration>, phase: Option<Phase>) -> Vec<&Migration> {
+    match phase {
+        None => pending,
+        Some(Phase::PreDeploy) => pending.into_iter().filter(|m| m.phase == Phase::PreDeploy).collect(),
+        Some(Phase::PostDeploy) => {
+            let first_pre = pending.iter().find(|m| m.phase == Phase::PreDeploy).map(|m| m.version);
+            pending
+                .into_iter()
+                .filter(|m| m.phase == Phase::PostDeploy && first_pre.is_none_or(|pre| m.version < pre))
+                .collect()
+        }
+    }
 }
 
 /// The batch number the next `up` records.

@@ -177,9 +177,12 @@ pub struct StatusEntry {
     /// [`MigrationContext::batches`](crate::MigrationContext::batches)).
     #[serde(default)]
     pub documents_done: Option<i64>,
-    /// Pending, and older than the newest applied migration.
+    /// Pending, and older than the newest applied migration of its phase.
     #[serde(default)]
     pub out_of_order: bool,
+    /// When it runs in a rolling deploy (pre-deploy for records this build does not know).
+    #[serde(default)]
+    pub phase: crate::Phase,
     /// Recorded as applied by `baseline`, without running.
     #[serde(default)]
     pub baseline: bool,
@@ -245,12 +248,11 @@ impl StatusReport {
             MigrationStatus::Running | MigrationStatus::Failed => Some(plan::blocker(r, lock_ref).to_string()),
             _ => None,
         };
-        let newest_applied = plan::newest_applied(records);
+        let newest = plan::NewestApplied::of(registry, records);
         let known = registry.migrations().iter().map(|m| {
             let record = records.get(&m.version);
             let state = record.map_or(State::Pending, state_of);
-            let out_of_order = matches!(state, State::Pending)
-                && newest_applied.is_some_and(|newest| plan::out_of_order(m, records, newest));
+            let out_of_order = matches!(state, State::Pending) && plan::out_of_order(m, records, newest);
             StatusEntry {
                 version: m.version,
                 name: m.name.to_string(),
@@ -267,6 +269,7 @@ impl StatusReport {
                 detail: record.and_then(detail),
                 documents_done: record.and_then(documents_done),
                 out_of_order,
+                phase: m.phase,
                 baseline: record.is_some_and(|r| r.baseline),
                 squashed_into: None,
             }
@@ -292,6 +295,7 @@ impl StatusReport {
                 detail: detail(r),
                 documents_done: documents_done(r),
                 out_of_order: false,
+                phase: crate::Phase::PreDeploy,
                 baseline: r.baseline,
                 squashed_into: registry.squashed_into(r.version),
             });
@@ -317,6 +321,58 @@ impl StatusReport {
             counts,
             lock,
         }
+    }
+}
+
+/// Whether a binary's migrations are in place (see
+/// [`Migrator::state`](crate::Migrator::state)): ready when none of its
+/// phase is pending, running or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    /// Nothing of `phase` is pending, running or failed.
+    pub ready: bool,
+    /// The phase checked; `None`: every phase.
+    pub phase: Option<crate::Phase>,
+    /// Not applied yet (never run, rolled back, or stopped at a checkpoint).
+    pub pending: Vec<Version>,
+    /// Claimed or started, by a live run or one that is gone.
+    pub running: Vec<Version>,
+    /// Failed: they need `resolve` or a fix.
+    pub failed: Vec<Version>,
+    /// Applied, but unknown to this binary: the database is ahead of it (a
+    /// newer version was deployed, then rolled back). Does not affect `ready`.
+    pub ahead_of_binary: Vec<Version>,
+}
+
+impl Readiness {
+    pub(crate) fn new(status: &StatusReport, phase: Option<crate::Phase>) -> Self {
+        let mut r = Readiness {
+            ready: false,
+            phase,
+            pending: Vec::new(),
+            running: Vec::new(),
+            failed: Vec::new(),
+            ahead_of_binary: Vec::new(),
+        };
+        for e in &status.migrations {
+            if e.state == State::Unknown {
+                r.ahead_of_binary.push(e.version);
+                continue;
+            }
+            if phase.is_some_and(|p| p != e.phase) {
+                continue;
+            }
+            match e.state {
+                _ if e.in_progress => r.running.push(e.version),
+                State::Pending | State::RolledBack => r.pending.push(e.version),
+                State::Running => r.running.push(e.version),
+                State::Failed => r.failed.push(e.version),
+                State::Applied | State::Unknown | State::Squashed => {}
+            }
+        }
+        r.ready = r.pending.is_empty() && r.running.is_empty() && r.failed.is_empty();
+        r
     }
 }
 

@@ -381,6 +381,7 @@ async fn auto_run_waits_while_another_instance_holds_the_lock() {
         enabled: true,
         fail_hard: false,
         lock_wait: std::time::Duration::ZERO,
+        ..AutoRunConfig::default()
     };
     match auto_run(&m, impatient).await.unwrap() {
         AutoRun::Failed(Error::Locked { .. }) => {}
@@ -390,6 +391,7 @@ async fn auto_run_waits_while_another_instance_holds_the_lock() {
         enabled: true,
         fail_hard: true,
         lock_wait: std::time::Duration::from_secs(20),
+        ..AutoRunConfig::default()
     };
     match auto_run(&m, patient).await.unwrap() {
         AutoRun::Applied(report) => assert_eq!(report.steps.len(), 3),

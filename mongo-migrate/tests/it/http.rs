@@ -216,3 +216,21 @@ async fn a_held_lock_is_a_409_and_release_needs_confirmation() {
     assert_eq!(code, 200, "{run}");
     t.drop_db().await;
 }
+
+/// A readiness probe: 503 while migrations of the binary's phase are
+/// pending, 200 once they are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_answers_503_until_the_migrations_are_applied() {
+    let t = TestDb::new().await;
+    let base = serve(&t, Authorization::bearer(TOKEN)).await;
+    let (code, body) = call("GET", &format!("{base}/migrations/ready"), None, None).await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["pending"].as_array().unwrap().len(), 3);
+    t.migrator(three()).up(Default::default()).await.unwrap();
+    let (code, body) = call("GET", &format!("{base}/migrations/ready"), None, None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["phase"], "pre-deploy");
+    t.drop_db().await;
+}

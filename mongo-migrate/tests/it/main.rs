@@ -14,6 +14,7 @@ mod faults;
 mod http;
 mod late_writes;
 mod lock;
+mod operations;
 mod recovery;
 mod stop;
 mod traces;
