@@ -197,6 +197,7 @@ fn files(target: &Target) -> Vec<Finding> {
 fn database(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> Result<Vec<Finding>> {
     let status = Command::Status {
         conn: conn.clone(),
+        tenancy: Default::default(),
         json: false,
     };
     let (connection, ..) = crate::request::all(&status, std::slice::from_ref(target))?.remove(0);

@@ -78,6 +78,14 @@ pub enum Command {
         /// whose older pre-deploy migrations are applied)
         #[arg(long, value_enum)]
         phase: Option<PhaseArg>,
+        #[command(flatten)]
+        tenancy: Tenancy,
+        /// With --databases*: start no other database after one fails
+        #[arg(long)]
+        fail_fast: bool,
+        /// Print the run's report as JSON (per database with --databases*)
+        #[arg(long)]
+        json: bool,
     },
     /// Roll back applied migrations, the most recently applied first (one by default)
     #[command(group(ArgGroup::new("target").args(["steps", "batch", "to"])))]
@@ -104,6 +112,8 @@ pub enum Command {
     Status {
         #[command(flatten)]
         conn: Connection,
+        #[command(flatten)]
+        tenancy: Tenancy,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -209,6 +219,31 @@ pub struct Connection {
     /// Seconds to wait for a server before reporting it unreachable
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub connect_timeout: u64,
+}
+
+/// One database per tenant, the same migrations in each.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Tenancy {
+    /// Run in each of these databases (comma separated), each with its own tracking and lock
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        conflicts_with = "databases_from_regex"
+    )]
+    pub databases: Vec<String>,
+    /// Run in every database whose name matches REGEX (as listDatabases lists them)
+    #[arg(long, value_name = "REGEX")]
+    pub databases_from_regex: Option<String>,
+    /// With --databases*: how many databases migrate at once
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: u64,
+}
+
+impl Tenancy {
+    pub fn is_set(&self) -> bool {
+        !self.databases.is_empty() || self.databases_from_regex.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -126,6 +126,17 @@ fn with_migrator<T>(
     })
 }
 
+/// The databases the server lists that `keep` accepts (see
+/// [`mongo_migrate::list_databases`]).
+pub fn list_databases(uri: &str, connect_timeout: u64, keep: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+    let timeout = std::time::Duration::from_secs(connect_timeout);
+    let listed = block_on(async {
+        let (client, _) = mongo_migrate::connect_within(uri, Some("admin"), timeout).await?;
+        mongo_migrate::list_databases(&client, keep).await
+    })?;
+    listed.map_err(|e| crate::harness::failure(ErrorReply::from(&e), false).into())
+}
+
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -58,6 +58,7 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
     let mut results = serde_json::Map::new();
     let mut json = false;
     let mut stopped = None;
+    let mut tenant_failure = None;
     let requests = request::all(&args.command, &ws.targets)?;
     for (target, (conn, command, as_json)) in ws.targets.iter().zip(requests) {
         if !target.config.build_script && target.migrations_dir().is_dir() {
@@ -87,6 +88,12 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
         };
         let skipped = skipped(&value);
         if json {
+            if let Remote::Tenants { command, .. } = &request.command {
+                if matches!(**command, Remote::Up(_)) {
+                    tenant_failure = tenant_failure
+                        .or(output::tenants_exit(&serde_json::from_value::<Vec<_>>(value.clone())?).err());
+                }
+            }
             results.insert(target.name.clone(), value);
         } else {
             render(&target.name, &request.command, value)?;
@@ -107,6 +114,9 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
                 .map_or(serde_json::Value::Null, |(_, only)| only)
         };
         println!("{}", serde_json::to_string_pretty(&document)?);
+        if let Some(failure) = tenant_failure {
+            return Err(failure);
+        }
     }
     match stopped {
         Some((package, n)) => Err(Failure::new(
@@ -162,6 +172,10 @@ fn render(package: &str, command: &Remote, value: serde_json::Value) -> Result<(
                     record.name
                 );
             }
+        },
+        Remote::Tenants { command, .. } => match **command {
+            Remote::Up(_) => return output::tenants_up(package, &serde_json::from_value::<Vec<_>>(value)?),
+            _ => return output::tenants_status(package, &serde_json::from_value::<Vec<_>>(value)?),
         },
         Remote::Baseline { to } => {
             let report: mongo_migrate::RunReport = serde_json::from_value(value)?;

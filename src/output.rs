@@ -2,7 +2,10 @@
 
 use std::io::Write;
 
-use mongo_migrate::{Direction, LockInfo, Phase, Progress, Record, RunReport, State, StatusReport};
+use mongo_migrate::{
+    Direction, LockInfo, Phase, Progress, Record, RunReport, State, StatusReport, TenantOutcome, TenantReport,
+    TenantStatus,
+};
 
 /// Whether a `Started` line waits for its outcome.
 static OPEN_LINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -258,6 +261,121 @@ pub fn status(package: &str, report: &StatusReport) {
         }
     }
     println!("lock: {}", lock_line(report.lock.as_ref()));
+}
+
+/// One line per tenant database; fails (exit 1, or 3 when only locks
+/// stood in the way) if any tenant did not go through.
+pub fn tenants_up(package: &str, reports: &[TenantReport]) -> anyhow::Result<()> {
+    println!("{package}:");
+    let (mut applied, mut failed, mut locked, mut skipped) = (0, 0, 0, 0);
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|t| {
+            let (outcome, steps, detail) = match &t.outcome {
+                TenantOutcome::Applied { report } => {
+                    applied += 1;
+                    ("applied", report.steps.len().to_string(), String::new())
+                }
+                TenantOutcome::Locked { message } => {
+                    locked += 1;
+                    ("LOCKED", "-".into(), message.clone())
+                }
+                TenantOutcome::Failed { message, .. } => {
+                    failed += 1;
+                    ("FAILED", "-".into(), message.clone())
+                }
+                TenantOutcome::Skipped => {
+                    skipped += 1;
+                    ("skipped", "-".into(), "not started (--fail-fast)".into())
+                }
+                _ => ("?", "-".into(), String::new()),
+            };
+            vec![t.database.clone(), outcome.into(), steps, detail]
+        })
+        .collect();
+    table(&["DATABASE", "OUTCOME", "APPLIED", "DETAIL"], &rows);
+    let n = reports.len();
+    println!(
+        "{n} {}: {applied} applied, {failed} failed, {locked} locked, {skipped} skipped",
+        plural(n, "database")
+    );
+    tenants_exit(reports)
+}
+
+/// Exit 1 when a tenant failed or was skipped, 3 when only locks stood in
+/// the way, else success.
+pub fn tenants_exit(reports: &[TenantReport]) -> anyhow::Result<()> {
+    let count = |f: fn(&TenantOutcome) -> bool| reports.iter().filter(|t| f(&t.outcome)).count();
+    let applied = count(|o| matches!(o, TenantOutcome::Applied { .. }));
+    let locked = count(|o| matches!(o, TenantOutcome::Locked { .. }));
+    let n = reports.len();
+    let code = match n - applied {
+        0 => return Ok(()),
+        missing if missing == locked => crate::exit::Code::Locked,
+        _ => crate::exit::Code::Failed,
+    };
+    Err(
+        crate::exit::Failure::new(code, format!("{} of {n} databases did not go through", n - applied))
+            .hint("see each database's outcome; run the command again for those databases")
+            .into(),
+    )
+}
+
+/// One line per tenant database: its counts and lock.
+pub fn tenants_status(package: &str, all: &[TenantStatus]) -> anyhow::Result<()> {
+    println!("{package}:");
+    let mut unreadable = 0;
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|t| match (&t.status, &t.error) {
+            (Some(s), _) => {
+                let c = &s.counts;
+                vec![
+                    t.database.clone(),
+                    c.applied.to_string(),
+                    c.pending.to_string(),
+                    c.failed.to_string(),
+                    c.running.to_string(),
+                    c.unknown.to_string(),
+                    lock_line(s.lock.as_ref()),
+                ]
+            }
+            (None, error) => {
+                unreadable += 1;
+                let error = error.clone().unwrap_or_default();
+                vec![
+                    t.database.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    error,
+                ]
+            }
+        })
+        .collect();
+    table(
+        &["DATABASE", "APPLIED", "PENDING", "FAILED", "RUNNING", "UNKNOWN", "LOCK"],
+        &rows,
+    );
+    let pending = all
+        .iter()
+        .filter(|t| t.status.as_ref().is_some_and(|s| s.counts.pending > 0))
+        .count();
+    println!(
+        "{} {}: {pending} with pending migrations, {unreadable} unreadable",
+        all.len(),
+        plural(all.len(), "database")
+    );
+    if unreadable > 0 {
+        return Err(crate::exit::Failure::new(
+            crate::exit::Code::Failed,
+            format!("{unreadable} databases could not be read"),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 pub fn lock_line(lock: Option<&LockInfo>) -> String {

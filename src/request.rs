@@ -4,7 +4,7 @@ use anyhow::Result;
 use mongo_migrate::harness::{Command as Remote, Connection};
 use mongo_migrate::{DownOptions, DownTarget, HistoryQuery, MigrationStatus, Phase, Resolution, UpOptions, Version};
 
-use crate::cli::{Command, PhaseArg, StatusFilter};
+use crate::cli::{Command, PhaseArg, StatusFilter, Tenancy};
 use crate::exit::{Code, Failure};
 use crate::workspace::Target;
 
@@ -52,6 +52,35 @@ fn version(s: &str) -> Result<Version> {
     })
 }
 
+/// The tenant flags of `up` and `status`, when given, and `--fail-fast`.
+fn tenancy(command: &Command) -> Option<(&Tenancy, bool)> {
+    match command {
+        Command::Up { tenancy, fail_fast, .. } => Some((tenancy, *fail_fast)),
+        Command::Status { tenancy, .. } => Some((tenancy, false)),
+        _ => None,
+    }
+    .filter(|(t, _)| t.is_set())
+}
+
+/// The tenant databases: as listed, or those `listDatabases` names that
+/// match the regex (never `admin`, `local` or `config`).
+fn tenants(tenancy: &Tenancy, uri: &str, connect_timeout: u64) -> Result<Vec<String>> {
+    let Some(pattern) = &tenancy.databases_from_regex else {
+        return Ok(tenancy.databases.clone());
+    };
+    let regex = regex::Regex::new(pattern).map_err(|e| {
+        Failure::new(Code::Usage, format!("invalid --databases-from-regex: {e}"))
+            .hint("e.g. --databases-from-regex '^tenant_'")
+    })?;
+    let names = crate::local::list_databases(uri, connect_timeout, |name| regex.is_match(name))?;
+    if names.is_empty() {
+        return Err(Failure::new(Code::Usage, format!("no database matches `{pattern}`"))
+            .hint("check the pattern against the server's databases")
+            .into());
+    }
+    Ok(names)
+}
+
 /// The harness request for `command`, and whether to print JSON.
 fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bool)> {
     let (conn, remote, json) = match command {
@@ -61,6 +90,7 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
             to,
             allow_out_of_order,
             phase,
+            json,
             ..
         } => (
             conn,
@@ -73,7 +103,7 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
                     PhaseArg::Post => Phase::PostDeploy,
                 }),
             }),
-            false,
+            *json,
         ),
         Command::Down {
             conn,
@@ -97,7 +127,7 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
                 false,
             )
         }
-        Command::Status { conn, json } => (conn, Remote::Status, *json),
+        Command::Status { conn, json, .. } => (conn, Remote::Status, *json),
         Command::History {
             conn,
             status,
@@ -193,11 +223,24 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
         )
         .hint("check --uri / MONGODB_URI; expected e.g. mongodb://127.0.0.1:27017/mydb")
     })?;
-    let database = conn
+    let mut database = conn
         .database
         .clone()
         .or_else(|| env(&config.database_env))
         .or_else(|| config.database.clone());
+    let remote = match tenancy(command) {
+        Some((tenancy, fail_fast)) => {
+            let databases = tenants(tenancy, &uri, conn.connect_timeout)?;
+            database = databases.first().cloned();
+            Remote::Tenants {
+                databases,
+                concurrency: usize::try_from(tenancy.concurrency).unwrap_or(usize::MAX),
+                fail_fast,
+                command: Box::new(remote),
+            }
+        }
+        None => remote,
+    };
     if database.is_none() && parsed.default_database.as_deref().is_none_or(str::is_empty) {
         return Err(Failure::new(Code::Usage, format!("no database name for `{}`", target.name))
             .hint(format!(

@@ -621,3 +621,62 @@ fn team_workflow_baseline_check_out_of_order_accepted_edit_and_squash() {
     assert!(out.contains("3 squashed"), "{out}");
     run(&["check"]).assert().success();
 }
+
+/// `up` and `status` over tenant databases, listed or matched by a regex.
+#[test]
+fn tenants_by_list_and_by_regex_with_a_summary_table_and_json() {
+    let crate_dir = fixture("single");
+    let prefix = format!("mm_tenant_{}_", rand_suffix());
+    let (a, b) = (format!("{prefix}a"), format!("{prefix}b"));
+    let run = against_server(crate_dir.path(), "unused");
+    let list = format!("{a},{b}");
+    let out = stdout(
+        run(&["up", "--databases", &list, "--concurrency", "2"])
+            .assert()
+            .success(),
+    );
+    assert!(out.contains(&format!("{a}  applied  2")), "{out}");
+    assert!(
+        out.contains("2 databases: 2 applied, 0 failed, 0 locked, 0 skipped"),
+        "{out}"
+    );
+
+    let regex = format!("^{prefix}");
+    let out = stdout(run(&["status", "--databases-from-regex", &regex]).assert().success());
+    assert!(out.contains("DATABASE"), "{out}");
+    assert!(out.contains(&format!("{b}  2        0")), "{out}");
+    assert!(
+        out.contains("2 databases: 0 with pending migrations, 0 unreadable"),
+        "{out}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(
+        run(&["status", "--databases-from-regex", &regex, "--json"])
+            .assert()
+            .success(),
+    ))
+    .unwrap();
+    assert_eq!(json[1]["database"], b.as_str());
+    assert_eq!(json[1]["status"]["counts"]["applied"], 2);
+
+    // A locked tenant: the others go on, and the exit code says "locked".
+    with_db(&a, async |db| {
+        use mongo_migrate::bson::{doc, DateTime, Document};
+        let later = DateTime::from_millis(DateTime::now().timestamp_millis() + 60_000);
+        db.collection::<Document>("migration_locks")
+            .update_one(
+                doc! { "_id": "migrations" },
+                doc! { "$set": { "holder": { "id": "7d0f4a4e-0000-4000-8000-000000000000", "host": "elsewhere", "pid": 1_i64, "reason": "up" }, "expiresAt": later } },
+            )
+            .await
+            .unwrap();
+    });
+    let out = run(&["up", "--databases", &list, "--json"]).assert().code(3);
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(json[0]["outcome"], "locked", "{json}");
+    assert_eq!(json[1]["outcome"], "applied", "{json}");
+    let err = run(&["status", "--databases-from-regex", "("]).assert().code(2);
+    assert!(stderr_of(err).contains("invalid --databases-from-regex"));
+    for db in [a, b] {
+        with_db(&db, async |db| db.drop().await.unwrap());
+    }
+}

@@ -37,10 +37,27 @@ pub enum Command {
     Status,
     History(HistoryQuery),
     LockStatus,
-    ForceUnlock { confirm: bool },
-    Resolve { version: Version, resolution: Resolution },
-    Forget { versions: Vec<Version>, confirm: bool },
-    Baseline { to: Version },
+    ForceUnlock {
+        confirm: bool,
+    },
+    Resolve {
+        version: Version,
+        resolution: Resolution,
+    },
+    Forget {
+        versions: Vec<Version>,
+        confirm: bool,
+    },
+    Baseline {
+        to: Version,
+    },
+    /// `Up` or `Status` over many databases, one per tenant.
+    Tenants {
+        databases: Vec<String>,
+        concurrency: usize,
+        fail_fast: bool,
+        command: Box<Command>,
+    },
 }
 
 impl Command {
@@ -57,6 +74,7 @@ impl Command {
         match self {
             Command::Up(o) => !o.dry_run,
             Command::Down(o) => !o.dry_run,
+            Command::Tenants { command, .. } => command.applies(),
             _ => false,
         }
     }
@@ -249,6 +267,22 @@ pub async fn execute(migrator: &Migrator, command: Command) -> Result<serde_json
         Command::Resolve { version, resolution } => json(migrator.resolve(version, resolution).await),
         Command::Forget { versions, confirm } => json(migrator.forget(&versions, confirm).await),
         Command::Baseline { to } => json(migrator.baseline(to).await),
+        Command::Tenants {
+            databases,
+            concurrency,
+            fail_fast,
+            command,
+        } => {
+            let tenants = migrator
+                .for_databases(databases)
+                .concurrency(concurrency)
+                .fail_fast(fail_fast);
+            match *command {
+                Command::Up(options) => json(Ok(tenants.up(options).await)),
+                Command::Status => json(Ok(tenants.status().await)),
+                _ => Err(Error::Harness("only `up` and `status` run over many databases".into())),
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! | route | does |
 //! | --- | --- |
 //! | `GET /migrations/status` | [`StatusReport`](crate::StatusReport) |
+//! | `GET /migrations/status?databases=a,b` | one [`TenantStatus`](crate::TenantStatus) per tenant database |
 //! | `GET /migrations/history?status=&skip=&limit=` | tracking records, most recent first |
 //! | `GET /migrations/lock` | `{"lock": LockInfo or null}` |
 //! | `GET /migrations/ready` | [`Readiness`](crate::Readiness): 200 when nothing of the migrator's phase is pending, running or failed, else 503 |
@@ -195,8 +196,29 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-async fn status(State(s): State<AppState>) -> ApiResult<crate::StatusReport> {
-    Ok(Json(s.migrator.status().await?))
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StatusParams {
+    /// Comma-separated tenant databases.
+    databases: Option<String>,
+}
+
+/// One database's status, or with `?databases=` each tenant's.
+async fn status(
+    State(s): State<AppState>,
+    params: Result<Query<StatusParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params?;
+    Ok(match p.databases {
+        None => Json(s.migrator.status().await?).into_response(),
+        Some(list) => {
+            let names: Vec<&str> = list.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+            if names.is_empty() {
+                return Err(ApiError::bad_request("`databases` names no database"));
+            }
+            Json(s.migrator.for_databases(names).concurrency(4).status().await).into_response()
+        }
+    })
 }
 
 #[derive(Debug, Deserialize)]

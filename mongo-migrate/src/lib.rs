@@ -26,6 +26,7 @@ mod report;
 mod server;
 mod status;
 mod stop;
+mod tenants;
 mod tracking;
 mod version;
 
@@ -42,6 +43,7 @@ pub use report::{Counts, Progress, Readiness, Resolution, RunReport, State, Stat
 pub use server::{connect, connect_within, supports_transactions};
 pub use status::{Blocker, Direction, MigrationStatus, Runner};
 pub use stop::StopHandle;
+pub use tenants::{list_databases, TenantOutcome, TenantReport, TenantStatus, Tenants};
 pub use tracking::{AcceptedChecksum, HistoryQuery, Record};
 pub use version::{InvalidVersion, Version};
 

@@ -60,6 +60,7 @@ pub struct Migrator {
     lock_wait: Duration,
     out_of_order: OutOfOrder,
     phase: Option<Phase>,
+    config: Config,
 }
 
 impl std::fmt::Debug for Migrator {
@@ -74,6 +75,7 @@ impl std::fmt::Debug for Migrator {
 impl Migrator {
     /// A migrator over an existing client.
     pub fn new(client: Client, database: &str, registry: Registry, config: Config) -> Self {
+        let kept = config.clone();
         let db = client.database(database);
         let server = Server::new(db.clone());
         Migrator {
@@ -94,6 +96,7 @@ impl Migrator {
             lock_wait: Duration::ZERO,
             out_of_order: config.out_of_order,
             phase: Some(Phase::PreDeploy),
+            config: kept,
         }
     }
 
@@ -147,6 +150,26 @@ impl Migrator {
     /// can then hold traffic until a long startup migration finishes.
     pub async fn state(&self) -> Result<crate::Readiness, Error> {
         Ok(crate::Readiness::new(&self.status().await?, self.phase))
+    }
+
+    /// This migrator's settings over another database.
+    pub(crate) fn on_database(&self, database: &str) -> Migrator {
+        Migrator {
+            progress: self.progress.clone(),
+            stop: self.stop.clone(),
+            lock_wait: self.lock_wait,
+            phase: self.phase,
+            ..Migrator::new(
+                self.client.clone(),
+                database,
+                self.registry.clone(),
+                self.config.clone(),
+            )
+        }
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.is_stopped()
     }
 
     /// The migrations it runs.

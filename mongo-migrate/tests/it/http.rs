@@ -234,3 +234,22 @@ async fn ready_answers_503_until_the_migrations_are_applied() {
     assert_eq!(body["phase"], "pre-deploy");
     t.drop_db().await;
 }
+
+/// `?databases=` reports each tenant database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_per_tenant_database() {
+    let t = TestDb::new().await;
+    let other = TestDb::new().await;
+    let base = serve(&t, Authorization::read_only()).await;
+    other.migrator(three()).up(Default::default()).await.unwrap();
+    let url = format!("{base}/migrations/status?databases={},{}", t.name, other.name);
+    let (code, body) = call("GET", &url, None, None).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body[0]["database"], t.name.as_str());
+    assert_eq!(body[0]["status"]["counts"]["pending"], 3);
+    assert_eq!(body[1]["status"]["counts"]["applied"], 3);
+    let (code, _) = call("GET", &format!("{base}/migrations/status?databases=,"), None, None).await;
+    assert_eq!(code, 400);
+    t.drop_db().await;
+    other.drop_db().await;
+}
