@@ -333,17 +333,16 @@ hint: give one of them its own `tracking-collection` and `lock-collection` under
 "#]]);
 }
 
+/// `check` in `dir` without a URI: files only.
+fn offline_check(dir: &std::path::Path) -> snapbox::cmd::Command {
+    cli().current_dir(dir).env_remove("MONGODB_URI").arg("check")
+}
+
 /// `check` without a URI: a clean crate passes.
 #[test]
 fn check_offline_passes_a_clean_crate() {
     let crate_dir = fixture("single");
-    cli()
-        .current_dir(crate_dir.path())
-        .env_remove("MONGODB_URI")
-        .arg("check")
-        .assert()
-        .success()
-        .stdout_eq(str![[r#"
+    offline_check(crate_dir.path()).assert().success().stdout_eq(str![[r#"
 single-app: checked files only: 0 errors, 0 need attention, 0 pending, 0 warnings
 
 "#]]);
@@ -367,10 +366,7 @@ fn check_offline_reports_every_problem_with_its_line() {
     )
     .unwrap();
     let before = listing(&dir);
-    cli()
-        .current_dir(crate_dir.path())
-        .env_remove("MONGODB_URI")
-        .arg("check")
+    offline_check(crate_dir.path())
         .assert()
         .code(2)
         .stdout_eq(str![[r#"
@@ -385,12 +381,7 @@ single-app: checked files only: 2 errors, 0 need attention, 0 pending, 1 warning
     assert_eq!(before, listing(&dir), "check changed the tree");
 
     // JSON for CI tools.
-    let out = cli()
-        .current_dir(crate_dir.path())
-        .env_remove("MONGODB_URI")
-        .args(["check", "--json"])
-        .assert()
-        .code(2);
+    let out = offline_check(crate_dir.path()).arg("--json").assert().code(2);
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     let levels: Vec<&str> = json["findings"]
         .as_array()
@@ -404,12 +395,7 @@ single-app: checked files only: 2 errors, 0 need attention, 0 pending, 1 warning
     // Fixed but for the warning: passes.
     std::fs::remove_file(dir.join("m20260103_000000_drop_legacy.rs")).unwrap();
     cli().current_dir(crate_dir.path()).arg("registry").assert().success();
-    cli()
-        .current_dir(crate_dir.path())
-        .env_remove("MONGODB_URI")
-        .arg("check")
-        .assert()
-        .success();
+    offline_check(crate_dir.path()).assert().success();
 }
 
 /// Two branches each added a migration: the registry conflicts in git,
@@ -429,12 +415,7 @@ fn check_names_merge_conflicts_and_duplicate_versions() {
         dir.join("m20260101_000000_create_accounts.rs"),
     )
     .unwrap();
-    let out = cli()
-        .current_dir(crate_dir.path())
-        .env_remove("MONGODB_URI")
-        .arg("check")
-        .assert()
-        .code(2);
+    let out = offline_check(crate_dir.path()).assert().code(2);
     let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     assert!(
         text.contains("error: duplicate migration version 20260101000000"),
@@ -442,13 +423,7 @@ fn check_names_merge_conflicts_and_duplicate_versions() {
     );
     assert!(text.contains("give one file a new timestamp"), "{text}");
     std::fs::remove_file(dir.join("m20260101_000000_create_accounts.rs")).unwrap();
-    cli()
-        .current_dir(crate_dir.path())
-        .env_remove("MONGODB_URI")
-        .arg("check")
-        .assert()
-        .code(2)
-        .stdout_eq(str![[r#"
+    offline_check(crate_dir.path()).assert().code(2).stdout_eq(str![[r#"
 single-app: error: src/migrations/mod.rs has merge conflict markers
   hint: run `cargo mongo-migrate registry` (after a merge conflict in it, take either side first)
 single-app: checked files only: 1 errors, 0 need attention, 0 pending, 0 warnings
@@ -481,12 +456,7 @@ Updated src/migrations/mod.rs
         &read(dir.join("mod.rs")),
         &root().join("fixtures/golden/single_after_squash.rs"),
     );
-    cli()
-        .current_dir(crate_dir.path())
-        .env_remove("MONGODB_URI")
-        .arg("check")
-        .assert()
-        .success();
+    offline_check(crate_dir.path()).assert().success();
 
     // A version that is not there, and nothing changes.
     let before = listing(&dir);

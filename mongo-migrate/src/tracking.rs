@@ -644,6 +644,12 @@ impl Tracking {
             "$set": { "checksum": checksum, "updatedAt": now, "lockHolder": holder_doc(fence) },
             "$push": { "acceptedChecksums": { "checksum": &record.checksum, "acceptedAt": now } },
         };
+        self.rewrite(record, filter, update).await
+    }
+
+    /// Applies `update` to `record` if `filter` still matches it; returns it
+    /// as written, or a conflict when it changed meanwhile.
+    async fn rewrite(&self, record: &Record, filter: Document, update: Document) -> Result<Record, Error> {
         let written = self
             .coll
             .find_one_and_update(filter, update)
@@ -682,18 +688,7 @@ impl Tracking {
             set.insert("appliedAt", now);
         }
         let update = doc! { "$set": set, "$unset": { "fencedBy": "", "fencedAt": "" } };
-        let written = self
-            .coll
-            .find_one_and_update(filter, update)
-            .return_document(ReturnDocument::After)
-            .await?;
-        match written {
-            Some(doc) => Record::from_document(&doc),
-            None => Err(Error::Conflict {
-                version: record.version,
-                name: record.name.clone(),
-            }),
-        }
+        self.rewrite(record, filter, update).await
     }
 }
 
