@@ -35,10 +35,11 @@ fn with_api(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     })
 }
 
-/// The same walk as the resume pass, uninterrupted, for its time.
+/// The same walk as the resume pass, uninterrupted, over an identical
+/// collection, for its time.
 fn with_api_whole(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     Box::pin(async move {
-        ctx.batches("docs", doc! {})
+        ctx.batches("twin_a", doc! {})
             .size(BATCH as u32)
             .update_each(|d| {
                 Some(doc! { "$set": { "whole": d.get_str("v").ok()?.to_uppercase() }, "$inc": { "w": 1 } })
@@ -52,7 +53,7 @@ fn with_api_whole(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> 
 /// handed over twice after the kill show.
 fn with_api_resume(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     Box::pin(async move {
-        ctx.batches("docs", doc! {})
+        ctx.batches("twin_b", doc! {})
             .size(BATCH as u32)
             .update_each(|d| Some(doc! { "$set": { "res": d.get_str("v").ok()?.to_uppercase() }, "$inc": { "r": 1 } }))
             .await?;
@@ -209,12 +210,34 @@ fn main() {
             api / parallel
         );
 
-        // The same walk as the resume pass, uninterrupted, on documents of
-        // about the same size.
-        let m = Migrator::new(client.clone(), &name, resume_registry(3), Config::default());
+        // Two identical fresh collections: one walked whole, one killed at
+        // half and resumed. Both runs have the same lock TTL and the same
+        // status poll once a second (each poll costs this single-threaded
+        // server time that the walk then lacks).
+        for twin in ["twin_a", "twin_b"] {
+            for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+                let docs: Vec<Document> = chunk
+                    .iter()
+                    .map(|i| doc! { "_id": *i, "v": format!("doc-{i}") })
+                    .collect();
+                db.collection::<Document>(twin).insert_many(docs).await.unwrap();
+            }
+        }
+        let m = Migrator::new(client.clone(), &name, resume_registry(3), resume_config());
+        let poller = || {
+            let m = Migrator::new(client.clone(), &name, resume_registry(4), resume_config());
+            tokio::spawn(async move {
+                loop {
+                    let _ = m.status().await;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            })
+        };
+        let polling = poller();
         let start = Instant::now();
         m.up(UpOptions::default()).await.unwrap();
         let whole = start.elapsed().as_secs_f64();
+        polling.abort();
         println!("uninterrupted walk ($set and $inc): {n} documents in {whole:.1} s");
 
         // kill -9 of a runner at about half of the walk, at a random point
@@ -232,11 +255,9 @@ fn main() {
             .unwrap();
         let m = Migrator::new(client.clone(), &name, resume_registry(4), resume_config())
             .with_lock_wait(std::time::Duration::from_secs(60));
-        // Polled gently: each poll reads the tracking collection, which
-        // slows the walk on a single-threaded server.
         while resume_done(&m).await < n / 2 {
             assert!(runner.try_wait().unwrap().is_none(), "the runner exited before half of the walk");
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
         runner.kill().unwrap();
@@ -248,16 +269,18 @@ fn main() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         let lock_wait = start.elapsed().as_secs_f64();
+        let polling = poller();
         let start = Instant::now();
         m.up(UpOptions::default()).await.unwrap();
         let resumed = start.elapsed().as_secs_f64();
+        polling.abort();
         let redone = db
-            .collection::<Document>("docs")
+            .collection::<Document>("twin_b")
             .count_documents(doc! { "r": { "$gt": 1 } })
             .await
             .unwrap();
         let missed = db
-            .collection::<Document>("docs")
+            .collection::<Document>("twin_b")
             .count_documents(doc! { "r": { "$ne": 1 } })
             .await
             .unwrap()

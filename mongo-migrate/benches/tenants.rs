@@ -3,7 +3,8 @@
 //! fresh databases.
 //!
 //! `scripts/test-server run cargo bench -p mongo-migrate --bench tenants`
-//! (`TENANT_BENCH_DBS`, `TENANT_BENCH_MIGRATIONS` size it).
+//! (`TENANT_BENCH_DBS`, `TENANT_BENCH_MIGRATIONS` size it;
+//! `TENANT_BENCH_CONCURRENCY=8,1` changes the levels and their order).
 
 use std::time::Instant;
 
@@ -43,7 +44,12 @@ fn main() {
         let (client, _) = mongo_migrate::connect(&uri, Some("admin")).await.unwrap();
         println!("{dbs} tenant databases, {per} migrations each");
         let mut times = Vec::new();
-        for concurrency in [1, 8] {
+        let levels: Vec<usize> = std::env::var("TENANT_BENCH_CONCURRENCY")
+            .map_or_else(|_| "1,8".into(), |v| v)
+            .split(',')
+            .map(|k| k.trim().parse().unwrap())
+            .collect();
+        for &concurrency in &levels {
             let names: Vec<String> = (0..dbs)
                 .map(|i| format!("mm_bench_tenant_{}_{concurrency}_{i}", std::process::id()))
                 .collect();
@@ -72,6 +78,13 @@ fn main() {
                 client.database(&name).drop().await.unwrap();
             }
         }
-        println!("concurrency 8 against 1: {:.2}x faster", times[0] / times[1]);
+        if let [first, second] = times[..] {
+            println!(
+                "concurrency {} against {}: {:.2}x the throughput",
+                levels[1],
+                levels[0],
+                first / second
+            );
+        }
     });
 }
