@@ -45,7 +45,7 @@ fn main() {
         println!("{dbs} tenant databases, {per} migrations each");
         let mut times = Vec::new();
         let levels: Vec<usize> = std::env::var("TENANT_BENCH_CONCURRENCY")
-            .map_or_else(|_| "1,8".into(), |v| v)
+            .unwrap_or_else(|_| "1,8".into())
             .split(',')
             .map(|k| k.trim().parse().unwrap())
             .collect();
