@@ -3,8 +3,7 @@
 use std::io::Write;
 
 use mongo_migrate::{
-    Direction, LockInfo, Phase, Progress, Record, RunReport, State, StatusReport, TenantOutcome, TenantReport,
-    TenantStatus,
+    Direction, LockInfo, Progress, Record, RunReport, State, StatusReport, TenantOutcome, TenantReport, TenantStatus,
 };
 
 /// Whether a `Started` line waits for its outcome.
@@ -189,8 +188,6 @@ fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 
 pub fn status(package: &str, report: &StatusReport) {
     println!("{package}:");
-    // The phase gets a column only where a migration is post-deploy.
-    let phases = report.migrations.iter().any(|m| m.phase == Phase::PostDeploy);
     let rows: Vec<Vec<String>> = report
         .migrations
         .iter()
@@ -211,27 +208,28 @@ pub fn status(package: &str, report: &StatusReport) {
             if let Some(squash) = m.squashed_into {
                 state = format!("squashed into {squash}");
             }
-            let mut row = vec![
+            let phase = match m.state {
+                // A record this build does not know has no phase of its own.
+                State::Unknown | State::Squashed => "-".to_string(),
+                _ => m.phase.to_string(),
+            };
+            vec![
                 m.version.to_string(),
                 m.name.clone(),
+                phase,
                 state,
                 m.batch.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
                 when(m.applied_at),
                 m.execution_time_ms
                     .map(|t| format!("{t} ms"))
                     .unwrap_or_else(|| "-".into()),
-            ];
-            if phases {
-                row.insert(2, m.phase.to_string());
-            }
-            row
+            ]
         })
         .collect();
-    let mut headers = vec!["VERSION", "NAME", "STATE", "BATCH", "APPLIED AT (UTC)", "TIME"];
-    if phases {
-        headers.insert(2, "PHASE");
-    }
-    table(&headers, &rows);
+    table(
+        &["VERSION", "NAME", "PHASE", "STATE", "BATCH", "APPLIED AT (UTC)", "TIME"],
+        &rows,
+    );
     let c = &report.counts;
     let total = report.migrations.len();
     println!(

@@ -560,6 +560,7 @@ fn team_workflow_baseline_check_out_of_order_accepted_edit_and_squash() {
     );
     let out = stdout(run(&["status"]).assert().success());
     assert!(out.contains("applied (baseline)"), "{out}");
+    assert!(out.contains("PHASE") && out.contains("pre-deploy"), "{out}");
     let out = stdout(run(&["check"]).assert().code(6));
     assert!(out.contains("pending: 20260102000000 seed_admin is pending"), "{out}");
     assert!(out.contains("checked files and database"), "{out}");
