@@ -397,9 +397,10 @@ pub fn history(package: &str, records: &[Record]) {
             vec![
                 r.version.to_string(),
                 r.name.clone(),
-                match (r.baseline, r.adopted) {
-                    (true, _) => format!("{} (baseline)", r.status),
-                    (false, true) => format!("{} (without running)", r.status),
+                match (r.baseline, r.adopted, r.documents_done()) {
+                    (true, ..) => format!("{} (baseline)", r.status),
+                    (false, true, _) => format!("{} (without running)", r.status),
+                    (.., Some(done)) => format!("{} ({done} documents done)", r.status),
                     _ => r.status.to_string(),
                 },
                 r.direction.to_string(),

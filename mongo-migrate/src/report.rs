@@ -267,7 +267,7 @@ impl StatusReport {
                     .is_some_and(|r| r.status == MigrationStatus::Completed && plan::check_checksum(m, r).is_err()),
                 in_progress: record.is_some_and(in_progress),
                 detail: record.and_then(detail),
-                documents_done: record.and_then(documents_done),
+                documents_done: record.and_then(Record::documents_done),
                 out_of_order,
                 phase: m.phase,
                 baseline: record.is_some_and(|r| r.baseline),
@@ -293,7 +293,7 @@ impl StatusReport {
                 checksum_changed: false,
                 in_progress: in_progress(r),
                 detail: detail(r),
-                documents_done: documents_done(r),
+                documents_done: r.documents_done(),
                 out_of_order: false,
                 phase: crate::Phase::PreDeploy,
                 baseline: r.baseline,
@@ -374,12 +374,6 @@ impl Readiness {
         r.ready = r.pending.is_empty() && r.running.is_empty() && r.failed.is_empty();
         r
     }
-}
-
-/// The documents done by a walk that has not finished.
-fn documents_done(record: &Record) -> Option<i64> {
-    let unfinished = matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed);
-    (unfinished && record.checkpoints.is_some()).then(|| record.checkpoint_done())
 }
 
 fn state_of(record: &Record) -> State {

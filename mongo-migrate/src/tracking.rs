@@ -249,6 +249,13 @@ impl Record {
         }
     }
 
+    /// Documents done by its walks in batches, while one is in progress or
+    /// stopped at a checkpoint (see [`MigrationContext::batches`](crate::MigrationContext::batches)).
+    pub fn documents_done(&self) -> Option<i64> {
+        let unfinished = matches!(self.status, MigrationStatus::Running | MigrationStatus::Failed);
+        (unfinished && self.checkpoints.is_some()).then(|| self.checkpoint_done())
+    }
+
     /// Documents done by the checkpointed walks of its last direction.
     pub(crate) fn checkpoint_done(&self) -> i64 {
         let direction = self.direction.as_str();

@@ -183,8 +183,17 @@ async fn a_failed_walk_resumes_at_its_last_checkpoint_without_a_resolve() {
     let status = m.status().await.unwrap();
     assert_eq!(status.counts.pending, 1, "{status:?}");
     assert_eq!(status.migrations[0].documents_done, Some(200), "{status:?}");
+    // So does `history`.
+    let history = m.history(&Default::default()).await.unwrap();
+    assert_eq!(history[0].documents_done(), Some(200));
     m.up(UpOptions::default()).await.unwrap();
     assert_eq!(marked(&t).await, 450);
+    let history = m.history(&Default::default()).await.unwrap();
+    assert_eq!(
+        history[0].documents_done(),
+        None,
+        "a finished walk has no progress to show"
+    );
     // Each document went through once: `seen` has a unique `_id`.
     assert_eq!(t.docs("seen").await.len(), 450);
     let record = t.tracking("20260101000000").await.unwrap();
