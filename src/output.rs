@@ -265,58 +265,70 @@ pub fn status(package: &str, report: &StatusReport) {
 /// stood in the way) if any tenant did not go through.
 pub fn tenants_up(package: &str, reports: &[TenantReport]) -> anyhow::Result<()> {
     println!("{package}:");
-    let (mut applied, mut failed, mut locked, mut skipped) = (0, 0, 0, 0);
     let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|t| {
             let (outcome, steps, detail) = match &t.outcome {
-                TenantOutcome::Applied { report } => {
-                    applied += 1;
-                    ("applied", report.steps.len().to_string(), String::new())
-                }
-                TenantOutcome::Locked { message } => {
-                    locked += 1;
-                    ("LOCKED", "-".into(), message.clone())
-                }
-                TenantOutcome::Failed { message, .. } => {
-                    failed += 1;
-                    ("FAILED", "-".into(), message.clone())
-                }
-                TenantOutcome::Skipped => {
-                    skipped += 1;
-                    ("skipped", "-".into(), "not started (--fail-fast)".into())
-                }
+                TenantOutcome::Applied { report } => ("applied", report.steps.len().to_string(), String::new()),
+                TenantOutcome::Locked { message } => ("LOCKED", "-".into(), message.clone()),
+                TenantOutcome::Failed { message, .. } => ("FAILED", "-".into(), message.clone()),
+                TenantOutcome::Skipped => ("skipped", "-".into(), "not started (--fail-fast)".into()),
                 _ => ("?", "-".into(), String::new()),
             };
             vec![t.database.clone(), outcome.into(), steps, detail]
         })
         .collect();
     table(&["DATABASE", "OUTCOME", "APPLIED", "DETAIL"], &rows);
-    let n = reports.len();
+    let t = Tally::of(reports);
     println!(
-        "{n} {}: {applied} applied, {failed} failed, {locked} locked, {skipped} skipped",
-        plural(n, "database")
+        "{} {}: {} applied, {} failed, {} locked, {} skipped",
+        t.all,
+        plural(t.all, "database"),
+        t.applied,
+        t.failed,
+        t.locked,
+        t.skipped
     );
     tenants_exit(reports)
+}
+
+/// How many tenants ended each way.
+struct Tally {
+    all: usize,
+    applied: usize,
+    failed: usize,
+    locked: usize,
+    skipped: usize,
+}
+
+impl Tally {
+    fn of(reports: &[TenantReport]) -> Self {
+        let count = |f: fn(&TenantOutcome) -> bool| reports.iter().filter(|t| f(&t.outcome)).count();
+        Tally {
+            all: reports.len(),
+            applied: count(|o| matches!(o, TenantOutcome::Applied { .. })),
+            failed: count(|o| matches!(o, TenantOutcome::Failed { .. })),
+            locked: count(|o| matches!(o, TenantOutcome::Locked { .. })),
+            skipped: count(|o| matches!(o, TenantOutcome::Skipped)),
+        }
+    }
 }
 
 /// Exit 1 when a tenant failed or was skipped, 3 when only locks stood in
 /// the way, else success.
 pub fn tenants_exit(reports: &[TenantReport]) -> anyhow::Result<()> {
-    let count = |f: fn(&TenantOutcome) -> bool| reports.iter().filter(|t| f(&t.outcome)).count();
-    let applied = count(|o| matches!(o, TenantOutcome::Applied { .. }));
-    let locked = count(|o| matches!(o, TenantOutcome::Locked { .. }));
-    let n = reports.len();
-    let code = match n - applied {
+    let t = Tally::of(reports);
+    let code = match t.all - t.applied {
         0 => return Ok(()),
-        missing if missing == locked => crate::exit::Code::Locked,
+        missing if missing == t.locked => crate::exit::Code::Locked,
         _ => crate::exit::Code::Failed,
     };
-    Err(
-        crate::exit::Failure::new(code, format!("{} of {n} databases did not go through", n - applied))
-            .hint("see each database's outcome; run the command again for those databases")
-            .into(),
+    Err(crate::exit::Failure::new(
+        code,
+        format!("{} of {} databases did not go through", t.all - t.applied, t.all),
     )
+    .hint("see each database's outcome; run the command again for those databases")
+    .into())
 }
 
 /// One line per tenant database: its counts and lock.

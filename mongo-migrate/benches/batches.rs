@@ -14,51 +14,47 @@ use mongo_migrate::{BoxFuture, Config, Migration, MigrationContext, MigrationRes
 
 const BATCH: i64 = 1_000;
 
+/// Walks `coll` in batches of [`BATCH`] over `segments` segments, setting
+/// `field` to the upper-cased `v` and, with `counter`, counting each visit.
+async fn upper(
+    ctx: &mut MigrationContext,
+    coll: &str,
+    field: &'static str,
+    counter: Option<&'static str>,
+    segments: u32,
+) -> MigrationResult {
+    ctx.batches(coll, doc! {})
+        .size(BATCH as u32)
+        .parallel(segments)
+        .update_each(|d| {
+            let mut update = doc! { "$set": { field: d.get_str("v").ok()?.to_uppercase() } };
+            if let Some(counter) = counter {
+                update.insert("$inc", doc! { counter: 1 });
+            }
+            Some(update)
+        })
+        .await?;
+    Ok(())
+}
+
 fn with_api_parallel(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
-    Box::pin(async move {
-        ctx.batches("docs", doc! {})
-            .size(BATCH as u32)
-            .parallel(4)
-            .update_each(|d| Some(doc! { "$set": { "api4": d.get_str("v").ok()?.to_uppercase() } }))
-            .await?;
-        Ok(())
-    })
+    Box::pin(upper(ctx, "docs", "api4", None, 4))
 }
 
 fn with_api(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
-    Box::pin(async move {
-        ctx.batches("docs", doc! {})
-            .size(BATCH as u32)
-            .update_each(|d| Some(doc! { "$set": { "api": d.get_str("v").ok()?.to_uppercase() } }))
-            .await?;
-        Ok(())
-    })
+    Box::pin(upper(ctx, "docs", "api", None, 1))
 }
 
 /// The same walk as the resume pass, uninterrupted, over an identical
 /// collection, for its time.
 fn with_api_whole(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
-    Box::pin(async move {
-        ctx.batches("twin_a", doc! {})
-            .size(BATCH as u32)
-            .update_each(|d| {
-                Some(doc! { "$set": { "whole": d.get_str("v").ok()?.to_uppercase() }, "$inc": { "w": 1 } })
-            })
-            .await?;
-        Ok(())
-    })
+    Box::pin(upper(ctx, "twin_a", "whole", Some("w"), 1))
 }
 
 /// The resume pass: counts each document's visits in `r`, so documents
 /// handed over twice after the kill show.
 fn with_api_resume(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
-    Box::pin(async move {
-        ctx.batches("twin_b", doc! {})
-            .size(BATCH as u32)
-            .update_each(|d| Some(doc! { "$set": { "res": d.get_str("v").ok()?.to_uppercase() }, "$inc": { "r": 1 } }))
-            .await?;
-        Ok(())
-    })
+    Box::pin(upper(ctx, "twin_b", "res", Some("r"), 1))
 }
 
 /// The earlier passes' migrations (applied by then), the uninterrupted

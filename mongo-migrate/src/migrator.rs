@@ -58,7 +58,6 @@ pub struct Migrator {
     progress: Option<ProgressFn>,
     stop: StopHandle,
     lock_wait: Duration,
-    out_of_order: OutOfOrder,
     phase: Option<Phase>,
     config: Config,
 }
@@ -94,7 +93,6 @@ impl Migrator {
             progress: None,
             stop: StopHandle::new(),
             lock_wait: Duration::ZERO,
-            out_of_order: config.out_of_order,
             phase: Some(Phase::PreDeploy),
             config: kept,
         }
@@ -186,7 +184,7 @@ impl Migrator {
     pub async fn up(&self, options: UpOptions) -> Result<RunReport, Error> {
         // Bad input is refused before anything, even the lock, is written.
         self.known_target(options.to)?;
-        let allow = options.allow_out_of_order || self.out_of_order == OutOfOrder::Allow;
+        let allow = options.allow_out_of_order || self.config.out_of_order == OutOfOrder::Allow;
         self.run(Direction::Up, options.dry_run, move |records, lock| {
             self.plan_up(records, lock, options.to, options.phase, allow)
         })
@@ -330,6 +328,15 @@ impl Migrator {
         Ok(released.lock)
     }
 
+    /// A conflict on `version`: its record changed under this runner's lock.
+    fn conflict(&self, version: Version) -> Error {
+        let name = self.registry.get(version).map_or("", |m| m.name.as_ref());
+        Error::Conflict {
+            version,
+            name: name.to_string(),
+        }
+    }
+
     /// Versions with their names, where the registry knows them.
     fn named<'a>(&'a self, versions: &[Version]) -> Vec<(Version, &'a str)> {
         versions
@@ -444,12 +451,7 @@ impl Migrator {
         let changed = self.tracking.plan(&claims, guard.fence(), now).await?;
         guard.check().await?;
         if let Some(&version) = changed.first() {
-            let name = self
-                .registry
-                .get(version)
-                .map(|m| m.name.to_string())
-                .unwrap_or_default();
-            return Err(Error::Conflict { version, name });
+            return Err(self.conflict(version));
         }
         Ok(RunReport {
             direction: Direction::Up,
@@ -592,12 +594,7 @@ impl Migrator {
             guard.check().await.map_err(|e| self.lost(e, &[], None, &plan))?;
             attempt += 1;
             if attempt == 2 {
-                let name = self
-                    .registry
-                    .get(version)
-                    .map(|m| m.name.to_string())
-                    .unwrap_or_default();
-                return Err(Error::Conflict { version, name });
+                return Err(self.conflict(version));
             }
         };
         // The proof: every claim above exists now, so whoever takes the lock

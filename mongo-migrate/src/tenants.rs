@@ -120,76 +120,70 @@ impl Tenants {
     pub async fn up(&self, options: UpOptions) -> Vec<TenantReport> {
         let failed = Arc::new(AtomicBool::new(false));
         let fail_fast = self.fail_fast;
-        // Owned futures: each holds its migrator and name, nothing borrowed.
+        self.each(|migrator, database| {
+            let failed = failed.clone();
+            async move {
+                let skip = (fail_fast && failed.load(Ordering::SeqCst)) || migrator.stop_requested();
+                let outcome = if skip {
+                    TenantOutcome::Skipped
+                } else {
+                    match migrator.up(options).await {
+                        Ok(report) => TenantOutcome::Applied { report },
+                        Err(e) if e.kind() == ErrorKind::Locked => TenantOutcome::Locked { message: e.to_string() },
+                        Err(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            tracing::warn!(database = %database, error = %e, "tenant failed");
+                            TenantOutcome::Failed {
+                                kind: e.kind(),
+                                message: e.to_string(),
+                            }
+                        }
+                    }
+                };
+                TenantReport { database, outcome }
+            }
+        })
+        .await
+    }
+
+    /// Every database's status, in the order given.
+    pub async fn status(&self) -> Vec<TenantStatus> {
+        self.each(|migrator, database| async move {
+            let (status, error) = match migrator.status().await {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            TenantStatus {
+                database,
+                status,
+                error,
+            }
+        })
+        .await
+    }
+
+    /// Runs `f` with each database's migrator and name, at most
+    /// `concurrency` at once; the results in the order of the databases.
+    async fn each<T, Fut>(&self, f: impl Fn(Migrator, String) -> Fut) -> Vec<T>
+    where
+        Fut: std::future::Future<Output = T>,
+    {
+        // Owned futures, made up front: each holds its migrator and name.
         let runs: Vec<_> = self
             .databases
             .iter()
             .enumerate()
             .map(|(i, database)| {
-                let failed = failed.clone();
-                let migrator = self.template.on_database(database);
-                let database = database.clone();
-                async move {
-                    let skip = (fail_fast && failed.load(Ordering::SeqCst)) || migrator.stop_requested();
-                    let outcome = if skip {
-                        TenantOutcome::Skipped
-                    } else {
-                        match migrator.up(options).await {
-                            Ok(report) => TenantOutcome::Applied { report },
-                            Err(e) if e.kind() == ErrorKind::Locked => TenantOutcome::Locked { message: e.to_string() },
-                            Err(e) => {
-                                failed.store(true, Ordering::SeqCst);
-                                tracing::warn!(database = %database, error = %e, "tenant failed");
-                                TenantOutcome::Failed {
-                                    kind: e.kind(),
-                                    message: e.to_string(),
-                                }
-                            }
-                        }
-                    };
-                    (i, TenantReport { database, outcome })
-                }
+                let run = f(self.template.on_database(database), database.clone());
+                async move { (i, run.await) }
             })
             .collect();
-        let mut reports: Vec<(usize, TenantReport)> = futures_util::stream::iter(runs)
+        let mut done: Vec<(usize, T)> = futures_util::stream::iter(runs)
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        reports.sort_by_key(|(i, _)| *i);
-        reports.into_iter().map(|(_, r)| r).collect()
-    }
-
-    /// Every database's status, in the order given.
-    pub async fn status(&self) -> Vec<TenantStatus> {
-        let reads: Vec<_> = self
-            .databases
-            .iter()
-            .enumerate()
-            .map(|(i, database)| {
-                let migrator = self.template.on_database(database);
-                let database = database.clone();
-                async move {
-                    let (status, error) = match migrator.status().await {
-                        Ok(s) => (Some(s), None),
-                        Err(e) => (None, Some(e.to_string())),
-                    };
-                    (
-                        i,
-                        TenantStatus {
-                            database,
-                            status,
-                            error,
-                        },
-                    )
-                }
-            })
-            .collect();
-        let mut all: Vec<(usize, TenantStatus)> = futures_util::stream::iter(reads)
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        all.sort_by_key(|(i, _)| *i);
-        all.into_iter().map(|(_, s)| s).collect()
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, t)| t).collect()
     }
 }
 
