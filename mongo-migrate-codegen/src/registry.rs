@@ -70,6 +70,10 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
         };
         let replacing = (!f.replaces.is_empty()).then(|| quote! { .replacing(#module::REPLACES) });
         let phase = f.phase.is_some().then(|| quote! { .in_phase(#module::PHASE) });
+        let walks = (f.walks != [false; 2]).then(|| {
+            let [up, down] = f.walks;
+            quote! { .walks(#up, #down) }
+        });
         quote! {
             ::mongo_migrate::Migration::from_static(
                 ::mongo_migrate::Version::new_unchecked(#version),
@@ -82,6 +86,7 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
             )
             #replacing
             #phase
+            #walks
         }
     });
     let tokens = quote! {

@@ -30,6 +30,8 @@ pub struct MigrationFile {
     pub replaces: Vec<u64>,
     /// `pub const PHASE: Phase`, if declared: `pre-deploy` or `post-deploy`.
     pub phase: Option<String>,
+    /// Whether `up` and `down` walk in batches (`[up, down]`; see `walks.rs`).
+    pub walks: [bool; 2],
 }
 
 /// Every migration in `dir`, in version order. Files other than `*.rs` and
@@ -188,6 +190,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
         checksum: checksum_tokens(tokens),
         replaces,
         phase,
+        walks: crate::walks::walks(&file),
     })
 }
 

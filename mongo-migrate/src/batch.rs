@@ -11,7 +11,7 @@ use bson::{doc, Bson, Document};
 use futures_util::TryStreamExt;
 use mongodb::{Collection, Database};
 
-use crate::lock::LockState;
+use crate::lock::LockHandle;
 use crate::{Direction, MigrationError, Progress, StopHandle, Version};
 
 /// Where progress events go.
@@ -27,8 +27,8 @@ pub(crate) struct Checkpoints {
     pub(crate) claim: Document,
     pub(crate) direction: Direction,
     pub(crate) stop: StopHandle,
-    /// The run's hold on the lock: a walk stops once it is lost.
-    pub(crate) lock: LockState,
+    /// The run's hold on the lock: no batch starts unless it is proved.
+    pub(crate) lock: LockHandle,
     pub(crate) version: Version,
     pub(crate) progress: Option<ProgressFn>,
 }
@@ -383,13 +383,15 @@ where
                 if c.stop.is_stopped() {
                     return Err(Stop::Because("the run was stopped"));
                 }
-                if c.lock.is_lost() {
-                    return Err(Stop::Because("this run lost the migration lock"));
-                }
+                // The rule of a migration's start, for each batch: a runner
+                // paused since its last proof (a pause between batches, a
+                // throttle's sleep) proves its lock before it reads on.
+                proved(c.lock.ensure_lease().await)?;
             }
             if self.failed.load(SeqCst) {
                 return Err(Stop::Because("another segment failed"));
             }
+            let sent = std::time::Instant::now();
             let batch: Vec<Document> = self
                 .coll
                 .find(part.filter(&b.filter))
@@ -402,6 +404,11 @@ where
             let Some(end) = batch.last().and_then(|d| d.get("_id")).cloned() else {
                 return Ok(());
             };
+            // And once more if the range query's answer was slow to come
+            // back: the runner may have been paused while it was in flight.
+            if let Some(c) = b.checkpoints {
+                proved(c.lock.ensure_live(sent).await)?;
+            }
             let n = batch.len() as u64;
             (self.f)(batch, b.db.clone()).await.map_err(Stop::Failed)?;
             *batches += 1;
@@ -450,6 +457,16 @@ where
                 }
             }
         }
+    }
+}
+
+/// A proof of the lock, as a segment's stop: a lost lock stops the walk,
+/// any other error fails it.
+fn proved(proof: Result<(), crate::Error>) -> Result<(), Stop> {
+    match proof {
+        Ok(()) => Ok(()),
+        Err(crate::Error::LockLost { .. }) => Err(Stop::Because("this run lost the migration lock")),
+        Err(e) => Err(Stop::Failed(e.into())),
     }
 }
 

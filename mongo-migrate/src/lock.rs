@@ -405,23 +405,6 @@ pub(crate) struct Released {
     pub(crate) unfenced: Vec<Version>,
 }
 
-/// Whether the lock of a run is lost, for migrations that want to stop early
-/// (see [`MigrationContext::lock_lost`](crate::MigrationContext::lock_lost)).
-#[derive(Debug, Clone)]
-pub(crate) struct LockState(watch::Receiver<bool>);
-
-impl LockState {
-    pub(crate) fn is_lost(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Completes once the lock is lost, or once the run is over.
-    pub(crate) async fn lost(&self) {
-        let mut rx = self.0.clone();
-        let _ = rx.wait_for(|lost| *lost).await;
-    }
-}
-
 /// How long a write's round trip may take before the runner proves its lock
 /// again before starting a migration: a runner paused (a VM freeze, a long
 /// GC, SIGSTOP) while its write was in flight may have been fenced meanwhile.
@@ -462,13 +445,23 @@ impl Drop for Resumed {
     }
 }
 
-/// A held lock. Its heartbeat keeps it alive; release it with
-/// [`LockGuard::release`]. Dropping it releases it in the background.
-#[derive(Debug)]
-pub(crate) struct LockGuard {
+/// A run's hold on the lock, shared by everything that must not start work
+/// on a lost lock: the migrator, the walk's segments, a migration's context.
+/// It holds the rules for when the lock is proved before work starts:
+/// [`LockHandle::ensure_lease`] and [`LockHandle::ensure_live`].
+#[derive(Debug, Clone)]
+pub(crate) struct LockHandle {
     lock: Lock,
     fence: Fence,
     shared: Arc<Shared>,
+}
+
+/// A held lock. Its heartbeat keeps it alive; release it with
+/// [`LockGuard::release`]. Dropping it releases it in the background. It
+/// dereferences to its [`LockHandle`].
+#[derive(Debug)]
+pub(crate) struct LockGuard {
+    handle: LockHandle,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
     /// The versions the lock document lets this holder claim.
     plan: Mutex<std::collections::BTreeSet<Version>>,
@@ -486,6 +479,10 @@ struct Shared {
     /// time of its last successful proof plus nine tenths of the TTL. The
     /// server's expiry is at least the TTL after that send time.
     lease: Mutex<Instant>,
+    /// One proof at a time: a caller that finds the SIGCONT flag set proves
+    /// the lock while the others wait for its answer, so none of them goes
+    /// on on the lease alone (the flag is taken once).
+    proving: tokio::sync::Mutex<()>,
     /// The lock generation, for events.
     generation: i64,
 }
@@ -503,6 +500,14 @@ impl Shared {
     }
 }
 
+impl std::ops::Deref for LockGuard {
+    type Target = LockHandle;
+
+    fn deref(&self) -> &LockHandle {
+        &self.handle
+    }
+}
+
 impl LockGuard {
     fn start(lock: Lock, fence: Fence, plan: &[Version], inherited: Vec<Version>, sent: Instant) -> Self {
         let (lost, _) = watch::channel(false);
@@ -510,23 +515,18 @@ impl LockGuard {
             lost,
             resumed: Resumed::watch(),
             lease: Mutex::new(sent),
+            proving: tokio::sync::Mutex::new(()),
             generation: fence.generation,
         });
         shared.proven(sent, lock.ttl);
         let heartbeat = tokio::spawn(heartbeat(lock.clone(), fence, shared.clone()));
         LockGuard {
-            lock,
-            fence,
-            shared,
+            handle: LockHandle { lock, fence, shared },
             heartbeat: Some(heartbeat),
             plan: Mutex::new(plan.iter().copied().collect()),
             inherited,
             fenced: std::sync::atomic::AtomicBool::new(false),
         }
-    }
-
-    pub(crate) fn fence(&self) -> &Fence {
-        &self.fence
     }
 
     /// The versions earlier holders may have claimed without being fenced.
@@ -558,38 +558,9 @@ impl LockGuard {
         Ok(())
     }
 
-    pub(crate) fn state(&self) -> LockState {
-        LockState(self.shared.lost.subscribe())
-    }
-
-    pub(crate) fn is_lost(&self) -> bool {
-        *self.shared.lost.borrow()
-    }
-
-    /// Proves the lock is still ours with a round trip; `Err(LockLost)` otherwise.
-    pub(crate) async fn check(&self) -> Result<(), Error> {
-        if self.is_lost() {
-            return Err(Error::lock_lost());
-        }
-        let clock = self.lock.server.clock().await?;
-        let sent = Instant::now();
-        if self.lock.refresh(&self.fence, &clock).await? {
-            self.shared.proven(sent, self.lock.ttl);
-            Ok(())
-        } else {
-            self.shared.lose();
-            Err(Error::lock_lost())
-        }
-    }
-
-    /// Before a migration starts: free when the lease is fresh and the write
-    /// that allowed the start (sent at `sent`) came back promptly; otherwise
-    /// one round trip to prove the lock again.
-    pub(crate) async fn ensure_live(&self, sent: Instant) -> Result<(), Error> {
-        if sent.elapsed() < SLOW_TRIP.min(self.lock.ttl / 4) {
-            return self.ensure_lease().await;
-        }
-        self.check().await
+    /// A handle on this hold, for what runs under it.
+    pub(crate) fn handle(&self) -> LockHandle {
+        self.handle.clone()
     }
 
     /// Who holds the lock now, if anyone does and it is not expired.
@@ -598,18 +569,6 @@ impl LockGuard {
             Ok(Some(info)) if !info.expired => Some(info.holder.to_string()),
             _ => None,
         }
-    }
-
-    /// Free while the lease is fresh and no SIGCONT came since the last
-    /// call; otherwise one round trip to prove the lock.
-    pub(crate) async fn ensure_lease(&self) -> Result<(), Error> {
-        if self.is_lost() {
-            return Err(Error::lock_lost());
-        }
-        if !self.shared.resumed.take() && Instant::now() < *self.shared.lease.lock().expect("lease lock") {
-            return Ok(());
-        }
-        self.check().await
     }
 
     pub(crate) async fn release(mut self) -> Result<(), Error> {
@@ -624,6 +583,68 @@ impl LockGuard {
             "lock released"
         );
         released
+    }
+}
+
+impl LockHandle {
+    pub(crate) fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        *self.shared.lost.borrow()
+    }
+
+    /// Completes once the lock is lost, or once the run is over.
+    pub(crate) async fn lost(&self) {
+        let mut rx = self.shared.lost.subscribe();
+        let _ = rx.wait_for(|lost| *lost).await;
+    }
+
+    /// Proves the lock is still ours with a round trip; `Err(LockLost)` otherwise.
+    pub(crate) async fn check(&self) -> Result<(), Error> {
+        let _one = self.shared.proving.lock().await;
+        self.prove().await
+    }
+
+    async fn prove(&self) -> Result<(), Error> {
+        if self.is_lost() {
+            return Err(Error::lock_lost());
+        }
+        let clock = self.lock.server.clock().await?;
+        let sent = Instant::now();
+        if self.lock.refresh(&self.fence, &clock).await? {
+            self.shared.proven(sent, self.lock.ttl);
+            Ok(())
+        } else {
+            self.shared.lose();
+            Err(Error::lock_lost())
+        }
+    }
+
+    /// Before work starts on an answer that took `sent` to now to come back
+    /// (the write that allowed a migration's start, the range query of a
+    /// batch): free when the lease is fresh and the answer came promptly;
+    /// otherwise one round trip to prove the lock again, since a runner
+    /// paused while its request was in flight may have been fenced meanwhile.
+    pub(crate) async fn ensure_live(&self, sent: Instant) -> Result<(), Error> {
+        if sent.elapsed() < SLOW_TRIP.min(self.lock.ttl / 4) {
+            return self.ensure_lease().await;
+        }
+        self.check().await
+    }
+
+    /// Free while the lease is fresh and no SIGCONT came since the last
+    /// call; otherwise one round trip to prove the lock.
+    pub(crate) async fn ensure_lease(&self) -> Result<(), Error> {
+        if self.is_lost() {
+            return Err(Error::lock_lost());
+        }
+        let _one = self.shared.proving.lock().await;
+        if !self.shared.resumed.take() && Instant::now() < *self.shared.lease.lock().expect("lease lock") {
+            return Ok(());
+        }
+        self.prove().await
     }
 }
 

@@ -9,7 +9,7 @@ use bson::Document;
 use mongodb::{ClientSession, Database};
 
 use crate::batch::{Batches, Checkpoints};
-use crate::lock::LockState;
+use crate::lock::LockHandle;
 use crate::{MigrationError, Version};
 
 /// A boxed, sendable future, the shape every migration step returns.
@@ -34,6 +34,8 @@ pub struct Migration {
     pub(crate) down: Option<MigrationFn>,
     pub(crate) replaces: &'static [u64],
     pub(crate) phase: Phase,
+    /// Its `up` and its `down` walk in batches (see [`Migration::walks`]).
+    pub(crate) walks: [bool; 2],
 }
 
 /// When a migration runs in a rolling deploy, where old and new code run
@@ -87,6 +89,7 @@ impl Migration {
             down: None,
             replaces: &[],
             phase: Phase::PreDeploy,
+            walks: [false; 2],
         }
     }
 
@@ -112,6 +115,7 @@ impl Migration {
             down,
             replaces: &[],
             phase: Phase::PreDeploy,
+            walks: [false; 2],
         }
     }
 
@@ -121,6 +125,28 @@ impl Migration {
     pub const fn replacing(mut self, versions: &'static [u64]) -> Self {
         self.replaces = versions;
         self
+    }
+
+    /// Declares that its `up` and/or its `down` walk a collection in
+    /// batches ([`MigrationContext::batches`]). A run of such a direction
+    /// that stops at any moment, even before the walk's first checkpoint,
+    /// is resumed by the next `up` or `down` instead of blocking until a
+    /// `resolve`: the body runs again from its start, and its walks go on
+    /// from their checkpoints. Everything such a body does besides its walks
+    /// must therefore be safe to repeat. The code generator sets it for each
+    /// direction whose function (or a function of the same file it calls)
+    /// calls `.batches(`.
+    pub const fn walks(mut self, up: bool, down: bool) -> Self {
+        self.walks = [up, down];
+        self
+    }
+
+    /// Whether its run in `direction` walks in batches (see [`Migration::walks`]).
+    pub fn walks_in(&self, direction: crate::Direction) -> bool {
+        match direction {
+            crate::Direction::Up => self.walks[0],
+            crate::Direction::Down => self.walks[1],
+        }
     }
 
     /// Makes the migration reversible.
@@ -204,6 +230,7 @@ impl fmt::Debug for Migration {
             .field("checksum", &self.checksum)
             .field("transactional", &self.transactional)
             .field("reversible", &self.is_reversible())
+            .field("walks", &self.walks)
             .finish()
     }
 }
@@ -215,7 +242,7 @@ pub struct MigrationContext {
     session: Option<ClientSession>,
     version: Version,
     name: String,
-    lock: LockState,
+    lock: LockHandle,
     /// Where batches record their progress (none in a transaction).
     checkpoints: Option<Checkpoints>,
     /// How many walks this run of the migration has started.
@@ -223,7 +250,7 @@ pub struct MigrationContext {
 }
 
 impl MigrationContext {
-    pub(crate) fn new(db: Database, session: Option<ClientSession>, migration: &Migration, lock: LockState) -> Self {
+    pub(crate) fn new(db: Database, session: Option<ClientSession>, migration: &Migration, lock: LockHandle) -> Self {
         MigrationContext {
             db,
             session,
@@ -309,6 +336,42 @@ impl MigrationContext {
     /// ```
     pub async fn lock_lost(&self) {
         self.lock.lost().await
+    }
+
+    /// Proves that this run still holds its lock, before work the run's
+    /// records cannot fence: the next chunk of a long body, or each write of
+    /// a batch closure that makes more than one. Free while the lock's lease
+    /// is fresh and the process was not paused since the last proof;
+    /// otherwise one round trip. An error once the lock is lost: return it.
+    /// (A walk already proves the lock before it hands over each batch.)
+    ///
+    /// ```no_run
+    /// # use mongo_migrate::prelude::*;
+    /// pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {
+    ///     let ctx = &*ctx;
+    ///     ctx.batches("orders", doc! {})
+    ///         .run(|batch, db| async move {
+    ///             for order in batch {
+    ///                 ctx.ensure_lock().await?;
+    ///                 let id = order.get("_id").cloned();
+    ///                 db.collection::<Document>("orders")
+    ///                     .update_one(doc! { "_id": id }, doc! { "$set": { "v": 2 } })
+    ///                     .await?;
+    ///             }
+    ///             Ok(())
+    ///         })
+    ///         .await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn ensure_lock(&self) -> MigrationResult {
+        self.lock.ensure_lease().await.map_err(|e| {
+            let e: MigrationError = match e {
+                crate::Error::LockLost { .. } => "this run lost the migration lock; stopping".into(),
+                e => e.into(),
+            };
+            e
+        })
     }
 
     /// The database, for a non-transactional migration.

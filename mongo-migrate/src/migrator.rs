@@ -283,9 +283,38 @@ impl Migrator {
             Ok(guard) => guard,
             Err(steps) => return Ok(report(steps, Vec::new())),
         };
-        let result = AssertUnwindSafe(self.run_locked(&guard, direction, |r| plan(r, None)))
-            .catch_unwind()
-            .await;
+        Self::under(guard, async |guard| {
+            self.run_locked(guard, direction, |r| plan(r, None)).await
+        })
+        .await
+    }
+
+    /// The skeleton of every command under the lock: while another runner
+    /// holds it, waits (up to `lock_wait`) or refuses before writing
+    /// anything, not even the indexes; then takes it, naming `versions`,
+    /// runs `locked` and releases it (see [`Migrator::under`]).
+    async fn with_lock<T>(
+        &self,
+        reason: &str,
+        versions: &[Version],
+        locked: impl AsyncFnOnce(&LockGuard) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let guard = self
+            .waiting(|| async {
+                if let Some(lock) = self.lock.status().await?.filter(|l| !l.expired) {
+                    return Err(lock.busy());
+                }
+                self.ensure_indexes().await?;
+                self.lock.acquire(reason, versions).await
+            })
+            .await?;
+        Self::under(guard, locked).await
+    }
+
+    /// Runs `locked` under `guard`, then releases the lock whatever
+    /// happened; a panic goes on once the lock is free.
+    async fn under<T>(guard: LockGuard, locked: impl AsyncFnOnce(&LockGuard) -> Result<T, Error>) -> Result<T, Error> {
+        let result = AssertUnwindSafe(locked(&guard)).catch_unwind().await;
         Self::release(guard, result).await
     }
 
@@ -355,18 +384,33 @@ impl Migrator {
         if !confirmed {
             return Err(Error::ForgetNotConfirmed);
         }
-        self.ensure_indexes().await?;
-        let guard = self.lock.acquire("forget", versions).await?;
-        let result = AssertUnwindSafe(self.forget_locked(&guard, versions))
-            .catch_unwind()
-            .await;
-        Self::release(guard, result).await
+        // Refused before the lock is taken: a refusal writes nothing.
+        self.forgettable(&self.records().await?, versions)?;
+        self.with_lock("forget", versions, async |guard| {
+            self.forget_locked(guard, versions).await
+        })
+        .await
     }
 
     async fn forget_locked(&self, guard: &LockGuard, versions: &[Version]) -> Result<Vec<Record>, Error> {
         guard.ensure_lease().await?;
         self.fence_others(guard).await?;
         let records = self.records().await?;
+        let chosen = match self.forgettable(&records, versions) {
+            Ok(chosen) => chosen,
+            Err(e) => {
+                guard.check().await?;
+                return Err(e);
+            }
+        };
+        guard.check().await?;
+        let now = self.server.clock().await?.now();
+        self.tracking.forget(&chosen, guard.fence(), now).await?;
+        Ok(chosen.into_iter().cloned().collect())
+    }
+
+    /// The records of `versions`, or why one of them cannot be forgotten.
+    fn forgettable<'r>(&self, records: &'r Records, versions: &[Version]) -> Result<Vec<&'r Record>, Error> {
         let mut chosen = Vec::new();
         for &version in versions {
             let refuse = |reason: &str| Error::NotForgettable {
@@ -383,10 +427,7 @@ impl Migrator {
             }
             chosen.push(record);
         }
-        guard.check().await?;
-        let now = self.server.clock().await?.now();
-        self.tracking.forget(&chosen, guard.fence(), now).await?;
-        Ok(chosen.into_iter().cloned().collect())
+        Ok(chosen)
     }
 
     /// Adopts a database that already has the schema: records every
@@ -398,14 +439,10 @@ impl Migrator {
         // Refused before the lock is taken: a refusal writes nothing.
         self.baselinable(&self.records().await?, to)?;
         let versions: Vec<Version> = self.up_to(to).map(|m| m.version).collect();
-        let guard = self
-            .waiting(|| async {
-                self.ensure_indexes().await?;
-                self.lock.acquire("baseline", &versions).await
-            })
-            .await?;
-        let result = AssertUnwindSafe(self.baseline_locked(&guard, to)).catch_unwind().await;
-        Self::release(guard, result).await
+        self.with_lock("baseline", &versions, async |guard| {
+            self.baseline_locked(guard, to).await
+        })
+        .await
     }
 
     /// The registry's migrations up to and including `to`.
@@ -464,16 +501,12 @@ impl Migrator {
     /// Settles a migration left `running` or `failed`, or accepts the edit
     /// of a completed one ([`Resolution::AcceptChecksum`]).
     pub async fn resolve(&self, version: Version, resolution: Resolution) -> Result<Record, Error> {
-        let guard = self
-            .waiting(|| async {
-                self.ensure_indexes().await?;
-                self.lock.acquire("resolve", &[version]).await
-            })
-            .await?;
-        let result = AssertUnwindSafe(self.resolve_locked(&guard, version, resolution))
-            .catch_unwind()
-            .await;
-        Self::release(guard, result).await
+        // Refused before the lock is taken: a refusal writes nothing.
+        self.resolvable(self.tracking.get(version).await?.as_ref(), version, resolution)?;
+        self.with_lock("resolve", &[version], async |guard| {
+            self.resolve_locked(guard, version, resolution).await
+        })
+        .await
     }
 
     async fn resolve_locked(
@@ -485,32 +518,55 @@ impl Migrator {
         guard.ensure_lease().await?;
         self.fence_others(guard).await?;
         let record = self.tracking.get(version).await?;
-        let record = record.as_ref().ok_or(Error::NothingToResolve { version })?;
+        let record = match self.resolvable(record.as_ref(), version, resolution) {
+            Ok(record) => record,
+            Err(e) => {
+                guard.check().await?;
+                return Err(e);
+            }
+        };
         let to = match resolution {
             Resolution::AcceptChecksum => return self.accept_checksum(guard, record).await,
             Resolution::Applied => MigrationStatus::Completed,
             Resolution::Pending => MigrationStatus::RolledBack,
         };
-        if !matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) {
-            return Err(Error::NotResolvable {
-                version,
-                status: record.status,
-            });
-        }
         guard.check().await?;
         let now = self.server.clock().await?.now();
         self.tracking.resolve(record, to, guard.fence(), now).await
     }
 
+    /// The record that `resolution` settles, or why it cannot.
+    fn resolvable<'r>(
+        &self,
+        record: Option<&'r Record>,
+        version: Version,
+        resolution: Resolution,
+    ) -> Result<&'r Record, Error> {
+        let record = record.ok_or(Error::NothingToResolve { version })?;
+        match resolution {
+            Resolution::AcceptChecksum if record.status != MigrationStatus::Completed => {
+                Err(Error::ChecksumNotAcceptable {
+                    version,
+                    status: record.status,
+                })
+            }
+            Resolution::AcceptChecksum => match self.registry.get(version) {
+                Some(_) => Ok(record),
+                None => Err(Error::UnknownTarget { version }),
+            },
+            _ if !matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) => {
+                Err(Error::NotResolvable {
+                    version,
+                    status: record.status,
+                })
+            }
+            _ => Ok(record),
+        }
+    }
+
     /// Records the current checksum of a completed migration, keeping the old one.
     async fn accept_checksum(&self, guard: &LockGuard, record: &Record) -> Result<Record, Error> {
         let version = record.version;
-        if record.status != MigrationStatus::Completed {
-            return Err(Error::ChecksumNotAcceptable {
-                version,
-                status: record.status,
-            });
-        }
         let migration = self.registry.get(version).ok_or(Error::UnknownTarget { version })?;
         if migration.checksum.is_empty() || migration.checksum == record.checksum {
             return Ok(record.clone());
@@ -689,12 +745,12 @@ impl Migrator {
                     claim: running_claim(m.version, guard.fence()),
                     direction,
                     stop: self.stop.clone(),
-                    lock: guard.state(),
+                    lock: guard.handle(),
                     version: m.version,
                     progress: self.progress.clone(),
                 };
                 let mut ctx =
-                    MigrationContext::new(self.db.clone(), None, m, guard.state()).with_checkpoints(checkpoints);
+                    MigrationContext::new(self.db.clone(), None, m, guard.handle()).with_checkpoints(checkpoints);
                 let result = run(function(m, direction), &mut ctx).instrument(span.clone()).await;
                 let ms = elapsed_ms(start);
                 if let Err(e) = result {
@@ -959,7 +1015,7 @@ impl Migrator {
         let start = Instant::now();
         let mut session = self.client.start_session().await?;
         session.start_transaction().await?;
-        let mut ctx = MigrationContext::new(self.db.clone(), Some(session), m, guard.state());
+        let mut ctx = MigrationContext::new(self.db.clone(), Some(session), m, guard.handle());
         let result = run(function(m, direction), &mut ctx).await;
         let mut session = ctx.into_session().expect("transactional context has a session");
         let outcome = match result {

@@ -75,6 +75,10 @@ pub struct Record {
     /// entry per walk (see [`MigrationContext::batches`](crate::MigrationContext::batches)).
     #[serde(default)]
     pub checkpoints: Option<serde_json::Value>,
+    /// Its last operation walks in batches (see [`Migration::walks`]): a
+    /// stop at any moment of it resumes, even before the first checkpoint.
+    #[serde(default)]
+    pub walks: bool,
     /// Recorded as applied by `baseline`, without running.
     #[serde(default)]
     pub baseline: bool,
@@ -133,6 +137,7 @@ struct Stored {
     lock_holder: Option<StoredHolder>,
     fenced_by: Option<i64>,
     checkpoints: Option<Document>,
+    walks: Option<bool>,
     baseline: Option<bool>,
     adopted: Option<bool>,
     accepted_checksums: Option<Vec<StoredAccepted>>,
@@ -185,6 +190,7 @@ impl Record {
             lock_generation,
             fenced_by: stored.fenced_by,
             checkpoints: stored.checkpoints.map(|c| Bson::Document(c).into_relaxed_extjson()),
+            walks: stored.walks.unwrap_or(false),
             baseline: stored.baseline.unwrap_or(false),
             adopted: stored.adopted.unwrap_or(false),
             accepted_checksums: stored
@@ -268,18 +274,20 @@ impl Record {
         })
     }
 
-    /// A data migration that stopped (failed, crashed, lost its lock) after a
-    /// checkpoint of its batches in its last direction: running it again
+    /// A data migration that stopped (failed, crashed, lost its lock) in its
+    /// last direction, which walks in batches: declared so when it was
+    /// claimed, or shown by a checkpoint of its batches. Running it again
     /// resumes it, so it does not block.
     pub(crate) fn is_resumable(&self) -> bool {
         let direction = self.direction.as_str();
         !self.transactional
             && matches!(self.status, MigrationStatus::Running | MigrationStatus::Failed)
-            && self
-                .checkpoints
-                .as_ref()
-                .and_then(|c| c.as_object())
-                .is_some_and(|c| c.values().any(|p| p["direction"] == direction))
+            && (self.walks
+                || self
+                    .checkpoints
+                    .as_ref()
+                    .and_then(|c| c.as_object())
+                    .is_some_and(|c| c.values().any(|p| p["direction"] == direction)))
     }
 }
 
@@ -733,6 +741,8 @@ impl Claim<'_> {
             "error": Bson::Null,
             "reversible": m.is_reversible(),
             "transactional": m.transactional,
+            // Resumable from its first instant, before any checkpoint.
+            "walks": m.walks_in(self.direction),
             "checksum": m.checksum.as_ref(),
             "lockHolder": holder_doc(fence),
             "updatedAt": now,

@@ -22,7 +22,7 @@ use mongo_migrate::{
 
 const MIGRATIONS: usize = 40;
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64
 }
 
@@ -127,10 +127,10 @@ enum Fence {
     Takeover,
 }
 
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         // xorshift64*
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -139,7 +139,7 @@ impl Rng {
     }
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let status = Command::new("kill")
         .arg(sig)
         .arg(child.id().to_string())
@@ -150,7 +150,7 @@ fn signal(child: &Child, sig: &str) {
 
 /// Waits until every thread of `child` is stopped; returns the time then:
 /// any body start stamped later came after the pause.
-async fn stopped(child: &Child) -> i64 {
+pub(crate) async fn stopped(child: &Child) -> i64 {
     let tasks = format!("/proc/{}/task", child.id());
     loop {
         let all_stopped = std::fs::read_dir(&tasks).unwrap().all(|task| {
@@ -169,7 +169,7 @@ async fn stopped(child: &Child) -> i64 {
     }
 }
 
-async fn wait_output(child: Child) -> String {
+pub(crate) async fn wait_output(child: Child) -> String {
     tokio::task::spawn_blocking(move || {
         let out = child.wait_with_output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()

@@ -16,7 +16,10 @@ mod late_writes;
 mod lock;
 mod operations;
 mod recovery;
+mod refusals;
 mod stop;
 mod traces;
 mod transactions;
+#[cfg(unix)]
+mod walk_faults;
 mod workflow;
