@@ -284,6 +284,15 @@ pub enum Error {
         status: MigrationStatus,
     },
 
+    #[error("`{name}` cannot be a tenant database: {reason}; nothing ran in any database")]
+    /// A tenant database name the server would refuse, or a system database.
+    InvalidDatabaseName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
     #[error("the migration harness failed: {0}")]
     /// The harness protocol between the CLI and the harness broke.
     Harness(String),
@@ -340,6 +349,7 @@ impl Error {
             | Error::NotResolvable { .. }
             | Error::NotBaselinable { .. }
             | Error::ChecksumNotAcceptable { .. }
+            | Error::InvalidDatabaseName { .. }
             | Error::BadReplaces { .. }
             | Error::InvalidVersion(_)
             | Error::DuplicateVersion { .. }

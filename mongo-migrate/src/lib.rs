@@ -9,6 +9,7 @@
 
 mod auto_run;
 mod batch;
+mod database_name;
 mod error;
 /// The entry point of the harness binary the CLI builds; internal to the
 /// CLI and this crate, which are released together.
@@ -32,6 +33,7 @@ mod version;
 
 pub use auto_run::{auto_run, AutoRun, AutoRunConfig};
 pub use batch::{BatchStats, Batches};
+pub use database_name::check_database_name;
 pub use error::{Error, ErrorKind, MigrationError, Result};
 pub use lock::{Holder, LockInfo};
 pub use migration::{BoxFuture, Migration, MigrationContext, MigrationFn, MigrationResult, Phase};

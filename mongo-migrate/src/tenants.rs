@@ -114,10 +114,42 @@ impl Tenants {
         &self.databases
     }
 
+    /// Checks every database name by the server's rules (see
+    /// [`check_database_name`](crate::check_database_name)); `up` and
+    /// `status` run in no database while one is invalid.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.databases.iter().try_for_each(|d| crate::check_database_name(d))
+    }
+
+    /// One report per database when a name is invalid: it failed, and
+    /// every other database was skipped.
+    fn refused(&self) -> Option<Vec<TenantReport>> {
+        self.validate().err()?;
+        Some(
+            self.databases
+                .iter()
+                .map(|database| TenantReport {
+                    database: database.clone(),
+                    outcome: match crate::check_database_name(database) {
+                        Ok(()) => TenantOutcome::Skipped,
+                        Err(e) => TenantOutcome::Failed {
+                            kind: e.kind(),
+                            message: e.to_string(),
+                        },
+                    },
+                })
+                .collect(),
+        )
+    }
+
     /// Applies pending migrations in every database; one report per
     /// database, in the order given. A failure in one does not stop the
-    /// others unless `fail_fast` is set.
+    /// others unless `fail_fast` is set. An invalid database name runs
+    /// nothing anywhere: that database failed, the others were skipped.
     pub async fn up(&self, options: UpOptions) -> Vec<TenantReport> {
+        if let Some(refused) = self.refused() {
+            return refused;
+        }
         let failed = Arc::new(AtomicBool::new(false));
         let fail_fast = self.fail_fast;
         self.each(|migrator, database| {
@@ -146,8 +178,23 @@ impl Tenants {
         .await
     }
 
-    /// Every database's status, in the order given.
+    /// Every database's status, in the order given; an invalid database
+    /// name reads nothing anywhere (each entry says why).
     pub async fn status(&self) -> Vec<TenantStatus> {
+        if let Err(e) = self.validate() {
+            return self
+                .databases
+                .iter()
+                .map(|database| TenantStatus {
+                    database: database.clone(),
+                    status: None,
+                    error: Some(match crate::check_database_name(database) {
+                        Err(own) => own.to_string(),
+                        Ok(()) => format!("not read: {e}"),
+                    }),
+                })
+                .collect();
+        }
         self.each(|migrator, database| async move {
             let (status, error) = match migrator.status().await {
                 Ok(s) => (Some(s), None),
@@ -179,6 +226,8 @@ impl Tenants {
             })
             .collect();
         let mut done: Vec<(usize, T)> = futures_util::stream::iter(runs)
+            // Not `buffered`: it keeps the order but starts no new tenant
+            // while the first in line is slow, so the others would wait.
             .buffer_unordered(self.concurrency)
             .collect()
             .await;

@@ -5,29 +5,52 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use mongo_migrate::http::{router, Authorization};
+use mongo_migrate::http::{Api, Authorization};
 use serde_json::{json, Value};
 
-const TOKEN: &str = "s3cret-t0ken";
+pub(crate) const TOKEN: &str = "s3cret-t0ken";
 
 /// Serves the API on a free loopback port; returns its base URL.
-async fn serve(t: &TestDb, auth: Authorization) -> String {
-    let app = router(t.migrator(three()), auth);
+pub(crate) async fn serve(t: &TestDb, auth: Authorization) -> String {
+    serve_api(Api::new(t.migrator(three()), auth)).await
+}
+
+/// Serves `api` on a free loopback port; returns its base URL.
+pub(crate) async fn serve_api(api: Api) -> String {
+    let app = api.router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
 }
 
-async fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let body = body.map(|b| b.to_string());
+    raw(
+        method,
+        url,
+        auth.as_deref(),
+        body.as_deref().map(|b| ("application/json", b)),
+    )
+    .await
+}
+
+/// A request with the `Authorization` header and `(content type, body)` as given.
+pub(crate) async fn raw(
+    method: &str,
+    url: &str,
+    authorization: Option<&str>,
+    body: Option<(&str, &str)>,
+) -> (u16, Value) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut req = hyper::Request::builder().method(method).uri(url);
-    if let Some(token) = token {
-        req = req.header("authorization", format!("Bearer {token}"));
+    if let Some(value) = authorization {
+        req = req.header("authorization", value);
     }
     let bytes = match body {
-        Some(b) => {
-            req = req.header("content-type", "application/json");
+        Some((kind, b)) => {
+            req = req.header("content-type", kind);
             Bytes::from(b.to_string())
         }
         None => Bytes::new(),
@@ -45,7 +68,7 @@ async fn status_up_history_down_and_lock_over_http() {
     let t = TestDb::new().await;
     let base = serve(&t, Authorization::bearer(TOKEN)).await;
 
-    let (code, status) = call("GET", &format!("{base}/migrations/status"), None, None).await;
+    let (code, status) = call("GET", &format!("{base}/migrations/status"), Some(TOKEN), None).await;
     assert_eq!(code, 200);
     assert_eq!(status["counts"]["pending"], 3);
     assert_eq!(status["lock"], Value::Null);
@@ -82,7 +105,7 @@ async fn status_up_history_down_and_lock_over_http() {
     let (code, history) = call(
         "GET",
         &format!("{base}/migrations/history?status=completed&limit=1&skip=1"),
-        None,
+        Some(TOKEN),
         None,
     )
     .await;
@@ -101,7 +124,7 @@ async fn status_up_history_down_and_lock_over_http() {
     assert_eq!(down["steps"].as_array().unwrap().len(), 2);
     assert!(t.docs("effects").await.is_empty());
 
-    let (code, lock) = call("GET", &format!("{base}/migrations/lock"), None, None).await;
+    let (code, lock) = call("GET", &format!("{base}/migrations/lock"), Some(TOKEN), None).await;
     assert_eq!((code, &lock["lock"]), (200, &Value::Null));
     t.drop_db().await;
 }
@@ -154,9 +177,15 @@ async fn writes_need_authorisation_and_bad_input_is_a_400() {
     )
     .await;
     assert_eq!(code, 400, "{body}");
-    let (code, body) = call("GET", &format!("{base}/migrations/history?status=done"), None, None).await;
+    let (code, body) = call(
+        "GET",
+        &format!("{base}/migrations/history?status=done"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
     assert_eq!(code, 400, "{body}");
-    let (code, body) = call("GET", &format!("{base}/migrations/history?limit=-1"), None, None).await;
+    let (code, body) = call("GET", &format!("{base}/migrations/history?limit=-1"), Some(TOKEN), None).await;
     assert_eq!(code, 400, "{body}");
     let (code, body) = call(
         "POST",
@@ -199,7 +228,7 @@ async fn a_held_lock_is_a_409_and_release_needs_confirmation() {
     assert_eq!((code, body["error"]["kind"].as_str()), (409, Some("locked")), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("deploy-1"));
 
-    let (code, lock) = call("GET", &format!("{base}/migrations/lock"), None, None).await;
+    let (code, lock) = call("GET", &format!("{base}/migrations/lock"), Some(TOKEN), None).await;
     assert_eq!(code, 200);
     assert_eq!(lock["lock"]["holder"]["host"], "deploy-1");
 
@@ -218,37 +247,52 @@ async fn a_held_lock_is_a_409_and_release_needs_confirmation() {
 }
 
 /// A readiness probe: 503 while migrations of the binary's phase are
-/// pending, 200 once they are applied.
+/// pending, 200 once they are applied. Anonymous probes get counts only;
+/// an authorised call gets the versions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_answers_503_until_the_migrations_are_applied() {
     let t = TestDb::new().await;
     let base = serve(&t, Authorization::bearer(TOKEN)).await;
     let (code, body) = call("GET", &format!("{base}/migrations/ready"), None, None).await;
     assert_eq!(code, 503, "{body}");
-    assert_eq!(body["ready"], false);
+    assert_eq!(body, json!({ "ready": false, "pending": 3, "running": 0, "failed": 0 }));
+    let (code, body) = call("GET", &format!("{base}/migrations/ready"), Some(TOKEN), None).await;
+    assert_eq!(code, 503, "{body}");
     assert_eq!(body["pending"].as_array().unwrap().len(), 3);
     t.migrator(three()).up(Default::default()).await.unwrap();
-    let (code, body) = call("GET", &format!("{base}/migrations/ready"), None, None).await;
+    let (code, body) = call("GET", &format!("{base}/migrations/ready"), Some(TOKEN), None).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["ready"], true);
     assert_eq!(body["phase"], "pre-deploy");
+    let (code, body) = call("GET", &format!("{base}/migrations/ready"), None, None).await;
+    assert_eq!(
+        (code, body),
+        (200, json!({ "ready": true, "pending": 0, "running": 0, "failed": 0 }))
+    );
     t.drop_db().await;
 }
 
-/// `?databases=` reports each tenant database.
+/// `?databases=` reports each tenant database the API was given.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reports_per_tenant_database() {
     let t = TestDb::new().await;
     let other = TestDb::new().await;
-    let base = serve(&t, Authorization::read_only()).await;
+    let api = Api::new(t.migrator(three()), Authorization::bearer(TOKEN)).tenants([t.name.clone(), other.name.clone()]);
+    let base = serve_api(api).await;
     other.migrator(three()).up(Default::default()).await.unwrap();
     let url = format!("{base}/migrations/status?databases={},{}", t.name, other.name);
-    let (code, body) = call("GET", &url, None, None).await;
+    let (code, body) = call("GET", &url, Some(TOKEN), None).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body[0]["database"], t.name.as_str());
     assert_eq!(body[0]["status"]["counts"]["pending"], 3);
     assert_eq!(body[1]["status"]["counts"]["applied"], 3);
-    let (code, _) = call("GET", &format!("{base}/migrations/status?databases=,"), None, None).await;
+    let (code, _) = call(
+        "GET",
+        &format!("{base}/migrations/status?databases=,"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
     assert_eq!(code, 400);
     t.drop_db().await;
     other.drop_db().await;

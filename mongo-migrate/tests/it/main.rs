@@ -12,6 +12,8 @@ mod dry_run;
 mod faults;
 #[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "http")]
+mod http_hostile;
 mod late_writes;
 mod lock;
 mod operations;
