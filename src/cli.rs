@@ -107,6 +107,9 @@ pub enum Command {
         /// While another runner holds the lock, wait up to SECS for it
         #[arg(long, value_name = "SECS", default_value_t = 0)]
         wait: u64,
+        /// Print the run's report as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Show applied, pending and failed migrations and the lock
     Status {

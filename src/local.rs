@@ -50,7 +50,7 @@ pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_mi
             let mut m = Migration::new(version, f.name, not_run)
                 .with_description(f.description)
                 .with_checksum(f.checksum)
-                .with_transaction(f.has_transactional)
+                .with_transaction(f.transactional)
                 // One small list per squash, for the life of the CLI.
                 .replacing(Box::leak(f.replaces.into_boxed_slice()))
                 .in_phase(match f.phase.as_deref() {

@@ -111,6 +111,7 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
             batch,
             to,
             dry_run,
+            json,
             ..
         } => {
             let to = to.as_deref().map(version).transpose()?;
@@ -124,7 +125,7 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
                     target,
                     dry_run: *dry_run,
                 }),
-                false,
+                *json,
             )
         }
         Command::Status { conn, json, .. } => (conn, Remote::Status, *json),

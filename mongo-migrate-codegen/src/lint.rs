@@ -4,7 +4,7 @@
 //! `drop()` on something other than a collection is flagged too.
 
 use proc_macro2::{Delimiter, TokenStream, TokenTree};
-use syn::{Expr, Item, Lit};
+use syn::Item;
 
 /// The comment that acknowledges an unbatched `update_many`/`delete_many`.
 pub const UNBATCHED_MARKER: &str = "mongo-migrate: unbatched";
@@ -74,9 +74,7 @@ pub fn lint(source: &str) -> Vec<Finding> {
 /// `pub const TRANSACTIONAL: bool = true;`
 fn transactional(file: &syn::File) -> bool {
     file.items.iter().any(|item| match item {
-        Item::Const(c) if c.ident == "TRANSACTIONAL" => {
-            matches!(&*c.expr, Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) if b.value)
-        }
+        Item::Const(c) if c.ident == "TRANSACTIONAL" => crate::scan::bool_literal(&c.expr) == Some(true),
         _ => false,
     })
 }

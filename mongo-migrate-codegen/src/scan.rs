@@ -24,6 +24,8 @@ pub struct MigrationFile {
     pub has_down: bool,
     /// The file declares `const TRANSACTIONAL: bool`.
     pub has_transactional: bool,
+    /// Its value: whether `up` and `down` run in a transaction.
+    pub transactional: bool,
     /// `sha256:` of the token stream without comments and doc comments.
     pub checksum: String,
     /// The versions of `pub const REPLACES: &[u64]`, for a squash.
@@ -132,6 +134,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
     let mut has_up = false;
     let mut has_down = false;
     let mut has_transactional = false;
+    let mut transactional = false;
     let mut replaces = Vec::new();
     let mut phase = None;
     for item in &file.items {
@@ -152,7 +155,15 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
                     has_down = true;
                 }
             }
-            Item::Const(c) if c.ident == "TRANSACTIONAL" => has_transactional = true,
+            Item::Const(c) if c.ident == "TRANSACTIONAL" => {
+                has_transactional = true;
+                transactional = bool_literal(&c.expr).ok_or_else(|| {
+                    syntax(
+                        c.ident.span(),
+                        "`TRANSACTIONAL` must be `true` or `false`, a literal the CLI can read without building".into(),
+                    )
+                })?;
+            }
             Item::Const(c) if c.ident == "PHASE" => {
                 phase = Some(phase_of(&c.expr).ok_or_else(|| {
                     syntax(
@@ -187,11 +198,20 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
         description: description(&file.attrs),
         has_down,
         has_transactional,
+        transactional,
         checksum: checksum_tokens(tokens),
         replaces,
         phase,
         walks: crate::walks::walks(&file),
     })
+}
+
+/// `true` or `false`.
+pub(crate) fn bool_literal(expr: &Expr) -> Option<bool> {
+    match expr {
+        Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) => Some(b.value),
+        _ => None,
+    }
 }
 
 /// `Phase::PostDeploy` (or any path ending so) as `post-deploy`.
@@ -345,6 +365,29 @@ mod tests {
             let err = super::read(&path).unwrap_err().to_string();
             assert!(err.contains(":1:") && err.contains(needle), "{err}");
         }
+    }
+
+    /// The value of `TRANSACTIONAL` is read, not only that it is declared.
+    #[test]
+    fn reads_the_value_of_transactional() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m20260102_000000_step.rs");
+        let up = "pub async fn up(ctx: &mut C) -> R { Ok(()) }\n";
+        for (decl, has, value) in [
+            ("pub const TRANSACTIONAL: bool = false;\n", true, false),
+            ("pub const TRANSACTIONAL: bool = true;\n", true, true),
+            ("", false, false),
+        ] {
+            std::fs::write(&path, format!("{decl}{up}")).unwrap();
+            let file = super::read(&path).unwrap();
+            assert_eq!((file.has_transactional, file.transactional), (has, value), "{decl}");
+        }
+        std::fs::write(&path, format!("pub const TRANSACTIONAL: bool = cfg!(x);\n{up}")).unwrap();
+        let err = super::read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(":1:") && err.contains("must be `true` or `false`"),
+            "{err}"
+        );
     }
 
     const BASE: &str = "//! Adds an index.\nuse x::y;\n\npub async fn up(ctx: &mut C) -> R {\n    ctx.go(1).await\n}\n";
