@@ -87,6 +87,9 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
             .inspect_err(|_| output::close_progress("failed"))?
         };
         let skipped = skipped(&value);
+        let walk = value
+            .get("stoppedWalk")
+            .and_then(|w| serde_json::from_value::<mongo_migrate::StoppedWalk>(w.clone()).ok());
         if json {
             if let Remote::Tenants { command, .. } = &request.command {
                 if matches!(**command, Remote::Up(_)) {
@@ -100,7 +103,7 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
         }
         if skipped > 0 {
             // Stopped by Ctrl-C: later packages do not start either.
-            stopped = Some((target.name.clone(), skipped));
+            stopped = Some((target.name.clone(), skipped, walk));
             break;
         }
     }
@@ -119,7 +122,19 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
         }
     }
     match stopped {
-        Some((package, n)) => Err(Failure::new(
+        Some((package, _, Some(walk))) => {
+            let of = walk.documents_total.map(|t| format!(" of {t}")).unwrap_or_default();
+            Err(Failure::new(
+                Code::Interrupted,
+                format!(
+                    "{package}: stopped on request after {}{of} documents of {} {}; the next `up` resumes from the checkpoint",
+                    walk.documents_done, walk.version, walk.name
+                ),
+            )
+            .hint("the checkpoint is recorded and the lock is free; run the command again to go on")
+            .into())
+        }
+        Some((package, n, None)) => Err(Failure::new(
             Code::Interrupted,
             format!(
                 "{package}: stopped on request; {n} {} did not run",

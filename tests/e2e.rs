@@ -491,6 +491,77 @@ fn ctrl_c_or_a_killed_cli_stops_after_the_migration_in_progress_and_twice_aborts
     stopped_after_slow(crate_dir.path(), &db);
 }
 
+/// Ctrl-C during a walk in batches stops it between two batches: exit 130,
+/// a message that says how far it got, a record that says stopped (not
+/// failed), and the next `up` resumes it from the checkpoint.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_in_a_walk_stops_between_batches_and_the_next_up_resumes_it() {
+    let crate_dir = fixture("single");
+    let manifest = crate_dir.path().join("Cargo.toml");
+    let toml = read(&manifest).replace(
+        "[dependencies]\n",
+        "[dependencies]\ntokio = { version = \"1\", features = [\"time\"] }\n",
+    );
+    std::fs::write(&manifest, toml).unwrap();
+    let seed = "//! Items to walk.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let items: Vec<Document> = (0..40_i64).map(|i| doc! { \"_id\": i }).collect();\n    ctx.db()?.collection::<Document>(\"items\").insert_many(items).await?;\n    Ok(())\n}\n";
+    let walk = "//! Marks every item, slowly.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    ctx.batches(\"items\", doc! { \"done\": { \"$exists\": false } })\n        .size(5)\n        .update_each(|item| {\n            if let Ok(started) = std::env::var(\"MM_STARTED\") {\n                let _ = std::fs::write(started, \"\");\n            }\n            std::thread::sleep(std::time::Duration::from_millis(60));\n            Some(doc! { \"$set\": { \"done\": item.get(\"_id\")?.clone() } })\n        })\n        .await?;\n    Ok(())\n}\n";
+    let dir = crate_dir.path().join("src/migrations");
+    std::fs::write(dir.join("m20260103_000000_seed_items.rs"), seed).unwrap();
+    std::fs::write(dir.join("m20260104_000000_walk_items.rs"), walk).unwrap();
+
+    let db = database();
+    let output = ctrl_c(slow_up(crate_dir.path(), &db), 1);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    let done: u64 = line
+        .strip_prefix("error: single-app: stopped on request after ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(done > 0 && done < 40 && done % 5 == 0, "{line}");
+    assert_eq!(
+        line,
+        format!("error: single-app: stopped on request after {done} of 40 documents of 20260104000000 walk_items; the next `up` resumes from the checkpoint")
+    );
+    assert!(!err.contains("failed"), "{err}");
+    let status = status_json(crate_dir.path(), &db);
+    let walk = &status["migrations"][3];
+    assert_eq!(walk["state"], "pending", "{status}");
+    assert!(
+        walk["detail"].as_str().unwrap().starts_with("stopped on request at "),
+        "{status}"
+    );
+    assert!(status["lock"].is_null(), "{status}");
+    let history = against_server(crate_dir.path(), &db)(&["history", "--json"])
+        .assert()
+        .success();
+    let history: serde_json::Value = serde_json::from_str(&stdout(history)).unwrap();
+    let record = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["version"] == 20260104000000_u64)
+        .unwrap();
+    assert_eq!(record["status"], "running", "{record}");
+    assert!(record["stoppedAt"].is_string() && record["error"].is_null(), "{record}");
+
+    let out = stdout(against_server(crate_dir.path(), &db)(&["up"]).assert().success());
+    assert!(out.contains("Applied 1 migration"), "{out}");
+    with_db(&db, async |db| {
+        let left = db
+            .collection::<mongo_migrate::bson::Document>("items")
+            .count_documents(mongo_migrate::bson::doc! { "done": { "$exists": false } })
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+    });
+}
+
 #[test]
 fn connection_and_migration_failures_say_one_plain_line_with_their_own_hint() {
     let crate_dir = fixture("single");

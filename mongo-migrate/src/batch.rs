@@ -203,7 +203,16 @@ impl Batches<'_> {
         }
         match first_error {
             Some(Stop::Failed(e)) => Err(e),
-            Some(Stop::Because(why)) => Err(stopped(&stats, why)),
+            Some(Stop::Because(why)) => {
+                let done: u64 = walk.done.lock().expect("progress lock").iter().sum();
+                Err(Box::new(WalkStopped {
+                    why,
+                    on_request: why == STOPPED_ON_REQUEST,
+                    stats,
+                    done,
+                    total: (total > 0).then_some(total.max(done)),
+                }))
+            }
             None => Ok(stats),
         }
     }
@@ -381,7 +390,7 @@ where
         loop {
             if let Some(c) = b.checkpoints {
                 if c.stop.is_stopped() {
-                    return Err(Stop::Because("the run was stopped"));
+                    return Err(Stop::Because(STOPPED_ON_REQUEST));
                 }
                 // The rule of a migration's start, for each batch: a runner
                 // paused since its last proof (a pause between batches, a
@@ -427,12 +436,12 @@ where
                 if written.matched_count == 0 {
                     return Err(Stop::Because("this run lost the migration lock"));
                 }
+                let done: u64 = {
+                    let mut all = self.done.lock().expect("progress lock");
+                    all[i] = part.done;
+                    all.iter().sum()
+                };
                 if let Some(report) = &c.progress {
-                    let done: u64 = {
-                        let mut all = self.done.lock().expect("progress lock");
-                        all[i] = part.done;
-                        all.iter().sum()
-                    };
                     let secs = self.started.elapsed().as_secs_f64();
                     let per_second = if secs > 0.0 { (handed as f64 / secs) as u64 } else { 0 };
                     report(&Progress::Batch {
@@ -470,13 +479,36 @@ fn proved(proof: Result<(), crate::Error>) -> Result<(), Stop> {
     }
 }
 
-fn stopped(stats: &BatchStats, why: &str) -> MigrationError {
-    format!(
-        "{why} after {} batches ({} documents, {} before this run); the next run resumes from the last checkpoint",
-        stats.batches, stats.documents, stats.resumed
-    )
-    .into()
+/// Why a walk stopped when the run was asked to stop.
+const STOPPED_ON_REQUEST: &str = "stopped on request";
+
+/// A walk that stopped between two batches (a stop request, a lost lock,
+/// another segment's failure) with its checkpoint in place. A migration that
+/// returns it because the run was asked to stop is recorded as stopped, not
+/// failed, and the run reports where it stopped.
+#[derive(Debug)]
+pub(crate) struct WalkStopped {
+    why: &'static str,
+    /// The run was stopped ([`StopHandle`], Ctrl-C).
+    pub(crate) on_request: bool,
+    stats: BatchStats,
+    /// Documents done, earlier runs included.
+    pub(crate) done: u64,
+    /// Documents the walk covers, when it counted them (with progress events).
+    pub(crate) total: Option<u64>,
 }
+
+impl std::fmt::Display for WalkStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} after {} batches ({} documents, {} before this run); the next run resumes from the last checkpoint",
+            self.why, self.stats.batches, self.stats.documents, self.stats.resumed
+        )
+    }
+}
+
+impl std::error::Error for WalkStopped {}
 
 /// The segments and positions of this walk's last checkpoint, in this
 /// direction over this collection.

@@ -297,7 +297,9 @@ async fn stop_on_signal(mut signals: Signals, stop: StopHandle) {
     signals.next().await;
     stop.stop();
     // On a line of its own: a progress line may be open.
-    eprintln!("\nmongo-migrate: stopping after the migration in progress; press Ctrl-C again to abort it");
+    eprintln!(
+        "\nmongo-migrate: stopping after the migration in progress (a walk in batches stops after its batch in flight); press Ctrl-C again to abort"
+    );
     signals.next().await;
     eprintln!("mongo-migrate: aborted");
     std::process::exit(ABORTED.into());

@@ -41,7 +41,9 @@ pub use migrator::Migrator;
 pub use options::{Config, DownOptions, OutOfOrder, UpOptions};
 pub use plan::DownTarget;
 pub use registry::Registry;
-pub use report::{Counts, Progress, Readiness, Resolution, RunReport, State, StatusEntry, StatusReport, Step};
+pub use report::{
+    Counts, Progress, Readiness, Resolution, RunReport, State, StatusEntry, StatusReport, Step, StoppedWalk,
+};
 pub use server::{connect, connect_within, supports_transactions};
 pub use status::{Blocker, Direction, MigrationStatus, Runner};
 pub use stop::StopHandle;

@@ -245,6 +245,7 @@ impl Migrator {
             dry_run,
             steps,
             skipped,
+            stopped_walk: None,
         };
         let guard = self
             .waiting(|| async {
@@ -495,6 +496,7 @@ impl Migrator {
             dry_run: false,
             steps: self.up_to(to).map(|m| adopted(m, batch)).collect(),
             skipped: Vec::new(),
+            stopped_walk: None,
         })
     }
 
@@ -600,6 +602,7 @@ impl Migrator {
                     dry_run: false,
                     steps: Vec::new(),
                     skipped,
+                    stopped_walk: None,
                 });
             }
             // A runner that was paused since it took the lock writes
@@ -753,6 +756,24 @@ impl Migrator {
                     MigrationContext::new(self.db.clone(), None, m, guard.handle()).with_checkpoints(checkpoints);
                 let result = run(function(m, direction), &mut ctx).instrument(span.clone()).await;
                 let ms = elapsed_ms(start);
+                if let Some(walk) = result.as_ref().err().and_then(StepError::stopped_walk) {
+                    // Stopped on request between two batches: not a failure.
+                    span.in_scope(|| tracing::info!(documents_done = walk.done, "migration stopped on request"));
+                    self.record_end(guard, finish(m, Outcome::Stopped, ms), &steps, plan, next)
+                        .await?;
+                    return Ok(RunReport {
+                        direction,
+                        dry_run: false,
+                        steps,
+                        skipped: plan[next..].iter().map(|&(m, batch)| step(m, batch, None)).collect(),
+                        stopped_walk: Some(crate::report::StoppedWalk {
+                            version: m.version,
+                            name: m.name.to_string(),
+                            documents_done: walk.done,
+                            documents_total: walk.total,
+                        }),
+                    });
+                }
                 if let Err(e) = result {
                     span.in_scope(|| tracing::error!(error = %e.message, "migration failed"));
                     self.record_end(guard, finish(m, Outcome::Failed(&e.message, 1), ms), &steps, plan, next)
@@ -785,6 +806,7 @@ impl Migrator {
             dry_run: false,
             steps,
             skipped: plan[next..].iter().map(|&(m, batch)| step(m, batch, None)).collect(),
+            stopped_walk: None,
         })
     }
 
@@ -1152,6 +1174,12 @@ struct StepError {
 }
 
 impl StepError {
+    /// The walk a stop request ended, when that is why the body returned.
+    fn stopped_walk(&self) -> Option<&crate::batch::WalkStopped> {
+        let walk = self.source.as_ref()?.downcast_ref::<crate::batch::WalkStopped>()?;
+        walk.on_request.then_some(walk)
+    }
+
     /// The server labelled the failure as transient (a write conflict in a transaction).
     fn is_transient(&self) -> bool {
         self.source

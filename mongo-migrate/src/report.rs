@@ -45,6 +45,24 @@ pub struct RunReport {
     /// asked the run to stop; empty when it ran to the end.
     #[serde(default)]
     pub skipped: Vec<Step>,
+    /// The walk that a stop request ended between two batches, if one did:
+    /// it is the first of `skipped`, and the next run resumes it.
+    #[serde(default)]
+    pub stopped_walk: Option<StoppedWalk>,
+}
+
+/// Where a stop request ended a walk in batches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoppedWalk {
+    /// The migration.
+    pub version: Version,
+    /// Its name.
+    pub name: String,
+    /// Documents done, earlier runs included.
+    pub documents_done: u64,
+    /// Documents the walk covers, where it counted them.
+    pub documents_total: Option<u64>,
 }
 
 impl RunReport {
@@ -239,6 +257,11 @@ impl StatusReport {
                     0 => String::new(),
                     n => format!(", {n} documents done"),
                 }
+            )),
+            MigrationStatus::Running if r.is_resumable() && r.stopped_at.is_some() => Some(format!(
+                "stopped on request{}; resumes from its checkpoint ({} documents done)",
+                crate::status::since_text(r.stopped_at).replacen(" since ", " at ", 1),
+                r.checkpoint_done(),
             )),
             MigrationStatus::Running | MigrationStatus::Failed if r.is_resumable() => Some(format!(
                 "resumes from its checkpoint ({} documents done); {}",

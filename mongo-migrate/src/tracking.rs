@@ -75,6 +75,10 @@ pub struct Record {
     /// entry per walk (see [`MigrationContext::batches`](crate::MigrationContext::batches)).
     #[serde(default)]
     pub checkpoints: Option<serde_json::Value>,
+    /// When a stop request ended its last operation's walk between two
+    /// batches: it is not failed, and the next run resumes it.
+    #[serde(default)]
+    pub stopped_at: Option<DateTime<Utc>>,
     /// Its last operation walks in batches (see [`Migration::walks`]): a
     /// stop at any moment of it resumes, even before the first checkpoint.
     #[serde(default)]
@@ -137,6 +141,7 @@ struct Stored {
     lock_holder: Option<StoredHolder>,
     fenced_by: Option<i64>,
     checkpoints: Option<Document>,
+    stopped_at: Option<bson::DateTime>,
     walks: Option<bool>,
     baseline: Option<bool>,
     adopted: Option<bool>,
@@ -190,6 +195,7 @@ impl Record {
             lock_generation,
             fenced_by: stored.fenced_by,
             checkpoints: stored.checkpoints.map(|c| Bson::Document(c).into_relaxed_extjson()),
+            stopped_at: stored.stopped_at.map(bson::DateTime::to_chrono),
             walks: stored.walks.unwrap_or(false),
             baseline: stored.baseline.unwrap_or(false),
             adopted: stored.adopted.unwrap_or(false),
@@ -362,6 +368,9 @@ pub(crate) enum Outcome<'a> {
     /// Failed with this error, after this many attempts (transactions are
     /// retried on transient errors).
     Failed(&'a str, u32),
+    /// A stop request ended its walk between two batches: it stays
+    /// `running`, resumable from its checkpoint, and says when it stopped.
+    Stopped,
 }
 
 /// The end of a step this runner started: the version, how it ended, its time.
@@ -561,12 +570,13 @@ impl Tracking {
                     set.insert("error", message);
                     set.insert("attempts", i64::from(attempts));
                 }
+                Outcome::Stopped => drop(set.insert("stoppedAt", now)),
             }
             let filter = own(f.version, MigrationStatus::Running, fence);
             let update = match f.outcome {
                 // Done: its batches start afresh next time (after a rollback).
                 Outcome::Done(_) => doc! { "$set": set, "$unset": { "checkpoints": "" } },
-                Outcome::Failed(..) => doc! { "$set": set },
+                Outcome::Failed(..) | Outcome::Stopped => doc! { "$set": set },
             };
             statements.push(doc! { "q": filter, "u": update });
         }
@@ -767,7 +777,7 @@ impl Claim<'_> {
         let update = doc! {
             "$set": set,
             "$setOnInsert": { "createdAt": now, "metadata": {} },
-            "$unset": { "fencedBy": "", "fencedAt": "", "startedAt": "", "attempts": "" },
+            "$unset": { "fencedBy": "", "fencedAt": "", "startedAt": "", "attempts": "", "stoppedAt": "" },
         };
         guarded(filter, update)
     }

@@ -456,11 +456,31 @@ async fn a_stopped_walk_ends_after_its_batch_and_the_next_run_goes_on() {
     stops().lock().unwrap().insert(t.name.clone(), stop.clone());
     knobs().lock().unwrap().entry(t.name.clone()).or_default().stop_in_batch = Some(2);
     let m = t.migrator(marks()).with_stop(stop);
-    let err = m.up(UpOptions::default()).await.unwrap_err();
-    assert!(err.to_string().contains("the run was stopped after 2 batches"), "{err}");
+    // Stopped on request, not failed: the report says where the walk stopped.
+    let report = m.up(UpOptions::default()).await.unwrap();
+    assert!(report.steps.is_empty() && report.stopped(), "{report:?}");
+    let walk = report.stopped_walk.expect("the stopped walk");
+    assert_eq!(
+        (walk.version, walk.documents_done, walk.documents_total),
+        (v("20260101000000"), 200, None)
+    );
     assert_eq!(marked(&t).await, 200);
     let record = t.tracking("20260101000000").await.unwrap();
     assert_eq!(part(&record, 0).get_i64("done").unwrap(), 200, "{record}");
+    assert_eq!(record.get_str("status").unwrap(), "running", "{record}");
+    assert!(
+        record.contains_key("stoppedAt") && record.get("error") == Some(&Bson::Null),
+        "{record}"
+    );
+    let status = t.migrator(marks()).status().await.unwrap();
+    assert_eq!(status.migrations[0].state, mongo_migrate::State::Pending, "{status:?}");
+    assert!(
+        status.migrations[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("stopped on request at ")),
+        "{status:?}"
+    );
 
     t.migrator(marks()).up(UpOptions::default()).await.unwrap();
     assert_eq!(marked(&t).await, 300);
