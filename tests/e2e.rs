@@ -523,7 +523,7 @@ fn ctrl_c_in_a_walk_stops_between_batches_and_the_next_up_resumes_it() {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{line}"));
-    assert!(done > 0 && done < 40 && done % 5 == 0, "{line}");
+    assert!(done > 0 && done < 40 && done.is_multiple_of(5), "{line}");
     assert_eq!(
         line,
         format!("error: single-app: stopped on request after {done} of 40 documents of 20260104000000 walk_items; the next `up` resumes from the checkpoint")
