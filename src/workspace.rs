@@ -183,6 +183,10 @@ pub fn load(args: &Args) -> Result<Workspace> {
             );
         }
         with
+    } else if let Some(current) = current_package(&members, args.manifest_path.as_deref()) {
+        // As cargo does: the package of `--manifest-path`, or of the nearest
+        // `Cargo.toml` above the current directory (a member's folder).
+        vec![current]
     } else if let Some(root) = metadata.root_package() {
         vec![root]
     } else {
@@ -214,6 +218,32 @@ pub fn load(args: &Args) -> Result<Workspace> {
             targets,
         )
     })
+}
+
+/// The member whose manifest is `manifest_path`, or else the nearest
+/// `Cargo.toml` at or above the current directory, as cargo picks it.
+fn current_package<'a>(members: &[&'a Package], manifest_path: Option<&Path>) -> Option<&'a Package> {
+    let manifest = match manifest_path {
+        Some(path) => path.canonicalize().ok()?,
+        None => nearest_manifest(&std::env::current_dir().ok()?)?,
+    };
+    members
+        .iter()
+        .find(|p| {
+            p.manifest_path
+                .as_std_path()
+                .canonicalize()
+                .is_ok_and(|m| m == manifest)
+        })
+        .copied()
+}
+
+/// The first `Cargo.toml` in `dir` or a folder above it.
+fn nearest_manifest(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .map(|d| d.join("Cargo.toml"))
+        .find(|m| m.is_file())
+        .and_then(|m| m.canonicalize().ok())
 }
 
 fn names(packages: &[&Package]) -> String {

@@ -188,6 +188,41 @@ hint: members: api, worker
 "#]]);
 }
 
+/// Cargo's way of choosing a member: the nearest `Cargo.toml` above the
+/// current directory, or `--manifest-path`.
+#[test]
+fn a_virtual_workspace_member_is_chosen_by_its_folder_or_its_manifest() {
+    let ws = fixture("virtual");
+    cli()
+        .current_dir(ws.path().join("api/src"))
+        .arg("registry")
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+Unchanged migrations/mod.rs (1 migration)
+
+"#]]);
+    cli()
+        .current_dir(ws.path())
+        .args(["--manifest-path", "api/Cargo.toml", "registry"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+Unchanged api/src/migrations/mod.rs (1 migration)
+
+"#]]);
+    cli()
+        .current_dir(ws.path())
+        .args(["--manifest-path", "worker/Cargo.toml", "registry"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: worker has no migrations directory worker/src/migrations
+hint: create the first migration with `cargo mongo-migrate new <name>`
+
+"#]]);
+}
+
 #[test]
 fn workspace_members_get_their_own_registry() {
     let ws = fixture("workspace");
