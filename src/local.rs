@@ -69,7 +69,7 @@ pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_mi
 /// Runs `request` here; the answer as the harness would give it.
 pub fn run(target: &Target, cache: &Path, request: &Request, verbose: bool) -> Result<serde_json::Value> {
     let command = request.command.clone();
-    let result = with_migrator(target, cache, request, async |m| harness::execute(&m, command).await)?;
+    let result = with_migrator(target, cache, request, async |m| harness::execute(m, command).await)?;
     result.map_err(|e| crate::harness::failure(ErrorReply::from(&e), verbose).into())
 }
 
@@ -116,13 +116,16 @@ fn with_migrator<T>(
     target: &Target,
     cache: &Path,
     request: &Request,
-    f: impl AsyncFnOnce(Migrator) -> Result<T, mongo_migrate::Error>,
+    f: impl AsyncFnOnce(&Migrator) -> Result<T, mongo_migrate::Error>,
 ) -> Result<Result<T, mongo_migrate::Error>> {
     let registry = registry(target, cache)?;
     let c = &request.connection;
     block_on(async {
         let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, harness::config(c)).await?;
-        f(migrator).await
+        let result = f(&migrator).await;
+        // Before the runtime ends, or the driver may panic as it drops.
+        migrator.shutdown().await;
+        result
     })
 }
 
@@ -132,7 +135,9 @@ pub fn list_databases(uri: &str, connect_timeout: u64, keep: impl Fn(&str) -> bo
     let timeout = std::time::Duration::from_secs(connect_timeout);
     let listed = block_on(async {
         let (client, _) = mongo_migrate::connect_within(uri, Some("admin"), timeout).await?;
-        mongo_migrate::list_databases(&client, keep).await
+        let listed = mongo_migrate::list_databases(&client, keep).await;
+        client.shutdown().await;
+        listed
     })?;
     listed.map_err(|e| crate::harness::failure(ErrorReply::from(&e), false).into())
 }

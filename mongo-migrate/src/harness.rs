@@ -231,7 +231,9 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<serde_json::
         // Registered here, not in the task: a signal before its first poll is not lost.
         tokio::spawn(stop_on_signal(Signals::new(), stop));
     }
-    execute(&migrator, request.command).await
+    let result = execute(&migrator, request.command).await;
+    migrator.shutdown().await;
+    result
 }
 
 /// The runtime configuration a request's connection settings describe.

@@ -117,6 +117,16 @@ impl Migrator {
         Ok(Migrator::new(client, &name, registry, config))
     }
 
+    /// Closes the connections of this migrator's client and ends the
+    /// driver's background work, before the tokio runtime that drives them
+    /// ends: a client merely dropped as its runtime shuts down can make the
+    /// driver panic in its background task. Every clone of the client (and
+    /// of the migrator) stops working. Waits at most 5 s for open cursors and
+    /// sessions, then closes them at once.
+    pub async fn shutdown(self) {
+        shutdown(self.client).await;
+    }
+
     /// Calls `f` as each migration starts and finishes.
     pub fn with_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
@@ -1113,6 +1123,14 @@ impl Migrator {
         if let Some(f) = &self.progress {
             f(&progress);
         }
+    }
+}
+
+/// [`Migrator::shutdown`] for any client.
+pub(crate) async fn shutdown(client: Client) {
+    const WAIT: Duration = Duration::from_secs(5);
+    if tokio::time::timeout(WAIT, client.clone().shutdown()).await.is_err() {
+        client.shutdown().immediate(true).await;
     }
 }
 

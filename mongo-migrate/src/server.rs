@@ -51,13 +51,18 @@ pub async fn connect_within(uri: &str, database: Option<&str>, timeout: Duration
         message: plain(&source),
         source: Box::new(source),
     })?;
-    match client.database(&name).run_command(doc! { "ping": 1 }).await {
-        Ok(_) => Ok((client, name)),
-        Err(source) if is_auth_failure(&source) => Err(Error::AuthFailed {
+    let failed = match client.database(&name).run_command(doc! { "ping": 1 }).await {
+        Ok(_) => return Ok((client, name)),
+        Err(e) => e,
+    };
+    // Not left to drop as the caller's runtime ends (see `Migrator::shutdown`).
+    crate::migrator::shutdown(client).await;
+    match failed {
+        source if is_auth_failure(&source) => Err(Error::AuthFailed {
             message: plain(&source),
             source: Box::new(source),
         }),
-        Err(source) if matches!(*source.kind, mongodb::error::ErrorKind::ServerSelection { .. }) => {
+        source if matches!(*source.kind, mongodb::error::ErrorKind::ServerSelection { .. }) => {
             let (hosts, cause) = why_unreachable(&hosts, waited).await;
             Err(Error::Unreachable {
                 hosts,
@@ -65,7 +70,7 @@ pub async fn connect_within(uri: &str, database: Option<&str>, timeout: Duration
                 source: Box::new(source),
             })
         }
-        Err(e) => Err(e.into()),
+        e => Err(e.into()),
     }
 }
 
