@@ -129,8 +129,15 @@ pub fn run_report(package: &str, report: &RunReport) {
             println!("{package}: nothing to do");
         }
     } else {
-        let total: i64 = report.steps.iter().filter_map(|s| s.duration_ms).sum();
-        println!("{package}: {done} {n} {noun} in {total} ms");
+        let bodies: i64 = report.steps.iter().filter_map(|s| s.duration_ms).sum();
+        match report.elapsed_ms {
+            Some(run) => println!(
+                "{package}: {done} {n} {noun} in {} (migration code: {})",
+                duration(run),
+                duration(bodies)
+            ),
+            None => println!("{package}: {done} {n} {noun} (migration code: {})", duration(bodies)),
+        }
         for s in report.steps.iter().filter(|s| s.adopted) {
             println!("  {} {} recorded as applied without running", s.version, s.name);
         }
@@ -140,6 +147,15 @@ pub fn run_report(package: &str, report: &RunReport) {
         for s in &report.skipped {
             println!("  {} {}", s.version, s.name);
         }
+    }
+}
+
+/// `850 ms`, `3.4 s`, `12 min 5 s`.
+pub fn duration(ms: i64) -> String {
+    match ms {
+        ..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1_000.0),
+        _ => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1_000),
     }
 }
 
@@ -438,4 +454,18 @@ pub fn history(package: &str, records: &[Record]) {
         ],
         &rows,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+
+    #[test]
+    fn durations_read_in_the_unit_that_fits() {
+        assert_eq!(duration(0), "0 ms");
+        assert_eq!(duration(999), "999 ms");
+        assert_eq!(duration(3_400), "3.4 s");
+        assert_eq!(duration(59_949), "59.9 s");
+        assert_eq!(duration(725_000), "12 min 5 s");
+    }
 }

@@ -383,11 +383,22 @@ fn before(completed: &[Version]) -> String {
     format!(" (recorded before it in this run: {})", versions(completed))
 }
 
+/// How many versions a message names; the rest are counted, so a message
+/// over a thousand records stays one readable line.
+const NAMED: usize = 5;
+
+/// The first [`NAMED`] of `items`, then how many more there are.
+fn capped(items: impl ExactSizeIterator<Item = String>) -> String {
+    let total = items.len();
+    let mut out = items.take(NAMED).collect::<Vec<_>>().join(", ");
+    if total > NAMED {
+        out.push_str(&format!(" and {} more (`status` lists them)", total - NAMED));
+    }
+    out
+}
+
 fn named(list: &[(Version, String)]) -> String {
-    list.iter()
-        .map(|(v, name)| format!("{v} ({name})"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    capped(list.iter().map(|(v, name)| format!("{v} ({name})")))
 }
 
 fn pending_list(list: &[(Version, String)]) -> String {
@@ -406,7 +417,7 @@ fn them(list: &[(Version, String)]) -> &'static str {
 }
 
 fn versions(list: &[Version]) -> String {
-    list.iter().map(Version::to_string).collect::<Vec<_>>().join(", ")
+    capped(list.iter().map(Version::to_string))
 }
 
 fn lost_run(completed: &[Version], interrupted: &Option<Version>, not_run: &[Version]) -> String {
@@ -427,3 +438,34 @@ fn lost_run(completed: &[Version], interrupted: &Option<Version>, not_run: &[Ver
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+    use crate::Version;
+
+    /// A thousand unknown records make one short line: the first few, then a count.
+    #[test]
+    fn long_lists_of_versions_name_the_first_few_and_count_the_rest() {
+        let versions: Vec<(Version, String)> = (0..1_000_u64)
+            .map(|i| (Version::new_unchecked(20260101000000 + i), format!("m{i}")))
+            .collect();
+        let text = Error::UnknownVersions { versions }.to_string();
+        assert!(text.len() < 600, "{} characters: {text}", text.len());
+        assert!(
+            text.starts_with("the database records migration(s) 20260101000000 (m0), 20260101000001 (m1), 20260101000002 (m2), 20260101000003 (m3), 20260101000004 (m4) and 995 more (`status` lists them) that this build"),
+            "{text}"
+        );
+        let few: Vec<(Version, String)> = vec![(Version::new_unchecked(20260101000000), "a".into())];
+        assert!(!Error::UnknownVersions { versions: few }.to_string().contains("more"));
+        let lost = Error::LockLost {
+            taken_by: None,
+            completed: (0..40).map(|i| Version::new_unchecked(20260101000000 + i)).collect(),
+            interrupted: None,
+            not_run: (100..300).map(|i| Version::new_unchecked(20260101000000 + i)).collect(),
+        }
+        .to_string();
+        assert!(lost.contains("and 35 more") && lost.contains("and 195 more"), "{lost}");
+        assert!(lost.len() < 700, "{lost}");
+    }
+}

@@ -227,10 +227,14 @@ impl Migrator {
             dry_run,
             batch = tracing::field::Empty,
         );
-        let result = self
+        let started = Instant::now();
+        let mut result = self
             .run_unspanned(direction, dry_run, plan)
             .instrument(span.clone())
             .await;
+        if let Ok(report) = &mut result {
+            report.elapsed_ms = (!dry_run).then(|| elapsed_ms(started));
+        }
         match &result {
             Ok(report) => {
                 span.in_scope(|| tracing::info!(steps = report.steps.len(), skipped = report.skipped.len(), "run done"))
@@ -256,6 +260,7 @@ impl Migrator {
             steps,
             skipped,
             stopped_walk: None,
+            elapsed_ms: None,
         };
         let guard = self
             .waiting(|| async {
@@ -507,6 +512,7 @@ impl Migrator {
             steps: self.up_to(to).map(|m| adopted(m, batch)).collect(),
             skipped: Vec::new(),
             stopped_walk: None,
+            elapsed_ms: None,
         })
     }
 
@@ -613,6 +619,7 @@ impl Migrator {
                     steps: Vec::new(),
                     skipped,
                     stopped_walk: None,
+                    elapsed_ms: None,
                 });
             }
             // A runner that was paused since it took the lock writes
@@ -782,6 +789,7 @@ impl Migrator {
                             documents_done: walk.done,
                             documents_total: walk.total,
                         }),
+                        elapsed_ms: None,
                     });
                 }
                 if let Err(e) = result {
@@ -817,6 +825,7 @@ impl Migrator {
             steps,
             skipped: plan[next..].iter().map(|&(m, batch)| step(m, batch, None)).collect(),
             stopped_walk: None,
+            elapsed_ms: None,
         })
     }
 

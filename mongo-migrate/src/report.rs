@@ -49,6 +49,10 @@ pub struct RunReport {
     /// it is the first of `skipped`, and the next run resumes it.
     #[serde(default)]
     pub stopped_walk: Option<StoppedWalk>,
+    /// The run's wall time, from its first read to the lock's release (not
+    /// in a dry-run). The steps' `duration_ms` are their bodies' alone.
+    #[serde(default)]
+    pub elapsed_ms: Option<i64>,
 }
 
 /// Where a stop request ended a walk in batches.
