@@ -30,6 +30,9 @@ const BATCH_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn progress(p: &Progress) {
     use std::sync::atomic::Ordering::SeqCst;
+    if let Progress::Tenant { database, progress } = p {
+        return tenant_progress(database, progress);
+    }
     let mut out = std::io::stdout().lock();
     if let Progress::Batch {
         done,
@@ -48,15 +51,15 @@ pub fn progress(p: &Progress) {
             let mut bar = BAR.lock().expect("progress lock");
             let bar = bar.get_or_insert_with(|| {
                 let bar = indicatif::ProgressBar::new(*total);
-                if let Ok(style) = indicatif::ProgressStyle::with_template(
-                    "    {bar:30} {pos}/{len} documents ({per_sec}, about {eta} left)",
-                ) {
+                if let Ok(style) = indicatif::ProgressStyle::with_template("    {bar:30} {pos}/{len} documents ({msg})")
+                {
                     bar.set_style(style);
                 }
                 bar
             });
             bar.set_length(*total);
             bar.set_position(*done);
+            bar.set_message(rate(*per_second, *eta_secs));
             return;
         }
         let mut last = LAST_BATCH_LINE.lock().expect("progress lock");
@@ -64,10 +67,13 @@ pub fn progress(p: &Progress) {
             return;
         }
         *last = Some(std::time::Instant::now());
-        let eta = eta_secs
-            .map(|s| format!(", about {}m{:02}s left", s / 60, s % 60))
-            .unwrap_or_default();
-        let _ = writeln!(out, "    {done} of {total} documents ({per_second}/s{eta})");
+        let _ = writeln!(
+            out,
+            "    {} of {} documents ({})",
+            thousands(*done),
+            thousands(*total),
+            rate(*per_second, *eta_secs)
+        );
         let _ = out.flush();
         return;
     }
@@ -148,6 +154,70 @@ pub fn run_report(package: &str, report: &RunReport) {
             println!("  {} {}", s.version, s.name);
         }
     }
+}
+
+/// One tenant's event on a whole line of its own, prefixed with its
+/// database: several tenants' lines interleave.
+fn tenant_progress(database: &str, p: &Progress) {
+    let line = match p {
+        Progress::Started {
+            version,
+            name,
+            direction: Direction::Up,
+        } => format!("applying {version} {name}"),
+        Progress::Started { version, name, .. } => format!("rolling back {version} {name}"),
+        Progress::Finished {
+            version,
+            name,
+            duration_ms,
+            ..
+        } => format!("{version} {name} ok ({})", duration(*duration_ms)),
+        Progress::Batch {
+            version,
+            done,
+            total,
+            per_second,
+            eta_secs,
+        } => {
+            let mut last = LAST_BATCH_LINE.lock().expect("progress lock");
+            if last.is_some_and(|t| t.elapsed() < BATCH_LINE_EVERY) && done < total {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+            format!(
+                "{version}: {} of {} documents ({})",
+                thousands(*done),
+                thousands(*total),
+                rate(*per_second, *eta_secs)
+            )
+        }
+        Progress::Waiting { holder, .. } => format!("waiting for the lock held by {holder}"),
+        _ => return,
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "  {database}: {line}");
+    let _ = out.flush();
+}
+
+/// `1,669/s, about 2m05s left`.
+fn rate(per_second: u64, eta_secs: Option<u64>) -> String {
+    let eta = eta_secs
+        .map(|s| format!(", about {}m{:02}s left", s / 60, s % 60))
+        .unwrap_or_default();
+    format!("{}/s{eta}", thousands(per_second))
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `850 ms`, `3.4 s`, `12 min 5 s`.
@@ -459,6 +529,16 @@ pub fn history(package: &str, records: &[Record]) {
 #[cfg(test)]
 mod tests {
     use super::duration;
+
+    #[test]
+    fn rates_are_whole_numbers_with_thousands_separators() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1_669), "1,669");
+        assert_eq!(super::thousands(1_234_567), "1,234,567");
+        assert_eq!(super::rate(1_669, Some(125)), "1,669/s, about 2m05s left");
+        assert_eq!(super::rate(12, None), "12/s");
+    }
 
     #[test]
     fn durations_read_in_the_unit_that_fits() {

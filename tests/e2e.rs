@@ -714,6 +714,15 @@ fn tenants_by_list_and_by_regex_with_a_summary_table_and_json() {
             .success(),
     );
     assert!(out.contains(&format!("{a}  applied  2")), "{out}");
+    // Progress lines of tenants running at once say whose they are.
+    for db in [&a, &b] {
+        for line in [
+            format!("  {db}: applying 20260101000000 create_users\n"),
+            format!("  {db}: 20260102000000 seed_admin ok ("),
+        ] {
+            assert!(out.contains(&line), "{line:?} in\n{out}");
+        }
+    }
     assert!(
         out.contains("2 databases: 2 applied, 0 failed, 0 locked, 0 skipped"),
         "{out}"

@@ -162,8 +162,18 @@ impl Migrator {
 
     /// This migrator's settings over another database.
     pub(crate) fn on_database(&self, database: &str) -> Migrator {
+        // Each event says whose it is: tenants run at once.
+        let progress = self.progress.clone().map(|f| {
+            let database = database.to_string();
+            Arc::new(move |p: &Progress| {
+                f(&Progress::Tenant {
+                    database: database.clone(),
+                    progress: Box::new(p.clone()),
+                })
+            }) as ProgressFn
+        });
         Migrator {
-            progress: self.progress.clone(),
+            progress,
             stop: self.stop.clone(),
             lock_wait: self.lock_wait,
             phase: self.phase,

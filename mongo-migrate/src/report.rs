@@ -127,6 +127,14 @@ pub enum Progress {
         /// Seconds left at that rate.
         eta_secs: Option<u64>,
     },
+    /// An event of one tenant's run (see [`Migrator::for_databases`](crate::Migrator::for_databases)):
+    /// with several tenants at once, their events interleave.
+    Tenant {
+        /// The tenant's database.
+        database: String,
+        /// What happened there.
+        progress: Box<Progress>,
+    },
 }
 
 /// How to settle a migration left `running` or `failed`.
