@@ -186,6 +186,9 @@ pub enum Command {
         /// The new module's name
         #[arg(long, default_value = "squashed")]
         name: String,
+        /// Delete the replaced files even where git does not keep them (untracked or modified)
+        #[arg(long)]
+        force: bool,
     },
     /// Check the migrations for CI: offline, and against the database when a URI is given
     Check {

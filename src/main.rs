@@ -39,13 +39,13 @@ fn run(args: Args) -> Result<()> {
             scaffold::new(target, name, version.as_deref())
         }
         Command::Registry => ws.targets.iter().try_for_each(scaffold::registry),
-        Command::Squash { to, name } => {
+        Command::Squash { to, name, force } => {
             let [target] = ws.targets.as_slice() else {
                 return Err(Failure::new(Code::Usage, "`squash` works on one package")
                     .hint("pass -p <package>")
                     .into());
             };
-            scaffold::squash(target, to, name)
+            scaffold::squash(target, to, name, *force)
         }
         Command::Check { conn, offline, json } => check::run(&ws, conn, *offline, *json, args.verbose),
         _ => remote(&args, &ws),

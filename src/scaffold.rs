@@ -132,7 +132,7 @@ pub fn new(target: &Target, name: &str, version: Option<&str>) -> Result<()> {
 /// `REPLACES` lists them (and whatever earlier squashes among them
 /// replaced). Its version is the first free second after `to`, so it sorts
 /// where they did. The new file is written before the old ones are deleted.
-pub fn squash(target: &Target, to: &str, name: &str) -> Result<()> {
+pub fn squash(target: &Target, to: &str, name: &str, force: bool) -> Result<()> {
     names::check_version(to).map_err(codegen)?;
     let name = names::normalise_name(name).map_err(codegen)?;
     let dir = target.migrations_dir();
@@ -158,6 +158,21 @@ pub fn squash(target: &Target, to: &str, name: &str) -> Result<()> {
         )
         .hint("squash up to the next migration instead")
     })?;
+    // Nothing is lost: every file it deletes must be in git as it is.
+    let paths: Vec<&Path> = replaced.iter().map(|f| f.path.as_path()).collect();
+    let unkept = not_kept_by_git(&dir, &paths);
+    if !unkept.is_empty() && !force {
+        let list: String = unkept
+            .iter()
+            .map(|(p, why)| format!("\n  {} ({why})", display(p)))
+            .collect();
+        return Err(Failure::new(
+            Code::Usage,
+            format!("squash would delete files that git does not keep:{list}"),
+        )
+        .hint("commit them first, or pass --force to delete them anyway")
+        .into());
+    }
     let module = names::module_name(&version, &name);
     let path = dir.join(format!("{module}.rs"));
     let list: String = versions.iter().map(|v| format!("    {v},\n")).collect();
@@ -170,10 +185,15 @@ pub fn squash(target: &Target, to: &str, name: &str) -> Result<()> {
         std::fs::remove_file(&f.path).with_context(|| format!("cannot delete {}", f.path.display()))?;
     }
     println!(
-        "Created {} replacing {} {} up to {to}; their files are deleted (git keeps them)",
+        "Created {} replacing {} {} up to {to}; their files are deleted ({})",
         display(&path),
         replaced.len(),
-        crate::output::plural(replaced.len(), "migration")
+        crate::output::plural(replaced.len(), "migration"),
+        if unkept.is_empty() {
+            "git keeps them"
+        } else {
+            "with --force: git does not keep all of them"
+        }
     );
     println!("note: write its `up` before it runs on a fresh database; where they are all applied it is recorded without running");
     if !target.config.build_script {
@@ -181,6 +201,38 @@ pub fn squash(target: &Target, to: &str, name: &str) -> Result<()> {
         println!("Updated {}", display(&dir.join(REGISTRY_FILE)));
     }
     Ok(())
+}
+
+/// The files of `paths` that git would not give back once deleted, with
+/// why: untracked, ignored, modified, or no git repository at all.
+fn not_kept_by_git<'p>(dir: &Path, paths: &[&'p Path]) -> Vec<(&'p Path, &'static str)> {
+    let status = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["status", "--porcelain=v1", "--ignored", "--untracked-files=all", "--"])
+        .args(paths)
+        .stderr(std::process::Stdio::null())
+        .output();
+    let Ok(status) = status
+        .map_err(drop)
+        .and_then(|o| if o.status.success() { Ok(o) } else { Err(()) })
+    else {
+        return paths.iter().map(|p| (*p, "not in a git repository")).collect();
+    };
+    let text = String::from_utf8_lossy(&status.stdout);
+    paths
+        .iter()
+        .filter_map(|p| {
+            let name = p.file_name()?.to_string_lossy();
+            let line = text.lines().find(|l| l.ends_with(name.as_ref()))?;
+            let why = match &line[..2] {
+                "??" => "untracked",
+                "!!" => "ignored by git",
+                _ => "modified since the last commit",
+            };
+            Some((*p, why))
+        })
+        .collect()
 }
 
 /// The first second after `version` that is before `next` (if any).

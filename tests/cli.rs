@@ -466,10 +466,86 @@ single-app: checked files only: 1 errors, 0 need attention, 0 pending, 0 warning
 "#]]);
 }
 
+/// `git init`, then one commit of everything in `dir`.
+fn git_commit_all(dir: &std::path::Path) {
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-qm",
+            "fixture",
+        ],
+    ] {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+}
+
+/// `squash` deletes only what git gives back: an untracked or modified file
+/// is named and kept, unless `--force`.
+#[test]
+fn squash_refuses_to_delete_files_that_git_does_not_keep() {
+    let crate_dir = fixture("single");
+    let dir = crate_dir.path().join("src/migrations");
+    let before = listing(&dir);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["squash", "--to", "20260102000000"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: squash would delete files that git does not keep:
+  src/migrations/m20260101_000000_create_users.rs (not in a git repository)
+  src/migrations/m20260102_000000_seed_admin.rs (not in a git repository)
+hint: commit them first, or pass --force to delete them anyway
+
+"#]]);
+    assert_eq!(before, listing(&dir));
+
+    git_commit_all(crate_dir.path());
+    let edited = dir.join("m20260102_000000_seed_admin.rs");
+    std::fs::write(&edited, read(&edited) + "\n// edited\n").unwrap();
+    let before = listing(&dir);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["squash", "--to", "20260102000000"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: squash would delete files that git does not keep:
+  src/migrations/m20260102_000000_seed_admin.rs (modified since the last commit)
+hint: commit them first, or pass --force to delete them anyway
+
+"#]]);
+    assert_eq!(before, listing(&dir));
+
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["squash", "--to", "20260102000000", "--force"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+Created src/migrations/m20260102_000001_squashed.rs replacing 2 migrations up to 20260102000000; their files are deleted (with --force: git does not keep all of them)
+note: write its `up` before it runs on a fresh database; where they are all applied it is recorded without running
+Updated src/migrations/mod.rs
+
+"#]]);
+}
+
 #[test]
 fn squash_replaces_the_files_with_one_module_and_regenerates_the_registry() {
     let crate_dir = fixture("single");
     let dir = crate_dir.path().join("src/migrations");
+    git_commit_all(crate_dir.path());
     cli()
         .current_dir(crate_dir.path())
         .args(["squash", "--to", "20260102000000", "--name", "Initial schema"])

@@ -56,7 +56,7 @@ fn a_dry_run_plans_exactly_what_the_real_run_does() {
     run_json(dir, &db, &["up", "--to", "20260102000000", "--json"]);
     cli()
         .current_dir(dir)
-        .args(["squash", "--to", "20260102000000"])
+        .args(["squash", "--to", "20260102000000", "--force"])
         .assert()
         .success();
     let prelude = "//! {}\n\nuse mongo_migrate::prelude::*;\n\n";

@@ -688,7 +688,7 @@ fn team_workflow_baseline_check_out_of_order_accepted_edit_and_squash() {
     run(&["up"]).assert().success();
 
     // Squashed: recorded without running (the scaffold's `up` would fail).
-    run(&["squash", "--to", "20260102000000"]).assert().success();
+    run(&["squash", "--to", "20260102000000", "--force"]).assert().success();
     let out = stdout(run(&["up"]).assert().success());
     assert!(
         out.contains("20260102000001 squashed recorded as applied without running"),
