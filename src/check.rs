@@ -1,5 +1,6 @@
 //! `check`, the CI gate: the migration files offline, and the database's
-//! state when a URI is given. It builds nothing.
+//! state when a URI is given. It builds nothing unless `--build` asks it to
+//! compile the migrations (and still runs none).
 
 use anyhow::Result;
 use mongo_migrate::harness::{Command as Remote, Request};
@@ -29,7 +30,7 @@ enum Level {
 #[derive(Debug, Serialize)]
 struct Finding {
     level: Level,
-    /// What was checked: `files`, `registry`, `lint` or `database`.
+    /// What was checked: `files`, `registry`, `lint`, `build` or `database`.
     check: &'static str,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,7 +45,7 @@ struct PackageReport {
     findings: Vec<Finding>,
 }
 
-pub fn run(ws: &Workspace, conn: &Connection, offline: bool, json: bool, verbose: bool) -> Result<()> {
+pub fn run(ws: &Workspace, conn: &Connection, offline: bool, build: bool, json: bool, verbose: bool) -> Result<()> {
     let mut reports = Vec::new();
     for target in &ws.targets {
         let mut report = PackageReport {
@@ -52,6 +53,9 @@ pub fn run(ws: &Workspace, conn: &Connection, offline: bool, json: bool, verbose
             online: false,
             findings: files(target),
         };
+        if build && !report.findings.iter().any(|f| f.level == Level::Error) {
+            report.findings.extend(compiles(ws, target, verbose));
+        }
         let clean = !report.findings.iter().any(|f| f.level == Level::Error);
         if !offline && clean && uri_given(conn, target) {
             report.online = true;
@@ -165,7 +169,7 @@ fn files(target: &Target) -> Vec<Finding> {
             findings.push(error(
                 "registry",
                 format!("{} {why}", display(&path)),
-                "run `cargo mongo-migrate registry` (after a merge conflict in it, take either side first)",
+                "run `cargo mongo-migrate registry` and commit it with the migrations (it holds each migration's checksum, so every edit of one changes it; `up` and a build regenerate it too); after a merge conflict in it, take either side first",
             ));
         }
     }
@@ -186,11 +190,32 @@ fn files(target: &Target) -> Vec<Finding> {
                 },
                 check: "lint",
                 message: format!("{}:{}:{}: {}", display(&file.path), f.line, f.column, f.message),
-                hint: None,
+                hint: Some(f.hint.to_string()),
             });
         }
     }
     findings
+}
+
+/// `--build`: the migrations compile (the harness is built, nothing runs);
+/// cargo's errors are printed as it renders them.
+fn compiles(ws: &Workspace, target: &Target, verbose: bool) -> Option<Finding> {
+    match crate::harness::build(ws, target, verbose) {
+        Ok(_) => None,
+        Err(e) => {
+            let fallback = "fix the errors cargo printed above";
+            let (message, hint) = match e.downcast_ref::<Failure>() {
+                Some(f) => (f.message.clone(), f.hint.clone().unwrap_or_else(|| fallback.into())),
+                None => (e.to_string(), fallback.into()),
+            };
+            Some(Finding {
+                level: Level::Error,
+                check: "build",
+                message,
+                hint: Some(hint),
+            })
+        }
+    }
 }
 
 /// The online checks: what `status` says needs attention or is pending.

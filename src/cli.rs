@@ -197,6 +197,9 @@ pub enum Command {
         /// Check only the files, even if a URI is set
         #[arg(long)]
         offline: bool,
+        /// Also compile the migrations (builds the harness; runs nothing)
+        #[arg(long)]
+        build: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,

@@ -60,7 +60,7 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
         cmd.arg("--quiet");
     }
     let started = std::time::Instant::now();
-    let announcer = Announcer::start(&target.name, !terminal && !verbose);
+    let announcer = Announcer::start(&target.name, !terminal && !verbose, driver_built(&ws.target_dir));
     let mut child = cmd.spawn().with_context(|| format!("cannot run {}", cargo()))?;
     let mut executable = None;
     let stdout = BufReader::new(child.stdout.take().expect("piped"));
@@ -94,6 +94,8 @@ const SLOW_BUILD: std::time::Duration = std::time::Duration::from_secs(1);
 /// [`SLOW_BUILD`], whichever comes first: a no-op build stays silent.
 struct Announcer {
     package: String,
+    /// The MongoDB driver is compiled already: no warning of minutes.
+    driver_built: bool,
     announced: std::sync::Arc<AtomicBool>,
     done: Option<std::sync::mpsc::Sender<()>>,
     timer: Option<std::thread::JoinHandle<()>>,
@@ -101,18 +103,19 @@ struct Announcer {
 
 impl Announcer {
     /// Disabled (`enabled` false), it prints nothing.
-    fn start(package: &str, enabled: bool) -> Self {
+    fn start(package: &str, enabled: bool, driver_built: bool) -> Self {
         let package = if enabled { package.to_string() } else { String::new() };
         let announced = std::sync::Arc::new(AtomicBool::new(false));
         let (done, wait) = std::sync::mpsc::channel::<()>();
         let (flag, name) = (announced.clone(), package.clone());
         let timer = std::thread::spawn(move || {
             if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(SLOW_BUILD) {
-                announce(&flag, &name);
+                announce(&flag, &name, driver_built);
             }
         });
         Announcer {
             package,
+            driver_built,
             announced,
             done: Some(done),
             timer: Some(timer),
@@ -121,7 +124,7 @@ impl Announcer {
 
     /// Cargo compiled a crate: the build is not a no-op.
     fn compiled(&self) {
-        announce(&self.announced, &self.package);
+        announce(&self.announced, &self.package, self.driver_built);
     }
 
     /// Ends the wait; prints the time if the build was announced.
@@ -140,12 +143,27 @@ impl Announcer {
     }
 }
 
-fn announce(announced: &AtomicBool, package: &str) {
+fn announce(announced: &AtomicBool, package: &str, driver_built: bool) {
     if !package.is_empty() && !announced.swap(true, Ordering::SeqCst) {
-        eprintln!(
-            "building the migrations of `{package}` (the first build compiles the MongoDB driver: minutes; later ones take seconds)"
-        );
+        let why = if driver_built {
+            ""
+        } else {
+            " (this first build compiles the MongoDB driver: minutes; a `cargo build` of the package does it too)"
+        };
+        eprintln!("building the migrations of `{package}`{why}");
     }
+}
+
+/// Whether `target_dir` holds a compiled MongoDB driver of the dev profile,
+/// which the harness build reuses.
+fn driver_built(target_dir: &Path) -> bool {
+    std::fs::read_dir(target_dir.join("debug").join("deps")).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libmongodb-") && name.ends_with(".rlib")
+        })
+    })
 }
 
 /// Where the registry's parse cache of `target` lives: beside its harness.

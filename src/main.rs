@@ -47,7 +47,12 @@ fn run(args: Args) -> Result<()> {
             };
             scaffold::squash(target, to, name, *force)
         }
-        Command::Check { conn, offline, json } => check::run(&ws, conn, *offline, *json, args.verbose),
+        Command::Check {
+            conn,
+            offline,
+            build,
+            json,
+        } => check::run(&ws, conn, *offline, *build, *json, args.verbose),
         _ => remote(&args, &ws),
     }
 }

@@ -51,7 +51,8 @@ pub fn progress(p: &Progress) {
             let mut bar = BAR.lock().expect("progress lock");
             let bar = bar.get_or_insert_with(|| {
                 let bar = indicatif::ProgressBar::new(*total);
-                if let Ok(style) = indicatif::ProgressStyle::with_template("    {bar:30} {pos}/{len} documents ({msg})")
+                if let Ok(style) =
+                    indicatif::ProgressStyle::with_template("    {bar:30} {human_pos}/{human_len} documents ({msg})")
                 {
                     bar.set_style(style);
                 }

@@ -406,9 +406,11 @@ fn check_offline_reports_every_problem_with_its_line() {
         .code(2)
         .stdout_eq(str![[r#"
 single-app: error: src/migrations/mod.rs does not match the migration files
-  hint: run `cargo mongo-migrate registry` (after a merge conflict in it, take either side first)
+  hint: run `cargo mongo-migrate registry` and commit it with the migrations (it holds each migration's checksum, so every edit of one changes it; `up` and a build regenerate it too); after a merge conflict in it, take either side first
 single-app: error: src/migrations/m20260103_000000_drop_legacy.rs:5:62: `drop` in a transactional migration: MongoDB refuses index builds on existing collections and drops inside a transaction; move it to a migration with `TRANSACTIONAL = false`
+  hint: put index builds and drops in a migration of their own with `pub const TRANSACTIONAL: bool = false;`
 single-app: warning: src/migrations/m20260104_000000_backfill.rs:3:11: `update_many` runs unbatched over every matching document; on a large collection use `ctx.batches(..)`, or say it is small with a `// mongo-migrate: unbatched` comment
+  hint: walk a large collection with `ctx.batches(..).update_each(..)`; a comment `// mongo-migrate: unbatched` silences this for a small one
 single-app: checked files only: 2 errors, 0 need attention, 0 pending, 1 warnings
 
 "#]])
@@ -426,6 +428,10 @@ single-app: checked files only: 2 errors, 0 need attention, 0 pending, 1 warning
         .collect();
     assert_eq!(levels, ["error", "error", "warning"]);
     assert_eq!(json["online"], false);
+    // Every finding carries its hint, lints too.
+    for f in json["findings"].as_array().unwrap() {
+        assert!(f["hint"].as_str().is_some_and(|h| !h.is_empty()), "{f}");
+    }
 
     // Fixed but for the warning: passes.
     std::fs::remove_file(dir.join("m20260103_000000_drop_legacy.rs")).unwrap();
@@ -460,7 +466,7 @@ fn check_names_merge_conflicts_and_duplicate_versions() {
     std::fs::remove_file(dir.join("m20260101_000000_create_accounts.rs")).unwrap();
     offline_check(crate_dir.path()).assert().code(2).stdout_eq(str![[r#"
 single-app: error: src/migrations/mod.rs has merge conflict markers
-  hint: run `cargo mongo-migrate registry` (after a merge conflict in it, take either side first)
+  hint: run `cargo mongo-migrate registry` and commit it with the migrations (it holds each migration's checksum, so every edit of one changes it; `up` and a build regenerate it too); after a merge conflict in it, take either side first
 single-app: checked files only: 1 errors, 0 need attention, 0 pending, 0 warnings
 
 "#]]);

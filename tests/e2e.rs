@@ -110,6 +110,11 @@ fn new_twice_then_dry_run_up_status_down_status() {
     std::fs::write(&applied, edited).unwrap();
     let stderr = stderr_of(run(&["up"]).assert().code(4));
     assert!(stderr.contains("was edited after it was applied"), "{stderr}");
+    assert!(
+        stderr.contains("`resolve 20260101000000 --accept-checksum`")
+            && stderr.contains("hint: `cargo mongo-migrate status` shows it as edited; a harmless edit is accepted with `cargo mongo-migrate resolve <VERSION> --accept-checksum`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -698,6 +703,32 @@ fn team_workflow_baseline_check_out_of_order_accepted_edit_and_squash() {
     assert!(out.contains("squashed into 20260102000001"), "{out}");
     assert!(out.contains("3 squashed"), "{out}");
     run(&["check"]).assert().success();
+}
+
+/// `check` reads files only, so code that does not compile passes it;
+/// `check --build` compiles the migrations (running none) and fails.
+#[test]
+fn check_build_fails_on_migrations_that_do_not_compile() {
+    let crate_dir = fixture("single");
+    let broken = "//! Does not compile.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let n: u32 = \"not a number\";\n    let _ = (ctx, n);\n    Ok(())\n}\n";
+    std::fs::write(
+        crate_dir.path().join("src/migrations/m20260103_000000_broken.rs"),
+        broken,
+    )
+    .unwrap();
+    let run = |args: &[&str]| cli().current_dir(crate_dir.path()).env_remove("MONGODB_URI").args(args);
+    run(&["registry"]).assert().success();
+    run(&["check"]).assert().success();
+    let assert = run(&["check", "--build"]).assert().code(2);
+    let out = stdout(assert);
+    assert!(
+        out.contains("single-app: error: building the migrations of `single-app` failed\n  hint: fix the errors cargo printed above\n"),
+        "{out}"
+    );
+    assert!(out.contains("checked files only: 1 errors"), "{out}");
+    std::fs::remove_file(crate_dir.path().join("src/migrations/m20260103_000000_broken.rs")).unwrap();
+    run(&["registry"]).assert().success();
+    run(&["check", "--build"]).assert().success();
 }
 
 /// `up` and `status` over tenant databases, listed or matched by a regex.

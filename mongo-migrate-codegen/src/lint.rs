@@ -33,6 +33,8 @@ pub struct Finding {
     pub line: usize,
     pub column: usize,
     pub message: String,
+    /// What to do about it.
+    pub hint: &'static str,
 }
 
 /// Lints one migration file's source.
@@ -54,6 +56,7 @@ pub fn lint(source: &str) -> Vec<Finding> {
                 message: format!(
                     "`{name}` in a transactional migration: MongoDB refuses index builds on existing collections and drops inside a transaction; move it to a migration with `TRANSACTIONAL = false`"
                 ),
+                hint: "put index builds and drops in a migration of their own with `pub const TRANSACTIONAL: bool = false;`",
             });
         }
     } else if !calls.iter().any(|(n, ..)| n == "batches") && !source.contains(UNBATCHED_MARKER) {
@@ -65,6 +68,7 @@ pub fn lint(source: &str) -> Vec<Finding> {
                 message: format!(
                     "`{name}` runs unbatched over every matching document; on a large collection use `ctx.batches(..)`, or say it is small with a `// {UNBATCHED_MARKER}` comment"
                 ),
+                hint: "walk a large collection with `ctx.batches(..).update_each(..)`; a comment `// mongo-migrate: unbatched` silences this for a small one",
             });
         }
     }

@@ -110,7 +110,7 @@ pub enum Error {
         versions: Vec<(Version, String)>,
     },
 
-    #[error("migration {version} ({name}) was edited after it was applied (checksum {recorded} recorded, {current} now); restore the original file and write a new migration for the change")]
+    #[error("migration {version} ({name}) was edited after it was applied (checksum {recorded} recorded, {current} now); restore the original file and write a new migration for the change, or if the edit changes nothing it did (a comment, a rename), accept it with `resolve {version} --accept-checksum`")]
     /// An applied migration's code changed.
     ChecksumMismatch {
         /// Its version.

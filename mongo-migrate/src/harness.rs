@@ -136,9 +136,10 @@ pub fn hint(error: &Error) -> Option<&'static str> {
         }
         Error::Locked { .. } => "see `cargo mongo-migrate lock-status`",
         Error::LockLost { .. } | Error::Conflict { .. } => "see `cargo mongo-migrate status`, then run again",
-        Error::Blocked { .. } | Error::UnknownVersions { .. } | Error::ChecksumMismatch { .. } => {
-            "see `cargo mongo-migrate status`"
+        Error::ChecksumMismatch { .. } => {
+            "`cargo mongo-migrate status` shows it as edited; a harmless edit is accepted with `cargo mongo-migrate resolve <VERSION> --accept-checksum`"
         }
+        Error::Blocked { .. } | Error::UnknownVersions { .. } => "see `cargo mongo-migrate status`",
         Error::MigrationFailed { .. } => "see `cargo mongo-migrate history --status failed`",
         Error::TransactionsUnsupported { .. } => {
             "run against a replica set or sharded cluster, or make the migration non-transactional"
