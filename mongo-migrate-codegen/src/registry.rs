@@ -68,13 +68,7 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
         } else {
             quote! { false }
         };
-        let replacing = (!f.replaces.is_empty()).then(|| quote! { .replacing(#module::REPLACES) });
-        let phase = f.phase.is_some().then(|| quote! { .in_phase(#module::PHASE) });
-        let walks = (f.walks != [false; 2]).then(|| {
-            let [up, down] = f.walks;
-            quote! { .walks(#up, #down) }
-        });
-        quote! {
+        let mut entry = quote! {
             ::mongo_migrate::Migration::from_static(
                 ::mongo_migrate::Version::new_unchecked(#version),
                 #name,
@@ -84,10 +78,20 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
                 #up,
                 #down,
             )
-            #replacing
-            #phase
-            #walks
+        };
+        // Nested calls, not a method chain: prettyplease indents a chain's
+        // multi-line receiver one level deeper than the entries around it.
+        if !f.replaces.is_empty() {
+            entry = quote! { ::mongo_migrate::Migration::replacing(#entry, #module::REPLACES) };
         }
+        if f.phase.is_some() {
+            entry = quote! { ::mongo_migrate::Migration::in_phase(#entry, #module::PHASE) };
+        }
+        if f.walks != [false; 2] {
+            let [up, down] = f.walks;
+            entry = quote! { ::mongo_migrate::Migration::walks(#entry, #up, #down) };
+        }
+        entry
     });
     let tokens = quote! {
         #(#modules)*

@@ -349,12 +349,9 @@ mod tests {
         assert_eq!(file.phase.as_deref(), Some("post-deploy"));
         assert_eq!(file.replaces, [20260101000000]);
         let rendered = crate::render(&[file], crate::Layout::Module);
+        assert!(rendered.contains("m20260102_000000_drop_old::PHASE,\n"), "{rendered}");
         assert!(
-            rendered.contains(".in_phase(m20260102_000000_drop_old::PHASE)"),
-            "{rendered}"
-        );
-        assert!(
-            rendered.contains(".replacing(m20260102_000000_drop_old::REPLACES)"),
+            rendered.contains("::mongo_migrate::Migration::replacing(\n"),
             "{rendered}"
         );
         for (bad, needle) in [

@@ -582,6 +582,15 @@ impl Migrator {
                 Some(_) => Ok(record),
                 None => Err(Error::UnknownTarget { version }),
             },
+            // `resolve --pending` of a migration that never completed, then
+            // `--applied` after all: it was never rolled back, only settled.
+            Resolution::Applied
+                if record.status == MigrationStatus::RolledBack
+                    && record.rolled_back_at.is_none()
+                    && record.applied_at.is_none() =>
+            {
+                Ok(record)
+            }
             _ if !matches!(record.status, MigrationStatus::Running | MigrationStatus::Failed) => {
                 Err(Error::NotResolvable {
                     version,
@@ -1071,8 +1080,8 @@ impl Migrator {
         let mut session = ctx.into_session().expect("transactional context has a session");
         let outcome = match result {
             Ok(()) => match self.end_transaction(guard, m, direction, &mut session, start).await {
-                Ok(()) => match commit(&mut session).await {
-                    Ok(()) => return Ok(Some(elapsed_ms(start))),
+                Ok(ms) => match commit(&mut session).await {
+                    Ok(()) => return Ok(Some(ms)),
                     Err(e) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {
                         Attempt::Transient(e.into())
                     }
@@ -1112,7 +1121,8 @@ impl Migrator {
     }
 
     /// Records the end inside the transaction; the lease must still be good
-    /// when the transaction commits.
+    /// when the transaction commits. Returns the time it recorded, which the
+    /// run reports too (the commit is not counted in either).
     async fn end_transaction(
         &self,
         guard: &LockGuard,
@@ -1120,9 +1130,10 @@ impl Migrator {
         direction: Direction,
         session: &mut ClientSession,
         start: Instant,
-    ) -> Result<(), Attempt> {
+    ) -> Result<i64, Attempt> {
         let now = self.server.clock().await.map_err(Attempt::Failed)?.now();
-        let end = finish(m, Outcome::Done(direction), elapsed_ms(start));
+        let ms = elapsed_ms(start);
+        let end = finish(m, Outcome::Done(direction), ms);
         match self
             .tracking
             .step(Some(end), None, guard.fence(), now, Some(session))
@@ -1135,7 +1146,8 @@ impl Migrator {
             }
             Err(e) => return Err(Attempt::Failed(e)),
         }
-        guard.ensure_live(Instant::now()).await.map_err(|_| Attempt::Lost)
+        guard.ensure_live(Instant::now()).await.map_err(|_| Attempt::Lost)?;
+        Ok(ms)
     }
 
     fn report(&self, progress: Progress) {

@@ -293,8 +293,10 @@ impl StatusReport {
                 name: m.name.to_string(),
                 description: m.description.to_string(),
                 state,
-                batch: record.map(|r| r.batch),
-                applied_at: record.and_then(|r| r.applied_at),
+                // What a never-run claim or an undone step recorded says
+                // nothing of where the migration stands now.
+                batch: record.filter(|_| shows_applied(state)).map(|r| r.batch),
+                applied_at: record.filter(|_| shows_applied(state)).and_then(|r| r.applied_at),
                 execution_time_ms: record.and_then(|r| r.execution_time_ms),
                 error: record.and_then(|r| r.error.clone()),
                 reversible: m.is_reversible(),
@@ -409,6 +411,11 @@ impl Readiness {
         r.ready = r.pending.is_empty() && r.running.is_empty() && r.failed.is_empty();
         r
     }
+}
+
+/// Whether an entry in `state` shows when, and in which batch, it was applied.
+fn shows_applied(state: State) -> bool {
+    matches!(state, State::Applied | State::Failed | State::Unknown | State::Squashed)
 }
 
 fn state_of(record: &Record) -> State {

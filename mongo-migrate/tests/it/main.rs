@@ -19,6 +19,7 @@ mod lock;
 mod operations;
 mod recovery;
 mod refusals;
+mod status_details;
 mod stop;
 mod traces;
 mod transactions;
