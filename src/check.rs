@@ -6,7 +6,7 @@ use anyhow::Result;
 use mongo_migrate::harness::{Command as Remote, Request};
 use mongo_migrate::{State, StatusReport};
 use mongo_migrate_codegen::lint::{self, Severity};
-use mongo_migrate_codegen::{render, Layout, REGISTRY_FILE};
+use mongo_migrate_codegen::{render_with, Layout, REGISTRY_FILE};
 use serde::Serialize;
 
 use crate::cli::{Command, Connection};
@@ -157,10 +157,21 @@ fn files(target: &Target) -> Vec<Finding> {
             error("files", e.to_string(), hint)
         })
         .collect();
-    if errors.is_empty() && !target.config.build_script {
+    let helpers = match mongo_migrate_codegen::helpers(&dir) {
+        Ok(helpers) => helpers,
+        Err(e) => {
+            findings.push(error(
+                "files",
+                e.to_string(),
+                "rename the file, or move it out of the migrations directory",
+            ));
+            Vec::new()
+        }
+    };
+    if findings.is_empty() && !target.config.build_script {
         let path = dir.join(REGISTRY_FILE);
         let current = std::fs::read_to_string(&path).unwrap_or_default();
-        if current != render(&files, Layout::Module) {
+        if current != render_with(&files, &helpers, Layout::Module) {
             let why = if current.contains("<<<<<<<") {
                 "has merge conflict markers"
             } else {

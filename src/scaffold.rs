@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use mongo_migrate_codegen::{names, render, scan, Layout, REGISTRY_FILE};
+use mongo_migrate_codegen::{names, render_with, scan, Layout, REGISTRY_FILE};
 
 use crate::exit::{Code, Failure};
 use crate::workspace::{display, Target};
@@ -113,7 +113,8 @@ pub fn new(target: &Target, name: &str, version: Option<&str>) -> Result<()> {
             return Ok(());
         }
         let registry = dir.join(REGISTRY_FILE);
-        mongo_migrate_codegen::write_if_changed(&registry, &render(&files, Layout::Module))?;
+        let helpers = mongo_migrate_codegen::helpers(&dir)?;
+        mongo_migrate_codegen::write_if_changed(&registry, &render_with(&files, &helpers, Layout::Module))?;
         println!("Updated {}", display(&registry));
         Ok(())
     });

@@ -116,6 +116,53 @@ fn committed_registries_match_the_generator() {
     }
 }
 
+/// Shared code beside the migrations: a file or a folder whose name does
+/// not start with `m` and a digit is a helper module the registry declares;
+/// one that defines `up` is a misnamed migration and is refused.
+#[test]
+fn helper_modules_are_declared_and_a_misnamed_migration_is_refused() {
+    let crate_dir = fixture("single");
+    let dir = crate_dir.path().join("src/migrations");
+    std::fs::write(dir.join("common.rs"), "pub fn users() -> &'static str { \"users\" }\n").unwrap();
+    std::fs::create_dir(dir.join("seeds")).unwrap();
+    std::fs::write(dir.join("seeds/mod.rs"), "pub const ADMIN: &str = \"admin\";\n").unwrap();
+    std::fs::write(dir.join("README.md"), "notes\n").unwrap();
+    cli()
+        .current_dir(crate_dir.path())
+        .arg("registry")
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+Updated src/migrations/mod.rs (2 migrations)
+
+"#]]);
+    let registry = read(dir.join("mod.rs"));
+    assert!(
+        registry.contains("pub mod common;\npub mod seeds;\npub mod m20260101_000000_create_users;"),
+        "{registry}"
+    );
+    offline_check(crate_dir.path()).assert().success();
+
+    std::fs::write(
+        dir.join("add_index.rs"),
+        "pub async fn up(ctx: &mut C) -> R { Ok(()) }\n",
+    )
+    .unwrap();
+    let before = read(dir.join("mod.rs"));
+    cli()
+        .current_dir(crate_dir.path())
+        .arg("registry")
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: [..]add_index.rs: not a migration file name: it defines `up` like a migration, but as `add_index` it is a helper module and would never run; expected m<YYYYMMDD_HHMMSS>_<snake_name>.rs
+hint: rename the file, or move it out of the migrations directory
+
+"#]]);
+    assert_eq!(before, read(dir.join("mod.rs")));
+    offline_check(crate_dir.path()).assert().code(2);
+}
+
 #[test]
 fn broken_migration_files_are_named_and_the_registry_is_left_unchanged() {
     let cases = [

@@ -726,7 +726,11 @@ fn check_build_fails_on_migrations_that_do_not_compile() {
         "{out}"
     );
     assert!(out.contains("checked files only: 1 errors"), "{out}");
-    std::fs::remove_file(crate_dir.path().join("src/migrations/m20260103_000000_broken.rs")).unwrap();
+    // Fixed, and using a helper module beside the migrations: it compiles.
+    let fixed = "//! Uses a helper.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let _ = (ctx, super::common::NAME.len() as u32);\n    Ok(())\n}\n";
+    let dir = crate_dir.path().join("src/migrations");
+    std::fs::write(dir.join("m20260103_000000_broken.rs"), fixed).unwrap();
+    std::fs::write(dir.join("common.rs"), "pub const NAME: &str = \"users\";\n").unwrap();
     run(&["registry"]).assert().success();
     run(&["check", "--build"]).assert().success();
 }

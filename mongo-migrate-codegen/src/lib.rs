@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 
 pub use cache::scan_cached;
 pub use error::{Error, Result};
-pub use registry::{render, write_if_changed, Layout, HEADER};
-pub use scan::{checksum, read, scan, scan_all, MigrationFile, REGISTRY_FILE};
+pub use registry::{render, render_with, write_if_changed, Layout, HEADER};
+pub use scan::{checksum, helpers, read, scan, scan_all, Helper, MigrationFile, REGISTRY_FILE};
 
 /// The file a build script writes into `OUT_DIR`.
 pub const BUILD_OUTPUT: &str = "mongo_migrate_registry.rs";
@@ -43,14 +43,16 @@ pub const BUILD_OUTPUT: &str = "mongo_migrate_registry.rs";
 /// On any error the existing file is left as it was.
 pub fn generate_module(dir: &Path) -> Result<(Vec<MigrationFile>, bool)> {
     let files = scan(dir)?;
-    let changed = write_if_changed(&dir.join(REGISTRY_FILE), &render(&files, Layout::Module))?;
+    let registry = render_with(&files, &helpers(dir)?, Layout::Module);
+    let changed = write_if_changed(&dir.join(REGISTRY_FILE), &registry)?;
     Ok((files, changed))
 }
 
 /// [`generate_module`] through a parse cache at `cache` (see [`scan_cached`]).
 pub fn generate_module_cached(dir: &Path, cache: &Path) -> Result<(Vec<MigrationFile>, bool)> {
     let files = scan_cached(dir, cache)?;
-    let changed = write_if_changed(&dir.join(REGISTRY_FILE), &render(&files, Layout::Module))?;
+    let registry = render_with(&files, &helpers(dir)?, Layout::Module);
+    let changed = write_if_changed(&dir.join(REGISTRY_FILE), &registry)?;
     Ok((files, changed))
 }
 
@@ -65,10 +67,11 @@ pub fn build(dir: impl AsRef<Path>) -> Result<PathBuf> {
     let dir = var("CARGO_MANIFEST_DIR")?.join(dir);
     println!("cargo:rerun-if-changed={}", dir.display());
     let files = scan(&dir)?;
-    for f in &files {
-        println!("cargo:rerun-if-changed={}", f.path.display());
+    let helpers = helpers(&dir)?;
+    for path in files.iter().map(|f| &f.path).chain(helpers.iter().map(|h| &h.path)) {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
     let out = var("OUT_DIR")?.join(BUILD_OUTPUT);
-    write_if_changed(&out, &render(&files, Layout::BuildScript))?;
+    write_if_changed(&out, &render_with(&files, &helpers, Layout::BuildScript))?;
     Ok(out)
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use quote::{format_ident, quote};
 
-use crate::scan::MigrationFile;
+use crate::scan::{Helper, MigrationFile};
 use crate::{Error, Result};
 
 /// The first line of every generated file.
@@ -22,16 +22,24 @@ pub enum Layout {
 
 /// The registry source for `files` (already in version order).
 pub fn render(files: &[MigrationFile], layout: Layout) -> String {
-    let modules = files.iter().map(|f| {
-        let ident = format_ident!("{}", f.module);
+    render_with(files, &[], layout)
+}
+
+/// The registry source for `files` (already in version order) and the
+/// helper modules beside them (see [`helpers`](crate::helpers)).
+pub fn render_with(files: &[MigrationFile], helpers: &[Helper], layout: Layout) -> String {
+    let declare = |module: &str, path: &std::path::Path| {
+        let ident = format_ident!("{}", module);
         match layout {
             Layout::Module => quote! { pub mod #ident; },
             Layout::BuildScript => {
-                let path = f.path.to_string_lossy();
+                let path = path.to_string_lossy();
                 quote! { #[path = #path] pub mod #ident; }
             }
         }
-    });
+    };
+    let helpers = helpers.iter().map(|h| declare(&h.module, &h.path));
+    let modules = files.iter().map(|f| declare(&f.module, &f.path));
     // One small named function per direction and a static table of
     // literals: rustc's work stays linear in the number of migrations
     // (one expression with a builder chain and closure each was not).
@@ -94,6 +102,8 @@ pub fn render(files: &[MigrationFile], layout: Layout) -> String {
         entry
     });
     let tokens = quote! {
+        #(#helpers)*
+
         #(#modules)*
 
         #(#functions)*

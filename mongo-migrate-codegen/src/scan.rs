@@ -36,8 +36,10 @@ pub struct MigrationFile {
     pub walks: [bool; 2],
 }
 
-/// Every migration in `dir`, in version order. Files other than `*.rs` and
-/// `mod.rs` are ignored; a `.rs` file with a malformed name is an error.
+/// Every migration in `dir`, in version order: the `.rs` files whose names
+/// start with `m` and a digit (one with a malformed name is an error).
+/// `mod.rs`, other files and helper modules (see [`helpers`]) are not
+/// migrations.
 pub fn scan(dir: &Path) -> Result<Vec<MigrationFile>> {
     let paths = migration_paths(dir)?;
     finish(read_all(&paths)?)
@@ -68,21 +70,95 @@ pub fn scan_all(dir: &Path) -> Result<(Vec<MigrationFile>, Vec<Error>)> {
     Ok((files, errors))
 }
 
-/// The `.rs` files of `dir` but `mod.rs`.
+/// A module of shared code beside the migrations: a `.rs` file or a folder
+/// with a `mod.rs` whose name does not start with `m` and a digit. The
+/// registry declares it (`pub mod <name>;`), so migrations reach it as
+/// `super::<name>`; it is no migration and never runs by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Helper {
+    /// The module's name.
+    pub module: String,
+    /// Its file: `<name>.rs`, or `<name>/mod.rs`.
+    pub path: PathBuf,
+}
+
+/// Whether a file or folder name is a migration's (`m` then a digit);
+/// anything else is a helper module.
+fn names_a_migration(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next() == Some('m') && chars.next().is_some_and(|c| c.is_ascii_digit())
+}
+
+/// The `.rs` files of `dir` that are migrations (not `mod.rs`, not helpers).
 pub(crate) fn migration_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(entries(dir)?
+        .into_iter()
+        .filter(|path| {
+            let is_rs = path.extension().is_some_and(|e| e == "rs") && path.is_file();
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            is_rs && path.file_name().is_some_and(|n| n != REGISTRY_FILE) && names_a_migration(&stem)
+        })
+        .collect())
+}
+
+fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let io = |source| Error::Io {
         path: dir.to_path_buf(),
         source,
     };
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        let is_rs = path.extension().is_some_and(|e| e == "rs") && path.is_file();
-        if is_rs && path.file_name().is_some_and(|n| n != REGISTRY_FILE) {
-            paths.push(path);
-        }
+        paths.push(entry.map_err(io)?.path());
     }
+    paths.sort();
     Ok(paths)
+}
+
+/// The helper modules of `dir`, by name. A helper that defines `up` looks
+/// like a misnamed migration, which would never run: refused.
+pub fn helpers(dir: &Path) -> Result<Vec<Helper>> {
+    let mut helpers = Vec::new();
+    for path in entries(dir)? {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (module, file) = if path.is_dir() && path.join(REGISTRY_FILE).is_file() {
+            (name.clone(), path.join(REGISTRY_FILE))
+        } else if path.is_file() && name.ends_with(".rs") && name != REGISTRY_FILE {
+            (name.trim_end_matches(".rs").to_string(), path.clone())
+        } else {
+            continue;
+        };
+        if names_a_migration(&module) || module.starts_with('.') {
+            continue;
+        }
+        let bad = |reason: String| Error::BadFileName {
+            path: path.clone(),
+            reason,
+        };
+        if crate::names::normalise_name(&module).ok().as_deref() != Some(module.as_str()) {
+            return Err(bad(format!(
+                "`{module}` is neither a migration nor a helper module's snake_case name"
+            )));
+        }
+        let source = std::fs::read_to_string(&file).map_err(|source| Error::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let defines_up = syn::parse_file(&source)
+            .is_ok_and(|f| f.items.iter().any(|i| matches!(i, Item::Fn(f) if f.sig.ident == "up")));
+        if defines_up {
+            return Err(bad(format!(
+                "it defines `up` like a migration, but as `{module}` it is a helper module and would never run"
+            )));
+        }
+        helpers.push(Helper { module, path: file });
+    }
+    Ok(helpers)
 }
 
 /// Sorts by version and refuses duplicates.
