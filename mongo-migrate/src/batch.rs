@@ -130,10 +130,10 @@ impl Batches<'_> {
                     "writeConcern": { "w": "majority" },
                 };
                 let reply = db.run_command(command).await?;
-                match reply.get_array("writeErrors") {
-                    Ok(errors) if !errors.is_empty() => Err(format!("updating `{name}` failed: {errors:?}").into()),
-                    _ => Ok(()),
-                }
+                // A write error or an unconfirmed majority fails the batch:
+                // its checkpoint must not say it is done.
+                crate::server::read_update_reply(&name, &reply, crate::server::Duplicates::Fail)?;
+                Ok(())
             }
         })
         .await

@@ -295,6 +295,22 @@ pub(crate) async fn update(
             db.run_command(command).await?
         }
     };
+    read_update_reply(collection, &reply, Duplicates::Unmatched)
+}
+
+/// What a duplicate-key write error of an `update` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Duplicates {
+    /// The statement's guard did not match (see `tracking.rs`).
+    Unmatched,
+    /// An error, like every other write error.
+    Fail,
+}
+
+/// Reads an `update` command's reply: its write errors (duplicate keys as
+/// `duplicates` says), a `writeConcernError` (the write is not confirmed
+/// as asked: an error, never a success), and the matched count.
+pub(crate) fn read_update_reply(collection: &str, reply: &Document, duplicates: Duplicates) -> Result<UpdateReply, Error> {
     let mut unmatched = Vec::new();
     if let Ok(errors) = reply.get_array("writeErrors") {
         for error in errors {
@@ -305,7 +321,7 @@ pub(crate) async fn update(
                 .ok()
                 .and_then(|i| usize::try_from(i).ok())
                 .unwrap_or(0);
-            if code == DUPLICATE_KEY {
+            if code == DUPLICATE_KEY && duplicates == Duplicates::Unmatched {
                 unmatched.push(index);
             } else {
                 let message = error.get_str("errmsg").unwrap_or("unknown write error");
@@ -328,4 +344,28 @@ pub(crate) async fn update(
         _ => 0,
     };
     Ok(UpdateReply { unmatched, matched })
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::{read_update_reply, Duplicates};
+    use bson::doc;
+
+    #[test]
+    fn an_update_reply_is_read_whole() {
+        let ok = doc! { "ok": 1, "n": 3_i32, "nModified": 3_i32 };
+        assert_eq!(read_update_reply("c", &ok, Duplicates::Fail).unwrap().matched, 3);
+        // A write concern that was not met is an error, whatever `n` says.
+        let wce = doc! { "ok": 1, "n": 3_i32, "writeConcernError": { "code": 64, "errmsg": "waiting for replication timed out" } };
+        for duplicates in [Duplicates::Fail, Duplicates::Unmatched] {
+            let e = read_update_reply("c", &wce, duplicates).unwrap_err().to_string();
+            assert!(e.contains("not confirmed") && e.contains("replication timed out"), "{e}");
+        }
+        let dup = doc! { "ok": 1, "n": 1_i32, "writeErrors": [ { "index": 1_i32, "code": 11000_i32, "errmsg": "E11000" } ] };
+        assert_eq!(read_update_reply("c", &dup, Duplicates::Unmatched).unwrap().unmatched, [1]);
+        let e = read_update_reply("c", &dup, Duplicates::Fail).unwrap_err().to_string();
+        assert!(e.contains("statement 1: E11000 (code 11000)"), "{e}");
+        let other = doc! { "ok": 1, "n": 0_i32, "writeErrors": [ { "index": 0_i32, "code": 121_i32, "errmsg": "Document failed validation" } ] };
+        assert!(read_update_reply("c", &other, Duplicates::Unmatched).is_err());
+    }
 }
