@@ -22,6 +22,7 @@ mod migration;
 mod migrator;
 mod options;
 mod plan;
+mod progress;
 mod registry;
 mod report;
 mod server;
@@ -40,10 +41,9 @@ pub use migration::{BoxFuture, Migration, MigrationContext, MigrationFn, Migrati
 pub use migrator::Migrator;
 pub use options::{Config, DownOptions, OutOfOrder, UpOptions};
 pub use plan::DownTarget;
+pub use progress::Progress;
 pub use registry::Registry;
-pub use report::{
-    Counts, Progress, Readiness, Resolution, RunReport, State, StatusEntry, StatusReport, Step, StoppedWalk,
-};
+pub use report::{Counts, Readiness, Resolution, RunReport, State, StatusEntry, StatusReport, Step, StoppedWalk};
 pub use server::{connect, connect_within, supports_transactions};
 pub use status::{Blocker, Direction, MigrationStatus, Runner};
 pub use stop::StopHandle;

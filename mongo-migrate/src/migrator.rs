@@ -124,7 +124,7 @@ impl Migrator {
     /// of the migrator) stops working. Waits at most 5 s for open cursors and
     /// sessions, then closes them at once.
     pub async fn shutdown(self) {
-        shutdown(self.client).await;
+        crate::server::shutdown(self.client).await;
     }
 
     /// Calls `f` as each migration starts and finishes.
@@ -1154,14 +1154,6 @@ impl Migrator {
         if let Some(f) = &self.progress {
             f(&progress);
         }
-    }
-}
-
-/// [`Migrator::shutdown`] for any client.
-pub(crate) async fn shutdown(client: Client) {
-    const WAIT: Duration = Duration::from_secs(5);
-    if tokio::time::timeout(WAIT, client.clone().shutdown()).await.is_err() {
-        client.shutdown().immediate(true).await;
     }
 }
 

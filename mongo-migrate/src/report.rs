@@ -76,67 +76,6 @@ impl RunReport {
     }
 }
 
-/// Progress of a run, for long migrations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "camelCase")]
-#[non_exhaustive]
-pub enum Progress {
-    /// Another runner holds the lock; this one waits (see
-    /// [`Migrator::with_lock_wait`](crate::Migrator::with_lock_wait)). Sent once.
-    #[serde(rename_all = "camelCase")]
-    Waiting {
-        /// Who holds the lock.
-        holder: String,
-        /// When the lock expires unless its holder refreshes it.
-        expires_at: chrono::DateTime<chrono::Utc>,
-    },
-    #[serde(rename_all = "camelCase")]
-    /// A migration starts.
-    Started {
-        /// Its version.
-        version: Version,
-        /// Its name.
-        name: String,
-        /// Applying or rolling back.
-        direction: Direction,
-    },
-    #[serde(rename_all = "camelCase")]
-    /// A migration finished and was recorded.
-    Finished {
-        /// Its version.
-        version: Version,
-        /// Its name.
-        name: String,
-        /// Applied or rolled back.
-        direction: Direction,
-        /// How long its body took.
-        duration_ms: i64,
-    },
-    /// A batch of a data migration's walk is done and checkpointed (see
-    /// [`MigrationContext::batches`](crate::MigrationContext::batches)).
-    #[serde(rename_all = "camelCase")]
-    Batch {
-        /// The migration's version.
-        version: Version,
-        /// Documents done, earlier interrupted runs included.
-        done: u64,
-        /// Documents to do in all, as counted when this run's walk started.
-        total: u64,
-        /// Documents per second in this run.
-        per_second: u64,
-        /// Seconds left at that rate.
-        eta_secs: Option<u64>,
-    },
-    /// An event of one tenant's run (see [`Migrator::for_databases`](crate::Migrator::for_databases)):
-    /// with several tenants at once, their events interleave.
-    Tenant {
-        /// The tenant's database.
-        database: String,
-        /// What happened there.
-        progress: Box<Progress>,
-    },
-}
-
 /// How to settle a migration left `running` or `failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -56,7 +56,7 @@ pub async fn connect_within(uri: &str, database: Option<&str>, timeout: Duration
         Err(e) => e,
     };
     // Not left to drop as the caller's runtime ends (see `Migrator::shutdown`).
-    crate::migrator::shutdown(client).await;
+    shutdown(client).await;
     match failed {
         source if is_auth_failure(&source) => Err(Error::AuthFailed {
             message: plain(&source),
@@ -71,6 +71,16 @@ pub async fn connect_within(uri: &str, database: Option<&str>, timeout: Duration
             })
         }
         e => Err(e.into()),
+    }
+}
+
+/// Closes `client`'s connections and ends the driver's background work
+/// before the caller's runtime ends (see [`Migrator::shutdown`](crate::Migrator::shutdown)):
+/// waits at most 5 s for open cursors and sessions, then closes them at once.
+pub(crate) async fn shutdown(client: Client) {
+    const WAIT: Duration = Duration::from_secs(5);
+    if tokio::time::timeout(WAIT, client.clone().shutdown()).await.is_err() {
+        client.shutdown().immediate(true).await;
     }
 }
 
@@ -310,7 +320,11 @@ pub(crate) enum Duplicates {
 /// Reads an `update` command's reply: its write errors (duplicate keys as
 /// `duplicates` says), a `writeConcernError` (the write is not confirmed
 /// as asked: an error, never a success), and the matched count.
-pub(crate) fn read_update_reply(collection: &str, reply: &Document, duplicates: Duplicates) -> Result<UpdateReply, Error> {
+pub(crate) fn read_update_reply(
+    collection: &str,
+    reply: &Document,
+    duplicates: Duplicates,
+) -> Result<UpdateReply, Error> {
     let mut unmatched = Vec::new();
     if let Ok(errors) = reply.get_array("writeErrors") {
         for error in errors {
@@ -359,10 +373,17 @@ mod reply_tests {
         let wce = doc! { "ok": 1, "n": 3_i32, "writeConcernError": { "code": 64, "errmsg": "waiting for replication timed out" } };
         for duplicates in [Duplicates::Fail, Duplicates::Unmatched] {
             let e = read_update_reply("c", &wce, duplicates).unwrap_err().to_string();
-            assert!(e.contains("not confirmed") && e.contains("replication timed out"), "{e}");
+            assert!(
+                e.contains("not confirmed") && e.contains("replication timed out"),
+                "{e}"
+            );
         }
-        let dup = doc! { "ok": 1, "n": 1_i32, "writeErrors": [ { "index": 1_i32, "code": 11000_i32, "errmsg": "E11000" } ] };
-        assert_eq!(read_update_reply("c", &dup, Duplicates::Unmatched).unwrap().unmatched, [1]);
+        let dup =
+            doc! { "ok": 1, "n": 1_i32, "writeErrors": [ { "index": 1_i32, "code": 11000_i32, "errmsg": "E11000" } ] };
+        assert_eq!(
+            read_update_reply("c", &dup, Duplicates::Unmatched).unwrap().unmatched,
+            [1]
+        );
         let e = read_update_reply("c", &dup, Duplicates::Fail).unwrap_err().to_string();
         assert!(e.contains("statement 1: E11000 (code 11000)"), "{e}");
         let other = doc! { "ok": 1, "n": 0_i32, "writeErrors": [ { "index": 0_i32, "code": 121_i32, "errmsg": "Document failed validation" } ] };
