@@ -23,6 +23,7 @@ mod migrator;
 mod options;
 mod plan;
 mod progress;
+mod record;
 mod registry;
 mod report;
 mod server;
@@ -42,13 +43,13 @@ pub use migrator::Migrator;
 pub use options::{Config, DownOptions, OutOfOrder, UpOptions};
 pub use plan::DownTarget;
 pub use progress::Progress;
+pub use record::{AcceptedChecksum, HistoryQuery, Record};
 pub use registry::Registry;
 pub use report::{Counts, Readiness, Resolution, RunReport, State, StatusEntry, StatusReport, Step, StoppedWalk};
 pub use server::{connect, connect_within, supports_transactions};
 pub use status::{Blocker, Direction, MigrationStatus, Runner};
 pub use stop::StopHandle;
 pub use tenants::{list_databases, TenantOutcome, TenantReport, TenantStatus, Tenants};
-pub use tracking::{AcceptedChecksum, HistoryQuery, Record};
 pub use version::{InvalidVersion, Version};
 
 /// Re-exported so migrations and generated code need no direct dependency.

@@ -22,9 +22,11 @@ use tracing::Instrument;
 use crate::batch::{Checkpoints, ProgressFn};
 use crate::lock::{Lock, LockGuard, LockInfo};
 use crate::migration::{MigrationContext, MigrationFn};
+use crate::plan::Adopt;
 use crate::plan::{self, DownTarget, Records};
+use crate::record::{HistoryQuery, Record};
 use crate::server::{connect_within, durable, Server};
-use crate::tracking::{running_claim, Adopt, Claim, Fenced, Finish, HistoryQuery, Outcome, Record, Stepped, Tracking};
+use crate::tracking::{running_claim, Claim, Fenced, Finish, Outcome, Stepped, Tracking};
 use crate::{
     Config, Direction, DownOptions, Error, Migration, MigrationError, MigrationStatus, OutOfOrder, Phase, Progress,
     Registry, Resolution, RunReport, StatusReport, Step, StopHandle, UpOptions, Version,

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::lock::LockInfo;
+use crate::record::Record;
 use crate::status::{Blocker, Runner};
-use crate::tracking::{Adopt, Record};
 use crate::{Error, Migration, MigrationStatus, Phase, Registry, Version};
 
 /// How far `down` goes.
@@ -290,6 +290,15 @@ pub(crate) fn rollback<'r>(
         });
     }
     Ok(plan)
+}
+
+/// Why a claim records its migration as applied without running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Adopt {
+    /// `baseline`: the database already has its effect.
+    Baseline,
+    /// A squash whose replaced migrations are all applied.
+    Squash,
 }
 
 #[cfg(test)]

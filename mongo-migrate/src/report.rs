@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lock::LockInfo;
 use crate::plan::{self, Records};
-use crate::tracking::Record;
+use crate::record::Record;
 use crate::{Direction, MigrationStatus, Registry, Version};
 
 /// One migration a run applied, rolled back, or (dry-run) would have.
