@@ -572,3 +572,69 @@ async fn one_id_type(coll: &Collection<Document>, filter: &Document, name: &str)
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Part;
+    use bson::{doc, Bson};
+
+    fn part(from: Option<i64>, to: Option<i64>, last: Option<i64>) -> Part {
+        Part {
+            from: from.map(Bson::Int64),
+            to: to.map(Bson::Int64),
+            last: last.map(Bson::Int64),
+            done: 0,
+        }
+    }
+
+    #[test]
+    fn a_whole_walk_filters_as_asked_until_it_has_a_position() {
+        let filter = doc! { "kind": "a" };
+        assert_eq!(part(None, None, None).filter(&filter), filter);
+        assert_eq!(
+            part(None, None, Some(7)).filter(&filter),
+            doc! { "kind": "a", "_id": { "$gt": 7_i64 } }
+        );
+    }
+
+    #[test]
+    fn a_segment_starts_at_its_lower_bound_and_stops_before_the_next() {
+        let filter = doc! { "kind": "a" };
+        assert_eq!(
+            part(Some(10), Some(20), None).filter(&filter),
+            doc! { "kind": "a", "_id": { "$gte": 10_i64, "$lt": 20_i64 } }
+        );
+        // Resumed: past its last checkpoint, still before the next segment.
+        assert_eq!(
+            part(Some(10), Some(20), Some(15)).filter(&filter),
+            doc! { "kind": "a", "_id": { "$gt": 15_i64, "$lt": 20_i64 } }
+        );
+        // The last segment runs to the end: documents inserted later are covered.
+        assert_eq!(
+            part(Some(20), None, None).filter(&filter),
+            doc! { "kind": "a", "_id": { "$gte": 20_i64 } }
+        );
+    }
+
+    #[test]
+    fn a_filter_on_id_keeps_its_own_condition_beside_the_range() {
+        let filter = doc! { "_id": { "$type": "long" } };
+        assert_eq!(
+            part(None, None, Some(3)).filter(&filter),
+            doc! { "$and": [ { "_id": { "$type": "long" } }, { "_id": { "$gt": 3_i64 } } ] }
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_part_reads_back_as_written() {
+        let written = Part {
+            done: 42,
+            ..part(Some(1), Some(9), Some(5))
+        };
+        let read = Part::from_document(&written.to_document());
+        assert_eq!(
+            (read.from, read.to, read.last, read.done),
+            (written.from, written.to, written.last, 42)
+        );
+    }
+}

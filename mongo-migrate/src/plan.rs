@@ -302,22 +302,5 @@ pub(crate) enum Adopt {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::DownTarget;
-    use crate::Version;
-
-    #[test]
-    fn down_takes_at_most_one_target_and_defaults_to_one_step() {
-        let v = Version::parse("20260101000000").unwrap();
-        assert_eq!(DownTarget::from_options(None, false, None), Some(DownTarget::Steps(1)));
-        assert_eq!(
-            DownTarget::from_options(Some(3), false, None),
-            Some(DownTarget::Steps(3))
-        );
-        assert_eq!(DownTarget::from_options(None, true, None), Some(DownTarget::LastBatch));
-        assert_eq!(DownTarget::from_options(None, false, Some(v)), Some(DownTarget::To(v)));
-        assert_eq!(DownTarget::from_options(Some(1), true, None), None);
-        assert_eq!(DownTarget::from_options(Some(1), false, Some(v)), None);
-        assert_eq!(DownTarget::from_options(None, true, Some(v)), None);
-    }
-}
+#[path = "plan_tests.rs"]
+mod tests;
