@@ -1,0 +1,111 @@
+//! The lock skeleton every command under the lock shares: wait for a held
+//! lock or refuse before writing anything, take it, run, release it.
+
+use crate::lock::LockGuard;
+use crate::{Error, Progress, Version};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use super::{jitter, Migrator};
+
+/// The longest pause between two attempts at a lock another runner holds:
+/// a waiter notices a released lock within this time.
+pub(super) const MAX_LOCK_POLL: Duration = Duration::from_millis(250);
+
+impl Migrator {
+    /// The skeleton of every command under the lock: while another runner
+    /// holds it, waits (up to `lock_wait`) or refuses before writing
+    /// anything, not even the indexes; then takes it, naming `versions`,
+    /// runs `locked` and releases it (see [`Migrator::under`]).
+    pub(super) async fn with_lock<T>(
+        &self,
+        reason: &str,
+        versions: &[Version],
+        locked: impl AsyncFnOnce(&LockGuard) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let guard = self
+            .waiting(|| async {
+                if let Some(lock) = self.lock.status().await?.filter(|l| !l.expired) {
+                    return Err(lock.busy());
+                }
+                self.ensure_indexes().await?;
+                self.lock.acquire(reason, versions).await
+            })
+            .await?;
+        Self::under(guard, locked).await
+    }
+
+    /// Runs `locked` under `guard`, then releases the lock whatever
+    /// happened; a panic goes on once the lock is free.
+    pub(super) async fn under<T>(
+        guard: LockGuard,
+        locked: impl AsyncFnOnce(&LockGuard) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let result = AssertUnwindSafe(locked(&guard)).catch_unwind().await;
+        Self::release(guard, result).await
+    }
+
+    /// Runs `attempt` until it is not [`Error::Locked`], for up to
+    /// `lock_wait`, or until a stop is requested. Polls at most every
+    /// [`MAX_LOCK_POLL`], so a waiter sees a released lock promptly.
+    pub(super) async fn waiting<T, F>(&self, mut attempt: impl FnMut() -> F) -> Result<T, Error>
+    where
+        F: std::future::Future<Output = Result<T, Error>>,
+    {
+        let deadline = Instant::now() + self.lock_wait;
+        let mut told = false;
+        loop {
+            match attempt().await {
+                Err(Error::Locked { holder, expires_at }) if Instant::now() < deadline && !self.stop.is_stopped() => {
+                    if !std::mem::replace(&mut told, true) {
+                        tracing::info!(%holder, %expires_at, "waiting for the lock");
+                        self.report(Progress::Waiting { holder, expires_at });
+                    }
+                    let pause = jitter(MAX_LOCK_POLL).min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(pause).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Releases the lock after the work done under it, whatever its outcome;
+    /// a panic goes on once the lock is free. A lost lock is reported with
+    /// whoever holds it now.
+    pub(super) async fn release<T>(
+        guard: LockGuard,
+        result: std::thread::Result<Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let taken_by = match &result {
+            Ok(Err(Error::LockLost { .. })) => {
+                // Found by a fenced write rather than the heartbeat.
+                if !guard.is_lost() {
+                    tracing::warn!(generation = guard.fence().generation, "lock lost");
+                }
+                guard.holder_now().await
+            }
+            _ => None,
+        };
+        let released = guard.release().await;
+        match result {
+            Ok(Err(Error::LockLost {
+                completed,
+                interrupted,
+                not_run,
+                ..
+            })) => Err(Error::LockLost {
+                taken_by,
+                completed,
+                interrupted,
+                not_run,
+            }),
+            Ok(result) => {
+                let value = result?;
+                released?;
+                Ok(value)
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
