@@ -387,6 +387,9 @@ where
         use std::sync::atomic::Ordering::SeqCst;
         let b = self.batches;
         let key = format!("checkpoints.{}.parts.{i}", b.index);
+        // When the walk's last step (its start, then each checkpoint) came
+        // back: a batch is handed over on the lease alone only shortly after.
+        let mut since = std::time::Instant::now();
         loop {
             if let Some(c) = b.checkpoints {
                 if c.stop.is_stopped() {
@@ -400,7 +403,6 @@ where
             if self.failed.load(SeqCst) {
                 return Err(Stop::Because("another segment failed"));
             }
-            let sent = std::time::Instant::now();
             let batch: Vec<Document> = self
                 .coll
                 .find(part.filter(&b.filter))
@@ -413,10 +415,13 @@ where
             let Some(end) = batch.last().and_then(|d| d.get("_id")).cloned() else {
                 return Ok(());
             };
-            // And once more if the range query's answer was slow to come
-            // back: the runner may have been paused while it was in flight.
+            // And once more with a round trip if the last checkpoint is not
+            // recent: a runner paused since then (in a throttle's sleep, in
+            // its range query) may have been fenced meanwhile. The time is
+            // what tells, not only the SIGCONT flag: its handler can run
+            // after this thread has resumed.
             if let Some(c) = b.checkpoints {
-                proved(c.lock.ensure_live(sent).await)?;
+                proved(c.lock.ensure_live(since).await)?;
             }
             let n = batch.len() as u64;
             (self.f)(batch, b.db.clone()).await.map_err(Stop::Failed)?;
@@ -436,6 +441,7 @@ where
                 if written.matched_count == 0 {
                     return Err(Stop::Because("this run lost the migration lock"));
                 }
+                since = std::time::Instant::now();
                 let done: u64 = {
                     let mut all = self.done.lock().expect("progress lock");
                     all[i] = part.done;

@@ -186,9 +186,11 @@ enum Fence {
 }
 
 /// Runs `up` until the walk is done, waiting out the paused runner's lock.
+/// Its own lock lives 10 s: a 1 s one can expire between heartbeats on a
+/// loaded machine, and this runner is the one recovering, not under test.
 async fn finish(t: &TestDb) {
     let m = t
-        .migrator_with(walk(), short_lock(1_000))
+        .migrator_with(walk(), short_lock(10_000))
         .with_lock_wait(Duration::from_secs(60));
     m.up(UpOptions::default()).await.unwrap();
 }
@@ -196,9 +198,11 @@ async fn finish(t: &TestDb) {
 async fn paused_trial(rng: &mut Rng, fence: Fence, mode: Mode) -> bool {
     let t = TestDb::new().await;
     seed_items(&t).await;
+    // Takeover: 2 s, short enough to wait out, long enough that a loaded
+    // machine does not expire it between heartbeats.
     let ttl_ms = match fence {
         Fence::ForceUnlock => 30_000,
-        Fence::Takeover => 1_000,
+        Fence::Takeover => 2_000,
     };
     let runner = child(&t, ttl_ms, mode);
     // Wait for a checkpoint past a random batch, then pause a random
