@@ -63,7 +63,7 @@ pub struct Record {
     /// batches: it is not failed, and the next run resumes it.
     #[serde(default)]
     pub stopped_at: Option<DateTime<Utc>>,
-    /// Its last operation walks in batches (see [`Migration::walks`]): a
+    /// Its last operation walks in batches (see [`Migration::walks`](crate::Migration::walks)): a
     /// stop at any moment of it resumes, even before the first checkpoint.
     #[serde(default)]
     pub walks: bool,
