@@ -434,6 +434,17 @@ fn stopped_after_slow(crate_dir: &std::path::Path, db: &str) {
     assert!(status["lock"].is_null(), "the lock was not released: {status}");
 }
 
+/// Lets the fixture in `dir` use `tokio` (for slow migrations).
+#[cfg(unix)]
+fn with_tokio(dir: &std::path::Path) {
+    let manifest = dir.join("Cargo.toml");
+    let toml = read(&manifest).replace(
+        "[dependencies]\n",
+        "[dependencies]\ntokio = { version = \"1\", features = [\"time\"] }\n",
+    );
+    std::fs::write(&manifest, toml).unwrap();
+}
+
 /// Ctrl-C in a terminal: SIGINT to the whole foreground group, `times` times.
 #[cfg(unix)]
 fn ctrl_c(child: std::process::Child, times: usize) -> std::process::Output {
@@ -449,12 +460,7 @@ fn ctrl_c(child: std::process::Child, times: usize) -> std::process::Output {
 #[test]
 fn ctrl_c_or_a_killed_cli_stops_after_the_migration_in_progress_and_twice_aborts_it() {
     let crate_dir = fixture("single");
-    let manifest = crate_dir.path().join("Cargo.toml");
-    let toml = read(&manifest).replace(
-        "[dependencies]\n",
-        "[dependencies]\ntokio = { version = \"1\", features = [\"time\"] }\n",
-    );
-    std::fs::write(&manifest, toml).unwrap();
+    with_tokio(crate_dir.path());
     // Between create_users and seed_admin: says it started, then takes 5 s.
     let slow = "//! Slow.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    std::fs::write(std::env::var(\"MM_STARTED\")?, \"\")?;\n    tokio::time::sleep(std::time::Duration::from_secs(5)).await;\n    Ok(())\n}\n";
     std::fs::write(crate_dir.path().join("src/migrations/m20260101_120000_slow.rs"), slow).unwrap();
@@ -509,12 +515,7 @@ fn ctrl_c_or_a_killed_cli_stops_after_the_migration_in_progress_and_twice_aborts
 #[test]
 fn ctrl_c_in_a_walk_stops_between_batches_and_the_next_up_resumes_it() {
     let crate_dir = fixture("single");
-    let manifest = crate_dir.path().join("Cargo.toml");
-    let toml = read(&manifest).replace(
-        "[dependencies]\n",
-        "[dependencies]\ntokio = { version = \"1\", features = [\"time\"] }\n",
-    );
-    std::fs::write(&manifest, toml).unwrap();
+    with_tokio(crate_dir.path());
     let seed = "//! Items to walk.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let items: Vec<Document> = (0..40_i64).map(|i| doc! { \"_id\": i }).collect();\n    ctx.db()?.collection::<Document>(\"items\").insert_many(items).await?;\n    Ok(())\n}\n";
     let walk = "//! Marks every item, slowly.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    ctx.batches(\"items\", doc! { \"done\": { \"$exists\": false } })\n        .size(5)\n        .update_each(|item| {\n            if let Ok(started) = std::env::var(\"MM_STARTED\") {\n                let _ = std::fs::write(started, \"\");\n            }\n            std::thread::sleep(std::time::Duration::from_millis(60));\n            Some(doc! { \"$set\": { \"done\": item.get(\"_id\")?.clone() } })\n        })\n        .await?;\n    Ok(())\n}\n";
     let dir = crate_dir.path().join("src/migrations");

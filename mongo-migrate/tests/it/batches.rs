@@ -32,7 +32,7 @@ fn part(record: &Document, i: usize) -> Document {
 }
 
 /// Documents done by the first walk, all segments.
-fn done_of(record: &Document) -> i64 {
+pub(crate) fn done_of(record: &Document) -> i64 {
     record
         .get_document("checkpoints")
         .ok()

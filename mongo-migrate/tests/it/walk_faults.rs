@@ -16,6 +16,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::batches::done_of;
 use crate::common::*;
 use crate::faults::{now_nanos, signal, stopped, wait_output, Rng};
 use mongo_migrate::bson::{doc, Bson, Document};
@@ -157,16 +158,13 @@ async fn seed_items(t: &TestDb) {
     t.db().collection::<Document>("items").insert_many(docs).await.unwrap();
 }
 
-/// Documents done by every segment of the walk's checkpoint.
-fn done_of(record: &Document) -> i64 {
-    record
-        .get_document("checkpoints")
-        .ok()
-        .and_then(|c| c.get_document("0").ok())
-        .and_then(|w| w.get_array("parts").ok())
-        .map_or(0, |parts| {
-            parts.iter().filter_map(|p| p.as_document()?.get_i64("done").ok()).sum()
-        })
+/// Items the walk has not marked yet.
+async fn unmarked(t: &TestDb) -> u64 {
+    t.db()
+        .collection::<Document>("items")
+        .count_documents(doc! { "x": { "$exists": false } })
+        .await
+        .unwrap()
 }
 
 fn result_of(output: &str) -> String {
@@ -265,13 +263,12 @@ async fn paused_trial(rng: &mut Rng, fence: Fence, mode: Mode) -> bool {
         );
     }
     finish(&t).await;
-    let unmarked = t
-        .db()
-        .collection::<Document>("items")
-        .count_documents(doc! { "x": { "$exists": false } })
-        .await
-        .unwrap();
-    assert_eq!(unmarked, 0, "{fence:?}/{}: documents were missed", mode.name());
+    assert_eq!(
+        unmarked(&t).await,
+        0,
+        "{fence:?}/{}: documents were missed",
+        mode.name()
+    );
     t.drop_db().await;
     held
 }
@@ -342,13 +339,11 @@ async fn a_walk_killed_before_its_first_checkpoint_resumes_without_resolve() {
             }
             Err(e) => panic!("trial {trial} (seed {seed}): {e}"),
         }
-        let unmarked = t
-            .db()
-            .collection::<Document>("items")
-            .count_documents(doc! { "x": { "$exists": false } })
-            .await
-            .unwrap();
-        assert_eq!(unmarked, 0, "trial {trial} (seed {seed}): documents were missed");
+        assert_eq!(
+            unmarked(&t).await,
+            0,
+            "trial {trial} (seed {seed}): documents were missed"
+        );
         t.drop_db().await;
     }
     println!("{before_checkpoint} kills landed before the first checkpoint");
