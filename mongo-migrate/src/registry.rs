@@ -1,15 +1,17 @@
 //! The ordered set of migrations a build knows.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::{Error, Migration, Version};
 
-/// Migrations in ascending version order, without duplicates.
+/// Migrations in ascending version order, without duplicates. Cheap to
+/// clone: every `Migrator` (one per tenant, one per HTTP state) shares one.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
-    migrations: Vec<Migration>,
+    migrations: Arc<[Migration]>,
     /// Replaced version → the squash that replaces it.
-    squashed: BTreeMap<Version, Version>,
+    squashed: Arc<BTreeMap<Version, Version>>,
 }
 
 impl Registry {
@@ -56,7 +58,10 @@ impl Registry {
                 }
             }
         }
-        Ok(Registry { migrations, squashed })
+        Ok(Registry {
+            migrations: migrations.into(),
+            squashed: Arc::new(squashed),
+        })
     }
 
     /// The squash that replaces `version`, if one does.
