@@ -383,7 +383,9 @@ async fn a_killed_walk_resumes_with_at_most_one_batch_redone() {
         child.wait().unwrap();
 
         let m = t
-            .migrator_with(counting(), short_lock(1_000))
+            // Its own lock lives 10 s: a 1 s one can expire between
+            // heartbeats on a loaded machine; the killed child's is 1 s.
+            .migrator_with(counting(), short_lock(10_000))
             .with_lock_wait(std::time::Duration::from_secs(30));
         m.up(UpOptions::default()).await.unwrap();
         let docs = t.docs("items").await;

@@ -329,8 +329,9 @@ async fn a_walk_killed_before_its_first_checkpoint_resumes_without_resolve() {
         let unstarted = !record.contains_key("checkpoints");
         assert!(unstarted || mode != Mode::SlowStart, "{record}");
         before_checkpoint += usize::from(unstarted);
+        // The recovering runner's own lock lives 10 s (see `finish`).
         let m = t
-            .migrator_with(walk(), short_lock(1_000))
+            .migrator_with(walk(), short_lock(10_000))
             .with_lock_wait(Duration::from_secs(30));
         match m.up(UpOptions::default()).await {
             Ok(_) => {}
