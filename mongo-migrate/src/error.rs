@@ -1,7 +1,7 @@
 //! The runtime's error type.
 
 use crate::version::InvalidVersion;
-use crate::{Blocker, MigrationStatus, Version};
+use crate::{Blocker, LockedBy, MigrationStatus, Version};
 
 /// What a migration's `up` or `down` returns on failure.
 pub type MigrationError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -73,14 +73,15 @@ pub enum Error {
     },
 
     #[error("MongoDB error: {0}")]
-    /// Any other error of the driver or the server.
-    Mongo(#[from] mongodb::error::Error),
+    /// Any other error of the driver or the server. Its text is in the
+    /// message, so `source()` does not return it again (match the variant).
+    Mongo(mongodb::error::Error),
 
     #[error("migrations are locked by {holder} until {expires_at}; wait for that run to finish, or if it died, run `force-unlock` once you are sure it is gone")]
     /// Another runner holds the lock, or its run is in progress.
     Locked {
         /// Who, and where its run is.
-        holder: String,
+        holder: LockedBy,
         /// When its lock expires unless refreshed.
         expires_at: chrono::DateTime<chrono::Utc>,
     },
@@ -161,9 +162,9 @@ pub enum Error {
         name: String,
         /// What it returned.
         message: String,
-        /// The error it returned, when it was one.
-        #[source]
-        source: Option<MigrationError>,
+        /// The error it returned, when it was one. Its text is `message`,
+        /// so `source()` does not return it again.
+        error: Option<MigrationError>,
         /// What the same run applied (or rolled back) and recorded before it.
         completed: Vec<Version>,
     },
@@ -436,6 +437,12 @@ fn lost_run(completed: &[Version], interrupted: &Option<Version>, not_run: &[Ver
     out
 }
 
+impl From<mongodb::error::Error> for Error {
+    fn from(e: mongodb::error::Error) -> Self {
+        Error::Mongo(e)
+    }
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -443,6 +450,34 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use super::Error;
     use crate::Version;
+
+    /// An error shows its cause either in its message or as its `source()`,
+    /// never both: a chain printed with `-v` says each thing once.
+    #[test]
+    fn no_cause_is_both_in_the_message_and_the_source() {
+        let driver = mongodb::error::Error::custom("the server went away");
+        let io = std::io::Error::other("connection reset");
+        for e in [
+            Error::from(driver),
+            Error::MigrationFailed {
+                version: Version::new_unchecked(20260101000000),
+                name: "m".into(),
+                message: io.to_string(),
+                error: Some(Box::new(io)),
+                completed: Vec::new(),
+            },
+        ] {
+            let text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                assert!(
+                    !text.contains(&cause.to_string()),
+                    "{text:?} repeats its source {cause}"
+                );
+                source = cause.source();
+            }
+        }
+    }
 
     /// A thousand unknown records make one short line: the first few, then a count.
     #[test]

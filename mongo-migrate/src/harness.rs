@@ -382,7 +382,7 @@ mod tests {
                     version: v,
                     name: "m".into(),
                     message: "boom".into(),
-                    source: None,
+                    error: None,
                     completed: Vec::new(),
                 },
                 ErrorKind::Failed,
@@ -390,7 +390,10 @@ mod tests {
             ),
             (
                 Error::Locked {
-                    holder: "h".into(),
+                    holder: crate::LockedBy {
+                        holder: None,
+                        run_at: None,
+                    },
                     expires_at: chrono::Utc::now(),
                 },
                 ErrorKind::Locked,

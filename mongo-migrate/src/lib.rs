@@ -15,6 +15,7 @@ mod error;
 /// CLI and this crate, which are released together.
 #[doc(hidden)]
 pub mod harness;
+mod holder;
 #[cfg(feature = "http")]
 pub mod http;
 mod lock;
@@ -37,7 +38,8 @@ pub use auto_run::{auto_run, AutoRun, AutoRunConfig};
 pub use batch::{BatchStats, Batches};
 pub use database_name::check_database_name;
 pub use error::{Error, ErrorKind, MigrationError, Result};
-pub use lock::{Holder, LockInfo};
+pub use holder::{Holder, LockedBy};
+pub use lock::LockInfo;
 pub use migration::{BoxFuture, Migration, MigrationContext, MigrationFn, MigrationResult, Phase};
 pub use migrator::Migrator;
 pub use options::{Config, DownOptions, OutOfOrder, UpOptions};

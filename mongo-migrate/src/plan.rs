@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::holder::LockedBy;
 use crate::lock::LockInfo;
 use crate::record::Record;
 use crate::status::{Blocker, Runner};
@@ -59,7 +60,10 @@ pub(crate) fn validate(registry: &Registry, records: &Records, lock: Option<&Loc
     {
         let lock = lock.expect("a live claim has a lock");
         return Err(Error::Locked {
-            holder: format!("{} (its run is at {} {})", lock.holder, r.version, r.status),
+            holder: LockedBy {
+                holder: Some(lock.holder.clone()),
+                run_at: Some((r.version, r.status)),
+            },
             expires_at: lock.expires_at,
         });
     }

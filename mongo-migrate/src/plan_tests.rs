@@ -6,7 +6,7 @@
 use bson::{doc, Document};
 
 use super::*;
-use crate::lock::Holder;
+use crate::holder::Holder;
 use crate::report::{Readiness, State, StatusReport};
 use crate::{BoxFuture, MigrationContext, MigrationResult};
 
@@ -228,8 +228,16 @@ fn a_running_record_of_a_live_run_is_locked_not_blocked() {
         doc! { "lockHolder": { "id": HOLDER, "generation": 2_i64 } },
     )]);
     let e = validate(&registry(vec![m(1)]), &recs, Some(&lock)).unwrap_err();
+    let Error::Locked { holder, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(holder.run_at, Some((v(1), MigrationStatus::Running)), "{e}");
+    assert_eq!(
+        holder.holder.as_ref().map(|h| h.id.to_string()).as_deref(),
+        Some(HOLDER)
+    );
     assert!(
-        matches!(e, Error::Locked { .. }) && e.to_string().contains("its run is at"),
+        e.to_string().contains(&format!("(its run is at {} running)", v(1))),
         "{e}"
     );
 }

@@ -17,7 +17,7 @@ pub enum Progress {
     #[serde(rename_all = "camelCase")]
     Waiting {
         /// Who holds the lock.
-        holder: String,
+        holder: crate::LockedBy,
         /// When the lock expires unless its holder refreshes it.
         expires_at: chrono::DateTime<chrono::Utc>,
     },

@@ -249,7 +249,7 @@ pub(super) fn failed(m: &Migration, e: StepError) -> Error {
         version: m.version,
         name: m.name.to_string(),
         message: e.message,
-        source: e.source,
+        error: e.source,
         completed: Vec::new(),
     }
 }

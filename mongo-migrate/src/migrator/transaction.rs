@@ -91,7 +91,7 @@ impl Migrator {
                         version: m.version,
                         name: m.name.to_string(),
                         message: e.to_string(),
-                        source: Some(Box::new(e)),
+                        error: Some(Box::new(e)),
                         completed: Vec::new(),
                     },
                 })
