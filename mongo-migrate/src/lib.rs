@@ -9,6 +9,7 @@
 
 mod auto_run;
 mod batch;
+mod checkpoint;
 mod database_name;
 mod error;
 /// The entry point of the harness binary the CLI builds; internal to the

@@ -6,6 +6,7 @@ use bson::{Bson, Document};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint;
 use crate::error::Error;
 use crate::lock::LockInfo;
 use crate::status::{Direction, MigrationStatus};
@@ -254,14 +255,9 @@ impl Record {
 
     /// Documents done by the checkpointed walks of its last direction.
     pub(crate) fn checkpoint_done(&self) -> i64 {
-        let direction = self.direction.as_str();
-        self.checkpoints.as_ref().and_then(|c| c.as_object()).map_or(0, |c| {
-            c.values()
-                .filter(|p| p["direction"] == direction)
-                .flat_map(|p| p["parts"].as_array().cloned().unwrap_or_default())
-                .filter_map(|part| part["done"].as_i64())
-                .sum()
-        })
+        self.checkpoints
+            .as_ref()
+            .map_or(0, |c| checkpoint::done_in(c, self.direction))
     }
 
     /// A data migration that stopped (failed, crashed, lost its lock) in its
@@ -269,15 +265,13 @@ impl Record {
     /// claimed, or shown by a checkpoint of its batches. Running it again
     /// resumes it, so it does not block.
     pub(crate) fn is_resumable(&self) -> bool {
-        let direction = self.direction.as_str();
         !self.transactional
             && matches!(self.status, MigrationStatus::Running | MigrationStatus::Failed)
             && (self.walks
                 || self
                     .checkpoints
                     .as_ref()
-                    .and_then(|c| c.as_object())
-                    .is_some_and(|c| c.values().any(|p| p["direction"] == direction)))
+                    .is_some_and(|c| checkpoint::resumable_in(c, self.direction)))
     }
 }
 

@@ -211,7 +211,7 @@ impl StepError {
     /// The walk a stop request ended, when that is why the body returned.
     fn stopped_walk(&self) -> Option<&crate::batch::WalkStopped> {
         let walk = self.source.as_ref()?.downcast_ref::<crate::batch::WalkStopped>()?;
-        walk.on_request.then_some(walk)
+        walk.on_request().then_some(walk)
     }
 
     /// The server labelled the failure as transient (a write conflict in a transaction).

@@ -1,0 +1,45 @@
+//! What a migration's batches write to and report to: the tracking
+//! record's claim, the lock, the stop, the progress events.
+
+use bson::Document;
+use mongodb::Collection;
+
+use crate::checkpoint::Checkpoint;
+use crate::lock::LockHandle;
+use crate::{Direction, MigrationError, Progress, StopHandle, Version};
+
+/// Where progress events go.
+pub(crate) type ProgressFn = std::sync::Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// What a migration's batches write to, and when they must stop.
+#[derive(Clone)]
+pub(crate) struct Checkpoints {
+    /// The tracking collection.
+    pub(crate) tracking: Collection<Document>,
+    /// This runner's unfenced `running` claim on the migration: every
+    /// checkpoint is conditional on it.
+    pub(crate) claim: Document,
+    pub(crate) direction: Direction,
+    pub(crate) stop: StopHandle,
+    /// The run's hold on the lock: no batch starts unless it is proved.
+    pub(crate) lock: LockHandle,
+    pub(crate) version: Version,
+    pub(crate) progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Checkpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoints")
+            .field("claim", &self.claim)
+            .field("direction", &self.direction)
+            .finish()
+    }
+}
+
+impl Checkpoints {
+    /// Walk `index`'s last checkpoint, in this direction over `collection`.
+    pub(super) async fn saved(&self, index: usize, collection: &str) -> Result<Option<Checkpoint>, MigrationError> {
+        let record = self.tracking.find_one(self.claim.clone()).await?;
+        Ok(record.and_then(|r| Checkpoint::of(&r, index, self.direction, collection)))
+    }
+}
