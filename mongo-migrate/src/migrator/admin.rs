@@ -146,7 +146,7 @@ impl Migrator {
             .collect();
         let now = self.server.clock().await?.now();
         guard.ensure_lease().await?;
-        let changed = self.tracking.plan(&claims, guard.fence(), now).await?;
+        let changed = self.tracking.claim(&claims, guard.fence(), now).await?;
         guard.check().await?;
         if let Some(&version) = changed.first() {
             return Err(self.conflict(version));

@@ -172,7 +172,7 @@ impl Migrator {
             guard.extend(plan.iter().map(|(m, _)| m.version)).await?;
             let now = self.server.clock().await?.now();
             guard.ensure_lease().await?;
-            let changed = self.tracking.plan(&claims, guard.fence(), now).await?;
+            let changed = self.tracking.claim(&claims, guard.fence(), now).await?;
             let Some(&version) = changed.first() else {
                 break (plan, adopted);
             };

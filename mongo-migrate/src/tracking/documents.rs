@@ -1,0 +1,45 @@
+//! The filters and fields the tracking writes are made of: this runner's
+//! unfenced claim, the upsert guard, the status stamp.
+
+use bson::{doc, Document};
+
+use crate::lock::Fence;
+use crate::{MigrationStatus, Version};
+
+pub(super) fn holder_doc(fence: &Fence) -> Document {
+    doc! { "id": fence.holder_id.to_string(), "generation": fence.generation }
+}
+
+/// The filter of a claim this runner holds in `status`, unfenced.
+pub(super) fn own(version: Version, status: MigrationStatus, fence: &Fence) -> Document {
+    doc! {
+        "version": version.as_i64(),
+        "status": status.as_str(),
+        "lockHolder.id": fence.holder_id.to_string(),
+        "lockHolder.generation": fence.generation,
+        "fencedBy": { "$exists": false },
+    }
+}
+
+/// The filter of this runner's unfenced `running` claim on `version`: what
+/// the checkpoints of its batches are conditional on.
+pub(crate) fn running_claim(version: Version, fence: &Fence) -> Document {
+    own(version, MigrationStatus::Running, fence)
+}
+
+/// One statement of an `update` command. `upsert` on a filter that names the
+/// version turns "matched nothing" into a duplicate-key error on the unique
+/// version index, which the reply reports by statement.
+pub(super) fn guarded(filter: Document, update: Document) -> Document {
+    doc! { "q": filter, "u": update, "upsert": true }
+}
+
+/// Sets `status`, with the time it was reached when it is an end state.
+pub(super) fn stamp(fields: &mut Document, status: MigrationStatus, now: bson::DateTime) {
+    fields.insert("status", status.as_str());
+    match status {
+        MigrationStatus::Completed => fields.insert("appliedAt", now),
+        MigrationStatus::RolledBack => fields.insert("rolledBackAt", now),
+        _ => None,
+    };
+}

@@ -1,0 +1,99 @@
+//! The tracking collection: one document per migration version, and the
+//! fence that keeps a runner who lost its lock from writing to it.
+//!
+//! A run names the versions of its plan in the lock document when it takes
+//! the lock, claims them as `planned` in one write, and only then proves it
+//! holds the lock. The next holder (or force-unlock) fences every version a
+//! lost holder named, whether its claim landed yet or not: it raises the
+//! record's `fenceGen` (inserting a fenced placeholder where there is no
+//! record), and a claim is conditional on no newer `fenceGen`. It also marks
+//! all older `planned` and `running` claims fenced, and each later write of
+//! a runner is conditional on its claim being unfenced: after the fence,
+//! none of them lands.
+//!
+//! - `documents.rs`: the filters and fields the writes are made of;
+//! - `claims.rs`: the fence, and the claims of a plan;
+//! - `steps.rs`: the one write per step of a run;
+//! - `admin.rs`: forget, resolve, accept-checksum.
+
+mod admin;
+mod claims;
+mod documents;
+mod steps;
+
+use bson::{doc, Document};
+use futures_util::TryStreamExt;
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, Database, IndexModel};
+
+pub(crate) use claims::{Claim, Fenced};
+pub(crate) use documents::running_claim;
+pub(crate) use steps::{Finish, Outcome, Stepped};
+
+use crate::record::{HistoryQuery, Record};
+use crate::{Error, Version};
+
+/// The tracking collection.
+#[derive(Debug, Clone)]
+pub(crate) struct Tracking {
+    db: Database,
+    coll: Collection<Document>,
+}
+
+/// Runs `find` and decodes every document it returns.
+async fn records(find: mongodb::action::Find<'_, Document>) -> Result<Vec<Record>, Error> {
+    // One reply for the whole collection, not one per 101 documents.
+    let docs: Vec<Document> = find.batch_size(100_000).await?.try_collect().await?;
+    docs.iter().map(Record::from_document).collect()
+}
+
+impl Tracking {
+    pub(crate) fn new(db: Database, coll: Collection<Document>) -> Self {
+        Tracking { db, coll }
+    }
+
+    /// The collection, for the checkpoints of batches.
+    pub(crate) fn collection(&self) -> Collection<Document> {
+        self.coll.clone()
+    }
+
+    pub(crate) async fn ensure_indexes(&self) -> Result<(), Error> {
+        // Besides preventing duplicates, the fence's upsert guard relies on it.
+        let index = IndexModel::builder()
+            .keys(doc! { "version": 1 })
+            .options(
+                IndexOptions::builder()
+                    .unique(true)
+                    .name("version_unique".to_string())
+                    .build(),
+            )
+            .build();
+        self.coll.create_index(index).await?;
+        Ok(())
+    }
+
+    /// Every record, in version order.
+    pub(crate) async fn load(&self) -> Result<Vec<Record>, Error> {
+        records(self.coll.find(doc! {}).sort(doc! { "version": 1 })).await
+    }
+
+    /// The record of one version.
+    pub(crate) async fn get(&self, version: Version) -> Result<Option<Record>, Error> {
+        let doc = self.coll.find_one(doc! { "version": version.as_i64() }).await?;
+        doc.as_ref().map(Record::from_document).transpose()
+    }
+
+    pub(crate) async fn history(&self, query: &HistoryQuery) -> Result<Vec<Record>, Error> {
+        let filter = match query.status {
+            Some(status) => doc! { "status": status.as_str() },
+            None => doc! {},
+        };
+        let find = self
+            .coll
+            .find(filter)
+            .sort(doc! { "updatedAt": -1, "version": -1 })
+            .skip(query.skip)
+            .limit(query.limit.map_or(0, |l| i64::try_from(l).unwrap_or(i64::MAX)));
+        records(find).await
+    }
+}
