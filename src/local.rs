@@ -51,8 +51,7 @@ pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_mi
                 .with_description(f.description)
                 .with_checksum(f.checksum)
                 .with_transaction(f.transactional)
-                // One small list per squash, for the life of the CLI.
-                .replacing(Box::leak(f.replaces.into_boxed_slice()))
+                .replacing_owned(f.replaces)
                 .in_phase(match f.phase.as_deref() {
                     Some("post-deploy") => Phase::PostDeploy,
                     _ => Phase::PreDeploy,

@@ -10,6 +10,7 @@
 mod auto_run;
 mod batch;
 mod checkpoint;
+mod context;
 mod database_name;
 mod error;
 /// The entry point of the harness binary the CLI builds; internal to the
@@ -37,11 +38,12 @@ mod version;
 
 pub use auto_run::{auto_run, AutoRun, AutoRunConfig};
 pub use batch::{BatchStats, Batches};
+pub use context::MigrationContext;
 pub use database_name::check_database_name;
-pub use error::{Error, ErrorKind, MigrationError, Result};
+pub use error::{Error, ErrorKind, MigrationError, MigrationResult, Result};
 pub use holder::{Holder, LockedBy};
 pub use lock::LockInfo;
-pub use migration::{BoxFuture, Migration, MigrationContext, MigrationFn, MigrationResult, Phase};
+pub use migration::{BoxFuture, Migration, MigrationFn, Phase};
 pub use migrator::Migrator;
 pub use options::{Config, DownOptions, OutOfOrder, UpOptions};
 pub use plan::DownTarget;

@@ -40,7 +40,7 @@ impl Registry {
         }
         let mut squashed = BTreeMap::new();
         for m in &migrations {
-            for &replaced in m.replaces {
+            for &replaced in m.replaces.iter() {
                 let bad = |reason: &str| Error::BadReplaces {
                     version: m.version,
                     replaced,

@@ -2,8 +2,9 @@
 //! the next one's start, and nothing starts on a stale answer.
 
 use crate::batch::Checkpoints;
+use crate::context::MigrationContext;
 use crate::lock::LockGuard;
-use crate::migration::{MigrationContext, MigrationFn};
+use crate::migration::MigrationFn;
 use crate::tracking::{running_claim, Finish, Outcome, Stepped};
 use crate::{Direction, Error, Migration, MigrationError, Progress, RunReport, Step};
 use futures_util::FutureExt;
@@ -99,8 +100,8 @@ impl Migrator {
                     version: m.version,
                     progress: self.progress.clone(),
                 };
-                let mut ctx =
-                    MigrationContext::new(self.db.clone(), None, m, guard.handle()).with_checkpoints(checkpoints);
+                let mut ctx = MigrationContext::new(self.db.clone(), None, (m.version, &m.name), guard.handle())
+                    .with_checkpoints(checkpoints);
                 let result = run_body(function(m, direction), &mut ctx)
                     .instrument(span.clone())
                     .await;

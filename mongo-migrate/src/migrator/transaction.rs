@@ -1,8 +1,8 @@
 //! A transactional migration: its body and the end of its tracking record
 //! commit together, retried whole on transient errors while the lock holds.
 
+use crate::context::MigrationContext;
 use crate::lock::LockGuard;
-use crate::migration::MigrationContext;
 use crate::tracking::{Outcome, Stepped};
 use crate::{Direction, Error, Migration};
 use mongodb::ClientSession;
@@ -55,7 +55,7 @@ impl Migrator {
         let start = Instant::now();
         let mut session = self.client.start_session().await?;
         session.start_transaction().await?;
-        let mut ctx = MigrationContext::new(self.db.clone(), Some(session), m, guard.handle());
+        let mut ctx = MigrationContext::new(self.db.clone(), Some(session), (m.version, &m.name), guard.handle());
         let result = run_body(function(m, direction), &mut ctx).await;
         let mut session = ctx.into_session().expect("transactional context has a session");
         let outcome = match result {
