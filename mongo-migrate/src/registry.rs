@@ -96,7 +96,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::{BoxFuture, MigrationContext, MigrationResult};
+    use crate::{BoxFuture, MigrationContext, MigrationResult};
 
     fn noop(_: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
         Box::pin(async { Ok(()) })
