@@ -3,8 +3,8 @@
 //! compile the migrations (and still runs none).
 
 use anyhow::Result;
-use mongo_migrate::harness::{Command as Remote, Request};
-use mongo_migrate::{State, StatusReport};
+use mongo_migrate::harness::{Answer, Command as Remote, Request};
+use mongo_migrate::State;
 use mongo_migrate_codegen::lint::{self, Severity};
 use mongo_migrate_codegen::{render_with, Layout, REGISTRY_FILE};
 use serde::Serialize;
@@ -242,7 +242,9 @@ fn database(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -
         command: Remote::Status,
     };
     let cache = crate::harness::registry_cache(ws, target);
-    let report: StatusReport = serde_json::from_value(crate::local::run(target, &cache, &request, verbose)?)?;
+    let Answer::Status(report) = crate::local::run(target, &cache, &request, verbose)? else {
+        anyhow::bail!("the runtime answered `status` with something else");
+    };
     let mut findings = Vec::new();
     for m in &report.migrations {
         let name = format!("{} {}", m.version, m.name);

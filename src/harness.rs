@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use anyhow::{Context as _, Result};
-use mongo_migrate::harness::{Reply, Request};
+use mongo_migrate::harness::{Answer, Reply, Request};
 
 use crate::exit::{Code, Failure};
 use crate::workspace::{cargo, show_command, Runtime, Target, Workspace};
@@ -280,17 +280,19 @@ fn write(path: &Path, content: &str) -> Result<()> {
 /// The failure, exit code and hint for an error the runtime reported.
 pub fn failure(e: mongo_migrate::harness::ErrorReply, verbose: bool) -> Failure {
     use mongo_migrate::harness::ErrorKind;
-    let (code, default_hint) = match e.kind {
-        ErrorKind::Connection => (Code::Connection, "check --uri / MONGODB_URI and that the server is up"),
-        ErrorKind::Configuration => (Code::Usage, "see `cargo mongo-migrate help`"),
-        ErrorKind::Locked => (Code::Locked, "see `cargo mongo-migrate lock-status`"),
-        ErrorKind::Blocked => (Code::Blocked, "see `cargo mongo-migrate status`"),
-        ErrorKind::Usage => (Code::Usage, "see `cargo mongo-migrate status`"),
-        ErrorKind::Failed => (Code::Failed, "see `cargo mongo-migrate status`"),
-        // A kind newer than this CLI: the message says what happened.
-        _ => (Code::Failed, "see `cargo mongo-migrate status`"),
+    let code = match e.kind {
+        ErrorKind::Connection => Code::Connection,
+        ErrorKind::Configuration | ErrorKind::Usage => Code::Usage,
+        ErrorKind::Locked => Code::Locked,
+        ErrorKind::Blocked => Code::Blocked,
+        // Failed, and a kind newer than this CLI: the message says what happened.
+        _ => Code::Failed,
     };
-    let mut failure = Failure::new(code, e.message).hint(e.hint.as_deref().unwrap_or(default_hint));
+    // The runtime writes every hint (`mongo_migrate::harness::hint`).
+    let mut failure = Failure::new(code, e.message);
+    if let Some(hint) = e.hint {
+        failure = failure.hint(hint);
+    }
     if verbose {
         failure.detail = e.detail;
     }
@@ -304,7 +306,7 @@ pub fn run(
     request: &Request,
     verbose: bool,
     mut progress: impl FnMut(&mongo_migrate::Progress),
-) -> Result<serde_json::Value> {
+) -> Result<Answer> {
     let interrupted = request.command.applies().then(outlive_ctrl_c);
     let mut cmd = Command::new(bin);
     cmd.stdin(Stdio::piped())
@@ -326,7 +328,7 @@ pub fn run(
         let line = line?;
         match serde_json::from_str::<Reply>(&line) {
             Ok(Reply::Progress(p)) => progress(&p),
-            Ok(Reply::Result(value)) => outcome = Some(Ok(value)),
+            Ok(Reply::Result(answer)) => outcome = Some(Ok(*answer)),
             Ok(Reply::Error(e)) => outcome = Some(Err(e)),
             // Migrations may print; pass it on.
             Err(_) => println!("{line}"),
@@ -334,7 +336,7 @@ pub fn run(
     }
     let status = child.wait()?;
     match outcome {
-        Some(Ok(value)) => Ok(value),
+        Some(Ok(answer)) => Ok(answer),
         Some(Err(e)) => Err(failure(e, verbose).into()),
         None if interrupted.is_some_and(|seen| seen.load(Ordering::SeqCst)) => Err(Failure::new(
             Code::Interrupted,

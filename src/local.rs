@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use mongo_migrate::harness::{self, ErrorReply, Request};
+use mongo_migrate::harness::{self, Answer, ErrorReply, Request};
 use mongo_migrate::{BoxFuture, Migration, MigrationContext, MigrationResult, Migrator, Phase, Registry, Version};
 use mongo_migrate_codegen::MigrationFile;
 
@@ -66,45 +66,27 @@ pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_mi
 }
 
 /// Runs `request` here; the answer as the harness would give it.
-pub fn run(target: &Target, cache: &Path, request: &Request, verbose: bool) -> Result<serde_json::Value> {
+pub fn run(target: &Target, cache: &Path, request: &Request, verbose: bool) -> Result<Answer> {
     let command = request.command.clone();
     let result = with_migrator(target, cache, request, async |m| harness::execute(m, command).await)?;
     result.map_err(|e| crate::harness::failure(ErrorReply::from(&e), verbose).into())
 }
 
-/// An `up` that would apply nothing, answered without a build: the same
-/// reads and checks as the harness's `up` before it would take the lock.
-/// `None` when it has work to do, or another runner holds the lock (the
-/// harness then waits or refuses, as asked).
-pub fn nothing_to_do(
-    target: &Target,
-    cache: &Path,
-    request: &Request,
-    verbose: bool,
-) -> Result<Option<serde_json::Value>> {
+/// An `up` that would apply nothing, answered without a build by the
+/// runtime's own planner ([`Migrator::up_settled`]). `None` when it has
+/// work to do, or another runner holds the lock (the harness then waits or
+/// refuses, as asked).
+pub fn nothing_to_do(target: &Target, cache: &Path, request: &Request, verbose: bool) -> Result<Option<Answer>> {
     let harness::Command::Up(options) = &request.command else {
         return Ok(None);
     };
     if options.dry_run || !has_generated_registry(target) {
         return Ok(None);
     }
-    let dry_run = mongo_migrate::UpOptions {
-        dry_run: true,
-        ..*options
-    };
-    let result = with_migrator(target, cache, request, async |m| {
-        if m.lock_status().await?.is_some_and(|l| !l.expired) {
-            return Ok(None);
-        }
-        let report = m.up(dry_run).await?;
-        Ok(report.steps.is_empty().then_some(report))
-    })?;
+    let options = *options;
+    let result = with_migrator(target, cache, request, async |m| m.up_settled(options).await)?;
     match result {
-        Ok(Some(report)) => Ok(Some(serde_json::to_value(mongo_migrate::RunReport {
-            dry_run: false,
-            ..report
-        })?)),
-        Ok(None) | Err(mongo_migrate::Error::Locked { .. }) => Ok(None),
+        Ok(report) => Ok(report.map(Answer::Run)),
         Err(e) => Err(crate::harness::failure(ErrorReply::from(&e), verbose).into()),
     }
 }
@@ -120,7 +102,7 @@ fn with_migrator<T>(
     let registry = registry(target, cache)?;
     let c = &request.connection;
     block_on(async {
-        let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, harness::config(c)).await?;
+        let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, c.config.clone()).await?;
         let result = f(&migrator).await;
         // Before the runtime ends, or the driver may panic as it drops.
         migrator.shutdown().await;

@@ -13,7 +13,7 @@ mod workspace;
 
 use anyhow::Result;
 use clap::Parser;
-use mongo_migrate::harness::{Command as Remote, Request};
+use mongo_migrate::harness::{Answer, Command as Remote, Request};
 use mongo_migrate::Resolution;
 
 use cli::{Args, Cargo, Command};
@@ -78,10 +78,10 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
         // Even commands that build nothing: `up` would fail on it next.
         scaffold::require_declared(target)?;
         let cache = harness::registry_cache(ws, target);
-        let value = if local::serves(target, &request) {
+        let answer = if local::serves(target, &request) {
             local::run(target, &cache, &request, args.verbose)?
-        } else if let Some(value) = local::nothing_to_do(target, &cache, &request, args.verbose)? {
-            value
+        } else if let Some(answer) = local::nothing_to_do(target, &cache, &request, args.verbose)? {
+            answer
         } else {
             let bin = harness::build(ws, target, args.verbose)?;
             harness::run(&bin, &request, args.verbose, |p| {
@@ -91,20 +91,16 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
             })
             .inspect_err(|_| output::close_progress("failed"))?
         };
-        let skipped = skipped(&value);
-        let walk = value
-            .get("stoppedWalk")
-            .and_then(|w| serde_json::from_value::<mongo_migrate::StoppedWalk>(w.clone()).ok());
+        let run = answer.run();
+        let skipped = run.map_or(0, |r| r.skipped.len());
+        let walk = run.and_then(|r| r.stopped_walk.clone());
         if json {
-            if let Remote::Tenants { command, .. } = &request.command {
-                if matches!(**command, Remote::Up(_)) {
-                    tenant_failure = tenant_failure
-                        .or(output::tenants_exit(&serde_json::from_value::<Vec<_>>(value.clone())?).err());
-                }
+            if let Answer::TenantRuns(reports) = &answer {
+                tenant_failure = tenant_failure.or(output::tenants_exit(reports).err());
             }
-            results.insert(target.name.clone(), value);
+            results.insert(target.name.clone(), answer.to_json());
         } else {
-            render(&target.name, &request.command, value)?;
+            render(&target.name, &request.command, answer)?;
         }
         if skipped > 0 {
             // Stopped by Ctrl-C: later packages do not start either.
@@ -152,29 +148,29 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
     }
 }
 
-/// How many planned steps a stopped `up`/`down` left out.
-fn skipped(value: &serde_json::Value) -> usize {
-    value.get("skipped").and_then(|s| s.as_array()).map_or(0, Vec::len)
-}
-
-fn render(package: &str, command: &Remote, value: serde_json::Value) -> Result<()> {
-    match command {
-        Remote::Up(_) | Remote::Down(_) => output::run_report(package, &serde_json::from_value(value)?),
-        Remote::Status => output::status(package, &serde_json::from_value(value)?),
-        Remote::History(_) => output::history(package, &serde_json::from_value::<Vec<_>>(value)?),
-        Remote::LockStatus => {
-            let lock: Option<mongo_migrate::LockInfo> = serde_json::from_value(value)?;
-            println!("{package}: lock {}", output::lock_line(lock.as_ref()));
-        }
-        Remote::ForceUnlock { .. } => {
-            let lock: Option<mongo_migrate::LockInfo> = serde_json::from_value(value)?;
-            match lock.filter(|l| !l.expired) {
+fn render(package: &str, command: &Remote, answer: Answer) -> Result<()> {
+    match answer {
+        Answer::Run(report) => match command {
+            Remote::Baseline { to } => {
+                let n = report.steps.len();
+                println!(
+                    "{package}: baselined {n} {} up to {to}, recorded as applied without running (batch {})",
+                    output::plural(n, "migration"),
+                    report.steps.first().map_or(0, |s| s.batch)
+                );
+            }
+            _ => output::run_report(package, &report),
+        },
+        Answer::Status(report) => output::status(package, &report),
+        Answer::History(records) => output::history(package, &records),
+        Answer::Lock(lock) => match command {
+            Remote::ForceUnlock { .. } => match lock.filter(|l| !l.expired) {
                 Some(l) => println!("{package}: released the lock held by {}", l.holder),
                 None => println!("{package}: the lock was free; it is released all the same"),
-            }
-        }
-        Remote::Forget { .. } => {
-            let records: Vec<mongo_migrate::Record> = serde_json::from_value(value)?;
+            },
+            _ => println!("{package}: lock {}", output::lock_line(lock.as_ref())),
+        },
+        Answer::Forgotten(records) => {
             for r in records {
                 println!(
                     "{package}: forgot {} {} (was {}; a copy is in the audit collection)",
@@ -182,30 +178,24 @@ fn render(package: &str, command: &Remote, value: serde_json::Value) -> Result<(
                 );
             }
         }
-        Remote::Resolve { version, resolution } => match resolution {
-            Resolution::Applied => println!("{package}: marked {version} as applied"),
-            Resolution::Pending => println!("{package}: marked {version} as pending"),
-            Resolution::AcceptChecksum => {
-                let record: mongo_migrate::Record = serde_json::from_value(value)?;
-                println!(
-                    "{package}: accepted the edit of {version} {}; `up` no longer refuses it",
-                    record.name
-                );
-            }
+        Answer::Resolved(record) => match command {
+            Remote::Resolve {
+                resolution: Resolution::AcceptChecksum,
+                version,
+            } => println!(
+                "{package}: accepted the edit of {version} {}; `up` no longer refuses it",
+                record.name
+            ),
+            Remote::Resolve {
+                resolution: Resolution::Pending,
+                version,
+            } => println!("{package}: marked {version} as pending"),
+            _ => println!("{package}: marked {} as applied", record.version),
         },
-        Remote::Tenants { command, .. } => match **command {
-            Remote::Up(_) => return output::tenants_up(package, &serde_json::from_value::<Vec<_>>(value)?),
-            _ => return output::tenants_status(package, &serde_json::from_value::<Vec<_>>(value)?),
-        },
-        Remote::Baseline { to } => {
-            let report: mongo_migrate::RunReport = serde_json::from_value(value)?;
-            let n = report.steps.len();
-            println!(
-                "{package}: baselined {n} {} up to {to}, recorded as applied without running (batch {})",
-                output::plural(n, "migration"),
-                report.steps.first().map_or(0, |s| s.batch)
-            );
-        }
+        Answer::TenantRuns(reports) => return output::tenants_up(package, &reports),
+        Answer::TenantStatuses(statuses) => return output::tenants_status(package, &statuses),
+        // An answer newer than this CLI: print it as the JSON it is.
+        other => println!("{package}: {}", other.to_json()),
     }
     Ok(())
 }

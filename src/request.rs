@@ -24,10 +24,7 @@ pub fn all(command: &Command, targets: &[Target]) -> Result<Vec<(Connection, Rem
 fn one_collection_each(targets: &[Target], requests: &[(Connection, Remote, bool)]) -> Result<()> {
     let mut seen = std::collections::BTreeMap::new();
     for (target, (conn, ..)) in targets.iter().zip(requests) {
-        let collection = conn
-            .tracking_collection
-            .clone()
-            .unwrap_or_else(|| mongo_migrate::Config::default().tracking_collection);
+        let collection = conn.config.tracking_collection.clone();
         let key = (conn.uri.clone(), conn.database.clone(), collection.clone());
         if let Some(other) = seen.insert(key, target.name.as_str()) {
             return Err(Failure::new(
@@ -212,18 +209,15 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
             config.uri_env
         ))
     })?;
-    // Checked here, before anything is built.
-    let parsed = mongo_migrate::mongodb::options::ConnectionString::parse(&uri).map_err(|e| {
-        let message = match e.kind.as_ref() {
-            mongo_migrate::mongodb::error::ErrorKind::InvalidArgument { message, .. } => message.clone(),
-            _ => e.to_string(),
-        };
+    // Checked here, before anything is built (and again, by the same
+    // function, when the harness connects).
+    let invalid_uri = |message: &str| {
         Failure::new(
             Code::Connection,
             format!("invalid MongoDB URI for `{}`: {message}", target.name),
         )
         .hint("check --uri / MONGODB_URI; expected e.g. mongodb://127.0.0.1:27017/mydb")
-    })?;
+    };
     let mut database = conn
         .database
         .clone()
@@ -242,22 +236,24 @@ fn request(command: &Command, target: &Target) -> Result<(Connection, Remote, bo
         }
         None => remote,
     };
-    if database.is_none() && parsed.default_database.as_deref().is_none_or(str::is_empty) {
-        return Err(Failure::new(Code::Usage, format!("no database name for `{}`", target.name))
-            .hint(format!(
-                "pass --database, set {}, set `database` under [package.metadata.mongo-migrate], or put it in the URI path (mongodb://host/mydb)",
-                config.database_env
-            ))
-            .into());
+    match mongo_migrate::check_target(&uri, database.as_deref()) {
+        Ok(_) => {}
+        Err(mongo_migrate::Error::InvalidUri { message, .. }) => return Err(invalid_uri(&message).into()),
+        // The hint names this package's own variable.
+        Err(mongo_migrate::Error::MissingDatabase) => {
+            return Err(Failure::new(Code::Usage, format!("no database name for `{}`", target.name))
+                .hint(format!(
+                    "pass --database, set {}, set `database` under [package.metadata.mongo-migrate], or put it in the URI path (mongodb://host/mydb)",
+                    config.database_env
+                ))
+                .into())
+        }
+        Err(e) => return Err(crate::harness::failure(mongo_migrate::harness::ErrorReply::from(&e), false).into()),
     }
     let connection = Connection {
         uri,
         database,
-        tracking_collection: config.tracking_collection.clone(),
-        lock_collection: config.lock_collection.clone(),
-        lock_ttl_secs: config.lock_ttl_secs,
-        out_of_order: Some(config.out_of_order),
-        connect_timeout_secs: Some(conn.connect_timeout),
+        config: config.runtime(conn.connect_timeout),
         lock_wait_secs: match command {
             Command::Up { wait, .. } | Command::Down { wait, .. } => Some(*wait),
             _ => None,

@@ -47,6 +47,25 @@ impl Default for PackageConfig {
     }
 }
 
+impl PackageConfig {
+    /// The runtime's settings, from this metadata: the one place they are copied.
+    pub fn runtime(&self, connect_timeout_secs: u64) -> mongo_migrate::Config {
+        let mut config = mongo_migrate::Config::default();
+        if let Some(name) = &self.tracking_collection {
+            config.tracking_collection = name.clone();
+        }
+        if let Some(name) = &self.lock_collection {
+            config.lock_collection = name.clone();
+        }
+        if let Some(secs) = self.lock_ttl_secs {
+            config.lock_ttl = std::time::Duration::from_secs(secs);
+        }
+        config.connect_timeout = std::time::Duration::from_secs(connect_timeout_secs);
+        config.out_of_order = self.out_of_order;
+        config
+    }
+}
+
 /// A package whose migrations we manage.
 #[derive(Debug, Clone)]
 pub struct Target {

@@ -51,7 +51,7 @@ pub use progress::Progress;
 pub use record::{AcceptedChecksum, HistoryQuery, Record};
 pub use registry::Registry;
 pub use report::{Counts, Readiness, Resolution, RunReport, State, StatusEntry, StatusReport, Step, StoppedWalk};
-pub use server::{connect, connect_within, supports_transactions};
+pub use server::{check_target, connect, connect_within, supports_transactions};
 pub use status::{Blocker, Direction, MigrationStatus, Runner};
 pub use stop::StopHandle;
 pub use tenants::{list_databases, TenantOutcome, TenantReport, TenantStatus, Tenants};

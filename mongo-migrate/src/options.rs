@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::{DownTarget, Version};
 
 /// Collection names and lock timing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Config {
     /// The tracking collection (default `migrations`).
     pub tracking_collection: String,

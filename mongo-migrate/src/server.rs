@@ -31,20 +31,34 @@ pub async fn connect(uri: &str, database: Option<&str>) -> Result<(Client, Strin
     connect_within(uri, database, CONNECT_TIMEOUT).await
 }
 
+/// Checks a URI and the database a run would use, before anything
+/// connects: the URI parses, and `database` (or else the URI's path) names
+/// a valid database. Returns that name. [`connect`] checks with it first;
+/// a CLI calls it to refuse bad input before it builds anything.
+pub fn check_target(uri: &str, database: Option<&str>) -> Result<String, Error> {
+    let parsed = mongodb::options::ConnectionString::parse(uri).map_err(|source| Error::InvalidUri {
+        message: plain(&source),
+        source: Box::new(source),
+    })?;
+    let name = database
+        .map(str::to_string)
+        .or(parsed.default_database)
+        .filter(|n| !n.is_empty())
+        .ok_or(Error::MissingDatabase)?;
+    crate::check_database_name(&name)?;
+    Ok(name)
+}
+
 /// [`connect`], waiting up to `timeout` for a server (unless the URI sets
 /// `serverSelectionTimeoutMS`).
 pub async fn connect_within(uri: &str, database: Option<&str>, timeout: Duration) -> Result<(Client, String), Error> {
+    let name = check_target(uri, database)?;
     let mut options = ClientOptions::parse(uri).await.map_err(|source| Error::InvalidUri {
         message: plain(&source),
         source: Box::new(source),
     })?;
     options.server_selection_timeout.get_or_insert(timeout);
     options.app_name.get_or_insert_with(|| "mongo-migrate".into());
-    let name = database
-        .map(str::to_string)
-        .or_else(|| options.default_database.clone())
-        .filter(|n| !n.is_empty())
-        .ok_or(Error::MissingDatabase)?;
     let hosts = options.hosts.clone();
     let waited = options.server_selection_timeout.unwrap_or(timeout);
     let client = Client::with_options(options).map_err(|source| Error::InvalidUri {

@@ -197,6 +197,33 @@ impl Migrator {
         .await
     }
 
+    /// What `up` answers when it has nothing to do, asked of the planner
+    /// without the lock and writing nothing: a report without steps when
+    /// no migration `options` select is pending and no live runner holds
+    /// the lock; `None` when `up` would apply something, or would wait for
+    /// (or refuse on) a runner in progress. A refusal (out of order, a
+    /// blocked migration) is the error `up` would return.
+    pub async fn up_settled(&self, options: UpOptions) -> Result<Option<RunReport>, Error> {
+        self.known_target(options.to)?;
+        let allow = options.allow_out_of_order || self.config.out_of_order == OutOfOrder::Allow;
+        let (records, lock) = self.read_state().await?;
+        if lock.as_ref().is_some_and(|l| !l.expired) {
+            return Ok(None);
+        }
+        match self.plan_up(&records, lock.as_ref(), options.to, options.phase, allow) {
+            Ok(planned) if planned.is_empty() => Ok(Some(RunReport {
+                direction: Direction::Up,
+                dry_run: options.dry_run,
+                steps: Vec::new(),
+                skipped: Vec::new(),
+                stopped_walk: None,
+                elapsed_ms: None,
+            })),
+            Ok(_) | Err(Error::Locked { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Rolls back applied migrations, newest first.
     pub async fn down(&self, options: DownOptions) -> Result<RunReport, Error> {
         if let DownTarget::To(to) = options.target {
