@@ -33,7 +33,7 @@ pub async fn connect(uri: &str, database: Option<&str>) -> Result<(Client, Strin
 
 /// Checks a URI and the database a run would use, before anything
 /// connects: the URI parses, and `database` (or else the URI's path) names
-/// a valid database. Returns that name. [`connect`] checks with it first;
+/// a database. Returns that name. [`connect`] checks with it first;
 /// a CLI calls it to refuse bad input before it builds anything.
 pub fn check_target(uri: &str, database: Option<&str>) -> Result<String, Error> {
     let parsed = mongodb::options::ConnectionString::parse(uri).map_err(|source| Error::InvalidUri {
@@ -45,7 +45,6 @@ pub fn check_target(uri: &str, database: Option<&str>) -> Result<String, Error> 
         .or(parsed.default_database)
         .filter(|n| !n.is_empty())
         .ok_or(Error::MissingDatabase)?;
-    crate::check_database_name(&name)?;
     Ok(name)
 }
 
