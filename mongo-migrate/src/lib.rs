@@ -29,6 +29,7 @@ mod progress;
 mod record;
 mod registry;
 mod report;
+mod retry;
 mod server;
 mod status;
 mod stop;

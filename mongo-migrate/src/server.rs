@@ -8,17 +8,35 @@ use mongodb::options::{ClientOptions, CollectionOptions, ReadConcern, WriteConce
 use mongodb::{Client, Database};
 use tokio::sync::OnceCell;
 
+use crate::error::plain;
+use crate::retry::Retry;
 use crate::Error;
 
-/// The lock and the tracking records must survive a failover: a lock write
-/// acknowledged by one member only could be rolled back, and two runners
-/// would then both hold the lock. Majority writes and reads prevent that.
+/// The lock and the tracking records must survive a failover and a crash:
+/// a lock write acknowledged by one member only could be rolled back, and
+/// two runners would then both hold the lock; one acknowledged before it
+/// reached the journal can vanish when the server is killed. Majority
+/// writes with the journal, and majority reads, prevent both, whatever the
+/// server's `writeConcernMajorityJournalDefault`.
 pub(crate) fn durable(db: &Database, name: &str) -> mongodb::Collection<Document> {
     let options = CollectionOptions::builder()
-        .write_concern(WriteConcern::majority())
+        .write_concern(journaled())
         .read_concern(ReadConcern::majority())
         .build();
     db.collection_with_options(name, options)
+}
+
+/// `{w: "majority", j: true}`.
+pub(crate) fn journaled() -> WriteConcern {
+    WriteConcern::builder()
+        .w(mongodb::options::Acknowledgment::Majority)
+        .journal(true)
+        .build()
+}
+
+/// [`journaled`] as a command's `writeConcern` field.
+pub(crate) fn journaled_doc() -> Document {
+    doc! { "w": "majority", "j": true }
 }
 
 /// How long [`connect`] waits for a server by default (the driver's own
@@ -64,9 +82,22 @@ pub async fn connect_within(uri: &str, database: Option<&str>, timeout: Duration
         message: plain(&source),
         source: Box::new(source),
     })?;
-    let failed = match client.database(&name).run_command(doc! { "ping": 1 }).await {
-        Ok(_) => return Ok((client, name)),
-        Err(e) => e,
+    // A reply lost in the handshake or the ping is a transient fault like
+    // any other: tried again within the connect timeout.
+    // (Not a server that cannot be selected: that already waited as long.)
+    let started = Instant::now();
+    let failed = loop {
+        match client.database(&name).run_command(doc! { "ping": 1 }).await {
+            Ok(_) => return Ok((client, name)),
+            Err(e)
+                if crate::retry::is_transient(&e)
+                    && !matches!(*e.kind, mongodb::error::ErrorKind::ServerSelection { .. })
+                    && started.elapsed() < waited =>
+            {
+                tokio::time::sleep(crate::retry::jitter(Duration::from_millis(200))).await;
+            }
+            Err(e) => break e,
+        }
     };
     // Not left to drop as the caller's runtime ends (see `Migrator::shutdown`).
     shutdown(client).await;
@@ -104,19 +135,6 @@ fn is_auth_failure(e: &mongodb::error::Error) -> bool {
         // AuthenticationFailed, Unauthorized.
         ErrorKind::Command(c) => matches!(c.code, 18 | 13),
         _ => false,
-    }
-}
-
-/// The driver's message without its kind's prefix and debug dump.
-pub(crate) fn plain(e: &mongodb::error::Error) -> String {
-    use mongodb::error::ErrorKind;
-    match e.kind.as_ref() {
-        ErrorKind::InvalidArgument { message, .. }
-        | ErrorKind::Authentication { message, .. }
-        | ErrorKind::ServerSelection { message, .. } => message.clone(),
-        ErrorKind::Io(io) => io.to_string(),
-        ErrorKind::Command(c) => format!("{} ({}, code {})", c.message, c.code_name, c.code),
-        _ => e.to_string(),
     }
 }
 
@@ -211,18 +229,24 @@ pub(crate) struct Info {
 pub(crate) struct Server {
     db: Database,
     info: Arc<OnceCell<Info>>,
+    /// How the run protocol's commands are retried over transient faults.
+    pub(crate) retry: Retry,
 }
 
 impl Server {
-    pub(crate) fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database, retry: Retry) -> Self {
         Server {
             db,
             info: Arc::new(OnceCell::new()),
+            retry,
         }
     }
 
     pub(crate) async fn info(&self) -> Result<Info, Error> {
-        self.info.get_or_try_init(|| probe(&self.db)).await.copied()
+        self.info
+            .get_or_try_init(|| self.retry.idempotent(|| "the server probe".into(), || probe(&self.db)))
+            .await
+            .copied()
     }
 
     pub(crate) async fn clock(&self) -> Result<Clock, Error> {
@@ -314,7 +338,7 @@ pub(crate) async fn update(
         // A transaction commits with its own write concern.
         Some(s) => db.run_command(command).session(s).await?,
         None => {
-            command.insert("writeConcern", doc! { "w": "majority" });
+            command.insert("writeConcern", journaled_doc());
             db.run_command(command).await?
         }
     };

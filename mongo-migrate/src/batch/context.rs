@@ -6,6 +6,7 @@ use mongodb::Collection;
 
 use crate::checkpoint::Checkpoint;
 use crate::lock::LockHandle;
+use crate::retry::Retry;
 use crate::{Direction, MigrationError, Progress, StopHandle, Version};
 
 /// Where progress events go.
@@ -25,6 +26,8 @@ pub(crate) struct Checkpoints {
     pub(crate) lock: LockHandle,
     pub(crate) version: Version,
     pub(crate) progress: Option<ProgressFn>,
+    /// How the walk's reads and writes are retried over transient faults.
+    pub(crate) retry: Retry,
 }
 
 impl std::fmt::Debug for Checkpoints {
@@ -39,7 +42,13 @@ impl std::fmt::Debug for Checkpoints {
 impl Checkpoints {
     /// Walk `index`'s last checkpoint, in this direction over `collection`.
     pub(super) async fn saved(&self, index: usize, collection: &str) -> Result<Option<Checkpoint>, MigrationError> {
-        let record = self.tracking.find_one(self.claim.clone()).await?;
+        let record = self
+            .retry
+            .idempotent(
+                || format!("reading the checkpoint of {}", self.version),
+                || async { Ok(self.tracking.find_one(self.claim.clone()).await?) },
+            )
+            .await?;
         Ok(record.and_then(|r| Checkpoint::of(&r, index, self.direction, collection)))
     }
 }

@@ -3,6 +3,7 @@
 use bson::{doc, Bson, Document};
 use mongodb::Collection;
 
+use crate::retry::Retry;
 use crate::MigrationError;
 
 /// The BSON sort bracket of an `_id` (numbers compare with each other).
@@ -26,12 +27,20 @@ pub(super) async fn one_id_type(
     coll: &Collection<Document>,
     filter: &Document,
     name: &str,
+    retry: Retry,
 ) -> Result<(), MigrationError> {
     let end = |order: i32| async move {
-        let first = coll
-            .find_one(filter.clone())
-            .sort(doc! { "_id": order })
-            .projection(doc! { "_id": 1 })
+        let first = retry
+            .idempotent(
+                || format!("reading the ends of `{name}`"),
+                || async {
+                    Ok(coll
+                        .find_one(filter.clone())
+                        .sort(doc! { "_id": order })
+                        .projection(doc! { "_id": 1 })
+                        .await?)
+                },
+            )
             .await?;
         Ok::<_, MigrationError>(first.and_then(|d| d.get("_id").cloned()))
     };

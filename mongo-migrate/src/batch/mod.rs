@@ -27,6 +27,7 @@ pub(crate) use walk::WalkStopped;
 use walk::{Stop, Walk, LOST_LOCK};
 
 use crate::checkpoint::{Checkpoint, Part};
+use crate::retry::Retry;
 use crate::MigrationError;
 
 /// What a finished walk did.
@@ -89,6 +90,13 @@ impl Batches<'_> {
         self
     }
 
+    /// How the walk's commands are retried over transient faults: as the
+    /// run protocol's, or for a walk outside a run, within a minute.
+    pub(super) fn retry(&self) -> Retry {
+        self.checkpoints
+            .map_or(Retry::within(std::time::Duration::from_secs(60)), |c| c.retry)
+    }
+
     /// The common case of [`Batches::run`]: `f` turns each document into an
     /// update (or `None` to leave it), and each batch's updates go out as
     /// one `update` command, majority-acknowledged, so a walk cannot outrun
@@ -100,6 +108,7 @@ impl Batches<'_> {
     {
         let name = self.collection.clone();
         let f = &f;
+        let retry = self.retry();
         self.run(|batch, db| {
             let name = name.clone();
             async move {
@@ -114,9 +123,15 @@ impl Batches<'_> {
                     "update": &name,
                     "updates": updates,
                     "ordered": true,
-                    "writeConcern": { "w": "majority" },
+                    // As durable as the checkpoint after it: a crash must not
+                    // keep a checkpoint whose batch it lost.
+                    "writeConcern": crate::server::journaled_doc(),
                 };
-                let reply = db.run_command(command).await?;
+                // Retried over transient faults: a batch is idempotent by contract.
+                let during = || format!("a batch update of `{name}`");
+                let reply = retry
+                    .idempotent(during, || async { Ok(db.run_command(command.clone()).await?) })
+                    .await?;
                 // A write error or an unconfirmed majority fails the batch:
                 // its checkpoint must not say it is done.
                 crate::server::read_update_reply(&name, &reply, crate::server::Duplicates::Fail)?;
@@ -139,14 +154,21 @@ impl Batches<'_> {
             return Err("batches do not run inside a transaction (each batch is its own write, checkpointed): make this migration non-transactional".into());
         }
         let coll = self.db.collection::<Document>(&self.collection);
-        one_id_type(&coll, &self.filter, &self.collection).await?;
+        one_id_type(&coll, &self.filter, &self.collection, self.retry()).await?;
         let parts = self.layout(&coll).await?;
         let resumed: u64 = parts.iter().map(|p| p.done).sum();
         let total = match self.checkpoints.and_then(|c| c.progress.as_ref()) {
             Some(_) => {
                 let mut left = 0;
                 for part in &parts {
-                    left += coll.count_documents(part.filter(&self.filter)).await?;
+                    let filter = part.filter(&self.filter);
+                    left += self
+                        .retry()
+                        .idempotent(
+                            || format!("counting `{}`", self.collection),
+                            || async { Ok(coll.count_documents(filter.clone()).await?) },
+                        )
+                        .await?;
                 }
                 resumed + left
             }
@@ -219,7 +241,13 @@ impl Batches<'_> {
                 doc! { "$match": self.filter.clone() },
                 doc! { "$bucketAuto": { "groupBy": "$_id", "buckets": i64::from(self.segments) } },
             ];
-            let buckets: Vec<Document> = coll.aggregate(pipeline).await?.try_collect().await?;
+            let buckets: Vec<Document> = self
+                .retry()
+                .idempotent(
+                    || format!("splitting `{}` into segments", self.collection),
+                    || async { Ok(coll.aggregate(pipeline.clone()).await?.try_collect().await?) },
+                )
+                .await?;
             bounds = buckets
                 .iter()
                 .filter_map(|b| b.get_document("_id").ok()?.get("min").cloned())
@@ -246,11 +274,15 @@ impl Batches<'_> {
         };
         let layout = checkpoint.to_document(bson::DateTime::now());
         let key = Checkpoint::key(self.index);
-        let written = c
-            .tracking
-            .update_one(c.claim.clone(), doc! { "$set": { key: layout } })
+        let set = doc! { "$set": { key: layout } };
+        let matched = c
+            .retry
+            .idempotent(
+                || format!("the checkpoint of {}", c.version),
+                || async { Ok(c.tracking.update_one(c.claim.clone(), set.clone()).await?.matched_count) },
+            )
             .await?;
-        if written.matched_count == 0 {
+        if matched == 0 {
             return Err(format!("{LOST_LOCK} before its walk started").into());
         }
         Ok(checkpoint.parts)

@@ -78,15 +78,25 @@ where
             if self.failed.load(SeqCst) {
                 return Err(Stop::Because("another segment failed"));
             }
-            let batch: Vec<Document> = self
-                .coll
-                .find(part.filter(&b.filter))
-                .sort(doc! { "_id": 1 })
-                .limit(b.size)
-                .batch_size(u32::try_from(b.size).unwrap_or(u32::MAX))
-                .await?
-                .try_collect()
-                .await?;
+            let filter = part.filter(&b.filter);
+            let batch: Vec<Document> = b
+                .retry()
+                .idempotent(
+                    || format!("reading a batch of `{}`", b.collection),
+                    || async {
+                        Ok(self
+                            .coll
+                            .find(filter.clone())
+                            .sort(doc! { "_id": 1 })
+                            .limit(b.size)
+                            .batch_size(u32::try_from(b.size).unwrap_or(u32::MAX))
+                            .await?
+                            .try_collect()
+                            .await?)
+                    },
+                )
+                .await
+                .map_err(|e| Stop::Failed(e.into()))?;
             let Some(end) = batch.last().and_then(|d| d.get("_id")).cloned() else {
                 return Ok(());
             };
@@ -108,8 +118,16 @@ where
             tracing::info!(segment = i, documents = n, segment_done = part.done, "batch done");
             if let Some(c) = b.checkpoints {
                 let point = Checkpoint::position(b.index, i, &part, bson::DateTime::now());
-                let written = c.tracking.update_one(c.claim.clone(), doc! { "$set": point }).await?;
-                if written.matched_count == 0 {
+                let set = doc! { "$set": point };
+                let matched = c
+                    .retry
+                    .idempotent(
+                        || format!("the checkpoint of {}", c.version),
+                        || async { Ok(c.tracking.update_one(c.claim.clone(), set.clone()).await?.matched_count) },
+                    )
+                    .await
+                    .map_err(|e| Stop::Failed(e.into()))?;
+                if matched == 0 {
                     return Err(Stop::Because(LOST_LOCK));
                 }
                 since = std::time::Instant::now();

@@ -2,6 +2,8 @@
 
 mod text;
 
+pub(crate) use text::plain;
+
 use text::{before, lost_run, named, pending_list, them, versions};
 
 use crate::version::InvalidVersion;
@@ -79,7 +81,19 @@ pub enum Error {
         source: Box<mongodb::error::Error>,
     },
 
-    #[error("MongoDB error: {0}")]
+    #[error("lost the connection to the server during {during} (retried for {retried_secs} s; last: {cause}); the run stopped there and nothing after it started. Run the command again once the server answers; `status` shows what was recorded")]
+    /// The network or the server failed for longer than a command of the
+    /// run protocol is retried (nine tenths of the lock TTL).
+    ServerLost {
+        /// The command that gave up, e.g. `the step write of 20260101000000`.
+        during: String,
+        /// How long it was retried.
+        retried_secs: u64,
+        /// The last fault, in the driver's plain words.
+        cause: String,
+    },
+
+    #[error("MongoDB error: {}", plain(.0))]
     /// Any other error of the driver or the server. Its text is in the
     /// message, so `source()` does not return it again (match the variant).
     Mongo(mongodb::error::Error),
@@ -340,7 +354,10 @@ impl Error {
     /// one cannot fall through to a default.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidUri { .. } | Error::Unreachable { .. } | Error::AuthFailed { .. } => ErrorKind::Connection,
+            Error::InvalidUri { .. }
+            | Error::Unreachable { .. }
+            | Error::AuthFailed { .. }
+            | Error::ServerLost { .. } => ErrorKind::Connection,
             Error::MissingDatabase | Error::InvalidEnv { .. } => ErrorKind::Configuration,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::Blocked { .. }

@@ -39,6 +39,9 @@ pub fn hint(error: &Error) -> &'static str {
         Error::InvalidVersion(_) | Error::DuplicateVersion { .. } | Error::Unordered { .. } => {
             "regenerate the registry with `cargo mongo-migrate registry`"
         }
+        Error::ServerLost { .. } => {
+            "check that the server is up and reachable, then run the command again; `cargo mongo-migrate status` shows what was recorded"
+        }
         Error::Mongo(_) | Error::WriteFailed { .. } => "see `cargo mongo-migrate status`, then run again",
         Error::UnlockNotConfirmed => "make sure the holder is gone (`cargo mongo-migrate lock-status`), then confirm",
         Error::ForgetNotConfirmed => "check the versions with `cargo mongo-migrate status`, then confirm",

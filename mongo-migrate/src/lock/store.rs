@@ -11,6 +11,7 @@ use mongodb::Collection;
 use super::guard::LockGuard;
 use super::info::{Fence, LockInfo, Released};
 use crate::holder::{Holder, LockedBy};
+use crate::retry::Retry;
 use crate::server::{is_duplicate_key, Clock, Server};
 use crate::{Error, Version};
 
@@ -48,6 +49,9 @@ pub(crate) struct Lock {
     pub(super) server: Server,
 }
 
+/// How long a release is retried over transient faults.
+const RELEASE_WINDOW: Duration = Duration::from_secs(5);
+
 /// A free lock document: no holder, already expired. `acquire` matches either.
 fn freed(now: bson::DateTime) -> Document {
     doc! { "holder": Bson::Null, "expiresAt": now, "releasedAt": now, "plan": [] }
@@ -67,6 +71,41 @@ impl Lock {
         }
     }
 
+    /// The lock document, retried over transient faults.
+    async fn read(&self) -> Result<Option<Document>, Error> {
+        self.server
+            .retry
+            .idempotent(
+                || "reading the lock".into(),
+                || async { Ok(self.coll.find_one(doc! { "_id": &self.name }).await?) },
+            )
+            .await
+    }
+
+    /// One conditional update of the lock document, retried over transient
+    /// faults (each is idempotent: it sets values, or adds to a set); the
+    /// documents it matched.
+    async fn write(
+        &self,
+        during: &str,
+        filter: Document,
+        update: mongodb::options::UpdateModifications,
+    ) -> Result<u64, Error> {
+        self.server
+            .retry
+            .idempotent(
+                || during.to_string(),
+                || async {
+                    Ok(self
+                        .coll
+                        .update_one(filter.clone(), update.clone())
+                        .await?
+                        .matched_count)
+                },
+            )
+            .await
+    }
+
     /// Earlier versions made a TTL index on `expiresAt`, which deletes
     /// released and expired lock documents and so restarts their generation
     /// counter. The lock document is one small document: it stays.
@@ -82,10 +121,7 @@ impl Lock {
     }
 
     pub(crate) async fn status(&self) -> Result<Option<LockInfo>, Error> {
-        let (doc, clock) = tokio::try_join!(
-            async { Ok::<_, Error>(self.coll.find_one(doc! { "_id": &self.name }).await?) },
-            self.server.clock()
-        )?;
+        let (doc, clock) = tokio::try_join!(self.read(), self.server.clock())?;
         Ok(doc.as_ref().and_then(|d| LockInfo::from_document(d, clock.now())))
     }
 
@@ -122,19 +158,33 @@ impl Lock {
             "plan": { "$literal": version_array(plan) },
         } }];
         let sent = Instant::now();
+        // Retried over transient faults: an attempt that landed before its
+        // reply was lost makes the next one meet this runner's own lock, a
+        // duplicate key, which the lock document then shows as ours.
         let result = self
-            .coll
-            .find_one_and_update(filter, update)
-            .upsert(true)
-            .return_document(ReturnDocument::After)
-            .await;
+            .server
+            .retry
+            .idempotent(
+                || "taking the lock".into(),
+                || async {
+                    match self
+                        .coll
+                        .find_one_and_update(filter.clone(), update.clone())
+                        .upsert(true)
+                        .return_document(ReturnDocument::After)
+                        .await
+                    {
+                        Err(e) if is_duplicate_key(&e) => Ok(None),
+                        other => Ok(other?),
+                    }
+                },
+            )
+            .await?;
         match result {
-            Ok(Some(doc)) => Ok(self.guard(&holder, &doc, plan, sent)),
-            // Some servers return no document from a raced upsert; the lock
-            // document itself tells whether this runner won.
-            Ok(None) => self.busy_unless_ours(&holder, plan, sent).await,
-            Err(e) if is_duplicate_key(&e) => self.busy_unless_ours(&holder, plan, sent).await,
-            Err(e) => Err(e.into()),
+            Some(doc) => Ok(self.guard(&holder, &doc, plan, sent)),
+            // A held lock (the duplicate key), or some servers' answer to a
+            // raced upsert: the lock document tells whether this runner won.
+            None => self.busy_unless_ours(&holder, plan, sent).await,
         }
     }
 
@@ -154,7 +204,7 @@ impl Lock {
     }
 
     async fn busy_unless_ours(&self, holder: &Holder, plan: &[Version], sent: Instant) -> Result<LockGuard, Error> {
-        let doc = self.coll.find_one(doc! { "_id": &self.name }).await?;
+        let doc = self.read().await?;
         let ours = doc.as_ref().is_some_and(|d| {
             d.get_document("holder")
                 .is_ok_and(|h| h.get_str("id") == Ok(holder.id.to_string().as_str()))
@@ -189,13 +239,13 @@ impl Lock {
                 "heartbeatAt": "$$NOW",
                 "expiresAt": { "$add": [ "$$NOW", ttl_ms(self.ttl) ] },
             } }];
-            self.coll.update_one(filter, update).await?
+            self.write("refreshing the lock", filter, update.into()).await?
         } else {
             filter.insert("expiresAt", doc! { "$gt": clock.now() });
             let update = doc! { "$set": { "heartbeatAt": clock.now(), "expiresAt": clock.after(self.ttl) } };
-            self.coll.update_one(filter, update).await?
+            self.write("refreshing the lock", filter, update.into()).await?
         };
-        Ok(result.matched_count == 1)
+        Ok(result == 1)
     }
 
     /// Frees the lock if this holder still has it. `fenced`: this holder
@@ -211,8 +261,22 @@ impl Lock {
         if fenced {
             set.insert("unfenced", Bson::Array(Vec::new()));
         }
-        self.coll.update_one(filter, doc! { "$set": set }).await?;
-        Ok(())
+        // Briefly: a run that ends on a lost server does not wait for it
+        // again here; an unreleased lock expires by itself.
+        let retry = Retry {
+            window: self.server.retry.window.min(RELEASE_WINDOW),
+        };
+        retry
+            .idempotent(
+                || "releasing the lock".into(),
+                || async {
+                    self.coll
+                        .update_one(filter.clone(), doc! { "$set": set.clone() })
+                        .await?;
+                    Ok(())
+                },
+            )
+            .await
     }
 
     /// Adds versions to the plan of a held lock; `false` if it is not ours.
@@ -223,7 +287,7 @@ impl Lock {
             "generation": fence.generation,
         };
         let update = doc! { "$addToSet": { "plan": { "$each": version_array(more) } } };
-        Ok(self.coll.update_one(filter, update).await?.matched_count == 1)
+        Ok(self.write("extending the lock's plan", filter, update.into()).await? == 1)
     }
 
     /// Frees the lock whoever holds it, and bumps the generation so that the
@@ -241,9 +305,18 @@ impl Lock {
             "plan": { "$literal": [] },
         } }];
         let before = self
-            .coll
-            .find_one_and_update(doc! { "_id": &self.name }, update)
-            .return_document(ReturnDocument::Before)
+            .server
+            .retry
+            .idempotent(
+                || "releasing the lock".into(),
+                || async {
+                    Ok(self
+                        .coll
+                        .find_one_and_update(doc! { "_id": &self.name }, update.clone())
+                        .return_document(ReturnDocument::Before)
+                        .await?)
+                },
+            )
             .await?;
         let Some(before) = before else { return Ok(None) };
         let mut unfenced = versions(&before, "unfenced");
@@ -261,9 +334,12 @@ impl Lock {
     /// someone took the lock meanwhile (and inherited the list to fence).
     pub(crate) async fn fenced(&self, generation: i64) -> Result<(), Error> {
         let filter = doc! { "_id": &self.name, "holder": Bson::Null, "generation": generation };
-        self.coll
-            .update_one(filter, doc! { "$set": { "unfenced": [] } })
-            .await?;
+        self.write(
+            "clearing the fenced plans",
+            filter,
+            doc! { "$set": { "unfenced": [] } }.into(),
+        )
+        .await?;
         Ok(())
     }
 }

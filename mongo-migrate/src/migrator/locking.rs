@@ -7,7 +7,8 @@ use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use super::{jitter, Migrator};
+use super::Migrator;
+use crate::retry::jitter;
 
 /// The longest pause between two attempts at a lock another runner holds:
 /// a waiter notices a released lock within this time.

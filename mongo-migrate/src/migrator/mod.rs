@@ -14,6 +14,7 @@ use crate::batch::ProgressFn;
 use crate::lock::{Lock, LockInfo};
 use crate::plan::{self, DownTarget, Records};
 use crate::record::{HistoryQuery, Record};
+use crate::retry::Retry;
 use crate::server::{connect_within, durable, Server};
 use crate::tracking::Tracking;
 use crate::{
@@ -62,9 +63,10 @@ impl Migrator {
     pub fn new(client: Client, database: &str, registry: Registry, config: Config) -> Self {
         let kept = config.clone();
         let db = client.database(database);
-        let server = Server::new(db.clone());
+        let retry = Retry::within(config.lock_ttl);
+        let server = Server::new(db.clone(), retry);
         Migrator {
-            tracking: Tracking::new(db.clone(), durable(&db, &config.tracking_collection)),
+            tracking: Tracking::new(db.clone(), durable(&db, &config.tracking_collection), retry),
             lock: Lock::new(
                 durable(&db, &config.lock_collection),
                 config.lock_name,
@@ -314,13 +316,6 @@ impl Migrator {
             f(&progress);
         }
     }
-}
-
-/// A random pause up to `max`, at least a fifth of it, so that waiters and
-/// retries do not move in step.
-fn jitter(max: Duration) -> Duration {
-    let random = (uuid::Uuid::new_v4().as_u128() % 1_000) as u32;
-    max / 5 + (max * 4 / 5) * random / 1_000
 }
 
 fn elapsed_ms(start: Instant) -> i64 {

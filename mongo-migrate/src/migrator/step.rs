@@ -99,6 +99,7 @@ impl Migrator {
                     lock: guard.handle(),
                     version: m.version,
                     progress: self.progress.clone(),
+                    retry: self.server.retry,
                 };
                 let mut ctx = MigrationContext::new(self.db.clone(), None, (m.version, &m.name), guard.handle())
                     .with_checkpoints(checkpoints);

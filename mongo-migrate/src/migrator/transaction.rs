@@ -9,7 +9,8 @@ use mongodb::ClientSession;
 use std::time::{Duration, Instant};
 
 use super::step::{failed, finish, function, run_body};
-use super::{elapsed_ms, jitter, Migrator};
+use super::{elapsed_ms, Migrator};
+use crate::retry::jitter;
 
 /// How many times a transactional migration is tried when the server says
 /// its transaction failed for a transient reason, as MongoDB's drivers do.
@@ -54,7 +55,11 @@ impl Migrator {
         guard.ensure_lease().await?;
         let start = Instant::now();
         let mut session = self.client.start_session().await?;
-        session.start_transaction().await?;
+        // Its commit as durable as every other protocol write.
+        session
+            .start_transaction()
+            .write_concern(crate::server::journaled())
+            .await?;
         let mut ctx = MigrationContext::new(self.db.clone(), Some(session), (m.version, &m.name), guard.handle());
         let result = run_body(function(m, direction), &mut ctx).await;
         let mut session = ctx.into_session().expect("transactional context has a session");

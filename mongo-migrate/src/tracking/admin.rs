@@ -4,7 +4,7 @@
 use bson::{doc, Document};
 use mongodb::options::ReturnDocument;
 
-use super::documents::holder_doc;
+use super::documents::{holder_doc, written_by};
 use super::Tracking;
 use crate::lock::Fence;
 use crate::record::Record;
@@ -22,13 +22,22 @@ impl Tracking {
                 "updatedAt": bson::DateTime::from_chrono(record.updated_at),
                 "fenceGen": { "$not": { "$gt": fence.generation } },
             };
-            let Some(original) = self.coll.find_one(filter.clone()).await? else {
+            let during = || format!("forgetting {}", record.version);
+            let original = self
+                .retry
+                .idempotent(during, || async { Ok(self.coll.find_one(filter.clone()).await?) })
+                .await?;
+            let Some(original) = original else {
                 return Err(Error::Conflict {
                     version: record.version,
                     name: record.name.clone(),
                 });
             };
+            // Its own `_id`: a retried insert that landed the first time is
+            // a duplicate key, not a second entry.
+            let id = bson::oid::ObjectId::new();
             let entry = doc! {
+                "_id": id,
                 "action": "forget",
                 "version": record.version.as_i64(),
                 "at": now,
@@ -36,15 +45,35 @@ impl Tracking {
                 "record": original,
                 "removed": false,
             };
-            let id = audit.insert_one(entry).await?.inserted_id;
-            if self.coll.delete_one(filter).await?.deleted_count == 0 {
+            self.retry
+                .idempotent(during, || async {
+                    match audit.insert_one(entry.clone()).await {
+                        Err(e) if crate::server::is_duplicate_key(&e) => Ok(()),
+                        other => other.map(drop).map_err(Error::from),
+                    }
+                })
+                .await?;
+            let (deleted, retried) = self
+                .retry
+                .run(during, || async {
+                    Ok(self.coll.delete_one(filter.clone()).await?.deleted_count)
+                })
+                .await?;
+            // After a lost reply the record may be gone by this very delete.
+            let gone = deleted == 1 || retried && self.get(record.version).await?.is_none();
+            if !gone {
                 return Err(Error::Conflict {
                     version: record.version,
                     name: record.name.clone(),
                 });
             }
-            audit
-                .update_one(doc! { "_id": id }, doc! { "$set": { "removed": true } })
+            self.retry
+                .idempotent(during, || async {
+                    audit
+                        .update_one(doc! { "_id": id }, doc! { "$set": { "removed": true } })
+                        .await?;
+                    Ok(())
+                })
                 .await?;
         }
         Ok(())
@@ -69,19 +98,40 @@ impl Tracking {
             "$set": { "checksum": checksum, "updatedAt": now, "lockHolder": holder_doc(fence) },
             "$push": { "acceptedChecksums": { "checksum": &record.checksum, "acceptedAt": now } },
         };
-        self.rewrite(record, filter, update).await
+        self.rewrite(record, filter, update, fence, now).await
     }
 
     /// Applies `update` to `record` if `filter` still matches it; returns it
     /// as written, or a conflict when it changed meanwhile.
-    async fn rewrite(&self, record: &Record, filter: Document, update: Document) -> Result<Record, Error> {
-        let written = self
-            .coll
-            .find_one_and_update(filter, update)
-            .return_document(ReturnDocument::After)
+    async fn rewrite(
+        &self,
+        record: &Record,
+        filter: Document,
+        update: Document,
+        fence: &Fence,
+        now: bson::DateTime,
+    ) -> Result<Record, Error> {
+        let during = || format!("the write of the record of {}", record.version);
+        let (written, retried) = self
+            .retry
+            .run(during, || async {
+                Ok(self
+                    .coll
+                    .find_one_and_update(filter.clone(), update.clone())
+                    .return_document(ReturnDocument::After)
+                    .await?)
+            })
             .await?;
         match written {
             Some(doc) => Record::from_document(&doc),
+            // After a lost reply: this runner's own write, landed.
+            None if retried => match self.get(record.version).await? {
+                Some(r) if written_by(&r, fence, now) => Ok(r),
+                _ => Err(Error::Conflict {
+                    version: record.version,
+                    name: record.name.clone(),
+                }),
+            },
             None => Err(Error::Conflict {
                 version: record.version,
                 name: record.name.clone(),
@@ -113,6 +163,6 @@ impl Tracking {
             set.insert("appliedAt", now);
         }
         let update = doc! { "$set": set, "$unset": { "fencedBy": "", "fencedAt": "" } };
-        self.rewrite(record, filter, update).await
+        self.rewrite(record, filter, update, fence, now).await
     }
 }

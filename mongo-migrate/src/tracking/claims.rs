@@ -3,7 +3,7 @@
 
 use bson::{doc, Bson, Document};
 
-use super::documents::{guarded, holder_doc, stamp};
+use super::documents::{guarded, holder_doc, stamp, written_by};
 use super::Tracking;
 use crate::lock::Fence;
 use crate::plan::Adopt;
@@ -96,7 +96,13 @@ impl Tracking {
         // (every statement is idempotent) as mongod would.
         let deadline = std::time::Instant::now() + FENCE_WAIT;
         loop {
-            let reply = server::update(&self.db, self.coll.name(), statements.clone(), true, None).await?;
+            let reply = self
+                .retry
+                .idempotent(
+                    || "the fence".into(),
+                    || server::update(&self.db, self.coll.name(), statements.clone(), true, None),
+                )
+                .await?;
             if reply.unmatched.is_empty() {
                 return Ok(());
             }
@@ -122,13 +128,25 @@ impl Tracking {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let statements = claims.iter().map(|c| c.statement(fence, now)).collect();
-        let reply = server::update(&self.db, self.coll.name(), statements, false, None).await?;
-        Ok(reply
-            .unmatched
-            .into_iter()
-            .map(|i| claims[i].migration.version)
-            .collect())
+        let statements: Vec<Document> = claims.iter().map(|c| c.statement(fence, now)).collect();
+        let (reply, retried) = self
+            .retry
+            .run(
+                || "the claim of the plan".into(),
+                || server::update(&self.db, self.coll.name(), statements.clone(), false, None),
+            )
+            .await?;
+        let mut changed = Vec::new();
+        for i in reply.unmatched {
+            let version = claims[i].migration.version;
+            // After a lost reply, a claim that landed the first time no
+            // longer matches its own guard: this runner's write, not a change.
+            if retried && self.get(version).await?.is_some_and(|r| written_by(&r, fence, now)) {
+                continue;
+            }
+            changed.push(version);
+        }
+        Ok(changed)
     }
 }
 

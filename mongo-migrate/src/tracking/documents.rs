@@ -4,6 +4,7 @@
 use bson::{doc, Document};
 
 use crate::lock::Fence;
+use crate::record::Record;
 use crate::{MigrationStatus, Version};
 
 pub(super) fn holder_doc(fence: &Fence) -> Document {
@@ -42,4 +43,15 @@ pub(super) fn stamp(fields: &mut Document, status: MigrationStatus, now: bson::D
         MigrationStatus::RolledBack => fields.insert("rolledBackAt", now),
         _ => None,
     };
+}
+
+/// Whether `record` is as a write of this runner at `now` left it: its
+/// holder and generation, `updatedAt` of that write, not fenced since. A
+/// retried write whose first attempt landed (its reply was lost) finds its
+/// own write this way, where its filter no longer matches.
+pub(super) fn written_by(record: &Record, fence: &Fence, now: bson::DateTime) -> bool {
+    record.fenced_by.is_none()
+        && record.lock_holder.as_deref() == Some(fence.holder_id.to_string().as_str())
+        && record.lock_generation == Some(fence.generation)
+        && bson::DateTime::from_chrono(record.updated_at) == now
 }

@@ -31,6 +31,7 @@ pub(crate) use documents::running_claim;
 pub(crate) use steps::{Finish, Outcome, Stepped};
 
 use crate::record::{HistoryQuery, Record};
+use crate::retry::Retry;
 use crate::{Error, Version};
 
 /// The tracking collection.
@@ -38,6 +39,8 @@ use crate::{Error, Version};
 pub(crate) struct Tracking {
     db: Database,
     coll: Collection<Document>,
+    /// How its commands are retried over transient faults.
+    retry: Retry,
 }
 
 /// Runs `find` and decodes every document it returns.
@@ -48,8 +51,8 @@ async fn records(find: mongodb::action::Find<'_, Document>) -> Result<Vec<Record
 }
 
 impl Tracking {
-    pub(crate) fn new(db: Database, coll: Collection<Document>) -> Self {
-        Tracking { db, coll }
+    pub(crate) fn new(db: Database, coll: Collection<Document>, retry: Retry) -> Self {
+        Tracking { db, coll, retry }
     }
 
     /// The collection, for the checkpoints of batches.
@@ -68,18 +71,36 @@ impl Tracking {
                     .build(),
             )
             .build();
-        self.coll.create_index(index).await?;
-        Ok(())
+        self.retry
+            .idempotent(
+                || "creating the tracking index".into(),
+                || async {
+                    self.coll.create_index(index.clone()).await?;
+                    Ok(())
+                },
+            )
+            .await
     }
 
     /// Every record, in version order.
     pub(crate) async fn load(&self) -> Result<Vec<Record>, Error> {
-        records(self.coll.find(doc! {}).sort(doc! { "version": 1 })).await
+        self.retry
+            .idempotent(
+                || "reading the tracking records".into(),
+                || records(self.coll.find(doc! {}).sort(doc! { "version": 1 })),
+            )
+            .await
     }
 
     /// The record of one version.
     pub(crate) async fn get(&self, version: Version) -> Result<Option<Record>, Error> {
-        let doc = self.coll.find_one(doc! { "version": version.as_i64() }).await?;
+        let doc = self
+            .retry
+            .idempotent(
+                || format!("reading the record of {version}"),
+                || async { Ok(self.coll.find_one(doc! { "version": version.as_i64() }).await?) },
+            )
+            .await?;
         doc.as_ref().map(Record::from_document).transpose()
     }
 
@@ -88,12 +109,20 @@ impl Tracking {
             Some(status) => doc! { "status": status.as_str() },
             None => doc! {},
         };
-        let find = self
-            .coll
-            .find(filter)
-            .sort(doc! { "updatedAt": -1, "version": -1 })
-            .skip(query.skip)
-            .limit(query.limit.map_or(0, |l| i64::try_from(l).unwrap_or(i64::MAX)));
-        records(find).await
+        let limit = query.limit.map_or(0, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        self.retry
+            .idempotent(
+                || "reading the history".into(),
+                || {
+                    let find = self
+                        .coll
+                        .find(filter.clone())
+                        .sort(doc! { "updatedAt": -1, "version": -1 })
+                        .skip(query.skip)
+                        .limit(limit);
+                    records(find)
+                },
+            )
+            .await
     }
 }

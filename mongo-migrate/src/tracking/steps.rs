@@ -4,9 +4,10 @@
 use bson::doc;
 use mongodb::ClientSession;
 
-use super::documents::{own, stamp};
+use super::documents::{own, stamp, written_by};
 use super::Tracking;
 use crate::lock::Fence;
+use crate::record::Record;
 use crate::server;
 use crate::{Direction, Error, MigrationStatus, Version};
 
@@ -86,9 +87,51 @@ impl Tracking {
         }
         let expected = statements.len() as i64;
         let in_transaction = session.is_some();
-        let reply = server::update(&self.db, self.coll.name(), statements, true, session).await?;
+        let (reply, retried) = match session {
+            // A transaction is retried whole, by its caller.
+            Some(session) => (
+                server::update(&self.db, self.coll.name(), statements, true, Some(session)).await?,
+                false,
+            ),
+            None => {
+                let during = || step_name(finish.as_ref(), start);
+                self.retry
+                    .run(during, || {
+                        server::update(&self.db, self.coll.name(), statements.clone(), true, None)
+                    })
+                    .await?
+            }
+        };
         if reply.matched == expected {
             return Ok(Stepped::Ok);
+        }
+        if retried {
+            // A lost reply: the first attempt may have landed, so its
+            // statements no longer match. What this runner's write would
+            // have left is its own, not a fence.
+            let finish_landed = match &finish {
+                Some(f) => self
+                    .get(f.version)
+                    .await?
+                    .is_some_and(|r| finished_as(&r, f, fence, now)),
+                None => true,
+            };
+            let start_landed = match start {
+                Some(v) => self.get(v).await?.is_some_and(|r| {
+                    written_by(&r, fence, now)
+                        && r.status == MigrationStatus::Running
+                        && r.started_at.map(bson::DateTime::from_chrono) == Some(now)
+                }),
+                None => true,
+            };
+            if finish_landed && start_landed {
+                return Ok(Stepped::Ok);
+            }
+            return Ok(if finish_landed {
+                Stepped::StartFenced
+            } else {
+                Stepped::FinishFenced
+            });
         }
         // Only a fence makes a statement miss. Which one? (Inside a
         // transaction the transaction itself is abandoned: either will do.)
@@ -105,5 +148,27 @@ impl Tracking {
         } else {
             Stepped::FinishFenced
         })
+    }
+}
+
+/// Whether `record` shows the end `f` as this runner's step write at `now`
+/// records it.
+fn finished_as(record: &Record, f: &Finish<'_>, fence: &Fence, now: bson::DateTime) -> bool {
+    let at = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(bson::DateTime::from_chrono) == Some(now);
+    written_by(record, fence, now)
+        && match f.outcome {
+            Outcome::Done(direction) => record.status == direction.done(),
+            Outcome::Failed(..) => record.status == MigrationStatus::Failed,
+            Outcome::Stopped => record.status == MigrationStatus::Running && at(record.stopped_at),
+        }
+}
+
+/// What a step write records, for an error that names it.
+fn step_name(finish: Option<&Finish<'_>>, start: Option<Version>) -> String {
+    match (finish, start) {
+        (Some(f), Some(v)) => format!("the step write that records the end of {} and starts {v}", f.version),
+        (Some(f), None) => format!("the step write that records the end of {}", f.version),
+        (None, Some(v)) => format!("the step write that starts {v}"),
+        (None, None) => "a step write".into(),
     }
 }

@@ -16,6 +16,8 @@ mod http;
 mod http_hostile;
 mod late_writes;
 mod lock;
+#[cfg(unix)]
+mod net_faults;
 mod operations;
 mod recovery;
 mod refusals;

@@ -1,0 +1,194 @@
+//! Transient faults of the network and the server (a dropped reply, a reset
+//! connection, a failover), and retrying the run protocol's commands over
+//! them within a window, with jittered backoff.
+//!
+//! Every command retried here is safe to send twice: reads are, and each
+//! protocol write either matches its own earlier attempt (see
+//! `tracking/steps.rs`) or fails on a fence, which a retry cannot get past.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// Server error codes after which a command may succeed when sent again:
+/// the server is stepping down, shutting down, or not the primary (any
+/// more), or the network between them failed.
+const TRANSIENT_CODES: &[i32] = &[
+    6,     // HostUnreachable
+    7,     // HostNotFound
+    89,    // NetworkTimeout
+    91,    // ShutdownInProgress
+    189,   // PrimarySteppedDown
+    9001,  // SocketException
+    10107, // NotWritablePrimary
+    11600, // InterruptedAtShutdown
+    11602, // InterruptedDueToReplStateChange
+    13435, // NotPrimaryNoSecondaryOk
+    13436, // NotPrimaryOrSecondary
+];
+
+/// Whether `e` is a fault of the network or the server that a later attempt
+/// may not meet: never a refusal of the command itself.
+pub(crate) fn is_transient(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    if e.contains_label("RetryableWriteError") {
+        return true;
+    }
+    match e.kind.as_ref() {
+        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } | ErrorKind::ServerSelection { .. } => true,
+        ErrorKind::Command(c) => TRANSIENT_CODES.contains(&c.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => TRANSIENT_CODES.contains(&w.code),
+        _ => false,
+    }
+}
+
+/// A random pause up to `max`, at least a fifth of it, so that waiters and
+/// retries do not move in step.
+pub(crate) fn jitter(max: Duration) -> Duration {
+    let random = (uuid::Uuid::new_v4().as_u128() % 1_000) as u32;
+    max / 5 + (max * 4 / 5) * random / 1_000
+}
+
+/// The longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The least time one attempt is given to answer, however little of the
+/// window is left: a slow command is not cut short by a short lock TTL.
+const ATTEMPT_FLOOR: Duration = Duration::from_secs(10);
+
+/// How long the run protocol retries one command over transient faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Retry {
+    /// From the first attempt: nine tenths of the lock's TTL, the lease a
+    /// runner may act on without a new proof.
+    pub(crate) window: Duration,
+}
+
+impl Retry {
+    pub(crate) fn within(ttl: Duration) -> Self {
+        Retry {
+            window: ttl.mul_f64(0.9),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails with anything but a
+    /// transient fault, or the window is over; the result, and whether an
+    /// attempt before it failed (its write may then have landed). Gives up
+    /// with [`Error::ServerLost`], naming `during`.
+    pub(crate) async fn run<T, F, Fut>(&self, during: impl Fn() -> String, mut attempt: F) -> Result<(T, bool), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        let mut failed = false;
+        loop {
+            // An attempt that gets no answer (a black-holed connection) is a
+            // fault like a reset one: it may have landed, and it ends.
+            let patience = self.window.saturating_sub(started.elapsed()).max(ATTEMPT_FLOOR);
+            let fault = match tokio::time::timeout(patience, attempt()).await {
+                Ok(Ok(value)) => return Ok((value, failed)),
+                Ok(Err(Error::Mongo(e))) if is_transient(&e) => crate::error::plain(&e),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => format!("no answer within {} s", patience.as_secs()),
+            };
+            let left = self.window.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(Error::ServerLost {
+                    during: during(),
+                    retried_secs: started.elapsed().as_secs(),
+                    cause: fault,
+                });
+            }
+            tracing::warn!(during = %during(), error = %fault, "transient fault; retrying");
+            failed = true;
+            tokio::time::sleep(jitter(pause).min(left)).await;
+            pause = (pause * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// [`Retry::run`] without the flag, for commands whose second landing
+    /// changes nothing (reads, refreshes).
+    pub(crate) async fn idempotent<T, F, Fut>(&self, during: impl Fn() -> String, attempt: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        Ok(self.run(during, attempt).await?.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io() -> Error {
+        Error::Mongo(mongodb::error::Error::from(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "unexpected end of file",
+        )))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_fault_is_retried_until_it_passes_and_flagged() {
+        let retry = Retry::within(Duration::from_secs(10));
+        let mut left = 3;
+        let (value, failed) = retry
+            .run(
+                || "a read".into(),
+                || {
+                    left -= 1;
+                    let fail = left > 0;
+                    async move {
+                        if fail {
+                            Err(io())
+                        } else {
+                            Ok(7)
+                        }
+                    }
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((value, failed, left), (7, true, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn it_gives_up_in_plain_words_when_the_window_is_over() {
+        let retry = Retry::within(Duration::from_secs(10));
+        let started = tokio::time::Instant::now();
+        let e = retry
+            .run(
+                || "the step write of 20260101000000".into(),
+                || async { Err::<(), _>(io()) },
+            )
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_secs(9), "{:?}", started.elapsed());
+        let text = e.to_string();
+        assert!(text.contains("during the step write of 20260101000000"), "{text}");
+        assert!(text.contains("retried for 9 s"), "{text}");
+        assert!(!text.contains("Kind:") && !text.contains("labels"), "{text}");
+        assert_eq!(e.kind(), crate::ErrorKind::Connection);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_never_retried() {
+        let retry = Retry::within(Duration::from_secs(10));
+        let mut calls = 0;
+        let e = retry
+            .run(
+                || "a write".into(),
+                || {
+                    calls += 1;
+                    async { Err::<(), _>(Error::lock_lost()) }
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::LockLost { .. }));
+        assert_eq!(calls, 1);
+    }
+}
