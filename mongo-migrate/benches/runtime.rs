@@ -168,6 +168,54 @@ async fn apply_1000(uri: &str) {
         elapsed.as_secs_f64() / floor.as_secs_f64()
     );
     client.database(&name).drop().await.unwrap();
+
+    // The floor of the step write (issue 20): the minimal journaled
+    // two-statement conditional `update` of the same shape, by a uniquely
+    // indexed version, through the same driver, one per migration.
+    let db = client.database(&name);
+    let tracking = db.collection::<mongo_migrate::bson::Document>("step_floor");
+    tracking
+        .create_index(
+            mongo_migrate::mongodb::IndexModel::builder()
+                .keys(mongo_migrate::bson::doc! { "version": 1 })
+                .options(
+                    mongo_migrate::mongodb::options::IndexOptions::builder()
+                        .unique(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .await
+        .unwrap();
+    let docs: Vec<_> = (0..=n as i64)
+        .map(|i| mongo_migrate::bson::doc! { "version": i, "status": "planned" })
+        .collect();
+    tracking.insert_many(docs).await.unwrap();
+    counter.take_latencies();
+    let start = Instant::now();
+    for i in 0..n as i64 {
+        let now = mongo_migrate::bson::DateTime::now();
+        let command = mongo_migrate::bson::doc! {
+            "update": "step_floor",
+            "updates": [
+                { "q": { "version": i, "status": "running" }, "u": { "$set": { "status": "completed", "updatedAt": now } } },
+                { "q": { "version": i + 1, "status": "planned" }, "u": { "$set": { "status": "running", "updatedAt": now } } },
+            ],
+            "ordered": true,
+            "writeConcern": { "w": "majority", "j": true },
+        };
+        db.run_command(command).await.unwrap();
+    }
+    let step_floor = start.elapsed();
+    let mut latencies = counter.take_latencies();
+    let floor_p = latencies.get_mut("update step_floor").map(|t| percentiles(t));
+    println!(
+        "  step floor (minimal journaled two-statement update per migration): {:.2} s ({}); migrator / step floor = {:.2}",
+        step_floor.as_secs_f64(),
+        floor_p.unwrap_or_default(),
+        elapsed.as_secs_f64() / step_floor.as_secs_f64()
+    );
+    client.database(&name).drop().await.unwrap();
 }
 
 /// A migrator over `n` no-op migrations on its own connection pool, as another process would have.
@@ -319,8 +367,13 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // `RUNTIME_BENCH=apply` runs only the first, for a quick comparison.
+    let only_apply = std::env::var("RUNTIME_BENCH").is_ok_and(|b| b == "apply");
     runtime.block_on(async {
         apply_1000(&uri).await;
+        if only_apply {
+            return;
+        }
         lock_cycle(&uri).await;
         waiters(&uri).await;
         concurrent(&uri).await;

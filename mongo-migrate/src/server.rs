@@ -285,6 +285,8 @@ async fn probe(db: &Database) -> Result<Info, Error> {
             .get_document("cursor")
             .and_then(|c| c.get_array("firstBatch"))
             .is_ok_and(|batch| batch.len() == 1),
+        // A lost reply says nothing about the server: probe again.
+        Err(e) if crate::retry::is_transient(&e) => return Err(e.into()),
         Err(_) => false,
     };
     Ok(Info {

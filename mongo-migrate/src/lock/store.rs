@@ -110,14 +110,19 @@ impl Lock {
     /// released and expired lock documents and so restarts their generation
     /// counter. The lock document is one small document: it stays.
     pub(crate) async fn drop_ttl_index(&self) -> Result<(), Error> {
-        match self.coll.drop_index("expiresAt_ttl").await {
-            Ok(()) => Ok(()),
-            // IndexNotFound, NamespaceNotFound.
-            Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if matches!(c.code, 26 | 27)) => {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.server
+            .retry
+            .idempotent(|| "dropping the old lock index".into(), || async {
+                match self.coll.drop_index("expiresAt_ttl").await {
+                    Ok(()) => Ok(()),
+                    // IndexNotFound, NamespaceNotFound.
+                    Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if matches!(c.code, 26 | 27)) => {
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await
     }
 
     pub(crate) async fn status(&self) -> Result<Option<LockInfo>, Error> {

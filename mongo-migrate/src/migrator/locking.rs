@@ -10,6 +10,21 @@ use std::time::{Duration, Instant};
 use super::Migrator;
 use crate::retry::jitter;
 
+/// What a command decided before the lock: its answer without it, or the
+/// versions the lock must name.
+pub(super) enum Before<T> {
+    Answer(T),
+    Lock(Vec<Version>),
+}
+
+/// Whether the skeleton refuses a held lock from one small read before the
+/// command's own reads: every command that writes; a dry-run reads through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Gate {
+    RefuseHeld,
+    ReadThrough,
+}
+
 /// The longest pause between two attempts at a lock another runner holds:
 /// a waiter notices a released lock within this time.
 pub(super) const MAX_LOCK_POLL: Duration = Duration::from_millis(250);
@@ -25,16 +40,45 @@ impl Migrator {
         versions: &[Version],
         locked: impl AsyncFnOnce(&LockGuard) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        let before = || async { Ok(Before::Lock(versions.to_vec())) };
+        self.with_lock_after(reason, Gate::RefuseHeld, before, locked).await
+    }
+
+    /// [`Migrator::with_lock`] for a command that decides under the wait,
+    /// from what it reads, whether it needs the lock at all (`up` and
+    /// `down` with nothing to do, a dry-run) and which versions it names.
+    /// `before` runs on every attempt; the skeleton is the same.
+    pub(super) async fn with_lock_after<T, F>(
+        &self,
+        reason: &str,
+        gate: Gate,
+        before: impl Fn() -> F,
+        locked: impl AsyncFnOnce(&LockGuard) -> Result<T, Error>,
+    ) -> Result<T, Error>
+    where
+        F: std::future::Future<Output = Result<Before<T>, Error>>,
+    {
         let guard = self
             .waiting(|| async {
-                if let Some(lock) = self.lock.status().await?.filter(|l| !l.expired) {
-                    return Err(lock.busy());
+                // While a live runner holds the lock, a waiter reads one
+                // small document per poll, not the whole tracking collection.
+                if gate == Gate::RefuseHeld {
+                    if let Some(lock) = self.lock.status().await?.filter(|l| !l.expired) {
+                        return Err(lock.busy());
+                    }
                 }
+                let versions = match before().await? {
+                    Before::Answer(answer) => return Ok(Err(answer)),
+                    Before::Lock(versions) => versions,
+                };
                 self.ensure_indexes().await?;
-                self.lock.acquire(reason, versions).await
+                Ok(Ok(self.lock.acquire(reason, &versions).await?))
             })
             .await?;
-        Self::under(guard, locked).await
+        match guard {
+            Ok(guard) => Self::under(guard, locked).await,
+            Err(answer) => Ok(answer),
+        }
     }
 
     /// Runs `locked` under `guard`, then releases the lock whatever

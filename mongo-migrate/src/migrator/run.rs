@@ -8,6 +8,7 @@ use crate::{Direction, Error, Migration, Phase, RunReport, Step, Version};
 use std::time::Instant;
 use tracing::Instrument;
 
+use super::locking::{Before, Gate};
 use super::step::{adopted, step};
 use super::{elapsed_ms, Migrator};
 
@@ -65,44 +66,30 @@ impl Migrator {
             stopped_walk: None,
             elapsed_ms: None,
         };
-        let guard = self
-            .waiting(|| async {
-                // While a live runner holds the lock, a waiter reads one
-                // small document per poll, not the whole tracking collection.
-                if !dry_run {
-                    if let Some(lock) = self.lock.status().await?.filter(|l| !l.expired) {
-                        return Err(lock.busy());
-                    }
-                }
-                let (records, lock) = self.read_state().await?;
-                let planned = plan(&records, lock.as_ref())?;
-                if let Some((_, batch)) = planned.first() {
-                    tracing::Span::current().record("batch", batch);
-                }
-                if dry_run || planned.is_empty() {
-                    let steps = planned
-                        .into_iter()
-                        .map(|(m, batch)| Step {
-                            adopted: direction == Direction::Up && matches!(plan::adoption(m, &records), Ok(Some(_))),
-                            ..step(m, batch, None)
-                        })
-                        .collect();
-                    return Ok(Err(steps));
-                }
-                // Held by a live runner, as just read: no need to ask again.
-                if let Some(lock) = lock.filter(|l| !l.expired) {
-                    return Err(lock.busy());
-                }
-                self.ensure_indexes().await?;
-                let versions: Vec<Version> = planned.iter().map(|(m, _)| m.version).collect();
-                Ok(Ok(self.lock.acquire(direction.as_str(), &versions).await?))
-            })
-            .await?;
-        let guard = match guard {
-            Ok(guard) => guard,
-            Err(steps) => return Ok(report(steps, Vec::new())),
+        let gate = if dry_run { Gate::ReadThrough } else { Gate::RefuseHeld };
+        let before = || async {
+            let (records, lock) = self.read_state().await?;
+            let planned = plan(&records, lock.as_ref())?;
+            if let Some((_, batch)) = planned.first() {
+                tracing::Span::current().record("batch", batch);
+            }
+            if dry_run || planned.is_empty() {
+                let steps = planned
+                    .into_iter()
+                    .map(|(m, batch)| Step {
+                        adopted: direction == Direction::Up && matches!(plan::adoption(m, &records), Ok(Some(_))),
+                        ..step(m, batch, None)
+                    })
+                    .collect();
+                return Ok(Before::Answer(report(steps, Vec::new())));
+            }
+            // Held by a live runner, as just read: no need to ask again.
+            if let Some(lock) = lock.filter(|l| !l.expired) {
+                return Err(lock.busy());
+            }
+            Ok(Before::Lock(planned.iter().map(|(m, _)| m.version).collect()))
         };
-        Self::under(guard, async |guard| {
+        self.with_lock_after(direction.as_str(), gate, before, async |guard| {
             self.run_locked(guard, direction, |r| plan(r, None)).await
         })
         .await
