@@ -149,6 +149,16 @@ pub(crate) fn pending<'r>(registry: &'r Registry, records: &Records, to: Option<
         .collect()
 }
 
+/// One migration of a run's plan, with what was decided about it once,
+/// when it was planned: its batch, and for `up` whether it is recorded as
+/// applied without running ([`adoption`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Planned<'a> {
+    pub(crate) migration: &'a Migration,
+    pub(crate) batch: i64,
+    pub(crate) adopt: Option<Adopt>,
+}
+
 /// Whether `up` records squash `m` as applied without running it: when it
 /// has no record yet and every version it replaces is applied. It runs when
 /// none is; anything between is refused.

@@ -2,7 +2,7 @@
 //! plan again and claim under it, prove it, then hand the plan to `step.rs`.
 
 use crate::lock::{LockGuard, LockInfo};
-use crate::plan::{self, DownTarget, Records};
+use crate::plan::{self, DownTarget, Planned, Records};
 use crate::tracking::{Claim, Fenced};
 use crate::{Direction, Error, Migration, Phase, RunReport, Step, Version};
 use std::time::Instant;
@@ -13,7 +13,7 @@ use super::step::{adopted, step};
 use super::{elapsed_ms, Migrator};
 
 /// A plan: migrations in the order they run, each with its batch.
-pub(super) type Plan<'a> = Vec<(&'a Migration, i64)>;
+pub(super) type Plan<'a> = Vec<Planned<'a>>;
 
 impl Migrator {
     /// [`Migrator::run_unspanned`] in a `mongo_migrate.run` span (direction,
@@ -70,15 +70,15 @@ impl Migrator {
         let before = || async {
             let (records, lock) = self.read_state().await?;
             let planned = plan(&records, lock.as_ref())?;
-            if let Some((_, batch)) = planned.first() {
-                tracing::Span::current().record("batch", batch);
+            if let Some(first) = planned.first() {
+                tracing::Span::current().record("batch", first.batch);
             }
             if dry_run || planned.is_empty() {
                 let steps = planned
                     .into_iter()
-                    .map(|(m, batch)| Step {
-                        adopted: direction == Direction::Up && matches!(plan::adoption(m, &records), Ok(Some(_))),
-                        ..step(m, batch, None)
+                    .map(|p| Step {
+                        adopted: p.adopt.is_some(),
+                        ..step(p.migration, p.batch, None)
                     })
                     .collect();
                 return Ok(Before::Answer(report(steps, Vec::new())));
@@ -87,7 +87,7 @@ impl Migrator {
             if let Some(lock) = lock.filter(|l| !l.expired) {
                 return Err(lock.busy());
             }
-            Ok(Before::Lock(planned.iter().map(|(m, _)| m.version).collect()))
+            Ok(Before::Lock(planned.iter().map(|p| p.migration.version).collect()))
         };
         self.with_lock_after(direction.as_str(), gate, before, async |guard| {
             self.run_locked(guard, direction, |r| plan(r, None)).await
@@ -110,7 +110,7 @@ impl Migrator {
                 let records = self.records().await?;
                 let skipped = plan(&records)?
                     .into_iter()
-                    .map(|(m, batch)| step(m, batch, None))
+                    .map(|p| step(p.migration, p.batch, None))
                     .collect();
                 return Ok(RunReport {
                     direction,
@@ -138,35 +138,30 @@ impl Migrator {
             };
             self.require_transactions(&plan).await?;
             let mut claims = Vec::with_capacity(plan.len());
-            for &(migration, batch) in &plan {
+            for p in &plan {
                 claims.push(Claim {
-                    migration,
-                    previous: records.get(&migration.version),
-                    batch,
+                    migration: p.migration,
+                    previous: records.get(&p.migration.version),
+                    batch: p.batch,
                     direction,
-                    adopt: match direction {
-                        Direction::Up => plan::adoption(migration, &records)?,
-                        Direction::Down => None,
-                    },
+                    adopt: p.adopt,
                 });
             }
-            let adopted: Vec<Version> = claims
-                .iter()
-                .filter(|c| c.adopt.is_some())
-                .map(|c| c.migration.version)
-                .collect();
             // Whoever takes the lock next fences what the lock document names.
-            guard.extend(plan.iter().map(|(m, _)| m.version)).await?;
+            guard.extend(plan.iter().map(|p| p.migration.version)).await?;
             let now = self.server.clock().await?.now();
             guard.ensure_lease().await?;
             let changed = self.tracking.claim(&claims, guard.fence(), now).await?;
             let Some(&version) = changed.first() else {
-                break (plan, adopted);
+                break plan;
             };
             // Since the fence, nobody but a newer holder can change a record
             // this runner read: most likely it lost the lock. Prove it, and
             // if it still holds, read and claim once more.
-            guard.check().await.map_err(|e| self.lost(e, &[], None, &plan))?;
+            guard
+                .check()
+                .await
+                .map_err(|e| self.lost(e, &[], None, &entries(&plan)))?;
             attempt += 1;
             if attempt == 2 {
                 return Err(self.conflict(version));
@@ -174,11 +169,13 @@ impl Migrator {
         };
         // The proof: every claim above exists now, so whoever takes the lock
         // after this moment fences all of them.
-        let (plan, adopted) = plan;
-        guard.check().await.map_err(|e| self.lost(e, &[], None, &plan))?;
-        let (recorded, to_run): (Plan, Plan) = plan.into_iter().partition(|(m, _)| adopted.contains(&m.version));
-        let mut report = self.execute(guard, direction, &to_run).await?;
-        let recorded = recorded.into_iter().map(|(m, batch)| self::adopted(m, batch));
+        guard
+            .check()
+            .await
+            .map_err(|e| self.lost(e, &[], None, &entries(&plan)))?;
+        let (recorded, to_run): (Plan, Plan) = plan.into_iter().partition(|p| p.adopt.is_some());
+        let mut report = self.execute(guard, direction, &entries(&to_run)).await?;
+        let recorded = recorded.into_iter().map(|p| self::adopted(p.migration, p.batch));
         report.steps = recorded.chain(report.steps).collect();
         Ok(report)
     }
@@ -194,11 +191,19 @@ impl Migrator {
         plan::validate(&self.registry, records, lock)?;
         let batch = plan::next_batch(records);
         let pending = plan::in_phase(plan::pending(&self.registry, records, to), phase);
-        for m in &pending {
-            plan::adoption(m, records)?;
-        }
+        // Decided once here; the claims and the report use the decision.
+        let planned = pending
+            .iter()
+            .map(|&migration| {
+                Ok(Planned {
+                    migration,
+                    batch,
+                    adopt: plan::adoption(migration, records)?,
+                })
+            })
+            .collect::<Result<Plan<'a>, Error>>()?;
         plan::check_order(&pending, &self.registry, records, allow_out_of_order)?;
-        Ok(pending.into_iter().map(|m| (m, batch)).collect())
+        Ok(planned)
     }
 
     pub(super) fn plan_down<'a>(
@@ -210,7 +215,11 @@ impl Migrator {
         plan::validate(&self.registry, records, lock)?;
         Ok(plan::rollback(&self.registry, records, target)?
             .into_iter()
-            .map(|m| (m, records[&m.version].batch))
+            .map(|migration| Planned {
+                migration,
+                batch: records[&migration.version].batch,
+                adopt: None,
+            })
             .collect())
     }
 
@@ -251,8 +260,8 @@ impl Migrator {
         }
     }
 
-    pub(super) async fn require_transactions(&self, plan: &[(&Migration, i64)]) -> Result<(), Error> {
-        let Some((m, _)) = plan.iter().find(|(m, _)| m.transactional) else {
+    pub(super) async fn require_transactions(&self, plan: &[Planned<'_>]) -> Result<(), Error> {
+        let Some(m) = plan.iter().map(|p| p.migration).find(|m| m.transactional) else {
             return Ok(());
         };
         if self.server.info().await?.transactions {
@@ -263,4 +272,9 @@ impl Migrator {
             name: m.name.to_string(),
         })
     }
+}
+
+/// A plan's migrations and batches, as the steps run them.
+fn entries<'a>(plan: &[Planned<'a>]) -> Vec<(&'a Migration, i64)> {
+    plan.iter().map(|p| (p.migration, p.batch)).collect()
 }

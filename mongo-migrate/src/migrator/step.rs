@@ -229,7 +229,11 @@ pub(super) async fn run_body(f: MigrationFn, ctx: &mut MigrationContext) -> Resu
     match AssertUnwindSafe(f(ctx)).catch_unwind().await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(StepError {
-            message: e.to_string(),
+            // The driver's own errors in its plain words, not its debug text.
+            message: match e.downcast_ref::<mongodb::error::Error>() {
+                Some(driver) => crate::error::plain(driver),
+                None => e.to_string(),
+            },
             source: Some(e),
         }),
         Err(panic) => {

@@ -148,6 +148,8 @@ fn mixed(n: usize) -> Vec<Migration> {
 
 /// A runner's error must be plain: a connection fault in words, never the
 /// driver's debug dump, never a lost lock or a conflict for a network fault.
+/// A body whose own write the driver gave up on (its one retry met a fault
+/// too) fails that migration, in plain words.
 fn assert_plain(e: &Error, seed: u64) {
     let text = e.to_string();
     assert!(
@@ -158,7 +160,9 @@ fn assert_plain(e: &Error, seed: u64) {
         !matches!(e, Error::LockLost { .. } | Error::Conflict { .. }),
         "seed {seed}: a network fault reported as {text}"
     );
-    assert_eq!(e.kind(), ErrorKind::Connection, "seed {seed}: {text}");
+    if !matches!(e, Error::MigrationFailed { .. }) {
+        assert_eq!(e.kind(), ErrorKind::Connection, "seed {seed}: {text}");
+    }
 }
 
 /// After a faulty run: a clean run (straight to the server) settles what
@@ -172,10 +176,15 @@ async fn settle_and_check(t: &TestDb, migrations: Vec<Migration>, acked: &[Versi
     let report = loop {
         match clean.up(UpOptions::default()).await {
             Ok(report) => break report,
-            Err(Error::Blocked { version, .. }) if resolved.len() < 2 => {
-                // Cut in flight: applied if its body ran (plain bodies note it first).
+            Err(Error::Blocked { version, status, .. }) if resolved.len() < 2 => {
+                // Cut in flight: applied if its body ran (plain bodies note it
+                // first); failed (its own write met a fault): run again.
                 let ran = times_ran(&t.name).contains_key(&version.as_u64());
-                let resolution = if ran { Resolution::Applied } else { Resolution::Pending };
+                let resolution = if ran && status == MigrationStatus::Running {
+                    Resolution::Applied
+                } else {
+                    Resolution::Pending
+                };
                 println!("seed {seed}: {version} was cut in flight (ran: {ran}); resolved {resolution:?}");
                 clean.resolve(version, resolution).await.unwrap();
                 resolved.push(version);
@@ -189,7 +198,12 @@ async fn settle_and_check(t: &TestDb, migrations: Vec<Migration>, acked: &[Versi
     assert_eq!(applied, n, "seed {seed}: {status:?}");
     if !walks {
         for (v, times) in times_ran(&t.name) {
-            assert_eq!(times, 1, "seed {seed}: the body of {v} ran {times} times");
+            // Once, or twice where a `resolve --pending` asked for it.
+            let allowed = 1 + u32::from(resolved.iter().any(|r| r.as_u64() == v));
+            assert!(
+                times <= allowed && times >= 1,
+                "seed {seed}: the body of {v} ran {times} times"
+            );
         }
     }
     if walks {
@@ -206,8 +220,9 @@ async fn settle_and_check(t: &TestDb, migrations: Vec<Migration>, acked: &[Versi
         assert_eq!(unseen, 0, "seed {seed}: documents the walks missed");
         for (v, times) in times_ran(&t.name) {
             let i = (0..n).find(|&i| version(i).as_u64() == v).unwrap();
+            let allowed = 1 + u32::from(resolved.iter().any(|r| r.as_u64() == v));
             if i % 3 == 0 {
-                assert_eq!(times, 1, "seed {seed}: the plain body of {v} ran {times} times");
+                assert!(times <= allowed, "seed {seed}: the plain body of {v} ran {times} times");
             }
         }
     }
