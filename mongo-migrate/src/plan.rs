@@ -316,5 +316,5 @@ pub(crate) enum Adopt {
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
+#[path = "plan_tests/mod.rs"]
 mod tests;

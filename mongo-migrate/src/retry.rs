@@ -7,7 +7,9 @@
 //! `tracking/steps.rs`) or fails on a fence, which a retry cannot get past.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::Error;
 
