@@ -126,11 +126,13 @@ async fn apply_1000(uri: &str) {
     assert_eq!(report.steps.len(), n);
     let run = counter.take();
     let mut latencies = counter.take_latencies();
+    let mut step_p50 = None;
     if let Some(steps) = latencies.get_mut("update migrations") {
         println!(
             "  step writes (update migrations), as the driver timed them: {}",
             percentiles(steps)
         );
+        step_p50 = Some(steps[steps.len() / 2]);
     }
     let run_total: usize = run.values().sum();
     println!(
@@ -208,12 +210,14 @@ async fn apply_1000(uri: &str) {
     }
     let step_floor = start.elapsed();
     let mut latencies = counter.take_latencies();
-    let floor_p = latencies.get_mut("update step_floor").map(|t| percentiles(t));
+    let floor_times = latencies.get_mut("update step_floor").expect("timed");
+    let floor_p = percentiles(floor_times);
+    let floor_p50 = floor_times[floor_times.len() / 2];
     println!(
-        "  step floor (minimal journaled two-statement update per migration): {:.2} s ({}); migrator / step floor = {:.2}",
+        "  step floor (minimal journaled two-statement update per migration): {:.2} s ({floor_p}); migrator / step floor = {:.2}; step write p50 / floor p50 = {:.2}",
         step_floor.as_secs_f64(),
-        floor_p.unwrap_or_default(),
-        elapsed.as_secs_f64() / step_floor.as_secs_f64()
+        elapsed.as_secs_f64() / step_floor.as_secs_f64(),
+        step_p50.map_or(0.0, |p| p.as_secs_f64() / floor_p50.as_secs_f64()),
     );
     client.database(&name).drop().await.unwrap();
 }

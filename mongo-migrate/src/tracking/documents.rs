@@ -11,13 +11,16 @@ pub(super) fn holder_doc(fence: &Fence) -> Document {
     doc! { "id": fence.holder_id.to_string(), "generation": fence.generation }
 }
 
-/// The filter of a claim this runner holds in `status`, unfenced.
+/// The filter of a claim this runner holds in `status`, unfenced. The
+/// holder id is new for every acquisition of the lock, so it names this
+/// hold alone: the generation beside it would add a predicate to every
+/// step write and exclude nothing more. What shuts an older hold out is
+/// the fence's mark, `fencedBy`.
 pub(super) fn own(version: Version, status: MigrationStatus, fence: &Fence) -> Document {
     doc! {
         "version": version.as_i64(),
         "status": status.as_str(),
         "lockHolder.id": fence.holder_id.to_string(),
-        "lockHolder.generation": fence.generation,
         "fencedBy": { "$exists": false },
     }
 }
