@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use snapbox::str;
 
 fn uri() -> String {
     std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests with `scripts/test`")
@@ -57,38 +58,51 @@ fn new_twice_then_dry_run_up_status_down_status() {
         .assert()
         .success();
 
-    let out = stdout(run(&["up", "--dry-run"]).assert().success());
-    assert!(
-        out.contains("Would apply 4 migrations (dry run, nothing changed)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("20260102000000 seed_admin (batch 1, transactional)"),
-        "{out}"
-    );
-    let out = stdout(run(&["status"]).assert().success());
-    assert!(
-        out.contains("4 migrations: 0 applied, 4 pending"),
-        "dry-run applied something:\n{out}"
-    );
+    // Whole outputs; `[..]` stands for what varies (times, dates, hosts).
+    run(&["up", "--dry-run"]).assert().success().stdout_eq(str![[r#"
+single-app: Would apply 4 migrations (dry run, nothing changed):
+  20260101000000 create_users (batch 1)
+  20260102000000 seed_admin (batch 1, transactional)
+  20260103000000 backfill_names (batch 1)
+  20260104000000 add_flag (batch 1)
 
-    let out = stdout(run(&["up"]).assert().success());
-    assert!(out.contains("applying 20260101000000 create_users ... ok"), "{out}");
-    // The run's wall time, then the migrations' own code's.
-    let summary = out.lines().find(|l| l.contains("Applied 4 migrations")).expect(&out);
-    let times = summary
-        .strip_prefix("single-app: Applied 4 migrations in ")
-        .and_then(|rest| rest.split_once(" (migration code: "))
-        .unwrap_or_else(|| panic!("{summary}"));
-    assert!(times.0.ends_with(" ms") || times.0.ends_with(" s"), "{summary}");
+"#]]);
+    run(&["status"]).assert().success().stdout_eq(str![[r#"
+single-app:
+VERSION         NAME            PHASE       STATE    BATCH  APPLIED AT (UTC)  TIME
+20260101000000  create_users    pre-deploy  pending  -      -                 -
+20260102000000  seed_admin      pre-deploy  pending  -      -                 -
+20260103000000  backfill_names  pre-deploy  pending  -      -                 -
+20260104000000  add_flag        pre-deploy  pending  -      -                 -
+4 migrations: 0 applied, 4 pending, 0 failed, 0 running, 0 unknown
+lock: free
 
-    let out = stdout(run(&["status"]).assert().success());
-    assert!(out.contains("4 migrations: 4 applied, 0 pending, 0 failed"), "{out}");
-    assert!(out.contains("lock: free"), "{out}");
+"#]]);
+    run(&["up"]).assert().success().stdout_eq(str![[r#"
+  applying 20260101000000 create_users ... ok ([..])
+  applying 20260102000000 seed_admin ... ok ([..])
+  applying 20260103000000 backfill_names ... ok ([..])
+  applying 20260104000000 add_flag ... ok ([..])
+single-app: Applied 4 migrations in [..] (migration code: [..])
 
-    let out = stdout(run(&["down", "--steps", "2"]).assert().success());
-    assert!(out.contains("rolling back 20260104000000 add_flag ... ok"), "{out}");
-    assert!(out.contains("Rolled back 2 migrations"), "{out}");
+"#]]);
+    run(&["status"]).assert().success().stdout_eq(str![[r#"
+single-app:
+VERSION         NAME            PHASE       STATE    BATCH  APPLIED AT (UTC)     TIME
+20260101000000  create_users    pre-deploy  applied  1      [..]
+20260102000000  seed_admin      pre-deploy  applied  1      [..]
+20260103000000  backfill_names  pre-deploy  applied  1      [..]
+20260104000000  add_flag        pre-deploy  applied  1      [..]
+4 migrations: 4 applied, 0 pending, 0 failed, 0 running, 0 unknown
+lock: free
+
+"#]]);
+    run(&["down", "--steps", "2"]).assert().success().stdout_eq(str![[r#"
+  rolling back 20260104000000 add_flag ... ok ([..])
+  rolling back 20260103000000 backfill_names ... ok ([..])
+single-app: Rolled back 2 migrations in [..] (migration code: [..])
+
+"#]]);
 
     let out = stdout(run(&["status", "--json"]).assert().success());
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -108,13 +122,12 @@ fn new_twice_then_dry_run_up_status_down_status() {
     let applied = crate_dir.path().join("src/migrations/m20260101_000000_create_users.rs");
     let edited = read(&applied).replace("\"email\": 1", "\"email\": -1");
     std::fs::write(&applied, edited).unwrap();
-    let stderr = stderr_of(run(&["up"]).assert().code(4));
-    assert!(stderr.contains("was edited after it was applied"), "{stderr}");
-    assert!(
-        stderr.contains("`resolve 20260101000000 --accept-checksum`")
-            && stderr.contains("hint: `cargo mongo-migrate status` shows it as edited; a harmless edit is accepted with `cargo mongo-migrate resolve <VERSION> --accept-checksum`"),
-        "{stderr}"
-    );
+    run(&["up"]).assert().code(4).stderr_eq(str![[r#"
+Updated src/migrations/mod.rs
+error: migration 20260101000000 (create_users) was edited after it was applied (checksum sha256:e3c9990489fccfbd0b597076f0931860270a39ba1dc4dc4285958d72607d5ebf recorded, sha256:7a0e5d92c09ecbb47b03ae341ae8c1ed261040ae23d03222b343860e8c36b4bd now); restore the original file and write a new migration for the change, or if the edit changes nothing it did (a comment, a rename), accept it with `resolve 20260101000000 --accept-checksum`
+hint: `cargo mongo-migrate status` shows it as edited; a harmless edit is accepted with `cargo mongo-migrate resolve <VERSION> --accept-checksum`
+
+"#]]);
 }
 
 #[test]
@@ -122,10 +135,14 @@ fn workspace_members_run_in_dependency_order_with_their_own_collections() {
     let ws = fixture("workspace");
     let db = database();
     let run = against_server(ws.path(), &db);
-    let out = stdout(run(&["--workspace", "up"]).assert().success());
-    let billing = out.find("ws-billing: Applied 1 migration").expect(&out);
-    let app = out.find("ws-app: Applied 1 migration").expect(&out);
-    assert!(billing < app, "dependencies first:\n{out}");
+    // Dependencies first.
+    run(&["--workspace", "up"]).assert().success().stdout_eq(str![[r#"
+  applying 20260115000000 create_invoices ... ok ([..])
+ws-billing: Applied 1 migration in [..] (migration code: [..])
+  applying 20260201000000 create_orders ... ok ([..])
+ws-app: Applied 1 migration in [..] (migration code: [..])
+
+"#]]);
 
     let out = stdout(run(&["-p", "ws-billing", "status", "--json"]).assert().success());
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -137,8 +154,12 @@ fn workspace_members_run_in_dependency_order_with_their_own_collections() {
     assert_eq!(all["ws-app"]["migrations"][0]["name"], "create_orders", "{out}");
 
     // The billing migration has no `down`.
-    let stderr = stderr_of(run(&["-p", "ws-billing", "down"]).assert().code(2));
-    assert!(stderr.contains("irreversible"), "{stderr}");
+    run(&["-p", "ws-billing", "down"]).assert().code(2).stderr_eq(str![[r#"
+...
+error: migration 20260115000000 (create_invoices) is irreversible (it has no `down`); nothing was rolled back
+hint: roll back to a later version, or give the migration a `down`
+
+"#]]);
 }
 
 #[test]
@@ -606,14 +627,20 @@ fn connection_and_migration_failures_say_one_plain_line_with_their_own_hint() {
         "//! Fails.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    Err(\"the index spec is invalid\".into())\n}\n",
     )
     .unwrap();
-    let assert = run(&["up"]).assert().code(1);
-    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
-    assert!(out.contains("applying 20260105000000 fails ... failed\n"), "{out}");
-    let stderr = stderr_of(assert);
-    assert!(
-        stderr.contains("hint: see `cargo mongo-migrate history --status failed`"),
-        "{stderr}"
-    );
+    run(&["up"])
+        .assert()
+        .code(1)
+        .stdout_eq(str![[r#"
+  applying 20260105000000 fails ... failed
+
+"#]])
+        .stderr_eq(str![[r#"
+Updated src/migrations/mod.rs
+...
+error: migration 20260105000000 (fails) failed: the index spec is invalid
+hint: see `cargo mongo-migrate history --status failed`
+
+"#]]);
     // Resolved as pending, it is pending, not "rolled back": it never ran to the end.
     run(&["resolve", "20260105000000", "--pending"]).assert().success();
     let status = status_json(crate_dir.path(), &db);
