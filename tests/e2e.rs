@@ -466,15 +466,36 @@ fn with_tokio(dir: &std::path::Path) {
     std::fs::write(&manifest, toml).unwrap();
 }
 
-/// Ctrl-C in a terminal: SIGINT to the whole foreground group, `times` times.
+/// Ctrl-C in a terminal: SIGINT to the whole foreground group, `times`
+/// times. Each SIGINT after the first waits until the harness has said it
+/// took the one before (an event, not a pause).
 #[cfg(unix)]
-fn ctrl_c(child: std::process::Child, times: usize) -> std::process::Output {
-    for _ in 0..times {
+fn ctrl_c(mut child: std::process::Child, times: usize) -> std::process::Output {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("piped");
+    let (said, heard) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("stopping after the migration in progress") {
+                let _ = said.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    for i in 0..times {
+        if i > 0 {
+            heard
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("the harness never said it took the first Ctrl-C");
+        }
         kill("-INT", &format!("-{}", child.id()));
-        // Time for the harness to take the first one before the next.
-        std::thread::sleep(std::time::Duration::from_secs(1));
     }
-    child.wait_with_output().unwrap()
+    let mut output = child.wait_with_output().unwrap();
+    let lines = reader.join().unwrap();
+    output.stderr = lines.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
+    output
 }
 
 #[cfg(unix)]

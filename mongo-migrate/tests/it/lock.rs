@@ -114,18 +114,30 @@ async fn the_heartbeat_keeps_a_short_lock_alive_through_a_long_migration() {
     let second = t.other_runner(migrations(), short_lock(ttl)).await;
     let running = tokio::spawn(async move { first.up(UpOptions::default()).await });
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let mut attempts = 0;
+    let mut beats = std::collections::BTreeSet::new();
+    let mut extended = false;
     while !running.is_finished() {
         // Without the heartbeat the lock would expire after 300 ms and this
         // runner would take it over and find the migration `running`.
         match second.up(UpOptions::default()).await {
-            Err(Error::Locked { .. }) => attempts += 1,
+            Err(Error::Locked { .. }) => {}
             Ok(r) if running.is_finished() && r.steps.is_empty() => break,
             other => panic!("second runner got past a live lock: {other:?}"),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The events themselves: each heartbeat moves `heartbeatAt` and
+        // pushes the expiry past what the acquisition set.
+        if let Some(lock) = second.lock_status().await.unwrap().filter(|l| !l.expired) {
+            beats.extend(lock.heartbeat_at);
+            extended |= lock
+                .acquired_at
+                .is_some_and(|at| lock.expires_at > at + chrono::Duration::milliseconds(ttl as i64));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(attempts >= 5, "only {attempts} attempts during the migration");
+    assert!(
+        beats.len() >= 2 && extended,
+        "no heartbeat seen during the migration: {beats:?}, extended: {extended}"
+    );
     let report = running.await.unwrap().unwrap();
     assert_eq!(report.steps.len(), 1);
     t.drop_db().await;

@@ -90,17 +90,17 @@ impl TestDb {
     /// A lock document of another runner (`host`) that expires in `expires_in_ms`
     /// (negative: already expired).
     pub async fn foreign_lock(&self, host: &str, generation: i64, expires_in_ms: i64) {
-        let expires = mongo_migrate::bson::DateTime::from_millis(
-            mongo_migrate::bson::DateTime::now().timestamp_millis() + expires_in_ms,
-        );
+        // Its expiry by the server's clock, which judges it (`$$NOW` in
+        // `$add` is right on every server, SecantusDB included).
+        let set = doc! { "$set": {
+            "holder": { "$literal": { "id": uuid::Uuid::new_v4().to_string(), "host": host, "pid": 4242_i64, "reason": "up" } },
+            "generation": generation,
+            "expiresAt": { "$add": [ "$$NOW", expires_in_ms ] },
+        } };
         self.db()
             .collection::<Document>("migration_locks")
-            .insert_one(doc! {
-                "_id": "migrations",
-                "holder": { "id": uuid::Uuid::new_v4().to_string(), "host": host, "pid": 4242_i64, "reason": "up" },
-                "generation": generation,
-                "expiresAt": expires,
-            })
+            .update_one(doc! { "_id": "migrations" }, vec![set])
+            .upsert(true)
             .await
             .unwrap();
     }
