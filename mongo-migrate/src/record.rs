@@ -104,14 +104,15 @@ struct StoredAccepted {
 }
 
 /// A tracking document as stored. Fields that older versions did not write,
-/// or that a partial record lacks, are optional; the rest are required.
+/// or that a partial record lacks, are optional; the rest are required, and
+/// checked one by one so that the error names the missing field.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Stored {
-    version: i64,
-    name: String,
+    version: Option<i64>,
+    name: Option<String>,
     description: Option<String>,
-    status: String,
+    status: Option<String>,
     direction: Option<String>,
     applied_at: Option<bson::DateTime>,
     rolled_back_at: Option<bson::DateTime>,
@@ -121,7 +122,7 @@ struct Stored {
     attempts: Option<i64>,
     reversible: Option<bool>,
     transactional: Option<bool>,
-    batch: i64,
+    batch: Option<i64>,
     checksum: Option<String>,
     lock_holder: Option<StoredHolder>,
     fenced_by: Option<i64>,
@@ -132,8 +133,8 @@ struct Stored {
     adopted: Option<bool>,
     accepted_checksums: Option<Vec<StoredAccepted>>,
     metadata: Option<Bson>,
-    created_at: bson::DateTime,
-    updated_at: bson::DateTime,
+    created_at: Option<bson::DateTime>,
+    updated_at: Option<bson::DateTime>,
 }
 
 #[derive(Deserialize)]
@@ -148,21 +149,25 @@ impl Record {
             document: doc.to_string(),
             field: field.to_string(),
         };
-        let stored: Stored = bson::from_document(doc.clone()).map_err(|e| {
-            // "missing field `batch`", "invalid type: ... for key `status`"...
-            let text = e.to_string();
-            let field = text.split('`').nth(1).unwrap_or(&text).to_string();
-            corrupt(&field)
-        })?;
-        let status = MigrationStatus::parse(&stored.status).ok_or_else(|| corrupt("status"))?;
+        // A field of the wrong type is named by its path (`lockHolder.id`).
+        let stored: Stored = serde_path_to_error::deserialize(bson::Deserializer::new(Bson::Document(doc.clone())))
+            .map_err(|e| corrupt(&e.path().to_string()))?;
+        let required = |field: &'static str| corrupt(field);
+        let status = stored.status.as_deref().ok_or_else(|| required("status"))?;
+        let status = MigrationStatus::parse(status).ok_or_else(|| corrupt("status"))?;
+        let version = stored.version.ok_or_else(|| required("version"))?;
+        let name = stored.name.ok_or_else(|| required("name"))?;
+        let batch = stored.batch.ok_or_else(|| required("batch"))?;
+        let created_at = stored.created_at.ok_or_else(|| required("createdAt"))?;
+        let updated_at = stored.updated_at.ok_or_else(|| required("updatedAt"))?;
         let direction = match stored.direction.as_deref() {
             Some("down") => Direction::Down,
             _ => Direction::Up,
         };
         let (lock_holder, lock_generation) = stored.lock_holder.map_or((None, None), |h| (h.id, h.generation));
         Ok(Record {
-            version: Version::from_i64(stored.version)?,
-            name: stored.name,
+            version: Version::from_i64(version)?,
+            name,
             description: stored.description.unwrap_or_default(),
             status,
             direction,
@@ -174,7 +179,7 @@ impl Record {
             attempts: stored.attempts,
             reversible: stored.reversible.unwrap_or(false),
             transactional: stored.transactional.unwrap_or(false),
-            batch: stored.batch,
+            batch,
             checksum: stored.checksum.unwrap_or_default(),
             lock_holder,
             lock_generation,
@@ -196,8 +201,8 @@ impl Record {
             metadata: stored
                 .metadata
                 .map_or(serde_json::Value::Null, Bson::into_relaxed_extjson),
-            created_at: stored.created_at.to_chrono(),
-            updated_at: stored.updated_at.to_chrono(),
+            created_at: created_at.to_chrono(),
+            updated_at: updated_at.to_chrono(),
         })
     }
 

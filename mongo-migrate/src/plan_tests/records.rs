@@ -104,3 +104,30 @@ fn a_claim_of_a_live_lock_is_live_and_a_fenced_one_is_not() {
     );
     assert!(!older.is_live(Some(&lock)) && !mine.is_live(None));
 }
+
+#[test]
+fn a_malformed_record_names_its_field_by_path() {
+    let field = |doc: Document| match Record::from_document(&doc) {
+        Err(Error::CorruptRecord { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    let good = || {
+        doc! {
+            "version": 20260101000000_i64, "name": "m", "status": "completed", "batch": 1_i64,
+            "createdAt": bson::DateTime::now(), "updatedAt": bson::DateTime::now(),
+        }
+    };
+    assert!(Record::from_document(&good()).is_ok());
+    let mut missing = good();
+    missing.remove("batch");
+    assert_eq!(field(missing), "batch");
+    let mut wrong = good();
+    wrong.insert("name", 5_i32);
+    assert_eq!(field(wrong), "name");
+    let mut nested = good();
+    nested.insert("lockHolder", doc! { "id": 7_i32, "generation": 1_i64 });
+    assert_eq!(field(nested), "lockHolder.id");
+    let mut status = good();
+    status.insert("status", "sideways");
+    assert_eq!(field(status), "status");
+}
