@@ -185,6 +185,17 @@ async fn writes_need_authorisation_and_bad_input_is_a_400() {
     )
     .await;
     assert_eq!(code, 400, "{body}");
+    // Every status is a valid filter, `planned` among them, and the error lists them all.
+    assert!(
+        body.to_string()
+            .contains("expected planned, running, completed, failed or rolled-back"),
+        "{body}"
+    );
+    for status in ["planned", "running", "completed", "failed", "rolled-back"] {
+        let url = format!("{base}/migrations/history?status={status}");
+        let (code, body) = call("GET", &url, Some(TOKEN), None).await;
+        assert_eq!(code, 200, "{status}: {body}");
+    }
     let (code, body) = call("GET", &format!("{base}/migrations/history?limit=-1"), Some(TOKEN), None).await;
     assert_eq!(code, 400, "{body}");
     let (code, body) = call(
