@@ -144,7 +144,7 @@ impl Batches<'_> {
     /// Hands every batch, in `_id` order, to `f` with the database, and
     /// records a checkpoint after each. Resumes after the last checkpoint of
     /// an interrupted run. Stops between batches, with an error, when the
-    /// run is stopped (Ctrl-C, [`StopHandle`]) or has lost its lock.
+    /// run is stopped (Ctrl-C, [`StopHandle`](crate::StopHandle)) or has lost its lock.
     pub async fn run<F, Fut>(self, f: F) -> Result<BatchStats, MigrationError>
     where
         F: Fn(Vec<Document>, Database) -> Fut + Sync,

@@ -22,7 +22,7 @@ enum Inner {
 impl Authorization {
     /// Nobody: every `POST` is refused with 403, and every `GET` but
     /// `/migrations/ready` with 401 unless the API opens its reads
-    /// ([`Api::open_reads`]), which makes a read-only API.
+    /// ([`Api::open_reads`](super::Api::open_reads)), which makes a read-only API.
     pub fn read_only() -> Self {
         Authorization(Inner::Nobody)
     }
