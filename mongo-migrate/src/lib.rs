@@ -35,6 +35,7 @@ mod status;
 mod stop;
 mod tenants;
 mod tracking;
+mod update;
 mod version;
 
 pub use auto_run::{auto_run, AutoRun, AutoRunConfig};

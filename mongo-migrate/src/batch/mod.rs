@@ -134,7 +134,7 @@ impl Batches<'_> {
                     .await?;
                 // A write error or an unconfirmed majority fails the batch:
                 // its checkpoint must not say it is done.
-                crate::server::read_update_reply(&name, &reply, crate::server::Duplicates::Fail)?;
+                crate::update::read_update_reply(&name, &reply, crate::update::Duplicates::Fail)?;
                 Ok(())
             }
         })

@@ -12,7 +12,8 @@ use super::guard::LockGuard;
 use super::info::{Fence, LockInfo, Released};
 use crate::holder::{Holder, LockedBy};
 use crate::retry::Retry;
-use crate::server::{is_duplicate_key, Clock, Server};
+use crate::server::{Clock, Server};
+use crate::update::is_duplicate_key;
 use crate::{Error, Version};
 
 /// The versions in the lock document (`plan`, `unfenced`).

@@ -48,7 +48,7 @@ impl Tracking {
             self.retry
                 .idempotent(during, || async {
                     match audit.insert_one(entry.clone()).await {
-                        Err(e) if crate::server::is_duplicate_key(&e) => Ok(()),
+                        Err(e) if crate::update::is_duplicate_key(&e) => Ok(()),
                         other => other.map(drop).map_err(Error::from),
                     }
                 })

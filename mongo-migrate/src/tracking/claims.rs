@@ -8,7 +8,7 @@ use super::Tracking;
 use crate::lock::Fence;
 use crate::plan::Adopt;
 use crate::record::Record;
-use crate::server;
+use crate::update;
 use crate::{Direction, Error, Migration, MigrationStatus, Version};
 
 /// How long the fence waits for another runner's open transaction on a
@@ -100,7 +100,7 @@ impl Tracking {
                 .retry
                 .idempotent(
                     || "the fence".into(),
-                    || server::update(&self.db, self.coll.name(), statements.clone(), true, None),
+                    || update::update(&self.db, self.coll.name(), statements.clone(), true, None),
                 )
                 .await?;
             if reply.unmatched.is_empty() {
@@ -133,7 +133,7 @@ impl Tracking {
             .retry
             .run(
                 || "the claim of the plan".into(),
-                || server::update(&self.db, self.coll.name(), statements.clone(), false, None),
+                || update::update(&self.db, self.coll.name(), statements.clone(), false, None),
             )
             .await?;
         let mut changed = Vec::new();

@@ -8,7 +8,7 @@ use super::documents::{own, stamp, written_by};
 use super::Tracking;
 use crate::lock::Fence;
 use crate::record::Record;
-use crate::server;
+use crate::update;
 use crate::{Direction, Error, MigrationStatus, Version};
 
 /// What a runner writes when one step of its plan ends.
@@ -90,14 +90,14 @@ impl Tracking {
         let (reply, retried) = match session {
             // A transaction is retried whole, by its caller.
             Some(session) => (
-                server::update(&self.db, self.coll.name(), statements, true, Some(session)).await?,
+                update::update(&self.db, self.coll.name(), statements, true, Some(session)).await?,
                 false,
             ),
             None => {
                 let during = || step_name(finish.as_ref(), start);
                 self.retry
                     .run(during, || {
-                        server::update(&self.db, self.coll.name(), statements.clone(), true, None)
+                        update::update(&self.db, self.coll.name(), statements.clone(), true, None)
                     })
                     .await?
             }
