@@ -88,6 +88,19 @@ fn noted(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     })
 }
 
+/// A plain body that notes that it ran and writes nothing: where the run
+/// protocol's own resilience is measured, a body's write through the
+/// faulty connection (the driver retries it once, then the migration
+/// fails, blocked for `resolve`) would measure the driver's.
+fn noted_only(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        let name = ctx.db()?.name().to_string();
+        RAN.lock().unwrap().push((name, ctx.version().as_u64()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(())
+    })
+}
+
 /// A transactional body: its effect commits with its record.
 fn in_transaction(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     Box::pin(async move {
@@ -122,7 +135,7 @@ fn version(i: usize) -> Version {
 
 fn plain(n: usize) -> Vec<Migration> {
     (0..n)
-        .map(|i| Migration::new(version(i), format!("m{i}"), noted).with_checksum(format!("sha256:m{i}")))
+        .map(|i| Migration::new(version(i), format!("m{i}"), noted_only).with_checksum(format!("sha256:m{i}")))
         .collect()
 }
 
@@ -147,7 +160,8 @@ fn mixed(n: usize) -> Vec<Migration> {
 }
 
 /// A runner's error must be plain: a connection fault in words, never the
-/// driver's debug dump, never a lost lock or a conflict for a network fault.
+/// driver's debug dump, never a lost lock or a conflict for a network fault
+/// (see [`assert_plain_or_expired`] where the lease really ran out).
 /// A body whose own write the driver gave up on (its one retry met a fault
 /// too) fails that migration, in plain words.
 fn assert_plain(e: &Error, seed: u64) {
@@ -163,6 +177,20 @@ fn assert_plain(e: &Error, seed: u64) {
     if !matches!(e, Error::MigrationFailed { .. }) {
         assert_eq!(e.kind(), ErrorKind::Connection, "seed {seed}: {text}");
     }
+}
+
+/// [`assert_plain`], where the fault outlasted the lock's TTL: the lock
+/// then really expired, and a run that says it lost it is right.
+fn assert_plain_or_expired(e: &Error, seed: u64) {
+    if matches!(e, Error::LockLost { .. }) {
+        let text = e.to_string();
+        assert!(
+            !text.contains("Kind:") && !text.contains("labels:"),
+            "seed {seed}: not plain: {text}"
+        );
+        return;
+    }
+    assert_plain(e, seed);
 }
 
 /// After a faulty run: a clean run (straight to the server) settles what
@@ -349,7 +377,7 @@ async fn a_black_hole_longer_than_the_lease_stops_the_run_in_plain_words() {
         match &outcome {
             Ok(_) => println!("seed {seed}: black hole after {delay:?}; the run completed"),
             Err(e) => {
-                assert_plain(e, seed);
+                assert_plain_or_expired(e, seed);
                 println!(
                     "seed {seed}: after {delay:?}, stopped in {:.1} s: {e}",
                     started.elapsed().as_secs_f64()
