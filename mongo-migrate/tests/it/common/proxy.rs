@@ -60,6 +60,9 @@ pub struct Faults {
     pub drop_reply_per_1000: u64,
     /// Connections reset before a command reaches the server.
     pub reset_per_1000: u64,
+    /// This reply (1 is the first after [`Proxy::faults`]) is dropped
+    /// whatever the draws: a trial that must meet at least one fault does.
+    pub drop_reply_number: Option<u64>,
     pub seed: u64,
 }
 
@@ -82,6 +85,8 @@ struct Shared {
     commands: Arc<Mutex<Vec<String>>>,
     dropped: Arc<AtomicU64>,
     resets: Arc<AtomicU64>,
+    /// Replies seen since the faults were set.
+    replies: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -98,6 +103,13 @@ impl Shared {
         *x ^= *x << 25;
         *x ^= *x >> 27;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D) % 1000 < rate
+    }
+
+    /// Whether the reply now passing is dropped: the chosen one, or by draw.
+    fn drop_reply(&self) -> bool {
+        let number = self.replies.fetch_add(1, Ordering::SeqCst) + 1;
+        let chosen = self.faults.lock().unwrap().0.drop_reply_number == Some(number);
+        self.draw(|f| f.drop_reply_per_1000) || chosen
     }
 
     async fn through_blackhole(&self) {
@@ -123,6 +135,7 @@ impl Proxy {
             commands: Arc::default(),
             dropped: Arc::default(),
             resets: Arc::default(),
+            replies: Arc::default(),
         };
         let accepting = shared.clone();
         tokio::spawn(async move {
@@ -140,6 +153,7 @@ impl Proxy {
     /// Injects `faults` from now on (replacing earlier ones).
     pub fn faults(&self, faults: Faults) {
         *self.shared.faults.lock().unwrap() = (faults, faults.seed | 1);
+        self.shared.replies.store(0, Ordering::SeqCst);
     }
 
     /// Forwards nothing, either way, for `d` (connections stay open).
@@ -191,7 +205,7 @@ async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
                 break;
             };
             reply_shared.through_blackhole().await;
-            if reply_shared.draw(|f| f.drop_reply_per_1000) {
+            if reply_shared.drop_reply() {
                 reply_shared.dropped.fetch_add(1, Ordering::SeqCst);
                 let _ = cut_tx.send(true);
                 break;
