@@ -3,13 +3,13 @@
 //! compile the migrations (and still runs none).
 
 use anyhow::Result;
-use mongo_migrate::harness::{Answer, Command as Remote, Request};
-use mongo_migrate::State;
-use mongo_migrate_codegen::lint::{self, Severity};
-use mongo_migrate_codegen::{render_with, Layout, REGISTRY_FILE};
+use mongo_migrations::harness::{Answer, Command as Remote, Request};
+use mongo_migrations::State;
+use mongo_migrations_codegen::lint::{self, Severity};
+use mongo_migrations_codegen::{render_with, Layout, REGISTRY_FILE};
 use serde::Serialize;
 
-use crate::cli::{Command, Connection};
+use crate::cli::Connection;
 use crate::exit::{Code, Failure};
 use crate::workspace::{display, Target, Workspace};
 
@@ -140,7 +140,7 @@ fn files(target: &Target) -> Vec<Finding> {
             "create the first migration with `cargo mongo-migrate new <name>`",
         )];
     }
-    let (files, errors) = match mongo_migrate_codegen::scan_all(&dir) {
+    let (files, errors) = match mongo_migrations_codegen::scan_all(&dir) {
         Ok(scanned) => scanned,
         Err(e) => return vec![error("files", e.to_string(), "check the directory's permissions")],
     };
@@ -148,16 +148,16 @@ fn files(target: &Target) -> Vec<Finding> {
         .iter()
         .map(|e| {
             let hint = match e {
-                mongo_migrate_codegen::Error::DuplicateVersion { .. } => {
+                mongo_migrations_codegen::Error::DuplicateVersion { .. } => {
                     "two branches added the same version: give one file a new timestamp, then `cargo mongo-migrate registry`"
                 }
-                mongo_migrate_codegen::Error::BadFileName { .. } => "rename the file, or move it out of the migrations directory",
+                mongo_migrations_codegen::Error::BadFileName { .. } => "rename the file, or move it out of the migrations directory",
                 _ => "fix the file",
             };
             error("files", e.to_string(), hint)
         })
         .collect();
-    let helpers = match mongo_migrate_codegen::helpers(&dir) {
+    let helpers = match mongo_migrations_codegen::helpers(&dir) {
         Ok(helpers) => helpers,
         Err(e) => {
             findings.push(error(
@@ -231,12 +231,13 @@ fn compiles(ws: &Workspace, target: &Target, verbose: bool) -> Option<Finding> {
 
 /// The online checks: what `status` says needs attention or is pending.
 fn database(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> Result<Vec<Finding>> {
-    let status = Command::Status {
+    let status = mongo_migrations::cli::Command::Status {
         conn: conn.clone(),
         tenancy: Default::default(),
         json: false,
     };
-    let (connection, ..) = crate::request::all(&status, std::slice::from_ref(target))?.remove(0);
+    let request = mongo_migrations::cli::request(&status, &target.name, &target.config);
+    let (connection, ..) = crate::local::block_on(request)??;
     let request = Request {
         connection,
         command: Remote::Status,

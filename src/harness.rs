@@ -8,32 +8,79 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use anyhow::{Context as _, Result};
-use mongo_migrate::harness::{Answer, Reply, Request};
+use mongo_migrations::harness::{Answer, Reply, Request};
 
 use crate::exit::{Code, Failure};
 use crate::workspace::{cargo, show_command, Runtime, Target, Workspace};
 
 /// Generates and builds the harness of `target`; returns the binary.
 pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> {
+    require_library(target)?;
+    let Some(runtime) = &ws.runtime(target)? else {
+        return Err(no_runtime(target).into());
+    };
+    let (dir, bin) = location(ws, target);
+    let main = main_rs(&target.config.registry_fn);
+    compile(
+        ws,
+        target,
+        runtime,
+        &Crate {
+            dir: &dir,
+            bin: &bin,
+            main: &main,
+            profile: Profile::Dev,
+        },
+        verbose,
+    )
+}
+
+/// Migrations live in a library: the harness links it.
+pub fn require_library(target: &Target) -> Result<()> {
     if target.lib_name.is_none() {
         return Err(
             Failure::new(Code::Usage, format!("package `{}` has no library target", target.name))
                 .hint("migrations must live in a library: add src/lib.rs with `pub mod migrations;`")
                 .into(),
         );
+    }
+    Ok(())
+}
+
+/// The package does not depend on the runtime.
+pub fn no_runtime(target: &Target) -> Failure {
+    Failure::new(
+        Code::Usage,
+        format!("package `{}` does not depend on mongo-migrations", target.name),
+    )
+    .hint("add it: `cargo add mongo-migrations`")
+}
+
+/// What to build: the harness, or a migration binary.
+pub struct Crate<'a> {
+    pub dir: &'a Path,
+    pub bin: &'a str,
+    pub main: &'a str,
+    pub profile: Profile<'a>,
+}
+
+/// The harness builds in the dev profile (the user's builds are reused), a
+/// bundle in release, for a target triple if given.
+pub enum Profile<'a> {
+    Dev,
+    Release { triple: Option<&'a str> },
+}
+
+/// Writes the crate's manifest and `main.rs` and builds it; returns the binary.
+pub fn compile(ws: &Workspace, target: &Target, runtime: &Runtime, krate: &Crate, verbose: bool) -> Result<PathBuf> {
+    let Crate { dir, bin, main, .. } = *krate;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let features: &[&str] = match krate.profile {
+        Profile::Dev => &[],
+        Profile::Release { .. } => &["cli"],
     };
-    let Some(runtime) = &ws.runtime(target)? else {
-        return Err(Failure::new(
-            Code::Usage,
-            format!("package `{}` does not depend on mongo-migrate", target.name),
-        )
-        .hint("add it: `cargo add mongo-migrate`")
-        .into());
-    };
-    let (dir, bin) = location(ws, target);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write(&dir.join("Cargo.toml"), &manifest(&bin, ws, target, runtime)?)?;
-    write(&dir.join("main.rs"), &main_rs(&target.config.registry_fn))?;
+    write(&dir.join("Cargo.toml"), &manifest(bin, ws, target, runtime, features)?)?;
+    write(&dir.join("main.rs"), main)?;
     // The user's lock file pins the same dependency versions, so their builds are reused.
     let lock = ws.root.join("Cargo.lock");
     if lock.is_file() {
@@ -51,6 +98,15 @@ pub fn build(ws: &Workspace, target: &Target, verbose: bool) -> Result<PathBuf> 
         // tells where the binary is, whatever the target or build directory.
         .arg("--message-format=json-render-diagnostics")
         .stdout(Stdio::piped());
+    if let Profile::Release { triple } = krate.profile {
+        cmd.arg("--release");
+        if let Some(triple) = triple {
+            cmd.arg("--target").arg(triple);
+        }
+    }
+    if let Some(color) = cargo_color() {
+        cmd.arg("--color").arg(color);
+    }
     // On a terminal, cargo's own progress shows; elsewhere (CI logs) a
     // build that takes a while gets a line before and after it.
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -176,28 +232,45 @@ pub fn registry_cache(ws: &Workspace, target: &Target) -> PathBuf {
 /// `build.target-dir`) must never build or run another workspace's package
 /// of the same name, not even when both run at once.
 fn location(ws: &Workspace, target: &Target) -> (PathBuf, String) {
+    let dir = crate_dir(ws, target, "harness");
+    let key = dir.file_name().expect("a digest").to_string_lossy().into_owned();
+    (dir, format!("mongo-migrate-harness-{}-{key}", target.name))
+}
+
+/// `<target-dir>/mongo-migrate/<kind>/<package>/<digest of the workspace root>/`.
+pub fn crate_dir(ws: &Workspace, target: &Target, kind: &str) -> PathBuf {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(ws.root.as_os_str().as_encoded_bytes());
     let key = format!("{digest:x}")[..12].to_string();
-    let dir = ws
-        .target_dir
+    ws.target_dir
         .join("mongo-migrate")
-        .join("harness")
+        .join(kind)
         .join(&target.name)
-        .join(&key);
-    (dir, format!("mongo-migrate-harness-{}-{key}", target.name))
+        .join(&key)
 }
 
 /// The harness manifest. It copies the workspace's `[profile]` (so the
 /// user's builds are reused) and `[patch]` (so dependencies resolve the same),
 /// with relative paths made absolute.
-fn manifest(bin: &str, ws: &Workspace, target: &Target, runtime: &Runtime) -> Result<String> {
+fn manifest(bin: &str, ws: &Workspace, target: &Target, runtime: &Runtime, features: &[&str]) -> Result<String> {
     use toml::{Table, Value};
     let dep = |key: &str, value: String| Value::Table(Table::from_iter([(key.to_string(), Value::String(value))]));
-    let runtime_dep = match runtime {
+    let mut runtime_dep = match runtime {
         Runtime::Path(path) => dep("path", path.display().to_string()),
-        Runtime::Registry(version) => dep("version", version.clone()),
+        Runtime::Registry { version, index } => {
+            let mut d = dep("version", version.clone());
+            // Another registry than crates.io: named by its index, as
+            // `cargo publish` writes it, so no registry name is needed.
+            if let (Some(index), Value::Table(t)) = (index, &mut d) {
+                t.insert("registry-index".into(), Value::String(index.clone()));
+            }
+            d
+        }
     };
+    if let (false, Value::Table(t)) = (features.is_empty(), &mut runtime_dep) {
+        let list = features.iter().map(|f| Value::String((*f).to_string())).collect();
+        t.insert("features".into(), Value::Array(list));
+    }
     let mut user = dep("path", target.root.display().to_string());
     if let Value::Table(t) = &mut user {
         t.insert("package".into(), Value::String(target.name.clone()));
@@ -230,7 +303,7 @@ fn manifest(bin: &str, ws: &Workspace, target: &Target, runtime: &Runtime) -> Re
         "dependencies".into(),
         Value::Table(Table::from_iter([
             ("user_crate".to_string(), user),
-            ("mongo-migrate".to_string(), runtime_dep),
+            ("mongo-migrations".to_string(), runtime_dep),
         ])),
     );
     // An empty workspace: the harness belongs to no other workspace.
@@ -267,36 +340,23 @@ fn main_rs(registry_fn: &str) -> String {
     format!(
         "// @generated by cargo mongo-migrate; rewritten on every run.\n\
          fn main() -> std::process::ExitCode {{\n    \
-         mongo_migrate::harness::main(user_crate::{registry_fn})\n}}\n"
+         mongo_migrations::harness::main(user_crate::{registry_fn})\n}}\n"
     )
 }
 
-fn write(path: &Path, content: &str) -> Result<()> {
-    mongo_migrate_codegen::write_if_changed(path, content)
-        .map(|_| ())
-        .map_err(anyhow::Error::from)
+/// `--color` for cargo, as this process chose it (`None`: cargo decides).
+fn cargo_color() -> Option<&'static str> {
+    match anstream::ColorChoice::global() {
+        anstream::ColorChoice::Always | anstream::ColorChoice::AlwaysAnsi => Some("always"),
+        anstream::ColorChoice::Never => Some("never"),
+        anstream::ColorChoice::Auto => None,
+    }
 }
 
-/// The failure, exit code and hint for an error the runtime reported.
-pub fn failure(e: mongo_migrate::harness::ErrorReply, verbose: bool) -> Failure {
-    use mongo_migrate::harness::ErrorKind;
-    let code = match e.kind {
-        ErrorKind::Connection => Code::Connection,
-        ErrorKind::Configuration | ErrorKind::Usage => Code::Usage,
-        ErrorKind::Locked => Code::Locked,
-        ErrorKind::Blocked => Code::Blocked,
-        // Failed, and a kind newer than this CLI: the message says what happened.
-        _ => Code::Failed,
-    };
-    // The runtime writes every hint (`mongo_migrate::harness::hint`).
-    let mut failure = Failure::new(code, e.message);
-    if let Some(hint) = e.hint {
-        failure = failure.hint(hint);
-    }
-    if verbose {
-        failure.detail = e.detail;
-    }
-    failure
+fn write(path: &Path, content: &str) -> Result<()> {
+    mongo_migrations_codegen::write_if_changed(path, content)
+        .map(|_| ())
+        .map_err(anyhow::Error::from)
 }
 
 /// Runs the harness with `request`; calls `progress` for each progress line
@@ -305,7 +365,7 @@ pub fn run(
     bin: &Path,
     request: &Request,
     verbose: bool,
-    mut progress: impl FnMut(&mongo_migrate::Progress),
+    mut progress: impl FnMut(&mongo_migrations::Progress),
 ) -> Result<Answer> {
     let interrupted = request.command.applies().then(outlive_ctrl_c);
     let mut cmd = Command::new(bin);
@@ -330,14 +390,15 @@ pub fn run(
             Ok(Reply::Progress(p)) => progress(&p),
             Ok(Reply::Result(answer)) => outcome = Some(Ok(*answer)),
             Ok(Reply::Error(e)) => outcome = Some(Err(e)),
-            // Migrations may print; pass it on.
-            Err(_) => println!("{line}"),
+            // Migrations may print; pass it on, to stderr: stdout carries
+            // the report alone (`--json | jq`).
+            Err(_) => eprintln!("{line}"),
         }
     }
     let status = child.wait()?;
     match outcome {
         Some(Ok(answer)) => Ok(answer),
-        Some(Err(e)) => Err(failure(e, verbose).into()),
+        Some(Err(e)) => Err(Failure::from_reply(e, verbose).into()),
         None if interrupted.is_some_and(|seen| seen.load(Ordering::SeqCst)) => Err(Failure::new(
             Code::Interrupted,
             "aborted: the migration in progress was cut off",
@@ -374,10 +435,12 @@ mod tests {
     fn app(root: &std::path::Path) -> Target {
         Target {
             name: "app".into(),
+            version: "0.1.0".into(),
             root: root.join("app"),
             lib_name: Some("app".into()),
             lib_root: None,
             config: PackageConfig::default(),
+            configured: Default::default(),
             features: Features {
                 enabled: vec!["extra".into()],
                 default: false,
@@ -414,7 +477,17 @@ mod tests {
         .unwrap();
         let ws = Workspace::new(root.path().to_path_buf(), root.path().join("target"), vec![]);
         let target = app(root.path());
-        let text = manifest("h", &ws, &target, &Runtime::Registry("=0.1.0".into())).unwrap();
+        let text = manifest(
+            "h",
+            &ws,
+            &target,
+            &Runtime::Registry {
+                version: "=0.1.0".into(),
+                index: None,
+            },
+            &[],
+        )
+        .unwrap();
         let doc: toml::Table = text.parse().unwrap();
         assert_eq!(doc["profile"]["dev"]["opt-level"].as_integer(), Some(1), "{text}");
         let vendored = root.path().join("vendor/bson").display().to_string();
@@ -423,7 +496,10 @@ mod tests {
             Some(vendored.as_str()),
             "{text}"
         );
-        assert_eq!(doc["dependencies"]["mongo-migrate"]["version"].as_str(), Some("=0.1.0"));
+        assert_eq!(
+            doc["dependencies"]["mongo-migrations"]["version"].as_str(),
+            Some("=0.1.0")
+        );
         let user = &doc["dependencies"]["user_crate"];
         assert_eq!(user["package"].as_str(), Some("app"));
         assert_eq!(

@@ -8,9 +8,9 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use mongo_migrate::harness::{self, Answer, ErrorReply, Request};
-use mongo_migrate::{BoxFuture, Migration, MigrationContext, MigrationResult, Migrator, Phase, Registry, Version};
-use mongo_migrate_codegen::MigrationFile;
+use mongo_migrations::harness::{self, Answer, Request};
+use mongo_migrations::{BoxFuture, Migration, MigrationContext, MigrationResult, Migrator, Phase, Registry, Version};
+use mongo_migrations_codegen::MigrationFile;
 
 use crate::workspace::Target;
 
@@ -36,13 +36,13 @@ fn not_run(_: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
 /// The registry as the generated one lists it, from the files (through the
 /// parse cache at `cache`).
 fn registry(target: &Target, cache: &Path) -> Result<Registry> {
-    let files = mongo_migrate_codegen::scan_cached(&target.migrations_dir(), cache)
+    let files = mongo_migrations_codegen::scan_cached(&target.migrations_dir(), cache)
         .map_err(|e| crate::exit::Failure::new(crate::exit::Code::Usage, e.to_string()).hint("fix the file"))?;
     Ok(metadata_registry(files)?)
 }
 
 /// A registry of the migrations' metadata, checked as the generated one is.
-pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_migrate::Error> {
+pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_migrations::Error> {
     let migrations = files
         .into_iter()
         .map(|f| {
@@ -61,7 +61,7 @@ pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_mi
             }
             Ok(m)
         })
-        .collect::<Result<Vec<_>, mongo_migrate::Error>>()?;
+        .collect::<Result<Vec<_>, mongo_migrations::Error>>()?;
     Registry::new(migrations)
 }
 
@@ -69,7 +69,7 @@ pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_mi
 pub fn run(target: &Target, cache: &Path, request: &Request, verbose: bool) -> Result<Answer> {
     let command = request.command.clone();
     let result = with_migrator(target, cache, request, async |m| harness::execute(m, command).await)?;
-    result.map_err(|e| crate::harness::failure(ErrorReply::from(&e), verbose).into())
+    result.map_err(|e| crate::exit::Failure::from_error(&e, verbose).into())
 }
 
 /// An `up` that would apply nothing, answered without a build by the
@@ -87,7 +87,7 @@ pub fn nothing_to_do(target: &Target, cache: &Path, request: &Request, verbose: 
     let result = with_migrator(target, cache, request, async |m| m.up_settled(options).await)?;
     match result {
         Ok(report) => Ok(report.map(Answer::Run)),
-        Err(e) => Err(crate::harness::failure(ErrorReply::from(&e), verbose).into()),
+        Err(e) => Err(crate::exit::Failure::from_error(&e, verbose).into()),
     }
 }
 
@@ -97,8 +97,8 @@ fn with_migrator<T>(
     target: &Target,
     cache: &Path,
     request: &Request,
-    f: impl AsyncFnOnce(&Migrator) -> Result<T, mongo_migrate::Error>,
-) -> Result<Result<T, mongo_migrate::Error>> {
+    f: impl AsyncFnOnce(&Migrator) -> Result<T, mongo_migrations::Error>,
+) -> Result<Result<T, mongo_migrations::Error>> {
     let registry = registry(target, cache)?;
     let c = &request.connection;
     block_on(async {
@@ -110,20 +110,8 @@ fn with_migrator<T>(
     })
 }
 
-/// The databases the server lists that `keep` accepts (see
-/// [`mongo_migrate::list_databases`]).
-pub fn list_databases(uri: &str, connect_timeout: u64, keep: impl Fn(&str) -> bool) -> Result<Vec<String>> {
-    let timeout = std::time::Duration::from_secs(connect_timeout);
-    let listed = block_on(async {
-        let (client, _) = mongo_migrate::connect_within(uri, Some("admin"), timeout).await?;
-        let listed = mongo_migrate::list_databases(&client, keep).await;
-        client.shutdown().await;
-        listed
-    })?;
-    listed.map_err(|e| crate::harness::failure(ErrorReply::from(&e), false).into())
-}
-
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
+/// Runs `f` to completion on a runtime of its own.
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,24 +1,24 @@
 //! `cargo mongo-migrate`: scaffolds migrations, regenerates the registry, and
 //! builds and runs the harness that applies them.
 
+mod bundle;
 mod check;
 mod cli;
+mod config;
 mod exit;
 mod harness;
 mod local;
-mod output;
-mod request;
 mod scaffold;
 mod workspace;
 
 use anyhow::Result;
 use clap::Parser;
-use mongo_migrate::harness::{Answer, Command as Remote, Request};
-use mongo_migrate::Resolution;
+use mongo_migrations::cli::{output, Command as Remote};
+use mongo_migrations::harness::{Answer, Command as HarnessCommand, Connection, Request};
 
 use cli::{Args, Cargo, Command};
 use exit::{Code, Failure};
-use workspace::Workspace;
+use workspace::{Target, Workspace};
 
 fn main() {
     let Cargo::MongoMigrate(args) = Cargo::parse();
@@ -28,6 +28,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    mongo_migrations::cli::color::apply(args.color);
     let ws = workspace::load(&args)?;
     match &args.command {
         Command::New { name, version } => {
@@ -53,18 +54,27 @@ fn run(args: Args) -> Result<()> {
             build,
             json,
         } => check::run(&ws, conn, *offline, *build, *json, args.verbose),
-        _ => remote(&args, &ws),
+        Command::Bundle { out, target } => {
+            let [package] = ws.targets.as_slice() else {
+                return Err(Failure::new(Code::Usage, "`bundle` works on one package")
+                    .hint("pass -p <package>")
+                    .into());
+            };
+            bundle::build(&ws, package, out.as_deref(), target.as_deref(), args.verbose)
+        }
+        Command::Config { conn, json } => config::print(&ws, conn, *json),
+        Command::Remote(command) => remote(&args, command, &ws),
     }
 }
 
 /// Commands that run in the harness, package by package. With `--json`, one
 /// document: the package's result, or with `--workspace` an object keyed by package.
-fn remote(args: &Args, ws: &Workspace) -> Result<()> {
+fn remote(args: &Args, command: &Remote, ws: &Workspace) -> Result<()> {
     let mut results = serde_json::Map::new();
     let mut json = false;
     let mut stopped = None;
     let mut tenant_failure = None;
-    let requests = request::all(&args.command, &ws.targets)?;
+    let requests = requests(command, &ws.targets)?;
     for (target, (conn, command, as_json)) in ws.targets.iter().zip(requests) {
         if !target.config.build_script && target.migrations_dir().is_dir() {
             // Keep the registry in step with the files before building.
@@ -91,20 +101,27 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
             })
             .inspect_err(|_| output::close_progress("failed"))?
         };
-        let run = answer.run();
-        let skipped = run.map_or(0, |r| r.skipped.len());
-        let walk = run.and_then(|r| r.stopped_walk.clone());
         if json {
+            let run = answer.run();
+            if run.is_some_and(|r| !r.skipped.is_empty()) {
+                stopped = Some(mongo_migrations::cli::stopped(
+                    &target.name,
+                    run.map_or(0, |r| r.skipped.len()),
+                    run.and_then(|r| r.stopped_walk.as_ref()),
+                ));
+            }
             if let Answer::TenantRuns(reports) = &answer {
                 tenant_failure = tenant_failure.or(output::tenants_exit(reports).err());
             }
             results.insert(target.name.clone(), answer.to_json());
-        } else {
-            render(&target.name, &request.command, answer)?;
+        } else if let Err(failure) = mongo_migrations::cli::finish(&target.name, &request.command, answer, false) {
+            if failure.code != Code::Interrupted {
+                return Err(failure.into());
+            }
+            stopped = Some(failure);
         }
-        if skipped > 0 {
+        if stopped.is_some() {
             // Stopped by Ctrl-C: later packages do not start either.
-            stopped = Some((target.name.clone(), skipped, walk));
             break;
         }
     }
@@ -119,83 +136,47 @@ fn remote(args: &Args, ws: &Workspace) -> Result<()> {
         };
         println!("{}", serde_json::to_string_pretty(&document)?);
         if let Some(failure) = tenant_failure {
-            return Err(failure);
+            return Err(failure.into());
         }
     }
     match stopped {
-        Some((package, _, Some(walk))) => {
-            let of = walk.documents_total.map(|t| format!(" of {t}")).unwrap_or_default();
-            Err(Failure::new(
-                Code::Interrupted,
-                format!(
-                    "{package}: stopped on request after {}{of} documents of {} {}; the next `up` resumes from the checkpoint",
-                    walk.documents_done, walk.version, walk.name
-                ),
-            )
-            .hint("the checkpoint is recorded and the lock is free; run the command again to go on")
-            .into())
-        }
-        Some((package, n, None)) => Err(Failure::new(
-            Code::Interrupted,
-            format!(
-                "{package}: stopped on request; {n} {} did not run",
-                output::plural(n, "migration")
-            ),
-        )
-        .hint("the migrations that ran are recorded and the lock is free; run the command again to go on")
-        .into()),
+        Some(failure) => Err(failure.into()),
         None => Ok(()),
     }
 }
 
-fn render(package: &str, command: &Remote, answer: Answer) -> Result<()> {
-    match answer {
-        Answer::Run(report) => match command {
-            Remote::Baseline { to } => {
-                let n = report.steps.len();
-                println!(
-                    "{package}: baselined {n} {} up to {to}, recorded as applied without running (batch {})",
-                    output::plural(n, "migration"),
-                    report.steps.first().map_or(0, |s| s.batch)
-                );
-            }
-            _ => output::run_report(package, &report),
-        },
-        Answer::Status(report) => output::status(package, &report),
-        Answer::History(records) => output::history(package, &records),
-        Answer::Lock(lock) => match command {
-            Remote::ForceUnlock { .. } => match lock.filter(|l| !l.expired) {
-                Some(l) => println!("{package}: released the lock held by {}", l.holder),
-                None => println!("{package}: the lock was free; it is released all the same"),
-            },
-            _ => println!("{package}: lock {}", output::lock_line(lock.as_ref())),
-        },
-        Answer::Forgotten(records) => {
-            for r in records {
-                println!(
-                    "{package}: forgot {} {} (was {}; a copy is in the audit collection)",
-                    r.version, r.name, r.status
-                );
-            }
+/// Every package's request, all checked before any package runs: a bad
+/// setting of the last package stops the run before the first one starts.
+fn requests(command: &Remote, targets: &[Target]) -> Result<Vec<(Connection, HarnessCommand, bool)>> {
+    let requests = local::block_on(async {
+        let mut all = Vec::new();
+        for target in targets {
+            all.push(mongo_migrations::cli::request(command, &target.name, &target.config).await?);
         }
-        Answer::Resolved(record) => match command {
-            Remote::Resolve {
-                resolution: Resolution::AcceptChecksum,
-                version,
-            } => println!(
-                "{package}: accepted the edit of {version} {}; `up` no longer refuses it",
-                record.name
-            ),
-            Remote::Resolve {
-                resolution: Resolution::Pending,
-                version,
-            } => println!("{package}: marked {version} as pending"),
-            _ => println!("{package}: marked {} as applied", record.version),
-        },
-        Answer::TenantRuns(reports) => return output::tenants_up(package, &reports),
-        Answer::TenantStatuses(statuses) => return output::tenants_status(package, &statuses),
-        // An answer newer than this CLI: print it as the JSON it is.
-        other => println!("{package}: {}", other.to_json()),
+        Ok::<_, Failure>(all)
+    })??;
+    one_collection_each(targets, &requests)?;
+    Ok(requests)
+}
+
+/// Two packages that track their migrations in one collection would each
+/// take the other's records for unknown versions and be blocked.
+fn one_collection_each(targets: &[Target], requests: &[(Connection, HarnessCommand, bool)]) -> Result<()> {
+    let mut seen = std::collections::BTreeMap::new();
+    for (target, (conn, ..)) in targets.iter().zip(requests) {
+        let collection = conn.config.tracking_collection.clone();
+        let key = (conn.uri.clone(), conn.database.clone(), collection.clone());
+        if let Some(other) = seen.insert(key, target.name.as_str()) {
+            return Err(Failure::new(
+                Code::Usage,
+                format!(
+                    "`{other}` and `{}` would track their migrations in the same collection `{collection}`",
+                    target.name
+                ),
+            )
+            .hint("give one of them its own `tracking-collection` and `lock-collection` under [package.metadata.mongo-migrate]")
+            .into());
+        }
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use mongo_migrate_codegen::{names, render_with, scan, Layout, REGISTRY_FILE};
+use mongo_migrations_codegen::{names, render_with, scan, Layout, REGISTRY_FILE};
 
 use crate::exit::{Code, Failure};
 use crate::workspace::{display, Target};
@@ -12,14 +12,14 @@ use crate::workspace::{display, Target};
 const TEMPLATE: &str = include_str!("../templates/migration.rs");
 const SQUASH_TEMPLATE: &str = include_str!("../templates/squash.rs");
 
-fn codegen(e: mongo_migrate_codegen::Error) -> anyhow::Error {
+fn codegen(e: mongo_migrations_codegen::Error) -> anyhow::Error {
     let hint = match &e {
-        mongo_migrate_codegen::Error::DuplicateVersion { .. } => "rename one file to a new timestamp",
-        mongo_migrate_codegen::Error::BadFileName { .. } => {
+        mongo_migrations_codegen::Error::DuplicateVersion { .. } => "rename one file to a new timestamp",
+        mongo_migrations_codegen::Error::BadFileName { .. } => {
             "rename the file, or move it out of the migrations directory"
         }
-        mongo_migrate_codegen::Error::InvalidName { .. } => "use letters, digits, `-` or `_`, e.g. add-email-index",
-        mongo_migrate_codegen::Error::InvalidVersion { .. } => {
+        mongo_migrations_codegen::Error::InvalidName { .. } => "use letters, digits, `-` or `_`, e.g. add-email-index",
+        mongo_migrations_codegen::Error::InvalidVersion { .. } => {
             "e.g. --version 20261231235959, or leave it out to use the current UTC time"
         }
         _ => "fix the file; the registry was left unchanged",
@@ -48,7 +48,7 @@ pub fn registry(target: &Target) -> Result<()> {
         );
         return Ok(());
     }
-    let (files, changed) = mongo_migrate_codegen::generate_module(&dir).map_err(codegen)?;
+    let (files, changed) = mongo_migrations_codegen::generate_module(&dir).map_err(codegen)?;
     let path = display(&dir.join(REGISTRY_FILE));
     let verb = if changed { "Updated" } else { "Unchanged" };
     let noun = crate::output::plural(files.len(), "migration");
@@ -61,7 +61,7 @@ pub fn registry(target: &Target) -> Result<()> {
 /// and then on stderr, so `--json` output stays one document.
 pub fn registry_quiet(target: &Target, cache: &Path) -> Result<()> {
     let dir = target.migrations_dir();
-    let (_, changed) = mongo_migrate_codegen::generate_module_cached(&dir, cache).map_err(codegen)?;
+    let (_, changed) = mongo_migrations_codegen::generate_module_cached(&dir, cache).map_err(codegen)?;
     if changed {
         eprintln!("Updated {}", display(&dir.join(REGISTRY_FILE)));
     }
@@ -106,15 +106,15 @@ pub fn new(target: &Target, name: &str, version: Option<&str>) -> Result<()> {
     println!("Created {}", display(&path));
 
     // Only the new file needs parsing; the others were read above.
-    let result = mongo_migrate_codegen::read(&path).and_then(|created| {
+    let result = mongo_migrations_codegen::read(&path).and_then(|created| {
         files.push(created);
         files.sort_by(|a, b| a.version.cmp(&b.version));
         if target.config.build_script {
             return Ok(());
         }
         let registry = dir.join(REGISTRY_FILE);
-        let helpers = mongo_migrate_codegen::helpers(&dir)?;
-        mongo_migrate_codegen::write_if_changed(&registry, &render_with(&files, &helpers, Layout::Module))?;
+        let helpers = mongo_migrations_codegen::helpers(&dir)?;
+        mongo_migrations_codegen::write_if_changed(&registry, &render_with(&files, &helpers, Layout::Module))?;
         println!("Updated {}", display(&registry));
         Ok(())
     });
@@ -198,7 +198,7 @@ pub fn squash(target: &Target, to: &str, name: &str, force: bool) -> Result<()> 
     );
     println!("note: write its `up` before it runs on a fresh database; where they are all applied it is recorded without running");
     if !target.config.build_script {
-        let (_, _) = mongo_migrate_codegen::generate_module(&dir).map_err(codegen)?;
+        let (_, _) = mongo_migrations_codegen::generate_module(&dir).map_err(codegen)?;
         println!("Updated {}", display(&dir.join(REGISTRY_FILE)));
     }
     Ok(())

@@ -5,76 +5,26 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, PackageId};
-use serde::Deserialize;
 
 use crate::cli::Args;
 use crate::exit::{Code, Failure};
 
-/// `[package.metadata.mongo-migrate]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
-pub struct PackageConfig {
-    /// Relative to the package root.
-    pub migrations_dir: PathBuf,
-    /// The function the harness calls, relative to the library root.
-    pub registry_fn: String,
-    /// `true` when `build.rs` generates the registry (no `mod.rs` is written).
-    pub build_script: bool,
-    pub database: Option<String>,
-    pub tracking_collection: Option<String>,
-    pub lock_collection: Option<String>,
-    pub lock_ttl_secs: Option<u64>,
-    pub uri_env: String,
-    pub database_env: String,
-    /// What `up` does with a pending migration older than the newest applied one.
-    pub out_of_order: mongo_migrate::OutOfOrder,
-}
-
-impl Default for PackageConfig {
-    fn default() -> Self {
-        PackageConfig {
-            migrations_dir: "src/migrations".into(),
-            registry_fn: "migrations::registry".into(),
-            build_script: false,
-            database: None,
-            tracking_collection: None,
-            lock_collection: None,
-            lock_ttl_secs: None,
-            uri_env: "MONGODB_URI".into(),
-            database_env: "MONGODB_DATABASE".into(),
-            out_of_order: mongo_migrate::OutOfOrder::Refuse,
-        }
-    }
-}
-
-impl PackageConfig {
-    /// The runtime's settings, from this metadata: the one place they are copied.
-    pub fn runtime(&self, connect_timeout_secs: u64) -> mongo_migrate::Config {
-        let mut config = mongo_migrate::Config::default();
-        if let Some(name) = &self.tracking_collection {
-            config.tracking_collection = name.clone();
-        }
-        if let Some(name) = &self.lock_collection {
-            config.lock_collection = name.clone();
-        }
-        if let Some(secs) = self.lock_ttl_secs {
-            config.lock_ttl = std::time::Duration::from_secs(secs);
-        }
-        config.connect_timeout = std::time::Duration::from_secs(connect_timeout_secs);
-        config.out_of_order = self.out_of_order;
-        config
-    }
-}
+/// `[package.metadata.mongo-migrate]`: the runtime reads the same table
+/// when it bakes it into a migration binary.
+pub use mongo_migrations::Settings as PackageConfig;
 
 /// A package whose migrations we manage.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub name: String,
+    pub version: String,
     pub root: PathBuf,
     pub lib_name: Option<String>,
     /// The library's root file (`src/lib.rs`).
     pub lib_root: Option<PathBuf>,
     pub config: PackageConfig,
+    /// The keys its `[package.metadata.mongo-migrate]` sets.
+    pub configured: BTreeSet<String>,
     /// The cargo features the harness enables on the package.
     pub features: Features,
 }
@@ -96,7 +46,11 @@ impl Target {
 #[derive(Debug, Clone)]
 pub enum Runtime {
     Path(PathBuf),
-    Registry(String),
+    /// `version` is `=x.y.z`; `index` is set for a registry other than crates.io.
+    Registry {
+        version: String,
+        index: Option<String>,
+    },
 }
 
 #[derive(Debug)]
@@ -273,9 +227,15 @@ fn config(package: &Package) -> Result<PackageConfig> {
     match package.metadata.get("mongo-migrate") {
         None => Ok(PackageConfig::default()),
         Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
-            Failure::new(Code::Usage, format!("invalid [package.metadata.mongo-migrate] in {}: {e}", package.manifest_path))
-                .hint("keys: migrations-dir, registry-fn, build-script, database, tracking-collection, lock-collection, lock-ttl-secs, uri-env, database-env, out-of-order")
-                .into()
+            Failure::new(
+                Code::Usage,
+                format!(
+                    "invalid [package.metadata.mongo-migrate] in {}: {e}",
+                    package.manifest_path
+                ),
+            )
+            .hint(format!("keys: {}", mongo_migrations::Settings::KEYS))
+            .into()
         }),
     }
 }
@@ -291,6 +251,7 @@ fn target(package: &Package, args: &Args) -> Result<Target> {
     let lib_root = lib.map(|t| t.src_path.clone().into_std_path_buf());
     Ok(Target {
         name: package.name.to_string(),
+        version: package.version.to_string(),
         root: package
             .manifest_path
             .parent()
@@ -300,6 +261,12 @@ fn target(package: &Package, args: &Args) -> Result<Target> {
         lib_name,
         lib_root,
         config: config(package)?,
+        configured: package
+            .metadata
+            .get("mongo-migrate")
+            .and_then(|m| m.as_object())
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
         features: features(package, args)?,
     })
 }
@@ -335,16 +302,42 @@ fn features(package: &Package, args: &Args) -> Result<Features> {
     })
 }
 
-/// The `mongo-migrate` package this package resolved to.
+/// The runtime's package name on crates.io.
+pub const RUNTIME_PACKAGE: &str = "mongo-migrations";
+
+/// The `mongo-migrations` package this package resolved to.
 fn runtime(metadata: &Metadata, id: &PackageId) -> Option<Runtime> {
     let resolve = metadata.resolve.as_ref()?;
     let node = resolve.nodes.iter().find(|n| &n.id == id)?;
-    let dep = node.deps.iter().find(|d| d.name == "mongo_migrate")?;
+    // By package name: a dependency renamed in Cargo.toml is found too.
+    let dep = node
+        .deps
+        .iter()
+        .find(|d| metadata[&d.pkg].name.as_str() == RUNTIME_PACKAGE)?;
     let package = &metadata[&dep.pkg];
     Some(match &package.source {
         None => Runtime::Path(package.manifest_path.parent()?.as_std_path().to_path_buf()),
-        Some(_) => Runtime::Registry(format!("={}", package.version)),
+        Some(source) => Runtime::Registry {
+            version: format!("={}", package.version),
+            index: registry_index(&source.repr),
+        },
     })
+}
+
+/// The index of a registry source other than crates.io (`registry+URL`, or
+/// `sparse+URL` whose prefix is part of the index URL).
+fn registry_index(source: &str) -> Option<String> {
+    const CRATES_IO: [&str; 2] = [
+        "registry+https://github.com/rust-lang/crates.io-index",
+        "sparse+https://index.crates.io/",
+    ];
+    if CRATES_IO.contains(&source) {
+        return None;
+    }
+    source
+        .strip_prefix("registry+")
+        .map(str::to_string)
+        .or_else(|| source.starts_with("sparse+").then(|| source.to_string()))
 }
 
 /// Workspace members with dependencies before dependents, then by name.

@@ -1,6 +1,6 @@
 //! {{description}}
 
-use mongo_migrate::prelude::*;
+use mongo_migrations::prelude::*;
 
 /// `true` runs `up` and `down` in one transaction with the tracking write
 /// (replica sets and sharded clusters only); then use `ctx.transaction()`.

@@ -5,7 +5,7 @@
 //! must do, as one migration, what they did: write it before the next fresh
 //! deploy (their code is in git history).
 
-use mongo_migrate::prelude::*;
+use mongo_migrations::prelude::*;
 
 /// The versions this migration replaces; their files were deleted.
 pub const REPLACES: &[u64] = &[

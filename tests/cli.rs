@@ -103,8 +103,8 @@ fn committed_registries_match_the_generator() {
     // The fixtures' mod.rs files are the golden files.
     for dir in ["single", "workspace", "workspace/billing", "virtual/api", "demo"] {
         let dir = root().join("fixtures").join(dir).join("src/migrations");
-        let files = mongo_migrate_codegen::scan(&dir).unwrap();
-        let rendered = mongo_migrate_codegen::render(&files, mongo_migrate_codegen::Layout::Module);
+        let files = mongo_migrations_codegen::scan(&dir).unwrap();
+        let rendered = mongo_migrations_codegen::render(&files, mongo_migrations_codegen::Layout::Module);
         golden(&rendered, &dir.join("mod.rs"));
     }
 }
@@ -432,12 +432,12 @@ fn check_offline_reports_every_problem_with_its_line() {
     // Added without regenerating the registry; a drop in a transaction; an unbatched update.
     std::fs::write(
         dir.join("m20260103_000000_drop_legacy.rs"),
-        "pub const TRANSACTIONAL: bool = true;\n\npub async fn up(ctx: &mut mongo_migrate::MigrationContext) -> mongo_migrate::MigrationResult {\n    let (db, _) = ctx.transaction()?;\n    db.collection::<mongo_migrate::bson::Document>(\"legacy\").drop().await?;\n    Ok(())\n}\n",
+        "pub const TRANSACTIONAL: bool = true;\n\npub async fn up(ctx: &mut mongo_migrations::MigrationContext) -> mongo_migrations::MigrationResult {\n    let (db, _) = ctx.transaction()?;\n    db.collection::<mongo_migrations::bson::Document>(\"legacy\").drop().await?;\n    Ok(())\n}\n",
     )
     .unwrap();
     std::fs::write(
         dir.join("m20260104_000000_backfill.rs"),
-        "pub async fn up(ctx: &mut mongo_migrate::MigrationContext) -> mongo_migrate::MigrationResult {\n    let users = ctx.db()?.collection::<mongo_migrate::bson::Document>(\"users\");\n    users.update_many(mongo_migrate::bson::doc! {}, mongo_migrate::bson::doc! { \"$set\": { \"x\": 1 } }).await?;\n    Ok(())\n}\n",
+        "pub async fn up(ctx: &mut mongo_migrations::MigrationContext) -> mongo_migrations::MigrationResult {\n    let users = ctx.db()?.collection::<mongo_migrations::bson::Document>(\"users\");\n    users.update_many(mongo_migrations::bson::doc! {}, mongo_migrations::bson::doc! { \"$set\": { \"x\": 1 } }).await?;\n    Ok(())\n}\n",
     )
     .unwrap();
     let before = listing(&dir);
@@ -447,7 +447,7 @@ fn check_offline_reports_every_problem_with_its_line() {
         .stdout_eq(str![[r#"
 single-app: error: src/migrations/mod.rs does not match the migration files
   hint: run `cargo mongo-migrate registry` and commit it with the migrations (it holds each migration's checksum, so every edit of one changes it; `up` and a build regenerate it too); after a merge conflict in it, take either side first
-single-app: error: src/migrations/m20260103_000000_drop_legacy.rs:5:62: `drop` in a transactional migration: MongoDB refuses index builds on existing collections and drops inside a transaction; move it to a migration with `TRANSACTIONAL = false`
+single-app: error: src/migrations/m20260103_000000_drop_legacy.rs:5:65: `drop` in a transactional migration: MongoDB refuses index builds on existing collections and drops inside a transaction; move it to a migration with `TRANSACTIONAL = false`
   hint: put index builds and drops in a migration of their own with `pub const TRANSACTIONAL: bool = false;`
 single-app: warning: src/migrations/m20260104_000000_backfill.rs:3:11: `update_many` runs unbatched over every matching document; on a large collection use `ctx.batches(..)`, or say it is small with a `// mongo-migrate: unbatched` comment
   hint: walk a large collection with `ctx.batches(..).update_each(..)`; a comment `// mongo-migrate: unbatched` silences this for a small one

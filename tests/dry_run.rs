@@ -59,7 +59,7 @@ fn a_dry_run_plans_exactly_what_the_real_run_does() {
         .args(["squash", "--to", "20260102000000", "--force"])
         .assert()
         .success();
-    let prelude = "//! {}\n\nuse mongo_migrate::prelude::*;\n\n";
+    let prelude = "//! {}\n\nuse mongo_migrations::prelude::*;\n\n";
     write_migration(
         dir,
         "m20260103_000000_plain_step.rs",

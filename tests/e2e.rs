@@ -239,20 +239,20 @@ fn a_build_script_registry_picks_up_new_files_without_a_manual_step() {
 }
 
 /// Writes into the database the CLI works on, as another runner or a crash would.
-fn with_db(db: &str, f: impl AsyncFnOnce(mongo_migrate::mongodb::Database)) {
+fn with_db(db: &str, f: impl AsyncFnOnce(mongo_migrations::mongodb::Database)) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let (client, name) = mongo_migrate::connect(&uri(), Some(db)).await.unwrap();
+        let (client, name) = mongo_migrations::connect(&uri(), Some(db)).await.unwrap();
         f(client.database(&name)).await;
     });
 }
 
 #[test]
 fn a_held_lock_exits_3_and_a_crashed_migration_exits_4_until_resolved() {
-    use mongo_migrate::bson::{doc, DateTime, Document};
+    use mongo_migrations::bson::{doc, DateTime, Document};
     let crate_dir = fixture("single");
     let db = database();
     let run = against_server(crate_dir.path(), &db);
@@ -339,7 +339,7 @@ fn compile_errors_in_migrations_are_shown_as_cargo_prints_them() {
     let crate_dir = fixture("single");
     let db = database();
     let run = against_server(crate_dir.path(), &db);
-    let broken = "//! Broken.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    let n: u32 = \"three\";\n    let _ = n;\n    Ok(())\n}\n";
+    let broken = "//! Broken.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    let n: u32 = \"three\";\n    let _ = n;\n    Ok(())\n}\n";
     std::fs::write(
         crate_dir.path().join("src/migrations/m20260105_000000_broken.rs"),
         broken,
@@ -361,12 +361,12 @@ fn compile_errors_in_migrations_are_shown_as_cargo_prints_them() {
 
 #[test]
 fn cargo_features_of_the_package_reach_its_migrations() {
-    use mongo_migrate::bson::{doc, Document};
+    use mongo_migrations::bson::{doc, Document};
     let crate_dir = fixture("single");
     let manifest = crate_dir.path().join("Cargo.toml");
     let toml = read(&manifest) + "\n[features]\ndefault = [\"loud\"]\nloud = []\n";
     std::fs::write(&manifest, toml).unwrap();
-    let signal = "//! Records whether the crate was built with `loud`.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let db = ctx.db()?;\n    db.collection::<Document>(\"signals\").insert_one(doc! { \"loud\": cfg!(feature = \"loud\") }).await?;\n    Ok(())\n}\n";
+    let signal = "//! Records whether the crate was built with `loud`.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let db = ctx.db()?;\n    db.collection::<Document>(\"signals\").insert_one(doc! { \"loud\": cfg!(feature = \"loud\") }).await?;\n    Ok(())\n}\n";
     std::fs::write(
         crate_dir.path().join("src/migrations/m20260105_000000_signal.rs"),
         signal,
@@ -504,7 +504,7 @@ fn ctrl_c_or_a_killed_cli_stops_after_the_migration_in_progress_and_twice_aborts
     let crate_dir = fixture("single");
     with_tokio(crate_dir.path());
     // Between create_users and seed_admin: says it started, then takes 5 s.
-    let slow = "//! Slow.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    std::fs::write(std::env::var(\"MM_STARTED\")?, \"\")?;\n    tokio::time::sleep(std::time::Duration::from_secs(5)).await;\n    Ok(())\n}\n";
+    let slow = "//! Slow.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    std::fs::write(std::env::var(\"MM_STARTED\")?, \"\")?;\n    tokio::time::sleep(std::time::Duration::from_secs(5)).await;\n    Ok(())\n}\n";
     std::fs::write(crate_dir.path().join("src/migrations/m20260101_120000_slow.rs"), slow).unwrap();
 
     let db = database();
@@ -558,8 +558,8 @@ fn ctrl_c_or_a_killed_cli_stops_after_the_migration_in_progress_and_twice_aborts
 fn ctrl_c_in_a_walk_stops_between_batches_and_the_next_up_resumes_it() {
     let crate_dir = fixture("single");
     with_tokio(crate_dir.path());
-    let seed = "//! Items to walk.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let items: Vec<Document> = (0..40_i64).map(|i| doc! { \"_id\": i }).collect();\n    ctx.db()?.collection::<Document>(\"items\").insert_many(items).await?;\n    Ok(())\n}\n";
-    let walk = "//! Marks every item, slowly.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    ctx.batches(\"items\", doc! { \"done\": { \"$exists\": false } })\n        .size(5)\n        .update_each(|item| {\n            if let Ok(started) = std::env::var(\"MM_STARTED\") {\n                let _ = std::fs::write(started, \"\");\n            }\n            std::thread::sleep(std::time::Duration::from_millis(60));\n            Some(doc! { \"$set\": { \"done\": item.get(\"_id\")?.clone() } })\n        })\n        .await?;\n    Ok(())\n}\n";
+    let seed = "//! Items to walk.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let items: Vec<Document> = (0..40_i64).map(|i| doc! { \"_id\": i }).collect();\n    ctx.db()?.collection::<Document>(\"items\").insert_many(items).await?;\n    Ok(())\n}\n";
+    let walk = "//! Marks every item, slowly.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    ctx.batches(\"items\", doc! { \"done\": { \"$exists\": false } })\n        .size(5)\n        .update_each(|item| {\n            if let Ok(started) = std::env::var(\"MM_STARTED\") {\n                let _ = std::fs::write(started, \"\");\n            }\n            std::thread::sleep(std::time::Duration::from_millis(60));\n            Some(doc! { \"$set\": { \"done\": item.get(\"_id\")?.clone() } })\n        })\n        .await?;\n    Ok(())\n}\n";
     let dir = crate_dir.path().join("src/migrations");
     std::fs::write(dir.join("m20260103_000000_seed_items.rs"), seed).unwrap();
     std::fs::write(dir.join("m20260104_000000_walk_items.rs"), walk).unwrap();
@@ -608,8 +608,8 @@ fn ctrl_c_in_a_walk_stops_between_batches_and_the_next_up_resumes_it() {
     assert!(out.contains("Applied 1 migration"), "{out}");
     with_db(&db, async |db| {
         let left = db
-            .collection::<mongo_migrate::bson::Document>("items")
-            .count_documents(mongo_migrate::bson::doc! { "done": { "$exists": false } })
+            .collection::<mongo_migrations::bson::Document>("items")
+            .count_documents(mongo_migrations::bson::doc! { "done": { "$exists": false } })
             .await
             .unwrap();
         assert_eq!(left, 0);
@@ -645,7 +645,7 @@ fn connection_and_migration_failures_say_one_plain_line_with_their_own_hint() {
     // A failing migration: its progress line ends, the hint names the history.
     std::fs::write(
         crate_dir.path().join("src/migrations/m20260105_000000_fails.rs"),
-        "//! Fails.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    Err(\"the index spec is invalid\".into())\n}\n",
+        "//! Fails.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    Err(\"the index spec is invalid\".into())\n}\n",
     )
     .unwrap();
     run(&["up"])
@@ -759,7 +759,7 @@ fn team_workflow_baseline_check_out_of_order_accepted_edit_and_squash() {
 #[test]
 fn check_build_fails_on_migrations_that_do_not_compile() {
     let crate_dir = fixture("single");
-    let broken = "//! Does not compile.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let n: u32 = \"not a number\";\n    let _ = (ctx, n);\n    Ok(())\n}\n";
+    let broken = "//! Does not compile.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let n: u32 = \"not a number\";\n    let _ = (ctx, n);\n    Ok(())\n}\n";
     std::fs::write(
         crate_dir.path().join("src/migrations/m20260103_000000_broken.rs"),
         broken,
@@ -776,7 +776,7 @@ fn check_build_fails_on_migrations_that_do_not_compile() {
     );
     assert!(out.contains("checked files only: 1 errors"), "{out}");
     // Fixed, and using a helper module beside the migrations: it compiles.
-    let fixed = "//! Uses a helper.\n\nuse mongo_migrate::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let _ = (ctx, super::common::NAME.len() as u32);\n    Ok(())\n}\n";
+    let fixed = "//! Uses a helper.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let _ = (ctx, super::common::NAME.len() as u32);\n    Ok(())\n}\n";
     let dir = crate_dir.path().join("src/migrations");
     std::fs::write(dir.join("m20260103_000000_broken.rs"), fixed).unwrap();
     std::fs::write(dir.join("common.rs"), "pub const NAME: &str = \"users\";\n").unwrap();
@@ -831,7 +831,7 @@ fn tenants_by_list_and_by_regex_with_a_summary_table_and_json() {
 
     // A locked tenant: the others go on, and the exit code says "locked".
     with_db(&a, async |db| {
-        use mongo_migrate::bson::{doc, DateTime, Document};
+        use mongo_migrations::bson::{doc, DateTime, Document};
         let later = DateTime::from_millis(DateTime::now().timestamp_millis() + 60_000);
         db.collection::<Document>("migration_locks")
             .update_one(

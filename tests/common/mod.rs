@@ -48,13 +48,18 @@ fn copy(from: &Path, to: &Path) {
     }
 }
 
-/// `mongo-migrate = { path = "../../mongo-migrate" }` -> an absolute path into this checkout.
+/// `mongo-migrations = { path = "../../mongo-migrations", .. }` -> the same
+/// with an absolute path into this checkout.
 fn absolute_path_dep(line: &str) -> String {
-    for krate in ["mongo-migrate-codegen", "mongo-migrate"] {
-        if line.starts_with(&format!("{krate} = {{ path = ")) {
-            let path = root().join(krate).display().to_string();
-            return format!("{krate} = {{ path = {path:?} }}");
-        }
+    for krate in ["mongo-migrations-codegen", "mongo-migrations"] {
+        let Some(rest) = line.strip_prefix(&format!("{krate} = {{ path = \"")) else {
+            continue;
+        };
+        let Some((_, after)) = rest.split_once('"') else {
+            continue;
+        };
+        let path = root().join(krate).display().to_string();
+        return format!("{krate} = {{ path = {path:?}{after}");
     }
     line.to_string()
 }

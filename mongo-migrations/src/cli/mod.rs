@@ -1,0 +1,194 @@
+//! A migration binary: `cargo mongo-migrate`'s commands that need no files
+//! (`up`, `down`, `status`, `history`, `lock-status`, `force-unlock`,
+//! `resolve`, `baseline`, `forget`, the tenant flags), with the same flags,
+//! output, `--json` and exit codes, for hosts without cargo. Feature `cli`.
+//!
+//! ```ignore
+//! // src/bin/migrate.rs
+//! fn main() -> std::process::ExitCode {
+//!     mongo_migrations::cli::run(my_app::migrations::registry, mongo_migrations::settings!())
+//! }
+//! ```
+//!
+//! `cargo mongo-migrate` itself parses and prints with this module.
+//!
+//! - `args.rs`: the commands and their flags;
+//! - `request.rs`: a command line into a harness request;
+//! - `output.rs`: tables, summaries and progress lines;
+//! - `render.rs`: an answer as text;
+//! - `exit.rs`: exit codes and failures with a hint;
+//! - `color.rs`: `--color`, `CARGO_TERM_COLOR`, `NO_COLOR`.
+
+// The fields are the flags, documented by their `--help`.
+#[allow(missing_docs)]
+pub mod args;
+pub mod color;
+pub mod exit;
+pub mod output;
+mod render;
+mod request;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+pub use args::{Command, Connection, PhaseArg, StatusFilter, Tenancy};
+pub use color::ColorChoice;
+pub use exit::{Code, Failure};
+pub use render::{render, stopped};
+pub use request::request;
+
+use crate::harness::{self, Answer, Request};
+use crate::{Error, Migrator, Package, Registry, StopHandle};
+
+/// The command line of a migration binary.
+#[derive(Debug, Parser)]
+#[command(disable_version_flag = true, styles = clap::builder::styling::Styles::plain())]
+struct Binary {
+    /// Print the migrations this binary carries and the runtime's version
+    #[arg(short = 'V', long)]
+    version: bool,
+
+    /// Print errors with all their causes
+    #[arg(short, long, global = true)]
+    verbose: bool,
+
+    /// Coloring: auto, always, never
+    #[arg(long, global = true, value_enum, value_name = "WHEN")]
+    color: Option<ColorChoice>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// `main` of a migration binary: parses the command line, runs the command
+/// against `MONGODB_URI` (or the package's `uri-env`) with the package's
+/// settings as [`settings!`](crate::settings) read them at build time, prints
+/// as `cargo mongo-migrate` does and returns its exit code.
+pub fn run(registry: fn() -> Result<Registry, Error>, package: Result<Package, String>) -> ExitCode {
+    let package = match package {
+        Ok(p) => p,
+        Err(message) => {
+            return exit(&Failure::new(Code::Usage, message).hint("fix [package.metadata.mongo-migrate] and rebuild"))
+        }
+    };
+    let bin = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "migrate".into());
+    let about = format!("The migrations of {} {}", package.name, package.version);
+    let matches = <Binary as clap::CommandFactory>::command()
+        .name(bin.clone())
+        .bin_name(bin)
+        .about(about)
+        .get_matches();
+    let args = match <Binary as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    color::apply(args.color);
+    let registry = match registry() {
+        Ok(r) => r,
+        Err(e) => return exit(&Failure::from_error(&e, args.verbose)),
+    };
+    if args.version {
+        println!("{}", version_line(&package, &registry));
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = args.command else {
+        let _ = <Binary as clap::CommandFactory>::command().print_help();
+        return ExitCode::from(Code::Usage as u8);
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
+    match runtime.block_on(execute(&package, registry, &command, args.verbose)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => exit(&failure),
+    }
+}
+
+fn exit(failure: &Failure) -> ExitCode {
+    ExitCode::from(failure.report())
+}
+
+/// What `--version` prints: the package, its migrations and the runtime.
+pub fn version_line(package: &Package, registry: &Registry) -> String {
+    let migrations = registry.migrations();
+    let newest = migrations
+        .last()
+        .map_or_else(|| "none".to_string(), |m| m.version().to_string());
+    format!(
+        "{} {}: {} {}, newest {newest} (mongo-migrations {})",
+        package.name,
+        package.version,
+        migrations.len(),
+        output::plural(migrations.len(), "migration"),
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Runs `command` in this process, as the harness runs it for the CLI.
+async fn execute(package: &Package, registry: Registry, command: &Command, verbose: bool) -> Result<(), Failure> {
+    let (connection, remote, json) = request(command, &package.name, &package.settings).await?;
+    let request = Request {
+        connection,
+        command: remote,
+    };
+    let c = request.connection;
+    let stop = StopHandle::new();
+    let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, c.config)
+        .await
+        .map_err(|e| Failure::from_error(&e, verbose))?
+        .with_progress(move |p| {
+            if !json {
+                output::progress(p)
+            }
+        })
+        .with_stop(stop.clone())
+        .with_lock_wait(Duration::from_secs(c.lock_wait_secs.unwrap_or(0)));
+    if request.command.applies() {
+        tokio::spawn(harness::stop_on_signal(harness::Signals::new(), stop));
+    }
+    let result = harness::execute(&migrator, request.command.clone()).await;
+    migrator.shutdown().await;
+    let answer = result.map_err(|e| {
+        output::close_progress("failed");
+        Failure::from_error(&e, verbose)
+    })?;
+    finish(&package.name, &request.command, answer, json)
+}
+
+/// Prints `answer` (as JSON with `json`) and turns a stopped run or a
+/// tenant that did not go through into its failure.
+pub fn finish(package: &str, command: &harness::Command, answer: Answer, json: bool) -> Result<(), Failure> {
+    let run = answer.run();
+    let skipped = run.map_or(0, |r| r.skipped.len());
+    let walk = run.and_then(|r| r.stopped_walk.clone());
+    if json {
+        let tenants = match &answer {
+            Answer::TenantRuns(reports) => output::tenants_exit(reports).err(),
+            _ => None,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer.to_json()).expect("a JSON value prints")
+        );
+        if let Some(failure) = tenants {
+            return Err(failure);
+        }
+    } else {
+        render(package, command, answer)?;
+    }
+    if skipped > 0 {
+        return Err(stopped(package, skipped, walk.as_ref()));
+    }
+    Ok(())
+}

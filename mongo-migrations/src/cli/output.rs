@@ -1,0 +1,556 @@
+//! Human output: tables and summaries.
+
+use std::io::Write;
+
+use crate::cli::exit::Failure;
+
+use crate::{
+    Direction, LockInfo, Progress, Record, RunReport, State, StatusReport, TenantOutcome, TenantReport, TenantStatus,
+};
+
+/// Whether a `Started` line waits for its outcome.
+static OPEN_LINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ends a progress line left open by a step that did not finish.
+pub fn close_progress(outcome: &str) {
+    if let Some(bar) = BAR.lock().expect("progress lock").take() {
+        bar.abandon();
+    }
+    if OPEN_LINE.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        println!("{outcome}");
+    }
+}
+
+/// When the last batch line was printed, to print one every few seconds.
+static LAST_BATCH_LINE: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// A walk's progress bar, on a terminal.
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// How often a walk's progress gets a line.
+const BATCH_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A progress event as a line (or a bar, on a terminal) on stdout.
+pub fn progress(p: &Progress) {
+    use std::sync::atomic::Ordering::SeqCst;
+    if let Progress::Tenant { database, progress } = p {
+        return tenant_progress(database, progress);
+    }
+    let mut out = std::io::stdout().lock();
+    if let Progress::Batch {
+        done,
+        total,
+        per_second,
+        eta_secs,
+        ..
+    } = p
+    {
+        // The migration's line ends here; its outcome gets a line of its own.
+        if OPEN_LINE.swap(false, SeqCst) {
+            let _ = writeln!(out);
+            let _ = out.flush();
+        }
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            let mut bar = BAR.lock().expect("progress lock");
+            let bar = bar.get_or_insert_with(|| {
+                let bar = indicatif::ProgressBar::new(*total);
+                if let Ok(style) =
+                    indicatif::ProgressStyle::with_template("    {bar:30} {human_pos}/{human_len} documents ({msg})")
+                {
+                    bar.set_style(style);
+                }
+                bar
+            });
+            bar.set_length(*total);
+            bar.set_position(*done);
+            bar.set_message(rate(*per_second, *eta_secs));
+            return;
+        }
+        let mut last = LAST_BATCH_LINE.lock().expect("progress lock");
+        if last.is_some_and(|t| t.elapsed() < BATCH_LINE_EVERY) && done < total {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let _ = writeln!(
+            out,
+            "    {} of {} documents ({})",
+            thousands(*done),
+            thousands(*total),
+            rate(*per_second, *eta_secs)
+        );
+        let _ = out.flush();
+        return;
+    }
+    // Any other event ends a walk's bar.
+    if let Some(bar) = BAR.lock().expect("progress lock").take() {
+        bar.finish_and_clear();
+    }
+    let was_open = OPEN_LINE.swap(matches!(p, Progress::Started { .. }), SeqCst);
+    let _ = match p {
+        Progress::Started {
+            version,
+            name,
+            direction,
+        } => {
+            let verb = match direction {
+                Direction::Up => "applying",
+                Direction::Down => "rolling back",
+            };
+            write!(out, "  {verb} {version} {name} ... ")
+        }
+        Progress::Finished { duration_ms, .. } if was_open => writeln!(out, "ok ({duration_ms} ms)"),
+        Progress::Finished {
+            version,
+            name,
+            duration_ms,
+            ..
+        } => writeln!(out, "  {version} {name} ok ({duration_ms} ms)"),
+        Progress::Waiting { holder, expires_at } => writeln!(
+            out,
+            "  waiting for the lock held by {holder} (expires {})",
+            expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        // Newer events than this CLI knows: nothing to show.
+        _ => Ok(()),
+    };
+    let _ = out.flush();
+}
+
+/// What a run applied or rolled back, or would have.
+pub fn run_report(package: &str, report: &RunReport) {
+    let (done, would) = match report.direction {
+        Direction::Up => ("Applied", "Would apply"),
+        Direction::Down => ("Rolled back", "Would roll back"),
+    };
+    let n = report.steps.len();
+    let noun = plural(n, "migration");
+    if report.dry_run {
+        if n == 0 {
+            println!("{package}: nothing to do (dry run)");
+            return;
+        }
+        println!("{package}: {would} {n} {noun} (dry run, nothing changed):");
+        for s in &report.steps {
+            let tx = if s.transactional { ", transactional" } else { "" };
+            let adopted = if s.adopted { ", recorded without running" } else { "" };
+            println!("  {} {} (batch {}{tx}{adopted})", s.version, s.name, s.batch);
+        }
+    } else if n == 0 {
+        if !report.stopped() {
+            println!("{package}: nothing to do");
+        }
+    } else {
+        let bodies: i64 = report.steps.iter().filter_map(|s| s.duration_ms).sum();
+        match report.elapsed_ms {
+            Some(run) => println!(
+                "{package}: {done} {n} {noun} in {} (migration code: {})",
+                duration(run),
+                duration(bodies)
+            ),
+            None => println!("{package}: {done} {n} {noun} (migration code: {})", duration(bodies)),
+        }
+        for s in report.steps.iter().filter(|s| s.adopted) {
+            println!("  {} {} recorded as applied without running", s.version, s.name);
+        }
+    }
+    if report.stopped() {
+        println!("{package}: stopped on request before:");
+        for s in &report.skipped {
+            println!("  {} {}", s.version, s.name);
+        }
+    }
+}
+
+/// One tenant's event on a whole line of its own, prefixed with its
+/// database: several tenants' lines interleave.
+fn tenant_progress(database: &str, p: &Progress) {
+    let line = match p {
+        Progress::Started {
+            version,
+            name,
+            direction: Direction::Up,
+        } => format!("applying {version} {name}"),
+        Progress::Started { version, name, .. } => format!("rolling back {version} {name}"),
+        Progress::Finished {
+            version,
+            name,
+            duration_ms,
+            ..
+        } => format!("{version} {name} ok ({})", duration(*duration_ms)),
+        Progress::Batch {
+            version,
+            done,
+            total,
+            per_second,
+            eta_secs,
+        } => {
+            let mut last = LAST_BATCH_LINE.lock().expect("progress lock");
+            if last.is_some_and(|t| t.elapsed() < BATCH_LINE_EVERY) && done < total {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+            format!(
+                "{version}: {} of {} documents ({})",
+                thousands(*done),
+                thousands(*total),
+                rate(*per_second, *eta_secs)
+            )
+        }
+        Progress::Waiting { holder, .. } => format!("waiting for the lock held by {holder}"),
+        _ => return,
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "  {database}: {line}");
+    let _ = out.flush();
+}
+
+/// `1,669/s, about 2m05s left`.
+fn rate(per_second: u64, eta_secs: Option<u64>) -> String {
+    let eta = eta_secs
+        .map(|s| format!(", about {}m{:02}s left", s / 60, s % 60))
+        .unwrap_or_default();
+    format!("{}/s{eta}", thousands(per_second))
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `850 ms`, `3.4 s`, `12 min 5 s`.
+pub fn duration(ms: i64) -> String {
+    match ms {
+        ..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1_000.0),
+        _ => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1_000),
+    }
+}
+
+/// `migration` or `migrations`.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        noun.to_string()
+    } else {
+        format!("{noun}s")
+    }
+}
+
+fn state(s: State) -> &'static str {
+    match s {
+        State::Pending => "pending",
+        State::Applied => "applied",
+        State::Running => "RUNNING",
+        State::Failed => "FAILED",
+        State::RolledBack => "rolled back",
+        State::Unknown => "UNKNOWN",
+        State::Squashed => "squashed",
+    }
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The status table and the lock.
+pub fn status(package: &str, report: &StatusReport) {
+    println!("{package}:");
+    let rows: Vec<Vec<String>> = report
+        .migrations
+        .iter()
+        .map(|m| {
+            let mut state = state(m.state).to_string();
+            if m.checksum_changed {
+                state.push_str(" (EDITED)");
+            }
+            if m.in_progress {
+                state.push_str(" (in progress)");
+            }
+            if m.out_of_order {
+                state.push_str(" (out of order)");
+            }
+            if m.baseline {
+                state.push_str(" (baseline)");
+            }
+            if let Some(squash) = m.squashed_into {
+                state = format!("squashed into {squash}");
+            }
+            let phase = match m.state {
+                // A record this build does not know has no phase of its own.
+                State::Unknown | State::Squashed => "-".to_string(),
+                _ => m.phase.to_string(),
+            };
+            vec![
+                m.version.to_string(),
+                m.name.clone(),
+                phase,
+                state,
+                m.batch.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+                when(m.applied_at),
+                m.execution_time_ms
+                    .map(|t| format!("{t} ms"))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &["VERSION", "NAME", "PHASE", "STATE", "BATCH", "APPLIED AT (UTC)", "TIME"],
+        &rows,
+    );
+    let c = &report.counts;
+    let total = report.migrations.len();
+    println!(
+        "{total} {}: {} applied, {} pending, {} failed, {} running, {} unknown{}",
+        plural(total, "migration"),
+        c.applied,
+        c.pending,
+        c.failed,
+        c.running,
+        c.unknown,
+        match c.squashed {
+            0 => String::new(),
+            n => format!(", {n} squashed"),
+        }
+    );
+    for m in report
+        .migrations
+        .iter()
+        .filter(|m| m.error.is_some() && m.state == State::Failed)
+    {
+        println!("  {} failed: {}", m.version, m.error.as_deref().unwrap_or_default());
+    }
+    // Who left a migration running, and whether it is still at it.
+    for m in report.migrations.iter().filter(|m| m.state == State::Running) {
+        if let Some(detail) = &m.detail {
+            println!("  {} {detail}", m.version);
+        }
+    }
+    println!("lock: {}", lock_line(report.lock.as_ref()));
+}
+
+/// One line per tenant database; fails (exit 1, or 3 when only locks
+/// stood in the way) if any tenant did not go through.
+pub fn tenants_up(package: &str, reports: &[TenantReport]) -> Result<(), Failure> {
+    println!("{package}:");
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|t| {
+            let (outcome, steps, detail) = match &t.outcome {
+                TenantOutcome::Applied { report } => ("applied", report.steps.len().to_string(), String::new()),
+                TenantOutcome::Locked { message } => ("LOCKED", "-".into(), message.clone()),
+                TenantOutcome::Failed { message, .. } => ("FAILED", "-".into(), message.clone()),
+                TenantOutcome::Skipped => ("skipped", "-".into(), "not started (--fail-fast)".into()),
+            };
+            vec![t.database.clone(), outcome.into(), steps, detail]
+        })
+        .collect();
+    table(&["DATABASE", "OUTCOME", "APPLIED", "DETAIL"], &rows);
+    let t = Tally::of(reports);
+    println!(
+        "{} {}: {} applied, {} failed, {} locked, {} skipped",
+        t.all,
+        plural(t.all, "database"),
+        t.applied,
+        t.failed,
+        t.locked,
+        t.skipped
+    );
+    tenants_exit(reports)
+}
+
+/// How many tenants ended each way.
+struct Tally {
+    all: usize,
+    applied: usize,
+    failed: usize,
+    locked: usize,
+    skipped: usize,
+}
+
+impl Tally {
+    fn of(reports: &[TenantReport]) -> Self {
+        let count = |f: fn(&TenantOutcome) -> bool| reports.iter().filter(|t| f(&t.outcome)).count();
+        Tally {
+            all: reports.len(),
+            applied: count(|o| matches!(o, TenantOutcome::Applied { .. })),
+            failed: count(|o| matches!(o, TenantOutcome::Failed { .. })),
+            locked: count(|o| matches!(o, TenantOutcome::Locked { .. })),
+            skipped: count(|o| matches!(o, TenantOutcome::Skipped)),
+        }
+    }
+}
+
+/// Exit 1 when a tenant failed or was skipped, 3 when only locks stood in
+/// the way, else success.
+pub fn tenants_exit(reports: &[TenantReport]) -> Result<(), Failure> {
+    let t = Tally::of(reports);
+    let code = match t.all - t.applied {
+        0 => return Ok(()),
+        missing if missing == t.locked => crate::cli::exit::Code::Locked,
+        _ => crate::cli::exit::Code::Failed,
+    };
+    Err(crate::cli::exit::Failure::new(
+        code,
+        format!("{} of {} databases did not go through", t.all - t.applied, t.all),
+    )
+    .hint("see each database's outcome; run the command again for those databases"))
+}
+
+/// One line per tenant database: its counts and lock.
+pub fn tenants_status(package: &str, all: &[TenantStatus]) -> Result<(), Failure> {
+    println!("{package}:");
+    let mut unreadable = 0;
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|t| match (&t.status, &t.error) {
+            (Some(s), _) => {
+                let c = &s.counts;
+                vec![
+                    t.database.clone(),
+                    c.applied.to_string(),
+                    c.pending.to_string(),
+                    c.failed.to_string(),
+                    c.running.to_string(),
+                    c.unknown.to_string(),
+                    lock_line(s.lock.as_ref()),
+                ]
+            }
+            (None, error) => {
+                unreadable += 1;
+                let error = error.clone().unwrap_or_default();
+                vec![
+                    t.database.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    error,
+                ]
+            }
+        })
+        .collect();
+    table(
+        &["DATABASE", "APPLIED", "PENDING", "FAILED", "RUNNING", "UNKNOWN", "LOCK"],
+        &rows,
+    );
+    let pending = all
+        .iter()
+        .filter(|t| t.status.as_ref().is_some_and(|s| s.counts.pending > 0))
+        .count();
+    println!(
+        "{} {}: {pending} with pending migrations, {unreadable} unreadable",
+        all.len(),
+        plural(all.len(), "database")
+    );
+    if unreadable > 0 {
+        return Err(crate::cli::exit::Failure::new(
+            crate::cli::exit::Code::Failed,
+            format!("{unreadable} databases could not be read"),
+        ));
+    }
+    Ok(())
+}
+
+/// Who holds the lock, on one line.
+pub fn lock_line(lock: Option<&LockInfo>) -> String {
+    match lock {
+        None => "free".into(),
+        Some(l) if l.expired => format!("free (expired lock of {})", l.holder),
+        Some(l) => format!(
+            "held by {} until {} (generation {})",
+            l.holder,
+            when(Some(l.expires_at)),
+            l.generation
+        ),
+    }
+}
+
+/// The history table.
+pub fn history(package: &str, records: &[Record]) {
+    println!("{package}:");
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                r.version.to_string(),
+                r.name.clone(),
+                match (r.baseline, r.adopted, r.documents_done()) {
+                    (true, ..) => format!("{} (baseline)", r.status),
+                    (false, true, _) => format!("{} (without running)", r.status),
+                    (.., Some(done)) => format!("{} ({done} documents done)", r.status),
+                    _ => r.status.to_string(),
+                },
+                r.direction.to_string(),
+                r.batch.to_string(),
+                when(Some(r.updated_at)),
+                r.execution_time_ms
+                    .map(|t| format!("{t} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "VERSION",
+            "NAME",
+            "STATUS",
+            "DIRECTION",
+            "BATCH",
+            "UPDATED AT (UTC)",
+            "TIME",
+            "ERROR",
+        ],
+        &rows,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+
+    #[test]
+    fn rates_are_whole_numbers_with_thousands_separators() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1_669), "1,669");
+        assert_eq!(super::thousands(1_234_567), "1,234,567");
+        assert_eq!(super::rate(1_669, Some(125)), "1,669/s, about 2m05s left");
+        assert_eq!(super::rate(12, None), "12/s");
+    }
+
+    #[test]
+    fn durations_read_in_the_unit_that_fits() {
+        assert_eq!(duration(0), "0 ms");
+        assert_eq!(duration(999), "999 ms");
+        assert_eq!(duration(3_400), "3.4 s");
+        assert_eq!(duration(59_949), "59.9 s");
+        assert_eq!(duration(725_000), "12 min 5 s");
+    }
+}

@@ -1,0 +1,84 @@
+//! An answer as `cargo mongo-migrate` prints it, and the failure of a run
+//! stopped on request.
+
+use crate::cli::exit::{Code, Failure};
+use crate::cli::output;
+use crate::harness::{Answer, Command as Remote};
+use crate::{Resolution, StoppedWalk};
+
+/// Prints `answer` to `command` of `package` as human text on stdout.
+pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Failure> {
+    match answer {
+        Answer::Run(report) => match command {
+            Remote::Baseline { to } => {
+                let n = report.steps.len();
+                println!(
+                    "{package}: baselined {n} {} up to {to}, recorded as applied without running (batch {})",
+                    output::plural(n, "migration"),
+                    report.steps.first().map_or(0, |s| s.batch)
+                );
+            }
+            _ => output::run_report(package, &report),
+        },
+        Answer::Status(report) => output::status(package, &report),
+        Answer::History(records) => output::history(package, &records),
+        Answer::Lock(lock) => match command {
+            Remote::ForceUnlock { .. } => match lock.filter(|l| !l.expired) {
+                Some(l) => println!("{package}: released the lock held by {}", l.holder),
+                None => println!("{package}: the lock was free; it is released all the same"),
+            },
+            _ => println!("{package}: lock {}", output::lock_line(lock.as_ref())),
+        },
+        Answer::Forgotten(records) => {
+            for r in records {
+                println!(
+                    "{package}: forgot {} {} (was {}; a copy is in the audit collection)",
+                    r.version, r.name, r.status
+                );
+            }
+        }
+        Answer::Resolved(record) => match command {
+            Remote::Resolve {
+                resolution: Resolution::AcceptChecksum,
+                version,
+            } => println!(
+                "{package}: accepted the edit of {version} {}; `up` no longer refuses it",
+                record.name
+            ),
+            Remote::Resolve {
+                resolution: Resolution::Pending,
+                version,
+            } => println!("{package}: marked {version} as pending"),
+            _ => println!("{package}: marked {} as applied", record.version),
+        },
+        Answer::TenantRuns(reports) => return output::tenants_up(package, &reports),
+        Answer::TenantStatuses(statuses) => return output::tenants_status(package, &statuses),
+    }
+    Ok(())
+}
+
+/// The failure of a run of `package` stopped by Ctrl-C or SIGTERM, with
+/// `skipped` migrations not run, or in a walk.
+pub fn stopped(package: &str, skipped: usize, walk: Option<&StoppedWalk>) -> Failure {
+    match walk {
+        Some(walk) => {
+            let of = walk.documents_total.map(|t| format!(" of {t}")).unwrap_or_default();
+            Failure::new(
+                Code::Interrupted,
+                format!(
+                    "{package}: stopped on request after {}{of} documents of {} {}; the next `up` resumes from the checkpoint",
+                    walk.documents_done, walk.version, walk.name
+                ),
+            )
+            .hint("the checkpoint is recorded and the lock is free; run the command again to go on")
+        }
+        None => Failure::new(
+            Code::Interrupted,
+            format!(
+                "{package}: stopped on request; {skipped} {} did not run",
+                output::plural(skipped, "migration")
+            ),
+        )
+        .hint("the migrations that ran are recorded and the lock is free; run the command again to go on"),
+    }
+}

@@ -1,0 +1,209 @@
+//! The context a migration's `up`/`down` run with: the database, the
+//! transaction's session, walks in batches, and proofs of the lock.
+
+use std::fmt;
+
+use bson::Document;
+use mongodb::{ClientSession, Database};
+
+use crate::batch::{Batches, Checkpoints};
+use crate::lock::LockHandle;
+use crate::{MigrationError, MigrationResult, Version};
+
+/// What a migration's `up`/`down` gets: the database, and for transactional
+/// migrations the session whose transaction the tracking write commits in.
+pub struct MigrationContext {
+    db: Database,
+    session: Option<ClientSession>,
+    version: Version,
+    name: String,
+    lock: LockHandle,
+    /// Where batches record their progress (none in a transaction).
+    checkpoints: Option<Checkpoints>,
+    /// How many walks this run of the migration has started.
+    walks: std::sync::atomic::AtomicUsize,
+}
+
+impl MigrationContext {
+    /// The context of migration `version` (`name`).
+    pub(crate) fn new(
+        db: Database,
+        session: Option<ClientSession>,
+        (version, name): (Version, &str),
+        lock: LockHandle,
+    ) -> Self {
+        MigrationContext {
+            db,
+            session,
+            version,
+            name: name.to_string(),
+            lock,
+            checkpoints: None,
+            walks: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// With checkpoints for [`MigrationContext::batches`].
+    pub(crate) fn with_checkpoints(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = Some(checkpoints);
+        self
+    }
+
+    /// A walk, in batches, over the documents of `collection` that match
+    /// `filter`, for data migrations over collections of any size: one range
+    /// query on `_id` per batch, and a checkpoint in the migration's tracking
+    /// record after each, so an interrupted run (crash, Ctrl-C, lost lock,
+    /// failure) resumes where it stopped. The closure must be idempotent per
+    /// batch: the batch in flight when a run stopped is handed over again.
+    ///
+    /// ```no_run
+    /// # use mongo_migrations::prelude::*;
+    /// use mongo_migrations::bson::Bson;
+    ///
+    /// pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {
+    ///     ctx.batches("users", doc! { "emailLower": { "$exists": false } })
+    ///         .size(1_000)
+    ///         .run(|batch, db| async move {
+    ///             let users = db.collection::<Document>("users");
+    ///             for user in batch {
+    ///                 let lower = user.get_str("email").unwrap_or_default().to_lowercase();
+    ///                 let id = user.get("_id").cloned().unwrap_or(Bson::Null);
+    ///                 users.update_one(doc! { "_id": id }, doc! { "$set": { "emailLower": lower } }).await?;
+    ///             }
+    ///             Ok(())
+    ///         })
+    ///         .await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn batches(&self, collection: &str, filter: Document) -> Batches<'_> {
+        Batches {
+            db: &self.db,
+            checkpoints: self.checkpoints.as_ref(),
+            index: self.walks.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            transactional: self.session.is_some(),
+            collection: collection.to_string(),
+            filter,
+            size: 1_000,
+            pause: std::time::Duration::ZERO,
+            max_rate: None,
+            segments: 1,
+        }
+    }
+
+    /// `true` once this run has lost its lock (its heartbeat failed, or a
+    /// check found another holder). Nothing this run records will land any
+    /// more, but the migration's own writes would: a long migration should
+    /// look at this between chunks of work and return early.
+    pub fn is_lock_lost(&self) -> bool {
+        self.lock.is_lost()
+    }
+
+    /// Completes when this run loses its lock. Race it against the work
+    /// with `tokio::select!` to stop a long migration early:
+    ///
+    /// ```no_run
+    /// # use mongo_migrations::prelude::*;
+    /// # async fn step(_: &MigrationContext) -> MigrationResult { Ok(()) }
+    /// pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {
+    ///     for _chunk in 0..1_000 {
+    ///         tokio::select! {
+    ///             _ = ctx.lock_lost() => return Err("lost the migration lock; stopping early".into()),
+    ///             done = step(ctx) => done?,
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn lock_lost(&self) {
+        self.lock.lost().await
+    }
+
+    /// Proves that this run still holds its lock, before work the run's
+    /// records cannot fence: the next chunk of a long body, or each write of
+    /// a batch closure that makes more than one. Free while the lock's lease
+    /// is fresh and the process was not paused since the last proof;
+    /// otherwise one round trip. An error once the lock is lost: return it.
+    /// (A walk already proves the lock before it hands over each batch.)
+    ///
+    /// ```no_run
+    /// # use mongo_migrations::prelude::*;
+    /// pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {
+    ///     let ctx = &*ctx;
+    ///     ctx.batches("orders", doc! {})
+    ///         .run(|batch, db| async move {
+    ///             for order in batch {
+    ///                 ctx.ensure_lock().await?;
+    ///                 let id = order.get("_id").cloned();
+    ///                 db.collection::<Document>("orders")
+    ///                     .update_one(doc! { "_id": id }, doc! { "$set": { "v": 2 } })
+    ///                     .await?;
+    ///             }
+    ///             Ok(())
+    ///         })
+    ///         .await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn ensure_lock(&self) -> MigrationResult {
+        self.lock.ensure_lease().await.map_err(|e| {
+            let e: MigrationError = match e {
+                crate::Error::LockLost { .. } => "this run lost the migration lock; stopping".into(),
+                e => e.into(),
+            };
+            e
+        })
+    }
+
+    /// The database, for a non-transactional migration.
+    ///
+    /// A transactional migration gets an error here so that no write can
+    /// silently run outside its transaction: use [`MigrationContext::transaction`].
+    pub fn db(&self) -> Result<&Database, MigrationError> {
+        match self.session {
+            None => Ok(&self.db),
+            Some(_) => Err(format!(
+                "migration {} ({}) is transactional: use ctx.transaction() and pass the session to every operation",
+                self.version, self.name
+            )
+            .into()),
+        }
+    }
+
+    /// The database and the session of the running transaction; pass the
+    /// session to every operation with `.session(session)`.
+    pub fn transaction(&mut self) -> Result<(&Database, &mut ClientSession), MigrationError> {
+        match self.session.as_mut() {
+            Some(session) => Ok((&self.db, session)),
+            None => Err(format!(
+                "migration {} ({}) is not transactional: mark it with `pub const TRANSACTIONAL: bool = true;` to get a session",
+                self.version, self.name
+            )
+            .into()),
+        }
+    }
+
+    /// The version of the running migration.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The name of the running migration.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn into_session(self) -> Option<ClientSession> {
+        self.session
+    }
+}
+
+impl fmt::Debug for MigrationContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MigrationContext")
+            .field("database", &self.db.name())
+            .field("transactional", &self.session.is_some())
+            .field("version", &self.version)
+            .finish()
+    }
+}

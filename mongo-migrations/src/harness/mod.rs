@@ -1,0 +1,117 @@
+//! The entry point of the harness binary that `cargo mongo-migrate` builds
+//! for a crate. It reads one JSON request on stdin and answers in JSON lines
+//! on stdout: progress events, then one result or error. The protocol is
+//! internal to the CLI and this crate, which are released together.
+//!
+//! - `protocol.rs`: the request, the replies, the typed answer;
+//! - `hints.rs`: what to do next about each error;
+//! - `signals.rs`: Ctrl-C and SIGTERM.
+
+mod hints;
+mod protocol;
+mod signals;
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub use hints::hint;
+pub use protocol::{Answer, Command, Connection, ErrorReply, Reply, Request};
+pub use signals::ABORTED;
+pub(crate) use signals::{stop_on_signal, Signals};
+
+pub use crate::error::ErrorKind;
+use crate::{Error, Migrator, Registry, StopHandle};
+
+/// `main` of a generated harness: `mongo_migrations::harness::main(my_crate::migrations::registry)`.
+pub fn main(registry: fn() -> Result<Registry, Error>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime");
+    let result = runtime.block_on(serve(registry));
+    let ok = result.is_ok();
+    let reply = match result {
+        Ok(answer) => Reply::Result(Box::new(answer)),
+        Err(e) => Reply::Error(ErrorReply::from(&e)),
+    };
+    emit(&reply);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes one reply line; `false` when the pipe is closed: the CLI is gone.
+fn emit(reply: &Reply) -> bool {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, reply).is_ok() && writeln!(out).is_ok() && out.flush().is_ok()
+}
+
+async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<Answer, Error> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::Harness(format!("reading the request: {e}")))?;
+    let request: Request =
+        serde_json::from_str(&line).map_err(|e| Error::Harness(format!("malformed request: {e}")))?;
+    let registry = registry()?;
+    let c = request.connection;
+    let stop = StopHandle::new();
+    let orphaned = stop.clone();
+    let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, c.config)
+        .await?
+        .with_progress(move |p| {
+            // The CLI was killed (a cancelled CI job, a closed terminal): with
+            // nobody left to report to, stop after the migration in progress.
+            if !emit(&Reply::Progress(p.clone())) {
+                orphaned.stop();
+            }
+        })
+        .with_stop(stop.clone())
+        .with_lock_wait(Duration::from_secs(c.lock_wait_secs.unwrap_or(0)));
+    if request.command.applies() {
+        // Registered here, not in the task: a signal before its first poll is not lost.
+        tokio::spawn(stop_on_signal(Signals::new(), stop));
+    }
+    let result = execute(&migrator, request.command).await;
+    migrator.shutdown().await;
+    result
+}
+
+/// Runs one command; the answer as the CLI reads it.
+pub async fn execute(migrator: &Migrator, command: Command) -> Result<Answer, Error> {
+    match command {
+        Command::Up(options) => migrator.up(options).await.map(Answer::Run),
+        Command::Down(options) => migrator.down(options).await.map(Answer::Run),
+        Command::Status => migrator.status().await.map(Answer::Status),
+        Command::History(query) => migrator.history(&query).await.map(Answer::History),
+        Command::LockStatus => migrator.lock_status().await.map(Answer::Lock),
+        Command::ForceUnlock { confirm } => migrator.force_unlock(confirm).await.map(Answer::Lock),
+        Command::Resolve { version, resolution } => migrator
+            .resolve(version, resolution)
+            .await
+            .map(|r| Answer::Resolved(Box::new(r))),
+        Command::Forget { versions, confirm } => migrator.forget(&versions, confirm).await.map(Answer::Forgotten),
+        Command::Baseline { to } => migrator.baseline(to).await.map(Answer::Run),
+        Command::Tenants {
+            databases,
+            concurrency,
+            fail_fast,
+            command,
+        } => {
+            let tenants = migrator
+                .for_databases(databases)
+                .concurrency(concurrency)
+                .fail_fast(fail_fast);
+            match *command {
+                Command::Up(options) => Ok(Answer::TenantRuns(tenants.up(options).await)),
+                Command::Status => Ok(Answer::TenantStatuses(tenants.status().await)),
+                _ => Err(Error::Harness("only `up` and `status` run over many databases".into())),
+            }
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The migrator: plans before and under the lock, applies and rolls back.
+//!
+//! A run, for N migrations (see README, "What is guaranteed"):
+//! 1. reads the records and the lock, and refuses bad input before it writes anything;
+//! 2. takes the lock (one conditional upsert naming its plan), fences every older claim and
+//!    every plan it inherits, reads the records again;
+//! 3. claims the whole plan as `planned` in one write, then proves it still holds the lock;
+//! 4. per migration, one write that records the previous step and starts the next;
+//! 5. records the last step and releases the lock.
+//!
+//! That is N + 10 commands, plus four once per migrator (indexes, server probe).
+
+use crate::batch::ProgressFn;
+use crate::lock::{Lock, LockInfo};
+use crate::plan::{self, DownTarget, Records};
+use crate::record::{HistoryQuery, Record};
+use crate::retry::Retry;
+use crate::server::{connect_within, durable, Server};
+use crate::tracking::Tracking;
+use crate::{
+    Config, Direction, DownOptions, Error, MigrationStatus, OutOfOrder, Phase, Progress, Registry, RunReport,
+    StatusReport, StopHandle, UpOptions, Version,
+};
+use mongodb::{Client, Database};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+mod admin;
+mod locking;
+mod run;
+mod step;
+mod transaction;
+
+/// Applies and rolls back a [`Registry`] against one database.
+#[derive(Clone)]
+pub struct Migrator {
+    client: Client,
+    db: Database,
+    registry: Registry,
+    tracking: Tracking,
+    lock: Lock,
+    server: Server,
+    indexes: Arc<OnceCell<()>>,
+    progress: Option<ProgressFn>,
+    stop: StopHandle,
+    lock_wait: Duration,
+    phase: Option<Phase>,
+    config: Config,
+}
+
+impl std::fmt::Debug for Migrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrator")
+            .field("database", &self.db.name())
+            .field("migrations", &self.registry.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Migrator {
+    /// A migrator over an existing client.
+    pub fn new(client: Client, database: &str, registry: Registry, config: Config) -> Self {
+        let kept = config.clone();
+        let db = client.database(database);
+        let retry = Retry::within(config.lock_ttl);
+        let server = Server::new(db.clone(), retry);
+        Migrator {
+            tracking: Tracking::new(db.clone(), durable(&db, &config.tracking_collection), retry),
+            lock: Lock::new(
+                durable(&db, &config.lock_collection),
+                config.lock_name,
+                config.lock_ttl,
+                server.clone(),
+            ),
+            server,
+            indexes: Arc::new(OnceCell::new()),
+            client,
+            db,
+            registry,
+            progress: None,
+            stop: StopHandle::new(),
+            lock_wait: Duration::ZERO,
+            phase: Some(Phase::PreDeploy),
+            config: kept,
+        }
+    }
+
+    /// Parses `uri`, connects and pings the server. The database is `database`
+    /// or else the URI's path.
+    ///
+    /// ```no_run
+    /// use mongo_migrations::{Config, Migrator, Registry, UpOptions};
+    ///
+    /// # async fn run(registry: Registry) -> Result<(), mongo_migrations::Error> {
+    /// // `registry` is usually `my_crate::migrations::registry()?`.
+    /// let migrator = Migrator::connect("mongodb://127.0.0.1:27017/app", None, registry, Config::default()).await?;
+    /// let report = migrator.up(UpOptions::default()).await?;
+    /// println!("applied {} migrations", report.steps.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect(uri: &str, database: Option<&str>, registry: Registry, config: Config) -> Result<Self, Error> {
+        let (client, name) = connect_within(uri, database, config.connect_timeout).await?;
+        Ok(Migrator::new(client, &name, registry, config))
+    }
+
+    /// Closes the connections of this migrator's client and ends the
+    /// driver's background work, before the tokio runtime that drives them
+    /// ends: a client merely dropped as its runtime shuts down can make the
+    /// driver panic in its background task. Every clone of the client (and
+    /// of the migrator) stops working. Waits at most 5 s for open cursors and
+    /// sessions, then closes them at once.
+    pub async fn shutdown(self) {
+        crate::server::shutdown(self.client).await;
+    }
+
+    /// Calls `f` as each migration starts and finishes.
+    pub fn with_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// Lets `stop` end a run between two migrations (see [`StopHandle`]).
+    pub fn with_stop(mut self, stop: StopHandle) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// While another runner holds the lock, `up` and `down` retry for up to
+    /// `wait` instead of failing at once with [`Error::Locked`].
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// The deploy phase [`Migrator::state`] checks: pre-deploy by default,
+    /// as [`auto_run`](crate::auto_run) applies; `None` checks every phase.
+    pub fn with_phase(mut self, phase: Option<Phase>) -> Self {
+        self.phase = phase;
+        self
+    }
+
+    /// Whether this binary's migrations of its phase (see
+    /// [`Migrator::with_phase`]) are all applied: for readiness probes, which
+    /// can then hold traffic until a long startup migration finishes.
+    pub async fn state(&self) -> Result<crate::Readiness, Error> {
+        Ok(crate::Readiness::new(&self.status().await?, self.phase))
+    }
+
+    /// This migrator's settings over another database.
+    pub(crate) fn on_database(&self, database: &str) -> Migrator {
+        // Each event says whose it is: tenants run at once.
+        let progress = self.progress.clone().map(|f| {
+            let database = database.to_string();
+            Arc::new(move |p: &Progress| {
+                f(&Progress::Tenant {
+                    database: database.clone(),
+                    progress: Box::new(p.clone()),
+                })
+            }) as ProgressFn
+        });
+        Migrator {
+            progress,
+            stop: self.stop.clone(),
+            lock_wait: self.lock_wait,
+            phase: self.phase,
+            ..Migrator::new(
+                self.client.clone(),
+                database,
+                self.registry.clone(),
+                self.config.clone(),
+            )
+        }
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.is_stopped()
+    }
+
+    /// The migrations it runs.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Its client.
+    #[cfg(feature = "macros")]
+    pub(crate) fn client(&self) -> &mongodb::Client {
+        &self.client
+    }
+
+    /// The database it migrates.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Applies pending migrations in version order as one batch.
+    pub async fn up(&self, options: UpOptions) -> Result<RunReport, Error> {
+        // Bad input is refused before anything, even the lock, is written.
+        self.known_target(options.to)?;
+        let allow = options.allow_out_of_order || self.config.out_of_order == OutOfOrder::Allow;
+        self.run(Direction::Up, options.dry_run, move |records, lock| {
+            self.plan_up(records, lock, options.to, options.phase, allow)
+        })
+        .await
+    }
+
+    /// What `up` answers when it has nothing to do, asked of the planner
+    /// without the lock and writing nothing: a report without steps when
+    /// no migration `options` select is pending and no live runner holds
+    /// the lock; `None` when `up` would apply something, or would wait for
+    /// (or refuse on) a runner in progress. A refusal (out of order, a
+    /// blocked migration) is the error `up` would return.
+    pub async fn up_settled(&self, options: UpOptions) -> Result<Option<RunReport>, Error> {
+        self.known_target(options.to)?;
+        let allow = options.allow_out_of_order || self.config.out_of_order == OutOfOrder::Allow;
+        let (records, lock) = self.read_state().await?;
+        if lock.as_ref().is_some_and(|l| !l.expired) {
+            return Ok(None);
+        }
+        match self.plan_up(&records, lock.as_ref(), options.to, options.phase, allow) {
+            Ok(planned) if planned.is_empty() => Ok(Some(RunReport {
+                direction: Direction::Up,
+                dry_run: options.dry_run,
+                steps: Vec::new(),
+                skipped: Vec::new(),
+                stopped_walk: None,
+                elapsed_ms: None,
+            })),
+            Ok(_) | Err(Error::Locked { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Rolls back applied migrations, newest first.
+    pub async fn down(&self, options: DownOptions) -> Result<RunReport, Error> {
+        if let DownTarget::To(to) = options.target {
+            self.known_target(Some(to))?;
+        }
+        self.run(Direction::Down, options.dry_run, move |records, lock| {
+            self.plan_down(records, lock, options.target)
+        })
+        .await
+    }
+
+    /// Every known and recorded migration with its state, the counts, and the lock.
+    pub async fn status(&self) -> Result<StatusReport, Error> {
+        let (records, lock) = self.read_state().await?;
+        Ok(StatusReport::new(&self.registry, &records, lock))
+    }
+
+    /// Tracking records, most recently changed first.
+    pub async fn history(&self, query: &HistoryQuery) -> Result<Vec<Record>, Error> {
+        self.tracking.history(query).await
+    }
+
+    /// The lock document, if any (check `expired`).
+    pub async fn lock_status(&self) -> Result<Option<LockInfo>, Error> {
+        self.lock.status().await
+    }
+
+    /// A conflict on `version`: its record changed under this runner's lock.
+    fn conflict(&self, version: Version) -> Error {
+        let name = self.registry.get(version).map_or("", |m| m.name.as_ref());
+        Error::Conflict {
+            version,
+            name: name.to_string(),
+        }
+    }
+
+    /// Versions with their names, where the registry knows them.
+    fn named<'a>(&'a self, versions: &[Version]) -> Vec<(Version, &'a str)> {
+        versions
+            .iter()
+            .map(|&v| (v, self.registry.get(v).map_or("", |m| m.name.as_ref())))
+            .collect()
+    }
+
+    fn known_target(&self, to: Option<Version>) -> Result<(), Error> {
+        match to {
+            Some(version) if self.registry.get(version).is_none() => Err(Error::UnknownTarget { version }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The records, then the lock, as one consistent view: a `running` record
+    /// that the lock does not explain was either left by a runner that is
+    /// gone, or finished by one that released the lock between the two
+    /// reads (a run records its last step before it releases). One more read
+    /// tells which.
+    async fn read_state(&self) -> Result<(Records, Option<LockInfo>), Error> {
+        let mut again = true;
+        loop {
+            let records = self.records().await?;
+            let lock = self.lock.status().await?;
+            let unexplained = records
+                .values()
+                .any(|r| r.status == MigrationStatus::Running && r.fenced_by.is_none() && !r.is_live(lock.as_ref()));
+            if !unexplained || !std::mem::replace(&mut again, false) {
+                return Ok((records, lock));
+            }
+        }
+    }
+
+    async fn records(&self) -> Result<Records, Error> {
+        Ok(plan::index(self.tracking.load().await?))
+    }
+
+    /// The collections' indexes, once per migrator.
+    async fn ensure_indexes(&self) -> Result<(), Error> {
+        self.indexes
+            .get_or_try_init(|| async {
+                tokio::try_join!(self.tracking.ensure_indexes(), self.lock.drop_ttl_index())?;
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn report(&self, progress: Progress) {
+        if let Some(f) = &self.progress {
+            f(&progress);
+        }
+    }
+}
+
+fn elapsed_ms(start: Instant) -> i64 {
+    i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,280 @@
+//! The run protocol of `up` and `down`: plan before the lock, take it, fence,
+//! plan again and claim under it, prove it, then hand the plan to `step.rs`.
+
+use crate::lock::{LockGuard, LockInfo};
+use crate::plan::{self, DownTarget, Planned, Records};
+use crate::tracking::{Claim, Fenced};
+use crate::{Direction, Error, Migration, Phase, RunReport, Step, Version};
+use std::time::Instant;
+use tracing::Instrument;
+
+use super::locking::{Before, Gate};
+use super::step::{adopted, step};
+use super::{elapsed_ms, Migrator};
+
+/// A plan: migrations in the order they run, each with its batch.
+pub(super) type Plan<'a> = Vec<Planned<'a>>;
+
+impl Migrator {
+    /// [`Migrator::run_unspanned`] in a `mongo_migrations.run` span (direction,
+    /// database, dry-run, and the batch once planned).
+    pub(super) async fn run<'a>(
+        &'a self,
+        direction: Direction,
+        dry_run: bool,
+        plan: impl Fn(&Records, Option<&LockInfo>) -> Result<Plan<'a>, Error>,
+    ) -> Result<RunReport, Error> {
+        let span = tracing::info_span!(
+            "mongo_migrations.run",
+            direction = direction.as_str(),
+            database = self.db.name(),
+            dry_run,
+            batch = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let mut result = self
+            .run_unspanned(direction, dry_run, plan)
+            .instrument(span.clone())
+            .await;
+        if let Ok(report) = &mut result {
+            report.elapsed_ms = (!dry_run).then(|| elapsed_ms(started));
+        }
+        match &result {
+            Ok(report) => {
+                span.in_scope(|| tracing::info!(steps = report.steps.len(), skipped = report.skipped.len(), "run done"))
+            }
+            Err(e) => span.in_scope(|| tracing::error!(error = %e, kind = ?e.kind(), "run failed")),
+        }
+        result
+    }
+
+    /// Plans from the records before taking the lock, so that a refused run
+    /// (or one with nothing to do, or a dry-run) writes nothing; then plans
+    /// again under the lock, runs the plan, and releases the lock whatever
+    /// happens.
+    pub(super) async fn run_unspanned<'a>(
+        &'a self,
+        direction: Direction,
+        dry_run: bool,
+        plan: impl Fn(&Records, Option<&LockInfo>) -> Result<Plan<'a>, Error>,
+    ) -> Result<RunReport, Error> {
+        let report = |steps: Vec<Step>, skipped: Vec<Step>| RunReport {
+            direction,
+            dry_run,
+            steps,
+            skipped,
+            stopped_walk: None,
+            elapsed_ms: None,
+        };
+        let gate = if dry_run { Gate::ReadThrough } else { Gate::RefuseHeld };
+        let before = || async {
+            let (records, lock) = self.read_state().await?;
+            let planned = plan(&records, lock.as_ref())?;
+            if let Some(first) = planned.first() {
+                tracing::Span::current().record("batch", first.batch);
+            }
+            if dry_run || planned.is_empty() {
+                let steps = planned
+                    .into_iter()
+                    .map(|p| Step {
+                        adopted: p.adopt.is_some(),
+                        ..step(p.migration, p.batch, None)
+                    })
+                    .collect();
+                return Ok(Before::Answer(report(steps, Vec::new())));
+            }
+            // Held by a live runner, as just read: no need to ask again.
+            if let Some(lock) = lock.filter(|l| !l.expired) {
+                return Err(lock.busy());
+            }
+            Ok(Before::Lock(planned.iter().map(|p| p.migration.version).collect()))
+        };
+        self.with_lock_after(direction.as_str(), gate, before, async |guard| {
+            self.run_locked(guard, direction, |r| plan(r, None)).await
+        })
+        .await
+    }
+
+    /// Plans from the records read under the lock, claims the plan, proves
+    /// the lock, then runs the plan.
+    pub(super) async fn run_locked<'a>(
+        &'a self,
+        guard: &LockGuard,
+        direction: Direction,
+        plan: impl Fn(&Records) -> Result<Plan<'a>, Error>,
+    ) -> Result<RunReport, Error> {
+        let mut attempt = 0;
+        let plan = loop {
+            if self.stop.is_stopped() {
+                // Stopped before anything was claimed: nothing changes.
+                let records = self.records().await?;
+                let skipped = plan(&records)?
+                    .into_iter()
+                    .map(|p| step(p.migration, p.batch, None))
+                    .collect();
+                return Ok(RunReport {
+                    direction,
+                    dry_run: false,
+                    steps: Vec::new(),
+                    skipped,
+                    stopped_walk: None,
+                    elapsed_ms: None,
+                });
+            }
+            // A runner that was paused since it took the lock writes
+            // nothing before proving it again: not even the fence, which
+            // could otherwise hit the claims of whoever holds the lock now.
+            guard.ensure_lease().await?;
+            self.fence_others(guard).await?;
+            let records = self.records().await?;
+            let plan = match plan(&records) {
+                Ok(plan) => plan,
+                // What blocks this run may be a newer holder's claim: a
+                // runner that lost its lock says so, not what it read.
+                Err(e) => {
+                    guard.check().await?;
+                    return Err(e);
+                }
+            };
+            self.require_transactions(&plan).await?;
+            let mut claims = Vec::with_capacity(plan.len());
+            for p in &plan {
+                claims.push(Claim {
+                    migration: p.migration,
+                    previous: records.get(&p.migration.version),
+                    batch: p.batch,
+                    direction,
+                    adopt: p.adopt,
+                });
+            }
+            // Whoever takes the lock next fences what the lock document names.
+            guard.extend(plan.iter().map(|p| p.migration.version)).await?;
+            let now = self.server.clock().await?.now();
+            guard.ensure_lease().await?;
+            let changed = self.tracking.claim(&claims, guard.fence(), now).await?;
+            let Some(&version) = changed.first() else {
+                break plan;
+            };
+            // Since the fence, nobody but a newer holder can change a record
+            // this runner read: most likely it lost the lock. Prove it, and
+            // if it still holds, read and claim once more.
+            guard
+                .check()
+                .await
+                .map_err(|e| self.lost(e, &[], None, &entries(&plan)))?;
+            attempt += 1;
+            if attempt == 2 {
+                return Err(self.conflict(version));
+            }
+        };
+        // The proof: every claim above exists now, so whoever takes the lock
+        // after this moment fences all of them.
+        guard
+            .check()
+            .await
+            .map_err(|e| self.lost(e, &[], None, &entries(&plan)))?;
+        let (recorded, to_run): (Plan, Plan) = plan.into_iter().partition(|p| p.adopt.is_some());
+        let mut report = self.execute(guard, direction, &entries(&to_run)).await?;
+        let recorded = recorded.into_iter().map(|p| self::adopted(p.migration, p.batch));
+        report.steps = recorded.chain(report.steps).collect();
+        Ok(report)
+    }
+
+    pub(super) fn plan_up<'a>(
+        &'a self,
+        records: &Records,
+        lock: Option<&LockInfo>,
+        to: Option<Version>,
+        phase: Option<Phase>,
+        allow_out_of_order: bool,
+    ) -> Result<Plan<'a>, Error> {
+        plan::validate(&self.registry, records, lock)?;
+        let batch = plan::next_batch(records);
+        let pending = plan::in_phase(plan::pending(&self.registry, records, to), phase);
+        // Decided once here; the claims and the report use the decision.
+        let planned = pending
+            .iter()
+            .map(|&migration| {
+                Ok(Planned {
+                    migration,
+                    batch,
+                    adopt: plan::adoption(migration, records)?,
+                })
+            })
+            .collect::<Result<Plan<'a>, Error>>()?;
+        plan::check_order(&pending, &self.registry, records, allow_out_of_order)?;
+        Ok(planned)
+    }
+
+    pub(super) fn plan_down<'a>(
+        &'a self,
+        records: &Records,
+        lock: Option<&LockInfo>,
+        target: DownTarget,
+    ) -> Result<Plan<'a>, Error> {
+        plan::validate(&self.registry, records, lock)?;
+        Ok(plan::rollback(&self.registry, records, target)?
+            .into_iter()
+            .map(|migration| Planned {
+                migration,
+                batch: records[&migration.version].batch,
+                adopt: None,
+            })
+            .collect())
+    }
+
+    /// Fences every claim but this holder's, and every plan this holder
+    /// inherited, before the records are read.
+    pub(super) async fn fence_others(&self, guard: &LockGuard) -> Result<(), Error> {
+        let now = self.server.clock().await?.now();
+        let fence = guard.fence();
+        let unfenced = self.named(guard.inherited());
+        self.tracking
+            .fence(Fenced::AllBut(fence.holder_id), fence.generation, &unfenced, now)
+            .await?;
+        guard.set_fenced();
+        Ok(())
+    }
+
+    /// Turns a lost lock into the error that says what ran and what did not,
+    /// and who holds the lock now. Other errors pass through.
+    pub(super) fn lost(
+        &self,
+        e: Error,
+        steps: &[Step],
+        interrupted: Option<Version>,
+        not_run: &[(&Migration, i64)],
+    ) -> Error {
+        if !matches!(e, Error::LockLost { .. }) {
+            return e;
+        }
+        Error::LockLost {
+            taken_by: None,
+            completed: steps.iter().map(|s| s.version).collect(),
+            interrupted,
+            not_run: not_run
+                .iter()
+                .map(|(m, _)| m.version)
+                .filter(|v| Some(*v) != interrupted)
+                .collect(),
+        }
+    }
+
+    pub(super) async fn require_transactions(&self, plan: &[Planned<'_>]) -> Result<(), Error> {
+        let Some(m) = plan.iter().map(|p| p.migration).find(|m| m.transactional) else {
+            return Ok(());
+        };
+        if self.server.info().await?.transactions {
+            return Ok(());
+        }
+        Err(Error::TransactionsUnsupported {
+            version: m.version,
+            name: m.name.to_string(),
+        })
+    }
+}
+
+/// A plan's migrations and batches, as the steps run them.
+fn entries<'a>(plan: &[Planned<'a>]) -> Vec<(&'a Migration, i64)> {
+    plan.iter().map(|p| (p.migration, p.batch)).collect()
+}

@@ -1,0 +1,310 @@
+//! A TCP proxy between one runner and the test server that can hold back a
+//! chosen command in flight: the network delay (or paused process) that
+//! makes a write land after the runner lost its lock, on demand. It also
+//! injects network faults at a seeded rate ([`Faults`]): replies dropped
+//! after the server applied the command (the connection is cut instead),
+//! connections reset before a command reaches the server, and a black hole
+//! that forwards nothing for a while; and it counts the commands it sees.
+//!
+//! It reads the client's messages whole (MongoDB wire protocol, `OP_MSG`).
+//! When one's command document matches the armed [`Hold`], it stops every
+//! client-to-server stream (the runner's heartbeat too, as for a paused
+//! process) until the hold is released.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mongo_migrations::bson::Document;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+
+type Matcher = Box<dyn Fn(&Document) -> bool + Send>;
+
+/// One armed hold: the first matching command waits for [`Hold::release`].
+pub struct Hold {
+    held: watch::Receiver<bool>,
+    release: Option<oneshot::Sender<()>>,
+}
+
+impl Hold {
+    /// Completes once a matching command is held.
+    pub async fn reached(&mut self) {
+        self.held.wait_for(|held| *held).await.expect("the proxy is gone");
+    }
+
+    pub fn is_reached(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// Lets the held command (and everything behind it) go on.
+    pub fn release(mut self) {
+        if let Some(tx) = self.release.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+struct Armed {
+    matcher: Matcher,
+    held: watch::Sender<bool>,
+    release: oneshot::Receiver<()>,
+}
+
+/// Network faults, each at a rate per thousand messages, drawn from a
+/// seeded generator (the same seed, the same draws in the same order).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Replies cut off: the server applied the command, the client never hears.
+    pub drop_reply_per_1000: u64,
+    /// Connections reset before a command reaches the server.
+    pub reset_per_1000: u64,
+    /// This reply (1 is the first after [`Proxy::faults`]) is dropped
+    /// whatever the draws: a trial that must meet at least one fault does.
+    pub drop_reply_number: Option<u64>,
+    pub seed: u64,
+}
+
+#[derive(Clone)]
+pub struct Proxy {
+    /// `mongodb://…` of the proxy, one direct connection to the server behind it.
+    pub uri: String,
+    armed: Arc<Mutex<Option<Armed>>>,
+    shared: Shared,
+}
+
+#[derive(Clone)]
+struct Shared {
+    armed: Arc<Mutex<Option<Armed>>>,
+    frozen: Arc<watch::Sender<bool>>,
+    faults: Arc<Mutex<(Faults, u64)>>,
+    /// Forward nothing, either way, while set.
+    blackhole: Arc<AtomicBool>,
+    /// Commands seen, by name.
+    commands: Arc<Mutex<Vec<String>>>,
+    dropped: Arc<AtomicU64>,
+    resets: Arc<AtomicU64>,
+    /// Replies seen since the faults were set.
+    replies: Arc<AtomicU64>,
+}
+
+impl Shared {
+    /// One draw: whether a fault at `per_1000` happens now.
+    fn draw(&self, per_1000: impl Fn(&Faults) -> u64) -> bool {
+        let mut faults = self.faults.lock().unwrap();
+        let rate = per_1000(&faults.0);
+        if rate == 0 {
+            return false;
+        }
+        // xorshift64*
+        let x = &mut faults.1;
+        *x ^= *x >> 12;
+        *x ^= *x << 25;
+        *x ^= *x >> 27;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D) % 1000 < rate
+    }
+
+    /// Whether the reply now passing is dropped: the chosen one, or by draw.
+    fn drop_reply(&self) -> bool {
+        let number = self.replies.fetch_add(1, Ordering::SeqCst) + 1;
+        let chosen = self.faults.lock().unwrap().0.drop_reply_number == Some(number);
+        self.draw(|f| f.drop_reply_per_1000) || chosen
+    }
+
+    async fn through_blackhole(&self) {
+        while self.blackhole.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Proxy {
+    /// Starts a proxy to the first host of `server_uri`.
+    pub async fn start(server_uri: &str) -> Self {
+        let rest = server_uri.strip_prefix("mongodb://").expect("a mongodb:// URI");
+        let host = rest.split(['/', ',', '?']).next().unwrap().to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("mongodb://{}/?directConnection=true", listener.local_addr().unwrap());
+        let armed: Arc<Mutex<Option<Armed>>> = Arc::default();
+        let shared = Shared {
+            armed: armed.clone(),
+            frozen: Arc::new(watch::channel(false).0),
+            faults: Arc::new(Mutex::new((Faults::default(), 1))),
+            blackhole: Arc::default(),
+            commands: Arc::default(),
+            dropped: Arc::default(),
+            resets: Arc::default(),
+            replies: Arc::default(),
+        };
+        let accepting = shared.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                // A server that is down (killed, restarting): the client sees a reset.
+                let Ok(server) = TcpStream::connect(&host).await else {
+                    continue;
+                };
+                tokio::spawn(pipe(client, server, accepting.clone()));
+            }
+        });
+        Proxy { uri, armed, shared }
+    }
+
+    /// Injects `faults` from now on (replacing earlier ones).
+    pub fn faults(&self, faults: Faults) {
+        *self.shared.faults.lock().unwrap() = (faults, faults.seed | 1);
+        self.shared.replies.store(0, Ordering::SeqCst);
+    }
+
+    /// Forwards nothing, either way, for `d` (connections stay open).
+    pub async fn blackhole(&self, d: Duration) {
+        self.shared.blackhole.store(true, Ordering::SeqCst);
+        tokio::time::sleep(d).await;
+        self.shared.blackhole.store(false, Ordering::SeqCst);
+    }
+
+    /// The commands seen so far, by name, in order; and clears the list.
+    pub fn take_commands(&self) -> Vec<String> {
+        std::mem::take(&mut *self.shared.commands.lock().unwrap())
+    }
+
+    /// Replies dropped and connections reset so far.
+    pub fn injected(&self) -> (u64, u64) {
+        (
+            self.shared.dropped.load(Ordering::SeqCst),
+            self.shared.resets.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Holds the next command for which `matcher` is true.
+    pub fn hold(&self, matcher: impl Fn(&Document) -> bool + Send + 'static) -> Hold {
+        let (held_tx, held) = watch::channel(false);
+        let (release, release_rx) = oneshot::channel();
+        *self.armed.lock().unwrap() = Some(Armed {
+            matcher: Box::new(matcher),
+            held: held_tx,
+            release: release_rx,
+        });
+        Hold {
+            held,
+            release: Some(release),
+        }
+    }
+}
+
+async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
+    let mut frozen = shared.frozen.subscribe();
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    // Replies, message by message: one may be dropped, the connection cut.
+    let (cut_tx, mut cut) = watch::channel(false);
+    let reply_shared = shared.clone();
+    let replies = tokio::spawn(async move {
+        loop {
+            let Some((header, body)) = read_message(&mut server_read).await else {
+                break;
+            };
+            reply_shared.through_blackhole().await;
+            if reply_shared.drop_reply() {
+                reply_shared.dropped.fetch_add(1, Ordering::SeqCst);
+                let _ = cut_tx.send(true);
+                break;
+            }
+            if client_write.write_all(&header).await.is_err() || client_write.write_all(&body).await.is_err() {
+                break;
+            }
+        }
+        // Dropping both halves closes the client's connection.
+    });
+    loop {
+        let message = tokio::select! {
+            m = read_message(&mut client_read) => m,
+            _ = cut.wait_for(|c| *c) => None,
+        };
+        let Some((header, body)) = message else { break };
+        shared.through_blackhole().await;
+        if shared.draw(|f| f.reset_per_1000) {
+            shared.resets.fetch_add(1, Ordering::SeqCst);
+            break;
+        }
+        let op_code = i32::from_le_bytes(header[12..16].try_into().unwrap());
+        if op_code == 2013 {
+            if let Some(command) = command_of(&body) {
+                if let Some((name, _)) = command.iter().next() {
+                    shared.commands.lock().unwrap().push(name.clone());
+                }
+                let hit = {
+                    let mut armed = shared.armed.lock().unwrap();
+                    if armed.as_ref().is_some_and(|a| (a.matcher)(&command)) {
+                        armed.take()
+                    } else {
+                        None
+                    }
+                };
+                if let Some(hit) = hit {
+                    shared.frozen.send_replace(true);
+                    hit.held.send_replace(true);
+                    let _ = hit.release.await;
+                    shared.frozen.send_replace(false);
+                }
+            }
+        }
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            break;
+        }
+        if server_write.write_all(&header).await.is_err() || server_write.write_all(&body).await.is_err() {
+            break;
+        }
+    }
+    replies.abort();
+}
+
+/// One whole wire message: its 16-byte header and the rest.
+async fn read_message(from: &mut (impl AsyncReadExt + Unpin)) -> Option<([u8; 16], Vec<u8>)> {
+    let mut header = [0u8; 16];
+    from.read_exact(&mut header).await.ok()?;
+    let length = i32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; length.checked_sub(16)?];
+    from.read_exact(&mut body).await.ok()?;
+    Some((header, body))
+}
+
+/// The command document of an `OP_MSG` body (after the header): its kind-0
+/// section, with any kind-1 document sequences added as arrays.
+fn command_of(body: &[u8]) -> Option<Document> {
+    let flags = u32::from_le_bytes(body.get(..4)?.try_into().ok()?);
+    let end = if flags & 1 == 1 { body.len() - 4 } else { body.len() };
+    let mut at = 4;
+    let mut command: Option<Document> = None;
+    let mut sequences = Vec::new();
+    while at < end {
+        let kind = body[at];
+        at += 1;
+        let size = i32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?) as usize;
+        match kind {
+            0 => command = Document::from_reader(&body[at..at + size]).ok(),
+            1 => {
+                let section = &body[at + 4..at + size];
+                let nul = section.iter().position(|&b| b == 0)?;
+                let name = String::from_utf8_lossy(&section[..nul]).into_owned();
+                let mut docs = Vec::new();
+                let mut rest = &section[nul + 1..];
+                while !rest.is_empty() {
+                    let n = i32::from_le_bytes(rest[..4].try_into().ok()?) as usize;
+                    docs.push(mongo_migrations::bson::Bson::Document(
+                        Document::from_reader(&rest[..n]).ok()?,
+                    ));
+                    rest = &rest[n..];
+                }
+                sequences.push((name, docs));
+            }
+            _ => return None,
+        }
+        at += size;
+    }
+    let mut command = command?;
+    for (name, docs) in sequences {
+        command.insert(name, docs);
+    }
+    Some(command)
+}

@@ -1,0 +1,236 @@
+//! `config`: a package's effective settings, and where each comes from
+//! (flag, environment, package metadata, the URI, default), as
+//! `cargo release config` shows them.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::Connection;
+use crate::workspace::{Target, Workspace};
+
+/// Where a setting's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    Flag,
+    Environment,
+    Metadata,
+    Uri,
+    Default,
+    Unset,
+}
+
+impl Source {
+    fn describe(self, env: &str) -> String {
+        match self {
+            Source::Flag => "flag".into(),
+            Source::Environment => format!("environment ({env})"),
+            Source::Metadata => "[package.metadata.mongo-migrate]".into(),
+            Source::Uri => "the URI's path".into(),
+            Source::Default => "default".into(),
+            Source::Unset => "not set".into(),
+        }
+    }
+}
+
+/// One setting: its key, value (as printed) and source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Setting {
+    pub key: &'static str,
+    pub value: Option<String>,
+    pub source: Source,
+    /// The environment variable, for `Source::Environment`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variable: Option<String>,
+}
+
+/// The settings of `target`: pure, given the flags and `env` (a lookup of
+/// environment variables).
+pub fn settings(target: &Target, conn: &Connection, env: impl Fn(&str) -> Option<String>) -> Vec<Setting> {
+    let c = &target.config;
+    let set = |key| target.configured.contains(key);
+    let meta_or_default = |key: &'static str, value: String| Setting {
+        key,
+        value: Some(value),
+        source: if set(key) { Source::Metadata } else { Source::Default },
+        variable: None,
+    };
+    let uri_env = env(&c.uri_env).filter(|v| !v.is_empty());
+    let (uri, uri_source) = match (&conn.uri, uri_env) {
+        (Some(u), _) => (Some(u.clone()), Source::Flag),
+        (None, Some(u)) => (Some(u), Source::Environment),
+        (None, None) => (None, Source::Unset),
+    };
+    let db_env = env(&c.database_env).filter(|v| !v.is_empty());
+    let from_uri = uri.as_deref().and_then(uri_database);
+    let (database, db_source) = match (&conn.database, db_env, &c.database, from_uri) {
+        (Some(d), ..) => (Some(d.clone()), Source::Flag),
+        (None, Some(d), ..) => (Some(d), Source::Environment),
+        (None, None, Some(d), _) => (Some(d.clone()), Source::Metadata),
+        (None, None, None, Some(d)) => (Some(d), Source::Uri),
+        _ => (None, Source::Unset),
+    };
+    let runtime = c.runtime(conn.connect_timeout);
+    vec![
+        Setting {
+            key: "uri",
+            value: uri.as_deref().map(redact),
+            source: uri_source,
+            variable: (uri_source == Source::Environment).then(|| c.uri_env.clone()),
+        },
+        Setting {
+            key: "database",
+            value: database,
+            source: db_source,
+            variable: (db_source == Source::Environment).then(|| c.database_env.clone()),
+        },
+        meta_or_default("tracking-collection", runtime.tracking_collection.clone()),
+        meta_or_default("lock-collection", runtime.lock_collection.clone()),
+        meta_or_default("lock-ttl-secs", runtime.lock_ttl.as_secs().to_string()),
+        meta_or_default("out-of-order", format!("{:?}", c.out_of_order).to_lowercase()),
+        Setting {
+            key: "connect-timeout",
+            value: Some(conn.connect_timeout.to_string()),
+            source: if conn.connect_timeout == DEFAULT_CONNECT_TIMEOUT {
+                Source::Default
+            } else {
+                Source::Flag
+            },
+            variable: None,
+        },
+        meta_or_default("uri-env", c.uri_env.clone()),
+        meta_or_default("database-env", c.database_env.clone()),
+        meta_or_default("migrations-dir", c.migrations_dir.display().to_string()),
+        meta_or_default("registry-fn", c.registry_fn.clone()),
+        meta_or_default("build-script", c.build_script.to_string()),
+    ]
+}
+
+/// `--connect-timeout`'s default.
+const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
+
+/// The database in a URI's path, if any.
+fn uri_database(uri: &str) -> Option<String> {
+    let rest = uri.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    let name = path.split('?').next().unwrap_or_default();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// The URI with its password replaced by `****`.
+pub fn redact(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let hosts_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..hosts_end].rfind('@') {
+        Some(at) => {
+            let credentials = &rest[..at];
+            let user = credentials.split_once(':').map_or(credentials, |(u, _)| u);
+            let password = if credentials.contains(':') { ":****" } else { "" };
+            format!("{scheme}://{user}{password}{}", &rest[at..])
+        }
+        None => uri.to_string(),
+    }
+}
+
+/// Prints the settings of each package: TOML-like lines with their
+/// sources, or JSON.
+pub fn print(ws: &Workspace, conn: &Connection, json: bool) -> Result<()> {
+    let env = |name: &str| std::env::var(name).ok();
+    let all: Vec<(&Target, Vec<Setting>)> = ws.targets.iter().map(|t| (t, settings(t, conn, env))).collect();
+    if json {
+        let doc: serde_json::Map<String, serde_json::Value> = all
+            .iter()
+            .map(|(t, s)| (t.name.clone(), serde_json::to_value(s).expect("settings serialise")))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    for (target, settings) in all {
+        println!("[{}]", target.name);
+        for s in settings {
+            let value = s
+                .value
+                .as_deref()
+                .map_or_else(|| "# not set".to_string(), |v| format!("{v:?}"));
+            let source = s.source.describe(s.variable.as_deref().unwrap_or_default());
+            println!("{:<20} = {value:<40} # {source}", s.key);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::{Features, PackageConfig};
+
+    fn target(configured: &[&str], config: PackageConfig) -> Target {
+        Target {
+            name: "app".into(),
+            version: "0.1.0".into(),
+            root: "/src/app".into(),
+            lib_name: Some("app".into()),
+            lib_root: None,
+            config,
+            configured: configured.iter().map(|s| s.to_string()).collect(),
+            features: Features {
+                enabled: vec![],
+                default: true,
+            },
+        }
+    }
+
+    fn conn(uri: Option<&str>, database: Option<&str>) -> Connection {
+        Connection {
+            uri: uri.map(str::to_string),
+            database: database.map(str::to_string),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+
+    fn source(settings: &[Setting], key: &str) -> (Option<String>, Source) {
+        let s = settings.iter().find(|s| s.key == key).unwrap();
+        (s.value.clone(), s.source)
+    }
+
+    #[test]
+    fn each_setting_names_its_source() {
+        let mut config = PackageConfig::default();
+        config.database = Some("shop".into());
+        config.tracking_collection = Some("changes".into());
+        let t = target(&["database", "tracking-collection"], config);
+        let env = |n: &str| (n == "MONGODB_URI").then(|| "mongodb://u:secret@127.0.0.1/envdb".to_string());
+        let s = settings(&t, &conn(None, None), env);
+        assert_eq!(
+            source(&s, "uri"),
+            (Some("mongodb://u:****@127.0.0.1/envdb".into()), Source::Environment)
+        );
+        assert_eq!(source(&s, "database"), (Some("shop".into()), Source::Metadata));
+        assert_eq!(
+            source(&s, "tracking-collection"),
+            (Some("changes".into()), Source::Metadata)
+        );
+        assert_eq!(
+            source(&s, "lock-collection"),
+            (Some("migration_locks".into()), Source::Default)
+        );
+        let s = settings(&t, &conn(Some("mongodb://h/x"), Some("flagdb")), env);
+        assert_eq!(source(&s, "uri").1, Source::Flag);
+        assert_eq!(source(&s, "database"), (Some("flagdb".into()), Source::Flag));
+        // Neither flag, environment nor metadata: the URI's path.
+        let t = target(&[], PackageConfig::default());
+        let s = settings(&t, &conn(Some("mongodb://h:1/pathdb?replicaSet=rs"), None), |_| None);
+        assert_eq!(source(&s, "database"), (Some("pathdb".into()), Source::Uri));
+        let s = settings(&t, &conn(None, None), |_| None);
+        assert_eq!(source(&s, "uri"), (None, Source::Unset));
+    }
+
+    #[test]
+    fn passwords_never_print() {
+        assert_eq!(redact("mongodb://a:b@h:1/db"), "mongodb://a:****@h:1/db");
+        assert_eq!(redact("mongodb+srv://a@h/db"), "mongodb+srv://a@h/db");
+        assert_eq!(redact("mongodb://h:1/db?x=a@b"), "mongodb://h:1/db?x=a@b");
+    }
+}

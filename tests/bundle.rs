@@ -1,0 +1,200 @@
+//! The migration binary for hosts without cargo: `bundle`, and the one-line
+//! `src/bin/migrate.rs`. Each command's output and exit code match the
+//! CLI's: both are checked against one snapshot. Needs the test server in
+//! `MONGODB_URI`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use snapbox::cmd::Command;
+use snapbox::str;
+
+fn uri() -> String {
+    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests with `scripts/test`")
+}
+
+fn database(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("mm_bundle_{what}_{}_{nanos}", std::process::id())
+}
+
+/// The binary, run where no cargo is: `PATH` holds only the system's
+/// directories, the current directory is empty.
+fn binary(bin: &Path, empty: &Path, db: &str) -> impl Fn(&[&str]) -> Command {
+    let (bin, empty, db) = (bin.to_path_buf(), empty.to_path_buf(), db.to_string());
+    move |args| {
+        Command::new(&bin)
+            .current_dir(&empty)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("MONGODB_URI", uri())
+            .env("MONGODB_DATABASE", &db)
+            .args(args)
+    }
+}
+
+fn cargo_is_not_on(path: &str) -> bool {
+    std::env::split_paths(path).all(|dir| !dir.join("cargo").exists())
+}
+
+/// The CLI in the crate at `dir`, against database `db`.
+fn cargo_cli(dir: &Path, db: &str) -> impl Fn(&[&str]) -> Command {
+    let (dir, db) = (dir.to_path_buf(), db.to_string());
+    move |args| {
+        cli()
+            .current_dir(&dir)
+            .env("MONGODB_URI", uri())
+            .env("MONGODB_DATABASE", &db)
+            .args(args)
+    }
+}
+
+/// Runs the same commands through `run`: the outputs and exit codes every
+/// runner of these migrations must give.
+fn same_session(run: impl Fn(&[&str]) -> Command) {
+    run(&["status"]).assert().success().stdout_eq(str![[r#"
+single-app:
+VERSION         NAME          PHASE       STATE    BATCH  APPLIED AT (UTC)  TIME
+20260101000000  create_users  pre-deploy  pending  -      -                 -
+20260102000000  seed_admin    pre-deploy  pending  -      -                 -
+2 migrations: 0 applied, 2 pending, 0 failed, 0 running, 0 unknown
+lock: free
+
+"#]]);
+    run(&["up"]).assert().success().stdout_eq(str![[r#"
+  applying 20260101000000 create_users ... ok ([..])
+  applying 20260102000000 seed_admin ... ok ([..])
+single-app: Applied 2 migrations in [..] (migration code: [..])
+
+"#]]);
+    run(&["status"]).assert().success().stdout_eq(str![[r#"
+single-app:
+VERSION         NAME          PHASE       STATE    BATCH  APPLIED AT (UTC)     TIME
+20260101000000  create_users  pre-deploy  applied  1      [..]
+20260102000000  seed_admin    pre-deploy  applied  1      [..]
+2 migrations: 2 applied, 0 pending, 0 failed, 0 running, 0 unknown
+lock: free
+
+"#]]);
+    // `--json` alone on stdout.
+    let out = run(&["status", "--json"]).assert().success();
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(json["counts"]["applied"], 2, "{json}");
+    run(&["down"]).assert().success().stdout_eq(str![[r#"
+  rolling back 20260102000000 seed_admin ... ok ([..])
+single-app: Rolled back 1 migration in [..] (migration code: [..])
+
+"#]]);
+    run(&["lock-status"]).assert().success().stdout_eq(str![[r#"
+single-app: lock free
+
+"#]]);
+    // Bad input: exit 2 and the same words.
+    run(&["down", "--to", "1"])
+        .assert()
+        .code(2)
+        .stdout_eq(str![])
+        .stderr_eq(str![[r#"
+error: invalid migration version `1`: expected 14 digits YYYYMMDDHHMMSS forming a real UTC date and time
+hint: see `cargo mongo-migrate status` for versions
+
+"#]]);
+    run(&["force-unlock"]).assert().code(2).stderr_eq(str![[r#"
+error: force-unlock needs confirmation
+hint: make sure the holder is gone (`lock-status`), then pass --yes
+
+"#]]);
+}
+
+fn bundled(crate_dir: &Path, out: &Path) -> PathBuf {
+    let bin = out.join("single-app-migrate");
+    cli()
+        .current_dir(crate_dir)
+        // What is tested is behaviour: an unoptimised release build is
+        // minutes faster here.
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .args(["bundle", "--out"])
+        .arg(&bin)
+        .assert()
+        .success()
+        .stdout_eq(str![]);
+    bin
+}
+
+#[test]
+fn a_bundled_binary_runs_without_cargo_as_the_cli_does() {
+    let crate_dir = fixture("single");
+    let out = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let bin = bundled(crate_dir.path(), out.path());
+    assert!(cargo_is_not_on("/usr/bin:/bin"), "the test needs a PATH without cargo");
+
+    let run = binary(&bin, empty.path(), &database("bin"));
+    run(&["--version"]).assert().success().stdout_eq(str![[r#"
+single-app 0.1.0: 2 migrations, newest 20260102000000 (mongo-migrations 0.1.0)
+
+"#]]);
+    same_session(binary(&bin, empty.path(), &database("bin")));
+    same_session(cargo_cli(crate_dir.path(), &database("cli")));
+
+    // No URI: the CLI's message and exit code.
+    Command::new(&bin)
+        .current_dir(empty.path())
+        .env_clear()
+        .args(["status"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: no MongoDB URI for `single-app`
+hint: pass --uri, or set MONGODB_URI (its name is `uri-env` under [package.metadata.mongo-migrate])
+
+"#]]);
+}
+
+#[test]
+fn the_one_line_binary_of_the_crate_carries_its_settings() {
+    let crate_dir = fixture("single");
+    let manifest = crate_dir.path().join("Cargo.toml");
+    // A setting of the package, baked in at build time.
+    let text = read(&manifest) + "\n[package.metadata.mongo-migrate]\ntracking-collection = \"changes\"\n";
+    std::fs::write(&manifest, text).unwrap();
+    let target = root().join("target").join("fixtures");
+    Command::new(env!("CARGO"))
+        .current_dir(crate_dir.path())
+        .env("CARGO_TARGET_DIR", &target)
+        .env("CARGO_PROFILE_DEV_DEBUG", "false")
+        .args(["build", "--quiet", "--features", "cli", "--bin", "migrate"])
+        .assert()
+        .success();
+    let empty = tempfile::tempdir().unwrap();
+    let db = database("oneline");
+    let run = binary(&target.join("debug").join("migrate"), empty.path(), &db);
+    run(&["up"]).assert().success();
+    // The records are in the package's own tracking collection.
+    let listed = cargo_cli(crate_dir.path(), &db)(&["status", "--json"])
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_slice(&listed.get_output().stdout).unwrap();
+    assert_eq!(json["counts"]["applied"], 2, "{json}");
+    let names = tokio_list_collections(&db);
+    assert!(names.contains(&"changes".to_string()), "{names:?}");
+}
+
+fn tokio_list_collections(db: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = mongo_migrations::mongodb::Client::with_uri_str(uri()).await.unwrap();
+        let names = client.database(db).list_collection_names().await.unwrap();
+        client.database(db).drop().await.unwrap();
+        names
+    })
+}
