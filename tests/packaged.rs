@@ -1,0 +1,129 @@
+//! The README's quick start for a user who has only the packaged crates: a
+//! new crate depends on `mongo-migrations = "0.1"` as from crates.io, and
+//! resolves it (and the macros crate) to the `.crate` archives that
+//! `cargo package` makes, unpacked, never to this repository's folders.
+//! Needs the test server in `MONGODB_URI`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use snapbox::cmd::Command;
+use snapbox::str;
+
+fn uri() -> String {
+    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests with `scripts/test`")
+}
+
+/// `cargo package` of the workspace into `out`; the `.crate` files unpacked
+/// into `out/crates`. Returns that folder.
+fn packaged(out: &Path) -> PathBuf {
+    Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["package", "--workspace", "--no-verify", "--allow-dirty", "--quiet", "--target-dir"])
+        .arg(out.join("target"))
+        .assert()
+        .success();
+    let crates = out.join("crates");
+    std::fs::create_dir_all(&crates).unwrap();
+    for entry in std::fs::read_dir(out.join("target").join("package")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "crate") {
+            Command::new("tar")
+                .arg("xzf")
+                .arg(&path)
+                .arg("-C")
+                .arg(&crates)
+                .assert()
+                .success();
+        }
+    }
+    crates
+}
+
+const MIGRATION: &str = r#"//! Add a unique index on users.email.
+
+use mongo_migrations::mongodb::{options::IndexOptions, IndexModel};
+use mongo_migrations::prelude::*;
+
+pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {
+    let unique = IndexOptions::builder().unique(true).build();
+    let index = IndexModel::builder().keys(doc! { "email": 1 }).options(unique).build();
+    ctx.db()?.collection::<Document>("users").create_index(index).await?;
+    Ok(())
+}
+
+pub async fn down(ctx: &mut MigrationContext) -> MigrationResult {
+    ctx.db()?.collection::<Document>("users").drop_index("email_1").await?;
+    Ok(())
+}
+"#;
+
+#[test]
+fn the_quick_start_works_with_the_packaged_crates_alone() {
+    let work = tempfile::tempdir().unwrap();
+    let crates = packaged(work.path());
+    let version = env!("CARGO_PKG_VERSION");
+    let unpacked = |name: &str| crates.join(format!("{name}-{version}"));
+    assert!(unpacked("mongo-migrations").join("Cargo.toml").is_file());
+
+    let app = work.path().join("my-service");
+    Command::new(env!("CARGO"))
+        .args(["new", "--lib", "--quiet", "--vcs", "none"])
+        .arg(&app)
+        .assert()
+        .success();
+    // As `cargo add mongo-migrations` writes it; the patch stands in for crates.io.
+    let manifest = app.join("Cargo.toml");
+    let text = read(&manifest).replace(
+        "[dependencies]\n",
+        "[dependencies]\nmongo-migrations = \"0.1\"\n",
+    ) + &format!(
+        "\n[patch.crates-io]\nmongo-migrations = {{ path = {:?} }}\nmongo-migrations-macros = {{ path = {:?} }}\n",
+        unpacked("mongo-migrations").display().to_string(),
+        unpacked("mongo-migrations-macros").display().to_string(),
+    );
+    std::fs::write(&manifest, text).unwrap();
+    std::fs::write(app.join("src/lib.rs"), "pub mod migrations;\n").unwrap();
+
+    let db = format!("mm_packaged_{}", std::process::id());
+    let run = |args: &[&str]| {
+        cli()
+            .current_dir(&app)
+            .env("MONGODB_URI", uri())
+            .env("MONGODB_DATABASE", &db)
+            .args(args)
+    };
+    run(&["new", "add-email-index", "--version", "20260301000000"])
+        .assert()
+        .success();
+    std::fs::write(app.join("src/migrations/m20260301_000000_add_email_index.rs"), MIGRATION).unwrap();
+    run(&["up", "--dry-run"]).assert().success().stdout_eq(str![[r#"
+my-service: Would apply 1 migration (dry run, nothing changed):
+  20260301000000 add_email_index (batch 1)
+
+"#]]);
+    run(&["up"]).assert().success().stdout_eq(str![[r#"
+  applying 20260301000000 add_email_index ... ok ([..])
+my-service: Applied 1 migration in [..] (migration code: [..])
+
+"#]]);
+    run(&["down"]).assert().success();
+
+    // The runtime the harness linked is the unpacked package.
+    let metadata = Command::new(env!("CARGO"))
+        .current_dir(&app)
+        .args(["metadata", "--format-version", "1", "--quiet"])
+        .assert()
+        .success();
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.get_output().stdout).unwrap();
+    let runtime = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "mongo-migrations")
+        .unwrap();
+    let path = runtime["manifest_path"].as_str().unwrap();
+    assert!(path.starts_with(crates.to_str().unwrap()), "{path}");
+}
