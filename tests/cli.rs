@@ -26,6 +26,8 @@ fn help() {
         ("baseline", file!["snapshots/help-baseline.txt"]),
         ("squash", file!["snapshots/help-squash.txt"]),
         ("check", file!["snapshots/help-check.txt"]),
+        ("bundle", file!["snapshots/help-bundle.txt"]),
+        ("config", file!["snapshots/help-config.txt"]),
     ] {
         cli().args([command, "--help"]).assert().success().stdout_eq(snapshot);
     }
@@ -628,4 +630,75 @@ hint: see the file names in the migrations directory, or `cargo mongo-migrate st
 
 "#]]);
     assert_eq!(before, listing(&dir));
+}
+
+#[test]
+fn config_names_each_setting_s_source() {
+    let crate_dir = fixture("single");
+    cli()
+        .current_dir(crate_dir.path())
+        .env(
+            "MONGODB_URI",
+            "mongodb://app:secret@127.0.0.1:27017/shop?replicaSet=rs0",
+        )
+        .env_remove("CARGO_TERM_COLOR")
+        .args(["config", "--database", "orders"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+[single-app]
+uri                  = "mongodb://app:****@127.0.0.1:27017/shop?replicaSet=rs0" # environment (MONGODB_URI)
+database             = "orders"                                 # flag
+tracking-collection  = "migrations"                             # default
+lock-collection      = "migration_locks"                        # default
+lock-ttl-secs        = "60"                                     # default
+out-of-order         = "refuse"                                 # default
+connect-timeout      = "10"                                     # default
+uri-env              = "MONGODB_URI"                            # default
+database-env         = "MONGODB_DATABASE"                       # default
+migrations-dir       = "src/migrations"                         # default
+registry-fn          = "migrations::registry"                   # default
+build-script         = "false"                                  # default
+
+"#]]);
+}
+
+#[test]
+fn color_follows_the_flag_then_cargo_term_color() {
+    let crate_dir = fixture("single");
+    let failing = || {
+        cli()
+            .current_dir(crate_dir.path())
+            .env_remove("MONGODB_URI")
+            .arg("status")
+    };
+    // Not a terminal: no colour unless asked.
+    failing()
+        .env_remove("CARGO_TERM_COLOR")
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: no MongoDB URI for `single-app`
+hint: pass --uri, or set MONGODB_URI (its name is `uri-env` under [package.metadata.mongo-migrate])
+
+"#]]);
+    failing()
+        .env("CARGO_TERM_COLOR", "always")
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+[1m[31merror[0m: no MongoDB URI for `single-app`
+[1m[36mhint[0m: pass --uri, or set MONGODB_URI (its name is `uri-env` under [package.metadata.mongo-migrate])
+
+"#]]);
+    failing()
+        .env("CARGO_TERM_COLOR", "always")
+        .args(["--color", "never"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: no MongoDB URI for `single-app`
+hint: pass --uri, or set MONGODB_URI (its name is `uri-env` under [package.metadata.mongo-migrate])
+
+"#]]);
 }

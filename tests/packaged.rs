@@ -21,7 +21,14 @@ fn uri() -> String {
 fn packaged(out: &Path) -> PathBuf {
     Command::new(env!("CARGO"))
         .current_dir(root())
-        .args(["package", "--workspace", "--no-verify", "--allow-dirty", "--quiet", "--target-dir"])
+        .args([
+            "package",
+            "--workspace",
+            "--no-verify",
+            "--allow-dirty",
+            "--quiet",
+            "--target-dir",
+        ])
         .arg(out.join("target"))
         .assert()
         .success();
@@ -76,14 +83,12 @@ fn the_quick_start_works_with_the_packaged_crates_alone() {
         .success();
     // As `cargo add mongo-migrations` writes it; the patch stands in for crates.io.
     let manifest = app.join("Cargo.toml");
-    let text = read(&manifest).replace(
-        "[dependencies]\n",
-        "[dependencies]\nmongo-migrations = \"0.1\"\n",
-    ) + &format!(
-        "\n[patch.crates-io]\nmongo-migrations = {{ path = {:?} }}\nmongo-migrations-macros = {{ path = {:?} }}\n",
-        unpacked("mongo-migrations").display().to_string(),
-        unpacked("mongo-migrations-macros").display().to_string(),
-    );
+    let text = read(&manifest).replace("[dependencies]\n", "[dependencies]\nmongo-migrations = \"0.1\"\n")
+        + &format!(
+            "\n[patch.crates-io]\nmongo-migrations = {{ path = {:?} }}\nmongo-migrations-macros = {{ path = {:?} }}\n",
+            unpacked("mongo-migrations").display().to_string(),
+            unpacked("mongo-migrations-macros").display().to_string(),
+        );
     std::fs::write(&manifest, text).unwrap();
     std::fs::write(app.join("src/lib.rs"), "pub mod migrations;\n").unwrap();
 
@@ -98,7 +103,11 @@ fn the_quick_start_works_with_the_packaged_crates_alone() {
     run(&["new", "add-email-index", "--version", "20260301000000"])
         .assert()
         .success();
-    std::fs::write(app.join("src/migrations/m20260301_000000_add_email_index.rs"), MIGRATION).unwrap();
+    std::fs::write(
+        app.join("src/migrations/m20260301_000000_add_email_index.rs"),
+        MIGRATION,
+    )
+    .unwrap();
     run(&["up", "--dry-run"]).assert().success().stdout_eq(str![[r#"
 my-service: Would apply 1 migration (dry run, nothing changed):
   20260301000000 add_email_index (batch 1)

@@ -36,7 +36,10 @@ fn recorded(record: &Path) -> Vec<String> {
 }
 
 fn databases() -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let client = mongo_migrations::mongodb::Client::with_uri_str(uri()).await.unwrap();
         let names = client.list_database_names().await.unwrap();
@@ -46,7 +49,10 @@ fn databases() -> Vec<String> {
 }
 
 fn drop_databases(names: &[String]) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let client = mongo_migrations::mongodb::Client::with_uri_str(uri()).await.unwrap();
         for name in names {
@@ -87,7 +93,10 @@ fn the_keep_variable_keeps_them() {
     let used = recorded(record.path());
     assert_eq!(used.len(), 1, "{used:?}");
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(stderr.contains(&format!("kept the test database `{}`", used[0])), "{stderr}");
+    assert!(
+        stderr.contains(&format!("kept the test database `{}`", used[0])),
+        "{stderr}"
+    );
     assert!(databases().contains(&used[0]));
     drop_databases(&used);
 }
