@@ -509,5 +509,27 @@ mod tests {
         );
         assert_eq!(user["default-features"].as_bool(), Some(false), "{text}");
         assert!(doc["workspace"].as_table().unwrap().is_empty());
+        assert!(
+            doc["dependencies"]["mongo-migrations"].get("registry-index").is_none(),
+            "{text}"
+        );
+
+        // A company registry, and a bundle's `cli` feature.
+        let company = Runtime::Registry {
+            version: "=0.1.0".into(),
+            index: Some("sparse+https://cargo.example/api/".into()),
+        };
+        let text = manifest("h", &ws, &target, &company, &["cli"]).unwrap();
+        let doc: toml::Table = text.parse().unwrap();
+        let runtime = &doc["dependencies"]["mongo-migrations"];
+        assert_eq!(
+            runtime["registry-index"].as_str(),
+            Some("sparse+https://cargo.example/api/")
+        );
+        assert_eq!(
+            runtime["features"].as_array().unwrap()[0].as_str(),
+            Some("cli"),
+            "{text}"
+        );
     }
 }

@@ -376,3 +376,27 @@ pub fn display(path: &Path) -> String {
         .display()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::registry_index;
+
+    #[test]
+    fn crates_io_needs_no_index_and_another_registry_is_named_by_its_own() {
+        for crates_io in [
+            "registry+https://github.com/rust-lang/crates.io-index",
+            "sparse+https://index.crates.io/",
+        ] {
+            assert_eq!(registry_index(crates_io), None);
+        }
+        assert_eq!(
+            registry_index("registry+https://git.example/index").as_deref(),
+            Some("https://git.example/index")
+        );
+        // The `sparse+` prefix is part of a sparse index's URL.
+        assert_eq!(
+            registry_index("sparse+https://cargo.example/api/").as_deref(),
+            Some("sparse+https://cargo.example/api/")
+        );
+    }
+}

@@ -136,3 +136,77 @@ my-service: Applied 1 migration in [..] (migration code: [..])
     let path = runtime["manifest_path"].as_str().unwrap();
     assert!(path.starts_with(crates.to_str().unwrap()), "{path}");
 }
+
+/// A runtime from a company's own registry (here a directory standing in
+/// for it, by source replacement): the harness must depend on it there,
+/// not on crates.io, which has no such crate.
+#[test]
+fn a_runtime_from_another_registry_is_found_there_by_the_harness() {
+    let work = tempfile::tempdir().unwrap();
+    let crates = packaged(work.path());
+    let version = env!("CARGO_PKG_VERSION");
+    let archive = work
+        .path()
+        .join("target/package")
+        .join(format!("mongo-migrations-{version}.crate"));
+    let vendored = crates.join(format!("mongo-migrations-{version}"));
+    // What `cargo vendor` writes: the archive's checksum, no file list.
+    let digest = {
+        use sha2::Digest as _;
+        format!("{:x}", sha2::Sha256::digest(std::fs::read(&archive).unwrap()))
+    };
+    std::fs::write(
+        vendored.join(".cargo-checksum.json"),
+        format!("{{\"files\":{{}},\"package\":\"{digest}\"}}"),
+    )
+    .unwrap();
+    // Only the runtime: the directory must hold nothing else it is asked for.
+    for entry in std::fs::read_dir(&crates).unwrap() {
+        let path = entry.unwrap().path();
+        if path != vendored {
+            std::fs::remove_dir_all(path).unwrap();
+        }
+    }
+
+    let app = work.path().join("app");
+    Command::new(env!("CARGO"))
+        .args(["new", "--lib", "--quiet", "--vcs", "none"])
+        .arg(&app)
+        .assert()
+        .success();
+    std::fs::create_dir_all(app.join(".cargo")).unwrap();
+    let index = "sparse+https://registry.invalid/index/";
+    std::fs::write(
+        app.join(".cargo/config.toml"),
+        format!(
+            "[registries.company]\nindex = {index:?}\n\n[source.company]\nregistry = {index:?}\nreplace-with = \"company-vendored\"\n\n[source.company-vendored]\ndirectory = {:?}\n",
+            crates.display().to_string()
+        ),
+    )
+    .unwrap();
+    let manifest = app.join("Cargo.toml");
+    let text = read(&manifest).replace(
+        "[dependencies]\n",
+        "[dependencies]\nmongo-migrations = { version = \"0.1\", registry = \"company\" }\n",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    std::fs::write(app.join("src/lib.rs"), "pub mod migrations;\n").unwrap();
+
+    let db = format!("mm_registry_{}", std::process::id());
+    let run = |args: &[&str]| {
+        cli()
+            .current_dir(&app)
+            .env("MONGODB_URI", uri())
+            .env("MONGODB_DATABASE", &db)
+            .args(args)
+    };
+    run(&["new", "create-things", "--version", "20260301000000"])
+        .assert()
+        .success();
+    run(&["up"]).assert().success().stdout_eq(str![[r#"
+  applying 20260301000000 create_things ... ok ([..])
+app: Applied 1 migration in [..] (migration code: [..])
+
+"#]]);
+    run(&["down"]).assert().success();
+}
