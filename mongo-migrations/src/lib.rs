@@ -4,6 +4,14 @@
 //! a [`Migrator`] applies them with a tracking collection, an expiring, fenced
 //! lock so concurrent runners never apply a migration twice, optional
 //! transactions, and dry-runs.
+//!
+//! Features:
+//! - `cli`: [`cli::run`], a migration binary with the commands of
+//!   `cargo mongo-migrate` that need no files, for hosts without cargo;
+//! - `macros`: `#[mongo_migrations::test]` and [`testing`], a fresh database
+//!   per test with the migrations applied;
+//! - `http`: [`http`], an embeddable router for status, history, the lock,
+//!   and authorised runs.
 
 #![warn(missing_docs)]
 
