@@ -182,17 +182,12 @@ fn the_one_line_binary_of_the_crate_carries_its_settings() {
         .success();
     let json: serde_json::Value = serde_json::from_slice(&listed.get_output().stdout).unwrap();
     assert_eq!(json["counts"]["applied"], 2, "{json}");
-    let names = tokio_list_collections(&db);
+    let names = collections_then_drop(&db);
     assert!(names.contains(&"changes".to_string()), "{names:?}");
 }
 
-fn tokio_list_collections(db: &str) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = mongo_migrations::mongodb::Client::with_uri_str(uri()).await.unwrap();
+fn collections_then_drop(db: &str) -> Vec<String> {
+    with_client(async |client| {
         let names = client.database(db).list_collection_names().await.unwrap();
         client.database(db).drop().await.unwrap();
         names

@@ -49,6 +49,32 @@ fn packaged(out: &Path) -> PathBuf {
     crates
 }
 
+/// `cargo new --lib` at `app` with `dependency` (and `extra` appended to its
+/// manifest), and `pub mod migrations;` in its library.
+fn new_crate(app: &Path, dependency: &str, extra: &str) {
+    Command::new(env!("CARGO"))
+        .args(["new", "--lib", "--quiet", "--vcs", "none"])
+        .arg(app)
+        .assert()
+        .success();
+    let manifest = app.join("Cargo.toml");
+    let text = read(&manifest).replace("[dependencies]\n", &format!("[dependencies]\n{dependency}\n")) + extra;
+    std::fs::write(&manifest, text).unwrap();
+    std::fs::write(app.join("src/lib.rs"), "pub mod migrations;\n").unwrap();
+}
+
+/// The CLI in the crate at `app`, against database `db` of the test server.
+fn against(app: &Path, db: &str) -> impl Fn(&[&str]) -> Command {
+    let (app, db) = (app.to_path_buf(), db.to_string());
+    move |args| {
+        cli()
+            .current_dir(&app)
+            .env("MONGODB_URI", uri())
+            .env("MONGODB_DATABASE", &db)
+            .args(args)
+    }
+}
+
 const MIGRATION: &str = r#"//! Add a unique index on users.email.
 
 use mongo_migrations::mongodb::{options::IndexOptions, IndexModel};
@@ -76,30 +102,14 @@ fn the_quick_start_works_with_the_packaged_crates_alone() {
     assert!(unpacked("mongo-migrations").join("Cargo.toml").is_file());
 
     let app = work.path().join("my-service");
-    Command::new(env!("CARGO"))
-        .args(["new", "--lib", "--quiet", "--vcs", "none"])
-        .arg(&app)
-        .assert()
-        .success();
     // As `cargo add mongo-migrations` writes it; the patch stands in for crates.io.
-    let manifest = app.join("Cargo.toml");
-    let text = read(&manifest).replace("[dependencies]\n", "[dependencies]\nmongo-migrations = \"0.1\"\n")
-        + &format!(
-            "\n[patch.crates-io]\nmongo-migrations = {{ path = {:?} }}\nmongo-migrations-macros = {{ path = {:?} }}\n",
-            unpacked("mongo-migrations").display().to_string(),
-            unpacked("mongo-migrations-macros").display().to_string(),
-        );
-    std::fs::write(&manifest, text).unwrap();
-    std::fs::write(app.join("src/lib.rs"), "pub mod migrations;\n").unwrap();
-
-    let db = format!("mm_packaged_{}", std::process::id());
-    let run = |args: &[&str]| {
-        cli()
-            .current_dir(&app)
-            .env("MONGODB_URI", uri())
-            .env("MONGODB_DATABASE", &db)
-            .args(args)
-    };
+    let patch = format!(
+        "\n[patch.crates-io]\nmongo-migrations = {{ path = {:?} }}\nmongo-migrations-macros = {{ path = {:?} }}\n",
+        unpacked("mongo-migrations").display().to_string(),
+        unpacked("mongo-migrations-macros").display().to_string(),
+    );
+    new_crate(&app, "mongo-migrations = \"0.1\"", &patch);
+    let run = against(&app, &format!("mm_packaged_{}", std::process::id()));
     run(&["new", "add-email-index", "--version", "20260301000000"])
         .assert()
         .success();
@@ -169,11 +179,11 @@ fn a_runtime_from_another_registry_is_found_there_by_the_harness() {
     }
 
     let app = work.path().join("app");
-    Command::new(env!("CARGO"))
-        .args(["new", "--lib", "--quiet", "--vcs", "none"])
-        .arg(&app)
-        .assert()
-        .success();
+    new_crate(
+        &app,
+        "mongo-migrations = { version = \"0.1\", registry = \"company\" }",
+        "",
+    );
     std::fs::create_dir_all(app.join(".cargo")).unwrap();
     let index = "sparse+https://registry.invalid/index/";
     std::fs::write(
@@ -184,22 +194,7 @@ fn a_runtime_from_another_registry_is_found_there_by_the_harness() {
         ),
     )
     .unwrap();
-    let manifest = app.join("Cargo.toml");
-    let text = read(&manifest).replace(
-        "[dependencies]\n",
-        "[dependencies]\nmongo-migrations = { version = \"0.1\", registry = \"company\" }\n",
-    );
-    std::fs::write(&manifest, text).unwrap();
-    std::fs::write(app.join("src/lib.rs"), "pub mod migrations;\n").unwrap();
-
-    let db = format!("mm_registry_{}", std::process::id());
-    let run = |args: &[&str]| {
-        cli()
-            .current_dir(&app)
-            .env("MONGODB_URI", uri())
-            .env("MONGODB_DATABASE", &db)
-            .args(args)
-    };
+    let run = against(&app, &format!("mm_registry_{}", std::process::id()));
     run(&["new", "create-things", "--version", "20260301000000"])
         .assert()
         .success();

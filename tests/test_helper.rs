@@ -36,29 +36,14 @@ fn recorded(record: &Path) -> Vec<String> {
 }
 
 fn databases() -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = mongo_migrations::mongodb::Client::with_uri_str(uri()).await.unwrap();
-        let names = client.list_database_names().await.unwrap();
-        client.shutdown().await;
-        names
-    })
+    with_client(async |client| client.list_database_names().await.unwrap())
 }
 
 fn drop_databases(names: &[String]) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = mongo_migrations::mongodb::Client::with_uri_str(uri()).await.unwrap();
+    with_client(async |client| {
         for name in names {
             client.database(name).drop().await.unwrap();
         }
-        client.shutdown().await;
     })
 }
 

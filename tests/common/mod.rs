@@ -67,3 +67,19 @@ fn absolute_path_dep(line: &str) -> String {
 pub fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
 }
+
+/// Runs `f` on a runtime of its own, with a client of the server in
+/// `MONGODB_URI`, closed afterwards.
+pub fn with_client<T>(f: impl AsyncFnOnce(&mongo_migrations::mongodb::Client) -> T) -> T {
+    let uri = std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests with `scripts/test`");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = mongo_migrations::mongodb::Client::with_uri_str(uri).await.unwrap();
+        let value = f(&client).await;
+        client.shutdown().await;
+        value
+    })
+}
