@@ -8,7 +8,8 @@ use mongodb::{ClientSession, Database};
 
 use crate::batch::{Batches, Checkpoints};
 use crate::lock::LockHandle;
-use crate::{MigrationError, MigrationResult, Version};
+use crate::schema::{Index, IndexOutcome, ValidationLevel, Violations};
+use crate::{MigrationError, MigrationResult, Phase, Version};
 
 /// What a migration's `up`/`down` gets: the database, and for transactional
 /// migrations the session whose transaction the tracking write commits in.
@@ -22,6 +23,8 @@ pub struct MigrationContext {
     checkpoints: Option<Checkpoints>,
     /// How many walks this run of the migration has started.
     walks: std::sync::atomic::AtomicUsize,
+    /// The migration's deploy phase.
+    phase: Phase,
 }
 
 impl MigrationContext {
@@ -40,7 +43,14 @@ impl MigrationContext {
             lock,
             checkpoints: None,
             walks: std::sync::atomic::AtomicUsize::new(0),
+            phase: Phase::PreDeploy,
         }
+    }
+
+    /// Of a migration in `phase`.
+    pub(crate) fn in_phase(mut self, phase: Phase) -> Self {
+        self.phase = phase;
+        self
     }
 
     /// With checkpoints for [`MigrationContext::batches`].
@@ -191,6 +201,78 @@ impl MigrationContext {
     /// The name of the running migration.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The migration's deploy phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Has `index` on `collection`, safely on a live database: an existing
+    /// index of the same identity is adopted under its name, one with other
+    /// options refused; else it is built with `commitQuorum: "votingMembers"`
+    /// (a build survives a failover) and its progress from `currentOp`
+    /// reported as a walk's is. Not in a transaction.
+    ///
+    /// ```no_run
+    /// # use mongo_migrations::prelude::*;
+    /// use mongo_migrations::schema::Index;
+    /// pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {
+    ///     ctx.ensure_index("users", &Index::new(doc! { "email": 1 }).unique()).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn ensure_index(&self, collection: &str, index: &Index) -> Result<IndexOutcome, MigrationError> {
+        let db = self.db()?;
+        let progress = self.checkpoints.as_ref().and_then(|c| c.progress.clone());
+        let report = progress
+            .as_ref()
+            .map(|p| (self.version, &**p as &(dyn Fn(&crate::Progress) + Send + Sync)));
+        Ok(crate::schema::ensure_index(db, collection, index, report).await?)
+    }
+
+    /// Hides an index (step one of removing it, in a pre-deploy migration).
+    pub async fn hide_index(&self, collection: &str, name: &str) -> MigrationResult {
+        Ok(crate::schema::hide_index(self.db()?, collection, name).await?)
+    }
+
+    /// Drops a hidden index (step two, in a post-deploy or later migration);
+    /// refused for an index that is not hidden.
+    pub async fn drop_hidden_index(&self, collection: &str, name: &str) -> MigrationResult {
+        Ok(crate::schema::drop_hidden_index(self.db()?, collection, name).await?)
+    }
+
+    /// Sets `schema` as the validator of `collection` with
+    /// `validationAction: "warn"`: writes of the old shape go on (the server
+    /// logs them) while the documents are fixed.
+    pub async fn stage_validator(
+        &self,
+        collection: &str,
+        schema: &bson::Document,
+        level: ValidationLevel,
+    ) -> MigrationResult {
+        Ok(crate::schema::stage_validator(self.db()?, collection, schema, level).await?)
+    }
+
+    /// How many documents of `collection` violate `schema`, and a few `_id`s.
+    pub async fn count_violators(
+        &self,
+        collection: &str,
+        schema: &bson::Document,
+    ) -> Result<Violations, MigrationError> {
+        Ok(crate::schema::count_violators(self.db()?, collection, schema).await?)
+    }
+
+    /// Enforces `schema` (`validationAction: "error"`): only in a
+    /// post-deploy migration, and only when no document violates it;
+    /// otherwise the migration fails with the count and a few `_id`s.
+    pub async fn enforce_validator(
+        &self,
+        collection: &str,
+        schema: &bson::Document,
+        level: ValidationLevel,
+    ) -> MigrationResult {
+        Ok(crate::schema::enforce_validator(self.db()?, collection, schema, level, self.phase).await?)
     }
 
     pub(crate) fn into_session(self) -> Option<ClientSession> {

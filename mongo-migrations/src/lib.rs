@@ -40,6 +40,7 @@ mod record;
 mod registry;
 mod report;
 mod retry;
+pub mod schema;
 mod server;
 mod settings;
 mod status;

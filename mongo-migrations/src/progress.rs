@@ -58,6 +58,21 @@ pub enum Progress {
         /// Seconds left at that rate.
         eta_secs: Option<u64>,
     },
+    /// An index build of [`MigrationContext::ensure_index`](crate::MigrationContext::ensure_index)
+    /// is under way, as the server's `currentOp` reports it (about every second).
+    #[serde(rename_all = "camelCase")]
+    IndexBuild {
+        /// The migration's version.
+        version: Version,
+        /// The collection.
+        collection: String,
+        /// The index.
+        index: String,
+        /// Keys done in the build's current phase.
+        done: u64,
+        /// Keys in that phase.
+        total: u64,
+    },
     /// An event of one tenant's run (see [`Migrator::for_databases`](crate::Migrator::for_databases)):
     /// with several tenants at once, their events interleave.
     Tenant {

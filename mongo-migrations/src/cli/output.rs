@@ -110,6 +110,24 @@ pub fn progress(p: &Progress) {
             "  waiting for the lock held by {holder} (expires {})",
             expires_at.format("%Y-%m-%d %H:%M:%S UTC")
         ),
+        Progress::IndexBuild {
+            collection,
+            index,
+            done,
+            total,
+            ..
+        } => {
+            // The migration's line ends here; each report gets its own.
+            if was_open {
+                let _ = writeln!(out);
+            }
+            writeln!(
+                out,
+                "    building index {index} on {collection}: {} of {} keys",
+                thousands(*done),
+                thousands(*total)
+            )
+        }
         // Newer events than this CLI knows: nothing to show.
         _ => Ok(()),
     };

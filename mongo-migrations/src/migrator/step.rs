@@ -102,7 +102,8 @@ impl Migrator {
                     retry: self.server.retry,
                 };
                 let mut ctx = MigrationContext::new(self.db.clone(), None, (m.version, &m.name), guard.handle())
-                    .with_checkpoints(checkpoints);
+                    .with_checkpoints(checkpoints)
+                    .in_phase(m.phase());
                 let result = run_body(function(m, direction), &mut ctx)
                     .instrument(span.clone())
                     .await;

@@ -60,7 +60,8 @@ impl Migrator {
             .start_transaction()
             .write_concern(crate::server::journaled())
             .await?;
-        let mut ctx = MigrationContext::new(self.db.clone(), Some(session), (m.version, &m.name), guard.handle());
+        let mut ctx = MigrationContext::new(self.db.clone(), Some(session), (m.version, &m.name), guard.handle())
+            .in_phase(m.phase());
         let result = run_body(function(m, direction), &mut ctx).await;
         let mut session = ctx.into_session().expect("transactional context has a session");
         let outcome = match result {

@@ -21,6 +21,7 @@ mod net_faults;
 mod operations;
 mod recovery;
 mod refusals;
+mod schema;
 mod status_details;
 mod stop;
 mod traces;

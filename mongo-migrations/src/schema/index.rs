@@ -1,0 +1,303 @@
+//! An index as a migration declares it, and how it compares with one the
+//! server lists: by identity (keys, collation, partial filter), as MongoDB
+//! tells indexes apart, and then by options. Pure: no I/O.
+
+use bson::{Bson, Document};
+
+/// An index to have on a collection.
+///
+/// ```
+/// use mongo_migrations::bson::doc;
+/// use mongo_migrations::schema::Index;
+///
+/// let email = Index::new(doc! { "email": 1 }).unique();
+/// let recent = Index::new(doc! { "createdAt": -1 })
+///     .partial(doc! { "archived": false })
+///     .named("recent_active");
+/// assert_eq!(email.name(), "email_1");
+/// assert_eq!(recent.name(), "recent_active");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Index {
+    /// The key pattern, in order.
+    pub keys: Document,
+    /// Its name; by default the server's (`email_1`, `a_1_b_-1`).
+    pub name: Option<String>,
+    /// Refuses a second document with the same keys.
+    pub unique: bool,
+    /// Leaves out documents that lack the keys.
+    pub sparse: bool,
+    /// Covers only the documents that match.
+    pub partial_filter: Option<Document>,
+    /// A TTL index: documents expire this many seconds after the date in its key.
+    pub expire_after_secs: Option<i64>,
+    /// The collation (`{ locale: "fr", strength: 2 }`).
+    pub collation: Option<Document>,
+    /// Kept up to date but not used by queries.
+    pub hidden: bool,
+}
+
+impl Index {
+    /// An index on `keys` with no options.
+    pub fn new(keys: Document) -> Self {
+        Index {
+            keys,
+            name: None,
+            unique: false,
+            sparse: false,
+            partial_filter: None,
+            expire_after_secs: None,
+            collation: None,
+            hidden: false,
+        }
+    }
+
+    /// With this name.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Unique.
+    pub fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+
+    /// Sparse.
+    pub fn sparse(mut self) -> Self {
+        self.sparse = true;
+        self
+    }
+
+    /// Partial: only over the documents that match `filter`.
+    pub fn partial(mut self, filter: Document) -> Self {
+        self.partial_filter = Some(filter);
+        self
+    }
+
+    /// TTL: documents expire `secs` after the date in the key.
+    pub fn ttl(mut self, secs: i64) -> Self {
+        self.expire_after_secs = Some(secs);
+        self
+    }
+
+    /// With a collation.
+    pub fn collation(mut self, collation: Document) -> Self {
+        self.collation = Some(collation);
+        self
+    }
+
+    /// Hidden from the query planner.
+    pub fn hidden(mut self) -> Self {
+        self.hidden = true;
+        self
+    }
+
+    /// Its name: the given one, or the server's default from the keys.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| default_name(&self.keys))
+    }
+
+    /// The index as `createIndexes` takes it.
+    pub fn to_document(&self) -> Document {
+        let mut d = Document::new();
+        d.insert("key", self.keys.clone());
+        d.insert("name", self.name());
+        if self.unique {
+            d.insert("unique", true);
+        }
+        if self.sparse {
+            d.insert("sparse", true);
+        }
+        if let Some(filter) = &self.partial_filter {
+            d.insert("partialFilterExpression", filter.clone());
+        }
+        if let Some(secs) = self.expire_after_secs {
+            d.insert("expireAfterSeconds", secs);
+        }
+        if let Some(collation) = &self.collation {
+            d.insert("collation", collation.clone());
+        }
+        if self.hidden {
+            d.insert("hidden", true);
+        }
+        d
+    }
+
+    /// Whether `listed` (a document of `listIndexes`) is this index by
+    /// identity: the same keys in the same order, collation and partial
+    /// filter. Its name does not count: an index under another name is the
+    /// same index, and building this one beside it would fail or duplicate it.
+    pub fn is(&self, listed: &Document) -> bool {
+        let keys = listed.get_document("key").ok();
+        keys.is_some_and(|k| same_document(k, &self.keys))
+            && same_collation(self.collation.as_ref(), listed.get_document("collation").ok())
+            && match (
+                &self.partial_filter,
+                listed.get_document("partialFilterExpression").ok(),
+            ) {
+                (None, None) => true,
+                (Some(a), Some(b)) => same_document(a, b),
+                _ => false,
+            }
+    }
+
+    /// The options in which `listed` (the same index by identity) differs
+    /// from this one, but for `hidden`: `unique`, `sparse`, `expireAfterSeconds`.
+    pub fn differences(&self, listed: &Document) -> Vec<&'static str> {
+        let flag = |key| listed.get_bool(key).unwrap_or(false);
+        let mut out = Vec::new();
+        if flag("unique") != self.unique {
+            out.push("unique");
+        }
+        if flag("sparse") != self.sparse {
+            out.push("sparse");
+        }
+        if listed.get("expireAfterSeconds").and_then(number) != self.expire_after_secs.map(|s| s as f64) {
+            out.push("expireAfterSeconds");
+        }
+        out
+    }
+}
+
+/// Whether `listed` is hidden.
+pub fn is_hidden(listed: &Document) -> bool {
+    listed.get_bool("hidden").unwrap_or(false)
+}
+
+/// The server's default name: `field_direction` joined by `_`.
+fn default_name(keys: &Document) -> String {
+    keys.iter()
+        .map(|(field, value)| {
+            let kind = match value {
+                Bson::String(s) => s.clone(),
+                other => number(other).map_or_else(|| other.to_string(), |n| format!("{n}")),
+            };
+            format!("{field}_{kind}")
+        })
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+fn number(value: &Bson) -> Option<f64> {
+    match value {
+        Bson::Int32(n) => Some(f64::from(*n)),
+        Bson::Int64(n) => Some(*n as f64),
+        Bson::Double(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// Equal documents, in order, where `1`, `1i64` and `1.0` are one number:
+/// the server may list a key given as an `i32` as a double.
+fn same_document(a: &Document, b: &Document) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b.iter())
+            .all(|((ka, va), (kb, vb))| ka == kb && same_value(va, vb))
+}
+
+fn same_value(a: &Bson, b: &Bson) -> bool {
+    match (a, b) {
+        (Bson::Document(a), Bson::Document(b)) => same_document(a, b),
+        (Bson::Array(a), Bson::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y)),
+        _ => match (number(a), number(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+/// The server lists a collation with every default filled in: what the
+/// migration gives must be there with the same values, and no collation is
+/// the same as the `simple` one.
+fn same_collation(declared: Option<&Document>, listed: Option<&Document>) -> bool {
+    let simple = |c: Option<&Document>| c.is_none_or(|c| c.get_str("locale").is_ok_and(|l| l == "simple"));
+    match declared {
+        None => simple(listed),
+        Some(d) if simple(Some(d)) => simple(listed),
+        Some(d) => listed.is_some_and(|l| d.iter().all(|(k, v)| l.get(k).is_some_and(|lv| same_value(v, lv)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    fn listed(d: Document) -> Document {
+        let mut l = doc! { "v": 2 };
+        l.extend(d);
+        l
+    }
+
+    #[test]
+    fn the_name_is_the_server_s_default() {
+        assert_eq!(Index::new(doc! { "email": 1 }).name(), "email_1");
+        assert_eq!(Index::new(doc! { "a": 1, "b": -1 }).name(), "a_1_b_-1");
+        assert_eq!(Index::new(doc! { "loc": "2dsphere" }).name(), "loc_2dsphere");
+        assert_eq!(Index::new(doc! { "a": 1 }).named("by_a").name(), "by_a");
+    }
+
+    #[test]
+    fn identity_is_keys_in_order_collation_and_partial_filter_not_the_name() {
+        let index = Index::new(doc! { "a": 1, "b": -1 });
+        assert!(index.is(&listed(doc! { "key": { "a": 1.0, "b": -1i64 }, "name": "other" })));
+        assert!(!index.is(&listed(doc! { "key": { "b": -1, "a": 1 }, "name": "a_1_b_-1" })));
+        assert!(!index.is(&listed(doc! { "key": { "a": 1 }, "name": "a_1_b_-1" })));
+        let partial = index.clone().partial(doc! { "x": { "$gt": 1 } });
+        assert!(!partial.is(&listed(doc! { "key": { "a": 1, "b": -1 } })));
+        assert!(partial.is(&listed(
+            doc! { "key": { "a": 1, "b": -1 }, "partialFilterExpression": { "x": { "$gt": 1.0 } } }
+        )));
+        assert!(!index.is(&listed(
+            doc! { "key": { "a": 1, "b": -1 }, "partialFilterExpression": { "x": 1 } }
+        )));
+    }
+
+    #[test]
+    fn a_collation_matches_the_server_s_filled_in_one() {
+        let fr = Index::new(doc! { "n": 1 }).collation(doc! { "locale": "fr", "strength": 2 });
+        let server =
+            doc! { "locale": "fr", "caseLevel": false, "strength": 2, "numericOrdering": false, "version": "57.1" };
+        assert!(fr.is(&listed(doc! { "key": { "n": 1 }, "collation": server.clone() })));
+        assert!(!fr.is(&listed(
+            doc! { "key": { "n": 1 }, "collation": { "locale": "fr", "strength": 3 } }
+        )));
+        assert!(!fr.is(&listed(doc! { "key": { "n": 1 } })));
+        let plain = Index::new(doc! { "n": 1 });
+        assert!(!plain.is(&listed(doc! { "key": { "n": 1 }, "collation": server })));
+        assert!(plain.is(&listed(doc! { "key": { "n": 1 }, "collation": { "locale": "simple" } })));
+    }
+
+    #[test]
+    fn options_that_differ_are_named() {
+        let ttl = Index::new(doc! { "at": 1 }).ttl(3600).unique();
+        let same = listed(doc! { "key": { "at": 1 }, "unique": true, "expireAfterSeconds": 3600 });
+        assert!(ttl.differences(&same).is_empty());
+        let other = listed(doc! { "key": { "at": 1 }, "sparse": true, "expireAfterSeconds": 60 });
+        assert_eq!(ttl.differences(&other), ["unique", "sparse", "expireAfterSeconds"]);
+    }
+
+    #[test]
+    fn the_create_document_carries_every_option() {
+        let d = Index::new(doc! { "a": 1 })
+            .unique()
+            .sparse()
+            .partial(doc! { "x": 1 })
+            .ttl(5)
+            .collation(doc! { "locale": "en" })
+            .hidden()
+            .to_document();
+        assert_eq!(
+            d,
+            doc! {
+                "key": { "a": 1 }, "name": "a_1", "unique": true, "sparse": true,
+                "partialFilterExpression": { "x": 1 }, "expireAfterSeconds": 5i64,
+                "collation": { "locale": "en" }, "hidden": true,
+            }
+        );
+    }
+}

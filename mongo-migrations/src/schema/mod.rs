@@ -1,0 +1,134 @@
+//! Schema changes that are safe on a live database, for migrations to call
+//! (and, later, for the code `cargo mongo-migrate diff` generates):
+//!
+//! - `index.rs`: an index as declared, and how it compares with a listed one;
+//! - `indexes.rs`: building one (adopting an existing one of the same
+//!   identity, with `commitQuorum`, reporting progress), hiding and dropping;
+//! - `validator.rs`: a `$jsonSchema` validator rolled out in stages: warn,
+//!   count the violators, enforce only when none remains.
+//!
+//! [`MigrationContext`](crate::MigrationContext) has a method for each.
+
+mod index;
+mod indexes;
+mod validator;
+
+pub use index::Index;
+pub use indexes::{
+    drop_hidden_index, ensure_index, hide_index, list_indexes, unhide_index, BuildProgress, IndexOutcome,
+};
+pub use validator::{count_violators, enforce_validator, stage_validator, ValidationLevel, Violations};
+
+/// What went wrong with a schema change, and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// The server refused a command.
+    #[error("{what} of `{collection}` failed: {message}")]
+    Server {
+        /// What was being done.
+        what: &'static str,
+        /// The collection.
+        collection: String,
+        /// The server's words.
+        message: String,
+    },
+    /// A reply without what it should hold.
+    #[error("the server's reply for `{collection}` is malformed: {what}")]
+    Reply {
+        /// The collection.
+        collection: String,
+        /// What is missing.
+        what: String,
+    },
+    /// The index exists, by identity, with other options.
+    #[error("`{collection}` has the index `{name}` on the same keys with other {options}: drop it in an earlier migration (hide it first), or declare the same options")]
+    OptionsDiffer {
+        /// The collection.
+        collection: String,
+        /// The existing index.
+        name: String,
+        /// The options that differ.
+        options: String,
+    },
+    /// Another index has the name.
+    #[error("`{collection}` has an index named `{name}` on other keys ({keys}): give this one another name")]
+    NameTaken {
+        /// The collection.
+        collection: String,
+        /// The name.
+        name: String,
+        /// The other index's keys.
+        keys: bson::Document,
+    },
+    /// The server refused the index as conflicting with an existing one.
+    #[error("building `{index}` on `{collection}` conflicts with an existing index: {message}")]
+    Conflict {
+        /// The collection.
+        collection: String,
+        /// The index.
+        index: String,
+        /// The server's words.
+        message: String,
+    },
+    /// A drop of an index that was never hidden.
+    #[error("the index `{name}` of `{collection}` is not hidden: hide it in an earlier migration (`ctx.hide_index`), deploy, and drop it once nothing slowed down")]
+    NotHidden {
+        /// The collection.
+        collection: String,
+        /// The index.
+        name: String,
+    },
+    /// Documents still violate the validator to enforce.
+    #[error("{count} documents of `{collection}` violate its validator (for example _id {sample}): fix them in a data migration and run `up` again; the validator stays at `warn` until then")]
+    Violators {
+        /// The collection.
+        collection: String,
+        /// How many documents.
+        count: u64,
+        /// A few of their `_id`s.
+        sample: String,
+    },
+    /// No index has the name.
+    #[error("`{collection}` has no index named `{name}`: see its indexes with `db.{collection}.getIndexes()`")]
+    NoSuchIndex {
+        /// The collection.
+        collection: String,
+        /// The name.
+        name: String,
+    },
+    /// The server accepted a change and did not make it.
+    #[error("the server accepted {what} on `{collection}` but did not do it (SecantusDB 0.7 ignores `collMod` of `hidden`): on such a server, create the index hidden, or drop it without hiding it first")]
+    Unsupported {
+        /// The collection.
+        collection: String,
+        /// The change.
+        what: &'static str,
+    },
+    /// Enforcement outside the post-deploy phase.
+    #[error("a validator of `{collection}` is enforced only in a post-deploy migration (`pub const PHASE: Phase = Phase::PostDeploy;`): old code may still write the old shape before the deploy")]
+    NotPostDeploy {
+        /// The collection.
+        collection: String,
+    },
+}
+
+impl SchemaError {
+    fn server(what: &'static str, collection: &str, e: mongodb::error::Error) -> Self {
+        SchemaError::Server {
+            what,
+            collection: collection.into(),
+            message: crate::error::plain(&e),
+        }
+    }
+}
+
+/// A count as the server gives it (an int32, int64 or double).
+fn index_number(value: &bson::Bson) -> Option<u64> {
+    match value {
+        bson::Bson::Int32(n) => u64::try_from(*n).ok(),
+        bson::Bson::Int64(n) => u64::try_from(*n).ok(),
+        bson::Bson::Double(n) if *n >= 0.0 => Some(*n as u64),
+        _ => None,
+    }
+}

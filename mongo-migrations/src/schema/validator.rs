@@ -1,0 +1,159 @@
+//! A `$jsonSchema` validator rolled out without breaking writes of old code:
+//! staged with `validationAction: "warn"`, its violators counted with a
+//! batched scan, and enforced (`"error"`) only in the post-deploy phase and
+//! only once none remains.
+
+use bson::{doc, Bson, Document};
+use futures_util::TryStreamExt as _;
+use mongodb::options::FindOptions;
+use mongodb::Database;
+
+use crate::schema::SchemaError;
+use crate::Phase;
+
+/// Which documents the validator checks on update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ValidationLevel {
+    /// Every insert and update.
+    #[default]
+    Strict,
+    /// Inserts, and updates of documents that already pass.
+    Moderate,
+}
+
+impl ValidationLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            ValidationLevel::Strict => "strict",
+            ValidationLevel::Moderate => "moderate",
+        }
+    }
+}
+
+/// The documents that violate a validator: how many, and a few of their `_id`s.
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct Violations {
+    /// How many documents violate it.
+    pub count: u64,
+    /// The first few `_id`s, in `_id` order.
+    pub sample: Vec<Bson>,
+}
+
+/// How many `_id`s a [`Violations`] keeps.
+const SAMPLE: usize = 5;
+
+/// How many documents one step of the scan covers: each step is a short
+/// query, never one long scan of the collection.
+const SCAN_BATCH: i64 = 5_000;
+
+/// Sets `schema` as the validator of `collection` (creating the collection
+/// if need be), at `level`, with `validationAction: "warn"`.
+pub async fn stage_validator(
+    db: &Database,
+    collection: &str,
+    schema: &Document,
+    level: ValidationLevel,
+) -> Result<(), SchemaError> {
+    set(db, collection, schema, level, "warn").await
+}
+
+/// Enforces `schema` on `collection` (`validationAction: "error"`) in a
+/// post-deploy migration once no document violates it.
+pub async fn enforce_validator(
+    db: &Database,
+    collection: &str,
+    schema: &Document,
+    level: ValidationLevel,
+    phase: Phase,
+) -> Result<(), SchemaError> {
+    if phase != Phase::PostDeploy {
+        return Err(SchemaError::NotPostDeploy {
+            collection: collection.into(),
+        });
+    }
+    let violations = count_violators(db, collection, schema).await?;
+    if violations.count > 0 {
+        let sample = violations.sample.iter().map(ToString::to_string).collect::<Vec<_>>();
+        return Err(SchemaError::Violators {
+            collection: collection.into(),
+            count: violations.count,
+            sample: sample.join(", "),
+        });
+    }
+    set(db, collection, schema, level, "error").await
+}
+
+async fn set(
+    db: &Database,
+    collection: &str,
+    schema: &Document,
+    level: ValidationLevel,
+    action: &str,
+) -> Result<(), SchemaError> {
+    let validator = doc! { "$jsonSchema": schema.clone() };
+    let exists = db
+        .list_collection_names()
+        .filter(doc! { "name": collection })
+        .await
+        .map_err(|e| SchemaError::server("listing the collections", collection, e))?
+        .iter()
+        .any(|n| n == collection);
+    let command = if exists {
+        doc! { "collMod": collection, "validator": validator, "validationLevel": level.as_str(), "validationAction": action }
+    } else {
+        doc! { "create": collection, "validator": validator, "validationLevel": level.as_str(), "validationAction": action }
+    };
+    db.run_command(command)
+        .await
+        .map(|_| ())
+        .map_err(|e| SchemaError::server("setting the validator", collection, e))
+}
+
+/// Counts the documents of `collection` that violate `schema`, in `_id`
+/// order, one range of [`SCAN_BATCH`] documents per query.
+pub async fn count_violators(db: &Database, collection: &str, schema: &Document) -> Result<Violations, SchemaError> {
+    let documents = db.collection::<Document>(collection);
+    let failed = |e| SchemaError::server("counting the violators", collection, e);
+    let mut out = Violations::default();
+    let mut after = Bson::MinKey;
+    loop {
+        // The end of the next range: the last `_id` of the next batch.
+        let range = FindOptions::builder()
+            .sort(doc! { "_id": 1 })
+            .skip(u64::try_from(SCAN_BATCH - 1).unwrap_or(0))
+            .limit(1)
+            .projection(doc! { "_id": 1 })
+            .build();
+        let end = documents
+            .find(doc! { "_id": { "$gt": after.clone() } })
+            .with_options(range)
+            .await
+            .map_err(failed)?
+            .try_next()
+            .await
+            .map_err(failed)?
+            .and_then(|d| d.get("_id").cloned());
+        let mut id_range = doc! { "$gt": after.clone() };
+        if let Some(end) = &end {
+            id_range.insert("$lte", end.clone());
+        }
+        let filter = doc! { "_id": id_range, "$nor": [{ "$jsonSchema": schema.clone() }] };
+        let ids = FindOptions::builder()
+            .sort(doc! { "_id": 1 })
+            .projection(doc! { "_id": 1 })
+            .build();
+        let mut violators = documents.find(filter).with_options(ids).await.map_err(failed)?;
+        while let Some(d) = violators.try_next().await.map_err(failed)? {
+            out.count += 1;
+            if out.sample.len() < SAMPLE {
+                out.sample.extend(d.get("_id").cloned());
+            }
+        }
+        match end {
+            Some(end) => after = end,
+            None => return Ok(out),
+        }
+    }
+}

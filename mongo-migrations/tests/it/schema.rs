@@ -1,0 +1,241 @@
+//! Schema changes safe on a live database, against the server: an index
+//! adopted by identity (never built twice), refused with other options,
+//! hidden before it is dropped; a validator staged at `warn`, its violators
+//! counted exactly, enforced only in the post-deploy phase with none left.
+
+use std::sync::{Arc, Mutex};
+
+use crate::common::*;
+use mongo_migrations::bson::{doc, Bson, Document};
+use mongo_migrations::schema::{self, Index, IndexOutcome, SchemaError, ValidationLevel};
+use mongo_migrations::{Phase, Progress, UpOptions};
+
+async fn indexes(t: &TestDb, coll: &str) -> Vec<Document> {
+    schema::list_indexes(&t.db(), coll).await.unwrap()
+}
+
+fn names(listed: &[Document]) -> Vec<String> {
+    let mut n: Vec<String> = listed.iter().map(|i| i.get_str("name").unwrap().to_string()).collect();
+    n.sort();
+    n
+}
+
+#[tokio::test]
+async fn an_index_is_built_once_and_adopted_under_another_name() {
+    let t = TestDb::new().await;
+    let db = t.db();
+    db.collection::<Document>("users")
+        .insert_one(doc! { "email": "a@x" })
+        .await
+        .unwrap();
+    let email = Index::new(doc! { "email": 1 }).unique();
+    assert_eq!(
+        schema::ensure_index(&db, "users", &email, None).await.unwrap(),
+        IndexOutcome::Built { name: "email_1".into() }
+    );
+    // Again: nothing to build.
+    assert_eq!(
+        schema::ensure_index(&db, "users", &email, None).await.unwrap(),
+        IndexOutcome::Adopted { name: "email_1".into() }
+    );
+    // The same identity under another name (a hand-made index) is adopted, not duplicated.
+    let named = email.clone().named("users_by_email");
+    assert_eq!(
+        schema::ensure_index(&db, "users", &named, None).await.unwrap(),
+        IndexOutcome::Adopted { name: "email_1".into() }
+    );
+    assert_eq!(names(&indexes(&t, "users").await), ["_id_", "email_1"]);
+    // Other options on the same keys: refused, in words that say what to do.
+    let sparse = Index::new(doc! { "email": 1 }).sparse();
+    let e = schema::ensure_index(&db, "users", &sparse, None).await.unwrap_err();
+    assert!(matches!(e, SchemaError::OptionsDiffer { .. }), "{e}");
+    assert!(e.to_string().contains("unique, sparse"), "{e}");
+    // A partial index on the same keys is another index.
+    let partial = Index::new(doc! { "email": 1 })
+        .partial(doc! { "active": true })
+        .named("active_email");
+    assert!(matches!(
+        schema::ensure_index(&db, "users", &partial, None).await.unwrap(),
+        IndexOutcome::Built { .. }
+    ));
+    // A name another index has is refused.
+    let clash = Index::new(doc! { "other": 1 }).named("email_1");
+    let e = schema::ensure_index(&db, "users", &clash, None).await.unwrap_err();
+    assert!(matches!(e, SchemaError::NameTaken { .. }), "{e}");
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn ttl_collation_and_hidden_indexes_round_trip() {
+    let t = TestDb::new().await;
+    let db = t.db();
+    let ttl = Index::new(doc! { "at": 1 }).ttl(3600);
+    let fr = Index::new(doc! { "name": 1 }).collation(doc! { "locale": "fr", "strength": 2 });
+    for index in [&ttl, &fr] {
+        assert!(matches!(
+            schema::ensure_index(&db, "events", index, None).await.unwrap(),
+            IndexOutcome::Built { .. }
+        ));
+        // The server fills in the collation's defaults: still the same index.
+        assert!(matches!(
+            schema::ensure_index(&db, "events", index, None).await.unwrap(),
+            IndexOutcome::Adopted { .. }
+        ));
+    }
+    // Hiding an existing index: `Rehidden` where the server does it; the
+    // test server accepts the `collMod` and ignores it, which must be said,
+    // never taken for done.
+    let hidden = ttl.clone().hidden();
+    match schema::ensure_index(&db, "events", &hidden, None).await {
+        Ok(outcome) => assert_eq!(
+            outcome,
+            IndexOutcome::Rehidden {
+                name: "at_1".into(),
+                hidden: true
+            }
+        ),
+        Err(e) => assert!(matches!(e, SchemaError::Unsupported { .. }), "{e}"),
+    }
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn an_index_is_dropped_only_once_hidden() {
+    let t = TestDb::new().await;
+    let db = t.db();
+    schema::ensure_index(&db, "users", &Index::new(doc! { "legacy": 1 }), None)
+        .await
+        .unwrap();
+    let e = schema::drop_hidden_index(&db, "users", "legacy_1").await.unwrap_err();
+    assert!(matches!(e, SchemaError::NotHidden { .. }), "{e}");
+    assert!(e.to_string().contains("hide it in an earlier migration"), "{e}");
+    assert_eq!(names(&indexes(&t, "users").await), ["_id_", "legacy_1"]);
+    match schema::hide_index(&db, "users", "legacy_1").await {
+        Ok(()) => {
+            let listed = indexes(&t, "users").await;
+            let legacy = listed.iter().find(|i| i.get_str("name") == Ok("legacy_1")).unwrap();
+            assert_eq!(legacy.get_bool("hidden"), Ok(true));
+            schema::drop_hidden_index(&db, "users", "legacy_1").await.unwrap();
+        }
+        // The test server ignores `collMod` of `hidden`: said, not passed over.
+        Err(e) => assert!(matches!(e, SchemaError::Unsupported { .. }), "{e}"),
+    }
+    // An index built hidden (which the test server does) is dropped.
+    schema::ensure_index(&db, "users", &Index::new(doc! { "old": 1 }).hidden(), None)
+        .await
+        .unwrap();
+    schema::drop_hidden_index(&db, "users", "old_1").await.unwrap();
+    assert!(!names(&indexes(&t, "users").await).contains(&"old_1".to_string()));
+    // Gone already: done.
+    schema::drop_hidden_index(&db, "users", "old_1").await.unwrap();
+    let e = schema::hide_index(&db, "users", "nope").await.unwrap_err();
+    assert!(
+        matches!(e, SchemaError::NoSuchIndex { .. } | SchemaError::Server { .. }),
+        "{e}"
+    );
+    t.drop_db().await;
+}
+
+fn email_required() -> Document {
+    doc! { "bsonType": "object", "required": ["email"], "properties": { "email": { "bsonType": "string" } } }
+}
+
+#[tokio::test]
+async fn a_validator_warns_counts_exactly_and_is_enforced_only_without_violators_after_the_deploy() {
+    let t = TestDb::new().await;
+    let db = t.db();
+    let users = db.collection::<Document>("users");
+    // 12,000 documents (more than two scan batches), one in a hundred without an email.
+    let docs: Vec<Document> = (0..12_000)
+        .map(|i| {
+            if i % 100 == 7 {
+                doc! { "_id": i, "name": "x" }
+            } else {
+                doc! { "_id": i, "email": format!("{i}@x") }
+            }
+        })
+        .collect();
+    users.insert_many(docs).await.unwrap();
+    let schema = email_required();
+    schema::stage_validator(&db, "users", &schema, ValidationLevel::Strict)
+        .await
+        .unwrap();
+    // Writes of the old shape still work at `warn`.
+    users
+        .insert_one(doc! { "_id": 100_000, "name": "old code" })
+        .await
+        .unwrap();
+    let v = schema::count_violators(&db, "users", &schema).await.unwrap();
+    assert_eq!(v.count, 121);
+    assert_eq!(v.sample, [7, 107, 207, 307, 407].map(Bson::Int32));
+    // Not before the deploy, and not while violators remain.
+    let e = schema::enforce_validator(&db, "users", &schema, ValidationLevel::Strict, Phase::PreDeploy)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SchemaError::NotPostDeploy { .. }), "{e}");
+    let e = schema::enforce_validator(&db, "users", &schema, ValidationLevel::Strict, Phase::PostDeploy)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("121 documents of `users` violate its validator (for example _id 7, 107, 207"),
+        "{e}"
+    );
+    users
+        .insert_one(doc! { "_id": 100_001, "name": "still warn" })
+        .await
+        .unwrap();
+    // Fixed: enforced, and the old shape is refused from then on.
+    users
+        .update_many(
+            doc! { "email": { "$exists": false } },
+            doc! { "$set": { "email": "fixed@x" } },
+        )
+        .await
+        .unwrap();
+    assert_eq!(schema::count_violators(&db, "users", &schema).await.unwrap().count, 0);
+    schema::enforce_validator(&db, "users", &schema, ValidationLevel::Strict, Phase::PostDeploy)
+        .await
+        .unwrap();
+    assert!(users.insert_one(doc! { "name": "refused" }).await.is_err());
+    t.drop_db().await;
+}
+
+fn build_index(
+    ctx: &mut mongo_migrations::MigrationContext,
+) -> mongo_migrations::BoxFuture<'_, mongo_migrations::MigrationResult> {
+    Box::pin(async move {
+        ctx.ensure_index("big", &Index::new(doc! { "n": 1 })).await?;
+        Ok(())
+    })
+}
+
+#[tokio::test]
+async fn a_migration_builds_through_its_context_and_reports_progress() {
+    let t = TestDb::new().await;
+    let big = t.db().collection::<Document>("big");
+    let docs: Vec<Document> = (0..20_000).map(|i| doc! { "n": i }).collect();
+    big.insert_many(docs).await.unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let migrator = t
+        .migrator(vec![mongo_migrations::Migration::new(
+            v("20260101000000"),
+            "index_big",
+            build_index,
+        )])
+        .with_progress(move |p| seen.lock().unwrap().push(p.clone()));
+    let report = migrator.up(UpOptions::default()).await.unwrap();
+    assert_eq!(report.steps.len(), 1);
+    let listed = indexes(&t, "big").await;
+    assert_eq!(names(&listed), ["_id_", "n_1"]);
+    // Progress comes from `currentOp`, which on the test server lists no
+    // `progress` for a build (its parsing is unit-tested with mongod's
+    // reply): no event here, and none of another kind either.
+    assert!(events
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|p| !matches!(p, Progress::Batch { .. })));
+    t.drop_db().await;
+}
