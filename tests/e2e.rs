@@ -364,7 +364,9 @@ fn cargo_features_of_the_package_reach_its_migrations() {
     use mongo_migrations::bson::{doc, Document};
     let crate_dir = fixture("single");
     let manifest = crate_dir.path().join("Cargo.toml");
-    let toml = read(&manifest) + "\n[features]\ndefault = [\"loud\"]\nloud = []\n";
+    // Beside the fixture's own `cli` feature.
+    let toml = read(&manifest).replace("[features]\n", "[features]\ndefault = [\"loud\"]\nloud = []\n");
+    assert!(toml.contains("loud = []"), "{toml}");
     std::fs::write(&manifest, toml).unwrap();
     let signal = "//! Records whether the crate was built with `loud`.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let db = ctx.db()?;\n    db.collection::<Document>(\"signals\").insert_one(doc! { \"loud\": cfg!(feature = \"loud\") }).await?;\n    Ok(())\n}\n";
     std::fs::write(
@@ -399,7 +401,7 @@ fn cargo_features_of_the_package_reach_its_migrations() {
     );
     assert!(
         stderr.contains("package `single-app` has no feature `lound`")
-            && stderr.contains("its features: default, loud"),
+            && stderr.contains("its features: cli, default, loud"),
         "{stderr}"
     );
     with_db(&db, async |db| {
