@@ -1,4 +1,5 @@
-//! `bundle`: a migration binary of one package, built in release mode, that
+//! `bundle`: a migration binary of one package, built in release mode (or
+//! another profile), that
 //! runs the commands needing no files on a host without cargo
 //! (`mongo_migrations::cli::run`, with the package's settings baked in).
 
@@ -10,9 +11,16 @@ use crate::exit::{Code, Failure};
 use crate::harness::{self, Crate, Profile};
 use crate::workspace::{display, Target, Workspace};
 
+/// How to build: cargo's profile (`release` by default) and target triple.
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub profile: String,
+    pub target: Option<String>,
+}
+
 /// Builds the binary of `target`, copies it to `out` if given, and prints
 /// where it is.
-pub fn build(ws: &Workspace, target: &Target, out: Option<&Path>, triple: Option<&str>, verbose: bool) -> Result<()> {
+pub fn build(ws: &Workspace, target: &Target, out: Option<&Path>, build: &Build, verbose: bool) -> Result<()> {
     harness::require_library(target)?;
     let Some(runtime) = ws.runtime(target)? else {
         return Err(harness::no_runtime(target).into());
@@ -28,7 +36,10 @@ pub fn build(ws: &Workspace, target: &Target, out: Option<&Path>, triple: Option
         dir: &dir,
         bin: &bin,
         main: &main,
-        profile: Profile::Release { triple },
+        profile: Profile::Bundle {
+            profile: &build.profile,
+            triple: build.target.as_deref(),
+        },
     };
     let built = harness::compile(ws, target, &runtime, &krate, verbose)?;
     let path = match out {

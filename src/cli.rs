@@ -85,6 +85,9 @@ pub enum Command {
         /// Build for this target triple
         #[arg(long, value_name = "TRIPLE")]
         target: Option<String>,
+        /// Build with this cargo profile
+        #[arg(long, value_name = "NAME", default_value = "release")]
+        profile: String,
     },
     /// Print the package's effective settings and where each comes from
     Config {

@@ -65,10 +65,11 @@ pub struct Crate<'a> {
 }
 
 /// The harness builds in the dev profile (the user's builds are reused), a
-/// bundle in release, for a target triple if given.
+/// bundle in its profile (`release` unless `--profile`), for a target triple
+/// if given.
 pub enum Profile<'a> {
     Dev,
-    Release { triple: Option<&'a str> },
+    Bundle { profile: &'a str, triple: Option<&'a str> },
 }
 
 /// Writes the crate's manifest and `main.rs` and builds it; returns the binary.
@@ -77,7 +78,7 @@ pub fn compile(ws: &Workspace, target: &Target, runtime: &Runtime, krate: &Crate
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let features: &[&str] = match krate.profile {
         Profile::Dev => &[],
-        Profile::Release { .. } => &["cli"],
+        Profile::Bundle { .. } => &["cli"],
     };
     write(&dir.join("Cargo.toml"), &manifest(bin, ws, target, runtime, features)?)?;
     write(&dir.join("main.rs"), main)?;
@@ -98,8 +99,8 @@ pub fn compile(ws: &Workspace, target: &Target, runtime: &Runtime, krate: &Crate
         // tells where the binary is, whatever the target or build directory.
         .arg("--message-format=json-render-diagnostics")
         .stdout(Stdio::piped());
-    if let Profile::Release { triple } = krate.profile {
-        cmd.arg("--release");
+    if let Profile::Bundle { profile, triple } = krate.profile {
+        cmd.arg("--profile").arg(profile);
         if let Some(triple) = triple {
             cmd.arg("--target").arg(triple);
         }

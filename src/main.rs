@@ -54,13 +54,17 @@ fn run(args: Args) -> Result<()> {
             build,
             json,
         } => check::run(&ws, conn, *offline, *build, *json, args.verbose),
-        Command::Bundle { out, target } => {
+        Command::Bundle { out, target, profile } => {
             let [package] = ws.targets.as_slice() else {
                 return Err(Failure::new(Code::Usage, "`bundle` works on one package")
                     .hint("pass -p <package>")
                     .into());
             };
-            bundle::build(&ws, package, out.as_deref(), target.as_deref(), args.verbose)
+            let build = bundle::Build {
+                profile: profile.clone(),
+                target: target.clone(),
+            };
+            bundle::build(&ws, package, out.as_deref(), &build, args.verbose)
         }
         Command::Config { conn, json } => config::print(&ws, conn, *json),
         Command::Remote(command) => remote(&args, command, &ws),

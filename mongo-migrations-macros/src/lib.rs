@@ -1,8 +1,12 @@
-//! `#[mongo_migrations::test]`: an async test that gets a fresh database on
-//! `MONGODB_URI` with the crate's migrations applied, dropped when the test
-//! ends, passed or panicked. Re-exported by `mongo-migrations` (feature
-//! `macros`), whose `testing` module does the work at run time; this crate
-//! only rewrites the function.
+//! The macros of `mongo-migrations` (feature `macros`), which re-exports them:
+//!
+//! - `#[mongo_migrations::test]`: an async test that gets a fresh database on
+//!   `MONGODB_URI` with the crate's migrations applied, dropped when the test
+//!   ends, passed or panicked (the runtime's `testing` module does the work);
+//! - `#[derive(MongoSchema)]` (`schema.rs`): a type's `$jsonSchema`, and a
+//!   collection's name, indexes and validation level.
+
+mod schema;
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as Tokens};
@@ -28,6 +32,20 @@ use syn::{Expr, ExprLit, ItemFn, Lit, Meta, Path, Token};
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
     match expand(args.into(), item.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// Implements `mongo_migrations::schema::MongoSchema` from the fields and
+/// serde attributes (`rename`, `rename_all`, `default`, `skip*`,
+/// `deny_unknown_fields`, bson's chrono date helpers); anything else serde
+/// would write differently is a compile error. `#[mongo(collection = "..",
+/// validation_level = "strict" | "moderate", index(keys = "a: 1, b: -1",
+/// unique, sparse, hidden, ttl = SECS, name = ".."))]` declares the collection.
+#[proc_macro_derive(MongoSchema, attributes(mongo))]
+pub fn derive_mongo_schema(item: TokenStream) -> TokenStream {
+    match syn::parse(item).and_then(schema::expand) {
         Ok(tokens) => tokens.into(),
         Err(e) => e.to_compile_error().into(),
     }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::{MigrationContext, MigrationResult, Version};
+use crate::{MigrationContext, MigrationResult, Phase, Version};
 
 /// A boxed, sendable future, the shape every migration step returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -29,44 +29,6 @@ pub struct Migration {
     pub(crate) phase: Phase,
     /// Its `up` and its `down` walk in batches (see [`Migration::walks`]).
     pub(crate) walks: [bool; 2],
-}
-
-/// When a migration runs in a rolling deploy, where old and new code run
-/// side by side (expand/contract): before the new code is deployed, or after
-/// the old code is gone. A module declares `pub const PHASE: Phase`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Phase {
-    /// Before the deploy: changes the old code tolerates (add a field, backfill it).
-    #[default]
-    PreDeploy,
-    /// After the deploy: changes only the new code tolerates (drop the old field).
-    PostDeploy,
-}
-
-impl Phase {
-    /// `pre-deploy` or `post-deploy`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::PreDeploy => "pre-deploy",
-            Phase::PostDeploy => "post-deploy",
-        }
-    }
-
-    /// `pre`/`pre-deploy` or `post`/`post-deploy`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "pre" | "pre-deploy" => Some(Phase::PreDeploy),
-            "post" | "post-deploy" => Some(Phase::PostDeploy),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl Migration {

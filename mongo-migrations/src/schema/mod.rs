@@ -1,6 +1,8 @@
 //! Schema changes that are safe on a live database, for migrations to call
 //! (and, later, for the code `cargo mongo-migrate diff` generates):
 //!
+//! - `declared.rs`: [`MongoSchema`], a type's `$jsonSchema` (derived with
+//!   `#[derive(MongoSchema)]`, feature `macros`);
 //! - `index.rs`: an index as declared, and how it compares with a listed one;
 //! - `indexes.rs`: building one (adopting an existing one of the same
 //!   identity, with `commitQuorum`, reporting progress), hiding and dropping;
@@ -9,14 +11,19 @@
 //!
 //! [`MigrationContext`](crate::MigrationContext) has a method for each.
 
+mod declared;
 mod index;
 mod indexes;
 mod validator;
 
+pub use declared::{nullable, MongoSchema};
 pub use index::Index;
 pub use indexes::{
     drop_hidden_index, ensure_index, hide_index, list_indexes, unhide_index, BuildProgress, IndexOutcome,
 };
+/// `#[derive(MongoSchema)]`: see the trait.
+#[cfg(feature = "macros")]
+pub use mongo_migrations_macros::MongoSchema;
 pub use validator::{count_violators, enforce_validator, stage_validator, ValidationLevel, Violations};
 
 /// What went wrong with a schema change, and what to do.

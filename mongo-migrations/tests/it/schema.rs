@@ -239,3 +239,119 @@ async fn a_migration_builds_through_its_context_and_reports_progress() {
         .all(|p| !matches!(p, Progress::Batch { .. })));
     t.drop_db().await;
 }
+
+#[cfg(feature = "macros")]
+mod declared {
+    use super::*;
+    use mongo_migrations::bson::oid::ObjectId;
+    use mongo_migrations::schema::MongoSchema;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Serialize, Deserialize, MongoSchema)]
+    #[serde(rename_all = "camelCase")]
+    enum Role {
+        Member,
+        SuperAdmin,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, MongoSchema)]
+    struct Address {
+        city: String,
+        #[serde(default)]
+        zip: Option<String>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, MongoSchema)]
+    #[serde(rename_all = "camelCase")]
+    #[mongo(
+        collection = "users",
+        index(keys = "email: 1", unique),
+        index(keys = "createdAt: -1", name = "recent")
+    )]
+    struct User {
+        #[serde(rename = "_id")]
+        id: ObjectId,
+        email: String,
+        display_name: Option<String>,
+        role: Role,
+        addresses: Vec<Address>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tags: Vec<String>,
+        created_at: mongo_migrations::bson::DateTime,
+        #[serde(with = "mongo_migrations::bson::serde_helpers::chrono_datetime_as_bson_datetime")]
+        seen_at: chrono::DateTime<chrono::Utc>,
+        #[serde(skip)]
+        #[allow(dead_code)]
+        cache: u8,
+    }
+
+    #[test]
+    fn the_derived_schema_follows_serde() {
+        assert_eq!(
+            User::json_schema(),
+            doc! {
+                "bsonType": "object",
+                "required": ["_id", "email", "role", "addresses", "createdAt", "seenAt"],
+                "properties": {
+                    "_id": { "bsonType": "objectId" },
+                    "email": { "bsonType": "string" },
+                    "displayName": { "bsonType": ["string", "null"] },
+                    "role": { "bsonType": "string", "enum": ["member", "superAdmin"] },
+                    "addresses": { "bsonType": "array", "items": {
+                        "bsonType": "object",
+                        "required": ["city"],
+                        "properties": { "city": { "bsonType": "string" }, "zip": { "bsonType": ["string", "null"] } },
+                    } },
+                    "tags": { "bsonType": "array", "items": { "bsonType": "string" } },
+                    "createdAt": { "bsonType": "date" },
+                    "seenAt": { "bsonType": "date" },
+                },
+            }
+        );
+        assert_eq!(User::collection(), Some("users"));
+        let names: Vec<String> = User::indexes().iter().map(|i| i.name()).collect();
+        assert_eq!(names, ["email_1", "recent"]);
+    }
+
+    /// The schema as a validator accepts what serde writes, and refuses what it would not.
+    #[tokio::test]
+    async fn the_server_accepts_what_serde_writes_under_the_derived_validator() {
+        let t = TestDb::new().await;
+        let db = t.db();
+        let schema = User::json_schema();
+        schema::stage_validator(&db, "users", &schema, ValidationLevel::Strict)
+            .await
+            .unwrap();
+        schema::enforce_validator(&db, "users", &schema, ValidationLevel::Strict, Phase::PostDeploy)
+            .await
+            .unwrap();
+        let users = db.collection::<User>("users");
+        for (display_name, tags) in [(None, vec![]), (Some("Ada".to_string()), vec!["x".to_string()])] {
+            let user = User {
+                id: ObjectId::new(),
+                email: "a@x".into(),
+                display_name,
+                role: Role::SuperAdmin,
+                addresses: vec![Address {
+                    city: "Paris".into(),
+                    zip: None,
+                }],
+                tags,
+                created_at: mongo_migrations::bson::DateTime::now(),
+                seen_at: chrono::Utc::now(),
+                cache: 7,
+            };
+            users.insert_one(&user).await.unwrap();
+        }
+        let raw = db.collection::<Document>("users");
+        let e = raw.insert_one(doc! { "email": "no id fields" }).await.unwrap_err();
+        assert!(e.to_string().to_lowercase().contains("validation"), "{e}");
+        let e = raw
+            .insert_one(doc! { "_id": ObjectId::new(), "email": "a", "role": "owner", "addresses": [], "createdAt": mongo_migrations::bson::DateTime::now(), "seenAt": mongo_migrations::bson::DateTime::now() })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().to_lowercase().contains("validation"), "{e}");
+        assert_eq!(schema::count_violators(&db, "users", &schema).await.unwrap().count, 0);
+        t.drop_db().await;
+    }
+}
