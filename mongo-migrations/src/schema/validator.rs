@@ -112,7 +112,7 @@ async fn set(
 }
 
 /// Counts the documents of `collection` that violate `schema`, in `_id`
-/// order, one range of [`SCAN_BATCH`] documents per query.
+/// order, one range of 5,000 documents per query.
 pub async fn count_violators(db: &Database, collection: &str, schema: &Document) -> Result<Violations, SchemaError> {
     let documents = db.collection::<Document>(collection);
     let failed = |e| SchemaError::server("counting the violators", collection, e);
