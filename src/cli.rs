@@ -44,7 +44,7 @@ pub struct Args {
     pub verbose: bool,
 
     /// Coloring: auto, always, never [default: $CARGO_TERM_COLOR, or auto]
-    #[arg(long, global = true, value_enum, value_name = "WHEN")]
+    #[arg(long, global = true, value_enum, value_name = "WHEN", hide_possible_values = true)]
     pub color: Option<ColorChoice>,
 
     #[command(subcommand)]

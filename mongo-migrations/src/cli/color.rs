@@ -37,14 +37,6 @@ pub fn apply(flag: Option<ColorChoice>) -> anstream::ColorChoice {
     choice
 }
 
-/// Whether text on stderr is coloured under the current choice.
-pub fn stderr_colored() -> bool {
-    !matches!(
-        anstream::AutoStream::choice(&std::io::stderr()),
-        anstream::ColorChoice::Never
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,7 +55,7 @@ struct Binary {
     verbose: bool,
 
     /// Coloring: auto, always, never
-    #[arg(long, global = true, value_enum, value_name = "WHEN")]
+    #[arg(long, global = true, value_enum, value_name = "WHEN", hide_possible_values = true)]
     color: Option<ColorChoice>,
 
     #[command(subcommand)]
