@@ -62,7 +62,8 @@ pub fn settings(target: &Target, conn: &Connection, env: impl Fn(&str) -> Option
         (None, None) => (None, Source::Unset),
     };
     let db_env = env(&c.database_env).filter(|v| !v.is_empty());
-    let from_uri = uri.as_deref().and_then(uri_database);
+    // The driver's parse of the URI, as the run reads it.
+    let from_uri = uri.as_deref().and_then(|u| mongo_migrations::check_target(u, None).ok());
     let (database, db_source) = match (&conn.database, db_env, &c.database, from_uri) {
         (Some(d), ..) => (Some(d.clone()), Source::Flag),
         (None, Some(d), ..) => (Some(d), Source::Environment),
@@ -108,14 +109,6 @@ pub fn settings(target: &Target, conn: &Connection, env: impl Fn(&str) -> Option
 
 /// `--connect-timeout`'s default.
 const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
-
-/// The database in a URI's path, if any.
-fn uri_database(uri: &str) -> Option<String> {
-    let rest = uri.split_once("://")?.1;
-    let path = rest.split_once('/')?.1;
-    let name = path.split('?').next().unwrap_or_default();
-    (!name.is_empty()).then(|| name.to_string())
-}
 
 /// The URI with its password replaced by `****`.
 pub fn redact(uri: &str) -> String {

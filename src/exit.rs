@@ -7,12 +7,6 @@ pub use mongo_migrations::cli::{Code, Failure};
 pub fn report(error: &anyhow::Error) -> i32 {
     match error.downcast_ref::<Failure>() {
         Some(failure) => failure.report().into(),
-        None => {
-            let red = anstyle::Style::new()
-                .bold()
-                .fg_color(Some(anstyle::AnsiColor::Red.into()));
-            anstream::eprintln!("{red}error{red:#}: {error:#}");
-            Code::Failed as i32
-        }
+        None => Failure::new(Code::Failed, format!("{error:#}")).report().into(),
     }
 }

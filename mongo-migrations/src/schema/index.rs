@@ -181,7 +181,7 @@ fn default_name(keys: &Document) -> String {
         .join("_")
 }
 
-fn number(value: &Bson) -> Option<f64> {
+pub(super) fn number(value: &Bson) -> Option<f64> {
     match value {
         Bson::Int32(n) => Some(f64::from(*n)),
         Bson::Int64(n) => Some(*n as f64),

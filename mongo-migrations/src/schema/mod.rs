@@ -132,10 +132,5 @@ impl SchemaError {
 
 /// A count as the server gives it (an int32, int64 or double).
 fn index_number(value: &bson::Bson) -> Option<u64> {
-    match value {
-        bson::Bson::Int32(n) => u64::try_from(*n).ok(),
-        bson::Bson::Int64(n) => u64::try_from(*n).ok(),
-        bson::Bson::Double(n) if *n >= 0.0 => Some(*n as u64),
-        _ => None,
-    }
+    index::number(value).filter(|n| *n >= 0.0).map(|n| n as u64)
 }
