@@ -63,7 +63,9 @@ pub fn settings(target: &Target, conn: &Connection, env: impl Fn(&str) -> Option
     };
     let db_env = env(&c.database_env).filter(|v| !v.is_empty());
     // The driver's parse of the URI, as the run reads it.
-    let from_uri = uri.as_deref().and_then(|u| mongo_migrations::check_target(u, None).ok());
+    let from_uri = uri
+        .as_deref()
+        .and_then(|u| mongo_migrations::check_target(u, None).ok());
     let (database, db_source) = match (&conn.database, db_env, &c.database, from_uri) {
         (Some(d), ..) => (Some(d.clone()), Source::Flag),
         (None, Some(d), ..) => (Some(d), Source::Environment),

@@ -45,37 +45,15 @@ pub enum IndexOutcome {
 /// The collection's indexes as `listIndexes` gives them; none when the
 /// collection does not exist.
 pub async fn list_indexes(db: &Database, collection: &str) -> Result<Vec<Document>, SchemaError> {
-    let reply = db.run_command(doc! { "listIndexes": collection, "cursor": {} }).await;
-    let reply = match reply {
-        Ok(reply) => reply,
+    let failed = |e| SchemaError::server("listing the indexes", collection, e);
+    // The raw documents, every option as the server lists it; the driver
+    // reads the cursor's further batches, if any.
+    match db.run_cursor_command(doc! { "listIndexes": collection }).await {
+        Ok(cursor) => cursor.try_collect().await.map_err(failed),
         // NamespaceNotFound: no collection, no indexes.
-        Err(e) if server_code(&e) == Some(26) => return Ok(Vec::new()),
-        Err(e) => return Err(SchemaError::server("listing the indexes", collection, e)),
-    };
-    let cursor = reply.get_document("cursor").map_err(|_| SchemaError::Reply {
-        collection: collection.into(),
-        what: "listIndexes without a cursor".into(),
-    })?;
-    let mut out: Vec<Document> = cursor
-        .get_array("firstBatch")
-        .map(|batch| batch.iter().filter_map(|b| b.as_document().cloned()).collect())
-        .unwrap_or_default();
-    let id = cursor.get_i64("id").unwrap_or(0);
-    if id != 0 {
-        // More than a batch of indexes: read the rest through the driver.
-        out = db
-            .collection::<Document>(collection)
-            .list_indexes()
-            .await
-            .map_err(|e| SchemaError::server("listing the indexes", collection, e))?
-            .try_collect::<Vec<_>>()
-            .await
-            .map_err(|e| SchemaError::server("listing the indexes", collection, e))?
-            .into_iter()
-            .filter_map(|m| bson::to_document(&m).ok())
-            .collect();
+        Err(e) if server_code(&e) == Some(26) => Ok(Vec::new()),
+        Err(e) => Err(failed(e)),
     }
-    Ok(out)
 }
 
 /// Has `index` on `collection`: adopts an existing index of the same

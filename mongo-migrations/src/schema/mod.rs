@@ -40,14 +40,6 @@ pub enum SchemaError {
         /// The server's words.
         message: String,
     },
-    /// A reply without what it should hold.
-    #[error("the server's reply for `{collection}` is malformed: {what}")]
-    Reply {
-        /// The collection.
-        collection: String,
-        /// What is missing.
-        what: String,
-    },
     /// The index exists, by identity, with other options.
     #[error("`{collection}` has the index `{name}` on the same keys with other {options}: drop it in an earlier migration (hide it first), or declare the same options")]
     OptionsDiffer {
