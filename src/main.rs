@@ -106,14 +106,7 @@ fn remote(args: &Args, command: &Remote, ws: &Workspace) -> Result<()> {
             .inspect_err(|_| output::close_progress("failed"))?
         };
         if json {
-            let run = answer.run();
-            if run.is_some_and(|r| !r.skipped.is_empty()) {
-                stopped = Some(mongo_migrations::cli::stopped(
-                    &target.name,
-                    run.map_or(0, |r| r.skipped.len()),
-                    run.and_then(|r| r.stopped_walk.as_ref()),
-                ));
-            }
+            stopped = mongo_migrations::cli::interrupted(&target.name, &answer);
             if let Answer::TenantRuns(reports) = &answer {
                 tenant_failure = tenant_failure.or(output::tenants_exit(reports).err());
             }

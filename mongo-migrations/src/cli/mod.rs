@@ -29,18 +29,17 @@ mod render;
 mod request;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 
 pub use args::{Command, Connection, PhaseArg, StatusFilter, Tenancy};
 pub use color::ColorChoice;
 pub use exit::{Code, Failure};
-pub use render::{render, stopped};
+pub use render::{interrupted, render};
 pub use request::request;
 
 use crate::harness::{self, Answer, Request};
-use crate::{Error, Migrator, Package, Registry, StopHandle};
+use crate::{Error, Package, Registry};
 
 /// The command line of a migration binary.
 #[derive(Debug, Parser)]
@@ -140,38 +139,25 @@ async fn execute(package: &Package, registry: Registry, command: &Command, verbo
     let (connection, remote, json) = request(command, &package.name, &package.settings).await?;
     let request = Request {
         connection,
-        command: remote,
+        command: remote.clone(),
     };
-    let c = request.connection;
-    let stop = StopHandle::new();
-    let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, c.config)
-        .await
-        .map_err(|e| Failure::from_error(&e, verbose))?
-        .with_progress(move |p| {
-            if !json {
-                output::progress(p)
-            }
-        })
-        .with_stop(stop.clone())
-        .with_lock_wait(Duration::from_secs(c.lock_wait_secs.unwrap_or(0)));
-    if request.command.applies() {
-        tokio::spawn(harness::stop_on_signal(harness::Signals::new(), stop));
-    }
-    let result = harness::execute(&migrator, request.command.clone()).await;
-    migrator.shutdown().await;
-    let answer = result.map_err(|e| {
+    let answer = harness::run(request, registry, move |p, _| {
+        if !json {
+            output::progress(p)
+        }
+    })
+    .await
+    .map_err(|e| {
         output::close_progress("failed");
         Failure::from_error(&e, verbose)
     })?;
-    finish(&package.name, &request.command, answer, json)
+    finish(&package.name, &remote, answer, json)
 }
 
 /// Prints `answer` (as JSON with `json`) and turns a stopped run or a
 /// tenant that did not go through into its failure.
 pub fn finish(package: &str, command: &harness::Command, answer: Answer, json: bool) -> Result<(), Failure> {
-    let run = answer.run();
-    let skipped = run.map_or(0, |r| r.skipped.len());
-    let walk = run.and_then(|r| r.stopped_walk.clone());
+    let interrupted = interrupted(package, &answer);
     if json {
         let tenants = match &answer {
             Answer::TenantRuns(reports) => output::tenants_exit(reports).err(),
@@ -187,8 +173,5 @@ pub fn finish(package: &str, command: &harness::Command, answer: Answer, json: b
     } else {
         render(package, command, answer)?;
     }
-    if skipped > 0 {
-        return Err(stopped(package, skipped, walk.as_ref()));
-    }
-    Ok(())
+    interrupted.map_or(Ok(()), Err)
 }

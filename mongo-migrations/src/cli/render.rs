@@ -57,9 +57,16 @@ pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Fai
     Ok(())
 }
 
+/// The failure of `answer`'s run if Ctrl-C or SIGTERM stopped it before
+/// its plan was done.
+pub fn interrupted(package: &str, answer: &Answer) -> Option<Failure> {
+    let run = answer.run()?;
+    (!run.skipped.is_empty()).then(|| stopped(package, run.skipped.len(), run.stopped_walk.as_ref()))
+}
+
 /// The failure of a run of `package` stopped by Ctrl-C or SIGTERM, with
 /// `skipped` migrations not run, or in a walk.
-pub fn stopped(package: &str, skipped: usize, walk: Option<&StoppedWalk>) -> Failure {
+fn stopped(package: &str, skipped: usize, walk: Option<&StoppedWalk>) -> Failure {
     match walk {
         Some(walk) => {
             let of = walk.documents_total.map(|t| format!(" of {t}")).unwrap_or_default();

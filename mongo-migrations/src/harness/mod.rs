@@ -18,10 +18,10 @@ use std::time::Duration;
 pub use hints::hint;
 pub use protocol::{Answer, Command, Connection, ErrorReply, Reply, Request};
 pub use signals::ABORTED;
-pub(crate) use signals::{stop_on_signal, Signals};
+use signals::{stop_on_signal, Signals};
 
 pub use crate::error::ErrorKind;
-use crate::{Error, Migrator, Registry, StopHandle};
+use crate::{Error, Migrator, Progress, Registry, StopHandle};
 
 /// `main` of a generated harness: `mongo_migrations::harness::main(my_crate::migrations::registry)`.
 pub fn main(registry: fn() -> Result<Registry, Error>) -> ExitCode {
@@ -58,19 +58,31 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<Answer, Erro
         .map_err(|e| Error::Harness(format!("reading the request: {e}")))?;
     let request: Request =
         serde_json::from_str(&line).map_err(|e| Error::Harness(format!("malformed request: {e}")))?;
-    let registry = registry()?;
+    run(request, registry()?, |p, stop| {
+        // The CLI was killed (a cancelled CI job, a closed terminal): with
+        // nobody left to report to, stop after the migration in progress.
+        if !emit(&Reply::Progress(p.clone())) {
+            stop.stop();
+        }
+    })
+    .await
+}
+
+/// Runs `request` over `registry` in this process, as the harness does for
+/// the CLI and a migration binary for itself: connects, hands each progress
+/// event to `progress` (with the run's stop handle), stops after the
+/// migration in progress on Ctrl-C or SIGTERM, and closes the connections.
+pub async fn run(
+    request: Request,
+    registry: Registry,
+    progress: impl Fn(&Progress, &StopHandle) + Send + Sync + 'static,
+) -> Result<Answer, Error> {
     let c = request.connection;
     let stop = StopHandle::new();
-    let orphaned = stop.clone();
+    let for_progress = stop.clone();
     let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, c.config)
         .await?
-        .with_progress(move |p| {
-            // The CLI was killed (a cancelled CI job, a closed terminal): with
-            // nobody left to report to, stop after the migration in progress.
-            if !emit(&Reply::Progress(p.clone())) {
-                orphaned.stop();
-            }
-        })
+        .with_progress(move |p| progress(p, &for_progress))
         .with_stop(stop.clone())
         .with_lock_wait(Duration::from_secs(c.lock_wait_secs.unwrap_or(0)));
     if request.command.applies() {
