@@ -11,10 +11,6 @@ use common::*;
 use snapbox::cmd::Command;
 use snapbox::str;
 
-fn uri() -> String {
-    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests with `scripts/test`")
-}
-
 fn database(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -40,18 +36,6 @@ fn binary(bin: &Path, empty: &Path, db: &str) -> impl Fn(&[&str]) -> Command {
 
 fn cargo_is_not_on(path: &str) -> bool {
     std::env::split_paths(path).all(|dir| !dir.join("cargo").exists())
-}
-
-/// The CLI in the crate at `dir`, against database `db`.
-fn cargo_cli(dir: &Path, db: &str) -> impl Fn(&[&str]) -> Command {
-    let (dir, db) = (dir.to_path_buf(), db.to_string());
-    move |args| {
-        cli()
-            .current_dir(&dir)
-            .env("MONGODB_URI", uri())
-            .env("MONGODB_DATABASE", &db)
-            .args(args)
-    }
 }
 
 /// Runs the same commands through `run`: the outputs and exit codes every
@@ -139,7 +123,7 @@ single-app 0.1.0: 2 migrations, newest 20260102000000 (mongo-migrations 0.1.0)
 
 "#]]);
     same_session(binary(&bin, empty.path(), &database("bin")));
-    same_session(cargo_cli(crate_dir.path(), &database("cli")));
+    same_session(against_server(crate_dir.path(), &database("cli")));
 
     // No URI: the CLI's message and exit code.
     Command::new(&bin)
@@ -175,7 +159,7 @@ fn the_one_line_binary_of_the_crate_carries_its_settings() {
     let run = binary(&target.join("debug").join("migrate"), empty.path(), &db);
     run(&["up"]).assert().success();
     // The records are in the package's own tracking collection.
-    let listed = cargo_cli(crate_dir.path(), &db)(&["status", "--json"])
+    let listed = against_server(crate_dir.path(), &db)(&["status", "--json"])
         .assert()
         .success();
     let json: serde_json::Value = serde_json::from_slice(&listed.get_output().stdout).unwrap();

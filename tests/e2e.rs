@@ -5,10 +5,6 @@ mod common;
 use common::*;
 use snapbox::str;
 
-fn uri() -> String {
-    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests with `scripts/test`")
-}
-
 fn database() -> String {
     format!("mm_e2e_{}", std::process::id()) + &format!("_{}", rand_suffix())
 }
@@ -19,17 +15,6 @@ fn rand_suffix() -> u128 {
         .unwrap()
         .as_nanos()
         % 1_000_000_007
-}
-
-/// The CLI in `dir`, against the test server and database `db`.
-fn against_server<'a>(dir: &'a std::path::Path, db: &'a str) -> impl Fn(&[&str]) -> snapbox::cmd::Command + 'a {
-    move |args| {
-        cli()
-            .current_dir(dir)
-            .env("MONGODB_URI", uri())
-            .env("MONGODB_DATABASE", db)
-            .args(args)
-    }
 }
 
 /// `status --json` of the crate in `dir` against database `db`.

@@ -12,10 +12,6 @@ use common::*;
 use snapbox::cmd::Command;
 use snapbox::str;
 
-fn uri() -> String {
-    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests with `scripts/test`")
-}
-
 /// `cargo package` of the workspace into `out`; the `.crate` files unpacked
 /// into `out/crates`. Returns that folder.
 fn packaged(out: &Path) -> PathBuf {
@@ -63,18 +59,6 @@ fn new_crate(app: &Path, dependency: &str, extra: &str) {
     std::fs::write(app.join("src/lib.rs"), "pub mod migrations;\n").unwrap();
 }
 
-/// The CLI in the crate at `app`, against database `db` of the test server.
-fn against(app: &Path, db: &str) -> impl Fn(&[&str]) -> Command {
-    let (app, db) = (app.to_path_buf(), db.to_string());
-    move |args| {
-        cli()
-            .current_dir(&app)
-            .env("MONGODB_URI", uri())
-            .env("MONGODB_DATABASE", &db)
-            .args(args)
-    }
-}
-
 const MIGRATION: &str = r#"//! Add a unique index on users.email.
 
 use mongo_migrations::mongodb::{options::IndexOptions, IndexModel};
@@ -109,7 +93,7 @@ fn the_quick_start_works_with_the_packaged_crates_alone() {
         unpacked("mongo-migrations-macros").display().to_string(),
     );
     new_crate(&app, "mongo-migrations = \"0.1\"", &patch);
-    let run = against(&app, &format!("mm_packaged_{}", std::process::id()));
+    let run = against_server(&app, &format!("mm_packaged_{}", std::process::id()));
     run(&["new", "add-email-index", "--version", "20260301000000"])
         .assert()
         .success();
@@ -194,7 +178,7 @@ fn a_runtime_from_another_registry_is_found_there_by_the_harness() {
         ),
     )
     .unwrap();
-    let run = against(&app, &format!("mm_registry_{}", std::process::id()));
+    let run = against_server(&app, &format!("mm_registry_{}", std::process::id()));
     run(&["new", "create-things", "--version", "20260301000000"])
         .assert()
         .success();

@@ -10,10 +10,6 @@ use std::path::Path;
 use common::*;
 use snapbox::cmd::Command;
 
-fn uri() -> String {
-    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests with `scripts/test`")
-}
-
 /// `cargo test` in the crate at `dir`, its tests recording their database
 /// names in `record`.
 fn cargo_test(dir: &Path, record: &Path) -> Command {

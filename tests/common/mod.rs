@@ -68,10 +68,27 @@ pub fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display()))
 }
 
+/// The test server's URI; the tests fail without it.
+pub fn uri() -> String {
+    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests with `scripts/test`")
+}
+
+/// The CLI in the crate at `dir`, against database `db` of the test server.
+pub fn against_server(dir: &Path, db: &str) -> impl Fn(&[&str]) -> Command {
+    let (dir, db) = (dir.to_path_buf(), db.to_string());
+    move |args| {
+        cli()
+            .current_dir(&dir)
+            .env("MONGODB_URI", uri())
+            .env("MONGODB_DATABASE", &db)
+            .args(args)
+    }
+}
+
 /// Runs `f` on a runtime of its own, with a client of the server in
 /// `MONGODB_URI`, closed afterwards.
 pub fn with_client<T>(f: impl AsyncFnOnce(&mongo_migrations::mongodb::Client) -> T) -> T {
-    let uri = std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests with `scripts/test`");
+    let uri = uri();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
