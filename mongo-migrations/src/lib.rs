@@ -22,6 +22,7 @@ mod checkpoint;
 pub mod cli;
 mod context;
 mod database_name;
+mod driver_message;
 mod error;
 /// The entry point of the harness binary the CLI builds; internal to the
 /// CLI and this crate, which are released together.

@@ -2,7 +2,7 @@
 
 mod text;
 
-pub(crate) use text::plain;
+pub(crate) use crate::driver_message::plain;
 
 use text::{before, lost_run, named, pending_list, them, versions};
 
@@ -315,6 +315,10 @@ pub enum Error {
         reason: String,
     },
 
+    #[error(transparent)]
+    /// Reading the database's schema for drift failed.
+    Schema(Box<crate::schema::SchemaError>),
+
     #[error("the migration harness failed: {0}")]
     /// The harness protocol between the CLI and the harness broke.
     Harness(String),
@@ -347,6 +351,12 @@ pub enum ErrorKind {
     Usage,
     /// A migration, the server, or this runner's hold on the lock failed.
     Failed,
+}
+
+impl From<crate::schema::SchemaError> for Error {
+    fn from(e: crate::schema::SchemaError) -> Self {
+        Error::Schema(Box::new(e))
+    }
 }
 
 impl Error {
@@ -386,6 +396,7 @@ impl Error {
             | Error::Conflict { .. }
             | Error::CorruptRecord { .. }
             | Error::WriteFailed { .. }
+            | Error::Schema(_)
             | Error::Harness(_) => ErrorKind::Failed,
         }
     }

@@ -116,7 +116,7 @@ async fn adopt(db: &Database, collection: &str, index: &Index) -> Result<Option<
             return Err(SchemaError::NameTaken {
                 collection: collection.into(),
                 name: index.name(),
-                keys: taken.get_document("key").cloned().unwrap_or_default(),
+                keys: taken.get_document("key").cloned().unwrap_or_default().to_string(),
             });
         }
         return Ok(None);
@@ -228,6 +228,44 @@ async fn set_hidden(db: &Database, collection: &str, name: &str, hidden: bool) -
     let listed = list_indexes(db, collection).await?;
     match listed.iter().find(|l| l.get_str("name") == Ok(name)) {
         Some(index) if is_hidden(index) == hidden => Ok(()),
+        Some(index) => rebuild_hidden(db, collection, index, hidden).await,
+        None => Err(SchemaError::NoSuchIndex {
+            collection: collection.into(),
+            name: name.into(),
+        }),
+    }
+}
+
+/// The fallback for a server that accepts `collMod` of `hidden` and ignores
+/// it (SecantusDB 0.7; mongod 4.4 and later never gets here): the index is
+/// dropped and built again as `listIndexes` gave it, with `hidden` set. On
+/// such a server, and only there, queries go without the index for the
+/// length of its rebuild.
+async fn rebuild_hidden(db: &Database, collection: &str, listed: &Document, hidden: bool) -> Result<(), SchemaError> {
+    let name = listed.get_str("name").unwrap_or_default().to_string();
+    tracing::warn!(
+        collection,
+        index = %name,
+        hidden,
+        "the server ignored collMod of `hidden`: rebuilding the index with it"
+    );
+    let mut spec = listed.clone();
+    for key in ["v", "ns", "hidden"] {
+        spec.remove(key);
+    }
+    if hidden {
+        spec.insert("hidden", true);
+    }
+    let failed = |e| SchemaError::server("rebuilding the index hidden or shown", collection, e);
+    db.run_command(doc! { "dropIndexes": collection, "index": &name })
+        .await
+        .map_err(failed)?;
+    db.run_command(doc! { "createIndexes": collection, "indexes": [spec] })
+        .await
+        .map_err(failed)?;
+    let listed = list_indexes(db, collection).await?;
+    match listed.iter().find(|l| l.get_str("name") == Ok(&name)) {
+        Some(index) if is_hidden(index) == hidden => Ok(()),
         Some(_) => Err(SchemaError::Unsupported {
             collection: collection.into(),
             what: if hidden {
@@ -238,7 +276,7 @@ async fn set_hidden(db: &Database, collection: &str, name: &str, hidden: bool) -
         }),
         None => Err(SchemaError::NoSuchIndex {
             collection: collection.into(),
-            name: name.into(),
+            name,
         }),
     }
 }
@@ -261,6 +299,29 @@ pub async fn drop_hidden_index(db: &Database, collection: &str, name: &str) -> R
         .await
         .map(|_| ())
         .map_err(|e| SchemaError::server("dropping the index", collection, e))
+}
+
+/// Drops the index named `name` at once: the rollback of a migration that
+/// built it. An index that is not there is already dropped. To remove an
+/// index old code may use, hide it first ([`hide_index`], [`drop_hidden_index`]).
+pub async fn drop_index(db: &Database, collection: &str, name: &str) -> Result<(), SchemaError> {
+    let listed = list_indexes(db, collection).await?;
+    if !listed.iter().any(|l| l.get_str("name") == Ok(name)) {
+        return Ok(());
+    }
+    db.run_command(doc! { "dropIndexes": collection, "index": name })
+        .await
+        .map(|_| ())
+        .map_err(|e| SchemaError::server("dropping the index", collection, e))
+}
+
+/// Creates `collection` unless it exists.
+pub async fn create_collection(db: &Database, collection: &str) -> Result<(), SchemaError> {
+    match db.create_collection(collection).await {
+        // NamespaceExists: there already.
+        Err(e) if server_code(&e) != Some(48) => Err(SchemaError::server("creating the collection", collection, e)),
+        _ => Ok(()),
+    }
 }
 
 /// The server's error code, if the error has one.
