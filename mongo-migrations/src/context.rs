@@ -236,6 +236,21 @@ impl MigrationContext {
         Ok(crate::schema::hide_index(self.db()?, collection, name).await?)
     }
 
+    /// Creates `collection` unless it exists.
+    pub async fn create_collection(&self, collection: &str) -> MigrationResult {
+        Ok(crate::schema::create_collection(self.db()?, collection).await?)
+    }
+
+    /// Shows a hidden index again: the rollback of a hide.
+    pub async fn unhide_index(&self, collection: &str, name: &str) -> MigrationResult {
+        Ok(crate::schema::unhide_index(self.db()?, collection, name).await?)
+    }
+
+    /// Drops an index at once: the rollback of a migration that built it.
+    pub async fn drop_index(&self, collection: &str, name: &str) -> MigrationResult {
+        Ok(crate::schema::drop_index(self.db()?, collection, name).await?)
+    }
+
     /// Drops a hidden index (step two, in a post-deploy or later migration);
     /// refused for an index that is not hidden.
     pub async fn drop_hidden_index(&self, collection: &str, name: &str) -> MigrationResult {
@@ -273,6 +288,28 @@ impl MigrationContext {
         level: ValidationLevel,
     ) -> MigrationResult {
         Ok(crate::schema::enforce_validator(self.db()?, collection, schema, level, self.phase).await?)
+    }
+
+    /// Enforces `schema` in a post-deploy migration with the documents that
+    /// violate it left as they are; returns how many there were.
+    pub async fn force_validator(
+        &self,
+        collection: &str,
+        schema: &bson::Document,
+        level: ValidationLevel,
+    ) -> Result<Violations, MigrationError> {
+        Ok(crate::schema::force_validator(self.db()?, collection, schema, level, self.phase).await?)
+    }
+
+    /// Puts back the validator a migration replaced (`None`: there was
+    /// none), enforced: the rollback of a [`stage_validator`](Self::stage_validator).
+    pub async fn restore_validator(
+        &self,
+        collection: &str,
+        schema: Option<&bson::Document>,
+        level: ValidationLevel,
+    ) -> MigrationResult {
+        Ok(crate::schema::restore_validator(self.db()?, collection, schema, level).await?)
     }
 
     pub(crate) fn into_session(self) -> Option<ClientSession> {

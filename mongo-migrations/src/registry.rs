@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::schema::Collection;
 use crate::{Error, Migration, Version};
 
 /// Migrations in ascending version order, without duplicates. Cheap to
@@ -12,6 +13,8 @@ pub struct Registry {
     migrations: Arc<[Migration]>,
     /// Replaced version → the squash that replaces it.
     squashed: Arc<BTreeMap<Version, Version>>,
+    /// The crate's declared collections (`schema-fn`), for drift.
+    collections: Arc<[Collection]>,
 }
 
 impl Registry {
@@ -61,7 +64,20 @@ impl Registry {
         Ok(Registry {
             migrations: migrations.into(),
             squashed: Arc::new(squashed),
+            collections: Arc::new([]),
         })
+    }
+
+    /// With the crate's declared collections, which `check` compares with
+    /// the database (the harness adds them from `schema-fn`).
+    pub fn with_collections(mut self, collections: Vec<Collection>) -> Self {
+        self.collections = collections.into();
+        self
+    }
+
+    /// The declared collections.
+    pub fn collections(&self) -> &[Collection] {
+        &self.collections
     }
 
     /// The squash that replaces `version`, if one does.

@@ -17,6 +17,9 @@ pub struct Settings {
     pub migrations_dir: PathBuf,
     /// The function the harness calls, relative to the library root.
     pub registry_fn: String,
+    /// The function listing the declared collections (`fn() -> Vec<Collection>`),
+    /// relative to the library root, for `diff` and `check`.
+    pub schema_fn: Option<String>,
     /// `true` when `build.rs` generates the registry (no `mod.rs` is written).
     pub build_script: bool,
     /// The database, when neither `--database` nor the environment names it.
@@ -40,6 +43,7 @@ impl Default for Settings {
         Settings {
             migrations_dir: "src/migrations".into(),
             registry_fn: "migrations::registry".into(),
+            schema_fn: None,
             build_script: false,
             database: None,
             tracking_collection: None,
@@ -54,7 +58,7 @@ impl Default for Settings {
 
 impl Settings {
     /// The keys of `[package.metadata.mongo-migrate]`, for error hints.
-    pub const KEYS: &str = "migrations-dir, registry-fn, build-script, database, tracking-collection, lock-collection, lock-ttl-secs, uri-env, database-env, out-of-order";
+    pub const KEYS: &str = "migrations-dir, registry-fn, schema-fn, build-script, database, tracking-collection, lock-collection, lock-ttl-secs, uri-env, database-env, out-of-order";
 
     /// The runtime's settings, from this metadata: the one place they are copied.
     pub fn runtime(&self, connect_timeout_secs: u64) -> Config {

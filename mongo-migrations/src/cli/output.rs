@@ -152,6 +152,11 @@ pub fn run_report(package: &str, report: &RunReport) {
             let tx = if s.transactional { ", transactional" } else { "" };
             let adopted = if s.adopted { ", recorded without running" } else { "" };
             println!("  {} {} (batch {}{tx}{adopted})", s.version, s.name, s.batch);
+            // What it does, in its own words: a schema migration's lists
+            // its index builds and validator changes.
+            for line in s.description.lines().filter(|l| !l.trim().is_empty()) {
+                println!("      {line}");
+            }
         }
     } else if n == 0 {
         if !report.stopped() {

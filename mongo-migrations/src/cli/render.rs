@@ -53,6 +53,13 @@ pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Fai
         },
         Answer::TenantRuns(reports) => return output::tenants_up(package, &reports),
         Answer::TenantStatuses(statuses) => return output::tenants_status(package, &statuses),
+        // `diff` and `check` read these; no command line of the binary asks for them.
+        Answer::Schema(collections) => println!("{package}: {} declared collections", collections.len()),
+        Answer::Drift(drift) => {
+            for d in drift {
+                println!("{package}: {}: {}", d.collection, d.message);
+            }
+        }
     }
     Ok(())
 }

@@ -48,6 +48,7 @@ pub fn hint(error: &Error) -> &'static str {
         Error::CorruptRecord { .. } => "see `cargo mongo-migrate history` for the record",
         Error::InvalidDatabaseName { .. } => "check the database names given",
         Error::InvalidEnv { .. } => "set the variable to `true` or `false`, or unset it",
+        Error::Schema(_) => "see the server's words above; `check` runs no migration and changed nothing",
         Error::Harness(_) => "rebuild with `cargo mongo-migrate check --build`, or run with --verbose",
     }
 }

@@ -25,12 +25,28 @@ use crate::{Error, Migrator, Progress, Registry, StopHandle};
 
 /// `main` of a generated harness: `mongo_migrations::harness::main(my_crate::migrations::registry)`.
 pub fn main(registry: fn() -> Result<Registry, Error>) -> ExitCode {
+    main_inner(registry, None)
+}
+
+/// `main` of a generated harness for a crate that declares its collections
+/// (`schema-fn`): `main_with_schema(my_crate::migrations::registry, my_crate::schema::collections)`.
+pub fn main_with_schema(
+    registry: fn() -> Result<Registry, Error>,
+    collections: fn() -> Vec<crate::schema::Collection>,
+) -> ExitCode {
+    main_inner(registry, Some(collections))
+}
+
+fn main_inner(
+    registry: fn() -> Result<Registry, Error>,
+    collections: Option<fn() -> Vec<crate::schema::Collection>>,
+) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("start the tokio runtime");
-    let result = runtime.block_on(serve(registry));
+    let result = runtime.block_on(serve(registry, collections));
     let ok = result.is_ok();
     let reply = match result {
         Ok(answer) => Reply::Result(Box::new(answer)),
@@ -50,7 +66,10 @@ fn emit(reply: &Reply) -> bool {
     serde_json::to_writer(&mut out, reply).is_ok() && writeln!(out).is_ok() && out.flush().is_ok()
 }
 
-async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<Answer, Error> {
+async fn serve(
+    registry: fn() -> Result<Registry, Error>,
+    collections: Option<fn() -> Vec<crate::schema::Collection>>,
+) -> Result<Answer, Error> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -58,7 +77,15 @@ async fn serve(registry: fn() -> Result<Registry, Error>) -> Result<Answer, Erro
         .map_err(|e| Error::Harness(format!("reading the request: {e}")))?;
     let request: Request =
         serde_json::from_str(&line).map_err(|e| Error::Harness(format!("malformed request: {e}")))?;
-    run(request, registry()?, |p, stop| {
+    let mut registry = registry()?;
+    if let Some(collections) = collections {
+        registry = registry.with_collections(collections());
+    }
+    if request.command == Command::Schema {
+        // Read off the types: no server is needed.
+        return Ok(schema(&registry));
+    }
+    run(request, registry, |p, stop| {
         // The CLI was killed (a cancelled CI job, a closed terminal): with
         // nobody left to report to, stop after the migration in progress.
         if !emit(&Reply::Progress(p.clone())) {
@@ -94,6 +121,10 @@ pub async fn run(
     result
 }
 
+fn schema(registry: &Registry) -> Answer {
+    Answer::Schema(registry.collections().iter().map(|c| c.to_json()).collect())
+}
+
 /// Runs one command; the answer as the CLI reads it.
 pub async fn execute(migrator: &Migrator, command: Command) -> Result<Answer, Error> {
     match command {
@@ -109,6 +140,13 @@ pub async fn execute(migrator: &Migrator, command: Command) -> Result<Answer, Er
             .map(|r| Answer::Resolved(Box::new(r))),
         Command::Forget { versions, confirm } => migrator.forget(&versions, confirm).await.map(Answer::Forgotten),
         Command::Baseline { to } => migrator.baseline(to).await.map(Answer::Run),
+        Command::Schema => Ok(schema(migrator.registry())),
+        Command::Drift => {
+            let declared = migrator.registry().collections();
+            Ok(Answer::Drift(
+                crate::schema::drift(migrator.database(), declared).await?,
+            ))
+        }
         Command::Tenants {
             databases,
             concurrency,

@@ -45,6 +45,11 @@ pub enum Command {
     Baseline {
         to: Version,
     },
+    /// The declared collections (`schema-fn`), as `diff` compares them with
+    /// the snapshot; connects to nothing.
+    Schema,
+    /// Where the database differs from the declared collections, for `check`.
+    Drift,
     /// `Up` or `Status` over many databases, one per tenant.
     Tenants {
         databases: Vec<String>,
@@ -59,7 +64,13 @@ impl Command {
     /// build of the user's crate) serves it: everything but an `up` or
     /// `down` that applies.
     pub fn reads_metadata_only(&self) -> bool {
-        !self.applies()
+        !self.applies() && !self.reads_schema()
+    }
+
+    /// `Schema` and `Drift`: they need the crate's declared collections, so
+    /// a build of it.
+    pub fn reads_schema(&self) -> bool {
+        matches!(self, Command::Schema | Command::Drift)
     }
 
     /// An `up` or `down` that changes something (not a dry-run): the
@@ -131,6 +142,9 @@ pub enum Answer {
     Resolved(Box<Record>),
     TenantRuns(Vec<TenantReport>),
     TenantStatuses(Vec<TenantStatus>),
+    /// The declared collections, each as [`Collection::to_json`](crate::schema::Collection::to_json) writes it.
+    Schema(Vec<serde_json::Value>),
+    Drift(Vec<crate::schema::Drift>),
 }
 
 impl Answer {
@@ -144,6 +158,8 @@ impl Answer {
             Answer::Resolved(r) => serde_json::to_value(r),
             Answer::TenantRuns(r) => serde_json::to_value(r),
             Answer::TenantStatuses(r) => serde_json::to_value(r),
+            Answer::Schema(r) => serde_json::to_value(r),
+            Answer::Drift(r) => serde_json::to_value(r),
         };
         value.expect("reports serialize to JSON")
     }

@@ -53,6 +53,16 @@ impl Index {
         }
     }
 
+    /// An index on `keys`, given as `(field, direction)` pairs in order:
+    /// `Index::on([("email", 1)])`, `Index::on([("loc", "2dsphere")])`.
+    pub fn on<V: Into<Bson>, const N: usize>(keys: [(&str, V); N]) -> Self {
+        Index::new(
+            keys.into_iter()
+                .map(|(field, direction)| (field.to_string(), direction.into()))
+                .collect(),
+        )
+    }
+
     /// With this name.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -210,6 +220,24 @@ fn same_value(a: &Bson, b: &Bson) -> bool {
     }
 }
 
+/// Equal documents in any order of their keys (arrays in order), numbers
+/// compared by value: a `$jsonSchema` the server lists against a declared one.
+pub(super) fn same_unordered(a: &Document, b: &Document) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .all(|(k, va)| b.get(k).is_some_and(|vb| same_value_unordered(va, vb)))
+}
+
+fn same_value_unordered(a: &Bson, b: &Bson) -> bool {
+    match (a, b) {
+        (Bson::Document(a), Bson::Document(b)) => same_unordered(a, b),
+        (Bson::Array(a), Bson::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value_unordered(x, y))
+        }
+        _ => same_value(a, b),
+    }
+}
+
 /// The server lists a collation with every default filled in: what the
 /// migration gives must be there with the same values, and no collation is
 /// the same as the `simple` one.
@@ -239,6 +267,8 @@ mod tests {
         assert_eq!(Index::new(doc! { "a": 1, "b": -1 }).name(), "a_1_b_-1");
         assert_eq!(Index::new(doc! { "loc": "2dsphere" }).name(), "loc_2dsphere");
         assert_eq!(Index::new(doc! { "a": 1 }).named("by_a").name(), "by_a");
+        assert_eq!(Index::on([("a", 1), ("b", -1)]), Index::new(doc! { "a": 1, "b": -1 }));
+        assert_eq!(Index::on([("loc", "2dsphere")]).name(), "loc_2dsphere");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Schema changes that are safe on a live database, for migrations to call
 //! (and, later, for the code `cargo mongo-migrate diff` generates):
 //!
+//! - `collection.rs`: a declared [`Collection`], and the list of them a crate
+//!   names in `schema-fn` ([`collections!`](crate::collections));
+//! - `drift.rs`: where the database differs from the declared collections;
 //! - `declared.rs`: [`MongoSchema`], a type's `$jsonSchema` (derived with
 //!   `#[derive(MongoSchema)]`, feature `macros`);
 //! - `index.rs`: an index as declared, and how it compares with a listed one;
@@ -11,20 +14,28 @@
 //!
 //! [`MigrationContext`](crate::MigrationContext) has a method for each.
 
+mod collection;
 mod declared;
+mod drift;
 mod index;
 mod indexes;
 mod validator;
 
+pub use collection::{json_document, Collection};
 pub use declared::{nullable, MongoSchema};
+pub use drift::{compare, drift, Drift};
 pub use index::Index;
 pub use indexes::{
-    drop_hidden_index, ensure_index, hide_index, list_indexes, unhide_index, BuildProgress, IndexOutcome,
+    create_collection, drop_hidden_index, drop_index, ensure_index, hide_index, list_indexes, unhide_index,
+    BuildProgress, IndexOutcome,
 };
 /// `#[derive(MongoSchema)]`: see the trait.
 #[cfg(feature = "macros")]
 pub use mongo_migrations_macros::MongoSchema;
-pub use validator::{count_violators, enforce_validator, stage_validator, ValidationLevel, Violations};
+pub use validator::{
+    count_violators, enforce_validator, force_validator, restore_validator, stage_validator, ValidationLevel,
+    Violations,
+};
 
 /// What went wrong with a schema change, and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +69,7 @@ pub enum SchemaError {
         /// The name.
         name: String,
         /// The other index's keys.
-        keys: bson::Document,
+        keys: String,
     },
     /// The server refused the index as conflicting with an existing one.
     #[error("building `{index}` on `{collection}` conflicts with an existing index: {message}")]
@@ -79,7 +90,7 @@ pub enum SchemaError {
         name: String,
     },
     /// Documents still violate the validator to enforce.
-    #[error("{count} documents of `{collection}` violate its validator (for example _id {sample}): fix them in a data migration and run `up` again; the validator stays at `warn` until then")]
+    #[error("{count} documents of `{collection}` violate its validator (for example _id {sample}); the validator stays at `warn`: fix them (a data migration), then `resolve <version> --pending` and `up --phase post` again; or, to enforce it with them as they are, call `force_validator` instead in this migration")]
     Violators {
         /// The collection.
         collection: String,
@@ -97,12 +108,18 @@ pub enum SchemaError {
         name: String,
     },
     /// The server accepted a change and did not make it.
-    #[error("the server accepted {what} on `{collection}` but did not do it (SecantusDB 0.7 ignores `collMod` of `hidden`): on such a server, create the index hidden, or drop it without hiding it first")]
+    #[error("the server accepted {what} on `{collection}` but did not do it, even when the index was rebuilt: on such a server, create the index hidden, or drop it without hiding it first")]
     Unsupported {
         /// The collection.
         collection: String,
         /// The change.
         what: &'static str,
+    },
+    /// A migration's JSON text of a document does not parse.
+    #[error("the JSON of a document in the migration does not parse: {message}; fix the text, or generate the migration again with `cargo mongo-migrate diff`")]
+    Json {
+        /// The parser's words.
+        message: String,
     },
     /// Enforcement outside the post-deploy phase.
     #[error("a validator of `{collection}` is enforced only in a post-deploy migration (`pub const PHASE: Phase = Phase::PostDeploy;`): old code may still write the old shape before the deploy")]
@@ -117,7 +134,7 @@ impl SchemaError {
         SchemaError::Server {
             what,
             collection: collection.into(),
-            message: crate::error::plain(&e),
+            message: crate::driver_message::plain(&e),
         }
     }
 }

@@ -23,7 +23,8 @@ pub enum ValidationLevel {
 }
 
 impl ValidationLevel {
-    fn as_str(self) -> &'static str {
+    /// As the server spells it.
+    pub fn as_str(self) -> &'static str {
         match self {
             ValidationLevel::Strict => "strict",
             ValidationLevel::Moderate => "moderate",
@@ -85,6 +86,66 @@ pub async fn enforce_validator(
     set(db, collection, schema, level, "error").await
 }
 
+/// Puts back the validator `collection` had before a migration changed it:
+/// `schema` enforced (`"error"`), or none. For a `down`: it checks no
+/// document, since the documents were written under the old one.
+pub async fn restore_validator(
+    db: &Database,
+    collection: &str,
+    schema: Option<&Document>,
+    level: ValidationLevel,
+) -> Result<(), SchemaError> {
+    match schema {
+        Some(schema) => set(db, collection, schema, level, "error").await,
+        None => {
+            if !exists(db, collection).await? {
+                return Ok(());
+            }
+            db.run_command(doc! { "collMod": collection, "validator": {}, "validationLevel": "off" })
+                .await
+                .map(|_| ())
+                .map_err(|e| SchemaError::server("removing the validator", collection, e))
+        }
+    }
+}
+
+async fn exists(db: &Database, collection: &str) -> Result<bool, SchemaError> {
+    Ok(db
+        .list_collection_names()
+        .filter(doc! { "name": collection })
+        .await
+        .map_err(|e| SchemaError::server("listing the collections", collection, e))?
+        .iter()
+        .any(|n| n == collection))
+}
+
+/// Enforces `schema` on `collection` in a post-deploy migration whatever
+/// documents violate it: they stay as they are (and, at level `strict`, an
+/// update of one fails until it is fixed). Returns the violators it found.
+pub async fn force_validator(
+    db: &Database,
+    collection: &str,
+    schema: &Document,
+    level: ValidationLevel,
+    phase: Phase,
+) -> Result<Violations, SchemaError> {
+    if phase != Phase::PostDeploy {
+        return Err(SchemaError::NotPostDeploy {
+            collection: collection.into(),
+        });
+    }
+    let violations = count_violators(db, collection, schema).await?;
+    if violations.count > 0 {
+        tracing::warn!(
+            collection,
+            violators = violations.count,
+            "enforcing a validator that documents violate"
+        );
+    }
+    set(db, collection, schema, level, "error").await?;
+    Ok(violations)
+}
+
 async fn set(
     db: &Database,
     collection: &str,
@@ -93,14 +154,7 @@ async fn set(
     action: &str,
 ) -> Result<(), SchemaError> {
     let validator = doc! { "$jsonSchema": schema.clone() };
-    let exists = db
-        .list_collection_names()
-        .filter(doc! { "name": collection })
-        .await
-        .map_err(|e| SchemaError::server("listing the collections", collection, e))?
-        .iter()
-        .any(|n| n == collection);
-    let command = if exists {
+    let command = if exists(db, collection).await? {
         doc! { "collMod": collection, "validator": validator, "validationLevel": level.as_str(), "validationAction": action }
     } else {
         doc! { "create": collection, "validator": validator, "validationLevel": level.as_str(), "validationAction": action }

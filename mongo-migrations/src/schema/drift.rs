@@ -1,0 +1,269 @@
+//! Drift: where the database's schema is not the declared one, for `check`
+//! with a URI. A scheduled `check` catches an index made or dropped by hand,
+//! a validator changed in a shell, and documents that violate an enforced
+//! validator. [`compare`] is pure; [`drift`] reads the database.
+
+use bson::{doc, Bson, Document};
+use futures_util::TryStreamExt as _;
+use mongodb::Database;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::index::{is_hidden, same_unordered};
+use crate::schema::{count_violators, list_indexes, Collection, SchemaError};
+
+/// One difference between the database and the declared schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Drift {
+    /// The collection.
+    pub collection: String,
+    /// What differs.
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
+}
+
+fn finding(collection: &str, message: String, hint: &str) -> Drift {
+    Drift {
+        collection: collection.into(),
+        message,
+        hint: hint.into(),
+    }
+}
+
+/// The differences between `declared` and the collection as the server
+/// lists it: `options` from `listCollections` (`None`: no such collection)
+/// and `indexes` from `listIndexes`. Violators are not counted here.
+pub fn compare(declared: &Collection, options: Option<&Document>, indexes: &[Document]) -> Vec<Drift> {
+    let name = declared.name.as_str();
+    let Some(options) = options else {
+        return vec![finding(
+            name,
+            format!("`{name}` is declared but does not exist"),
+            "run the migration that creates it (`up`), or generate one with `cargo mongo-migrate diff`",
+        )];
+    };
+    let mut out = Vec::new();
+    for index in &declared.indexes {
+        match indexes.iter().find(|l| index.is(l)) {
+            None => out.push(finding(
+                name,
+                format!("the index `{}` ({}) is declared but missing", index.name(), index.keys),
+                "apply the migration that builds it, or rebuild it if it was dropped by hand",
+            )),
+            Some(listed) => {
+                let mut differences = index.differences(listed);
+                if is_hidden(listed) != index.hidden {
+                    differences.push("hidden");
+                }
+                if !differences.is_empty() {
+                    out.push(finding(
+                        name,
+                        format!(
+                            "the index `{}` differs from its declaration in {}",
+                            listed.get_str("name").unwrap_or_default(),
+                            differences.join(", ")
+                        ),
+                        "undo the change by hand, or declare what the database has and run `cargo mongo-migrate diff`",
+                    ));
+                }
+            }
+        }
+    }
+    for listed in indexes {
+        let listed_name = listed.get_str("name").unwrap_or_default();
+        if listed_name == "_id_" || declared.indexes.iter().any(|i| i.is(listed)) {
+            continue;
+        }
+        out.push(finding(
+            name,
+            format!(
+                "the index `{listed_name}` ({}) is not declared",
+                listed.get_document("key").cloned().unwrap_or_default()
+            ),
+            "declare it on the type, or drop it (hide it first) in a migration",
+        ));
+    }
+    let validator = options
+        .get_document("validator")
+        .ok()
+        .and_then(|v| v.get_document("$jsonSchema").ok());
+    let action = options.get_str("validationAction").unwrap_or("error");
+    let level = options.get_str("validationLevel").unwrap_or("strict");
+    match (&declared.validator, validator) {
+        (None, None) => {}
+        (None, Some(_)) => out.push(finding(
+            name,
+            format!("`{name}` has a validator that is not declared"),
+            "declare it, or remove it in a migration",
+        )),
+        (Some(_), None) => out.push(finding(
+            name,
+            format!("`{name}` has no validator; one is declared"),
+            "apply the migrations that set it (`up --phase pre`, then `up --phase post` after the deploy)",
+        )),
+        (Some(declared_schema), Some(listed)) => {
+            if !same_unordered(declared_schema, listed) {
+                out.push(finding(
+                    name,
+                    format!("the validator of `{name}` differs from the declared one"),
+                    "generate the migration that sets it with `cargo mongo-migrate diff`, or undo the change by hand",
+                ));
+            } else if action != "error" {
+                out.push(finding(
+                    name,
+                    format!("the validator of `{name}` is staged (`validationAction: {action}`), not enforced"),
+                    "apply the post-deploy migration that enforces it (`up --phase post`)",
+                ));
+            }
+            if level != declared.validation_level.as_str() {
+                out.push(finding(
+                    name,
+                    format!(
+                        "the validator of `{name}` is at level `{level}`; `{}` is declared",
+                        declared.validation_level.as_str()
+                    ),
+                    "generate the migration that sets it with `cargo mongo-migrate diff`",
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The drift of each declared collection from the database, counting the
+/// documents that violate an enforced validator (a batched scan).
+pub async fn drift(db: &Database, declared: &[Collection]) -> Result<Vec<Drift>, SchemaError> {
+    let mut out = Vec::new();
+    for collection in declared {
+        let name = collection.name.as_str();
+        let failed = |e| SchemaError::server("listing the collections", name, e);
+        let listed: Vec<Document> = db
+            .run_cursor_command(doc! { "listCollections": 1, "filter": { "name": name } })
+            .await
+            .map_err(failed)?
+            .try_collect()
+            .await
+            .map_err(failed)?;
+        let options = listed
+            .first()
+            .map(|c| c.get_document("options").cloned().unwrap_or_default());
+        let indexes = list_indexes(db, name).await?;
+        let found = compare(collection, options.as_ref(), &indexes);
+        let diverged = !found.is_empty();
+        out.extend(found);
+        let enforced = options
+            .as_ref()
+            .is_some_and(|o| o.get_str("validationAction").unwrap_or("error") == "error");
+        if let (Some(schema), true, false) = (&collection.validator, enforced, diverged) {
+            let violations = count_violators(db, name, schema).await?;
+            if violations.count > 0 {
+                let sample: Vec<String> = violations.sample.iter().map(Bson::to_string).collect();
+                out.push(finding(
+                    name,
+                    format!(
+                        "{} documents of `{name}` violate its enforced validator (for example _id {})",
+                        violations.count,
+                        sample.join(", ")
+                    ),
+                    "they were written before it was enforced, or with `bypassDocumentValidation`: fix them in a data migration",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Index, ValidationLevel};
+
+    fn users() -> Collection {
+        Collection::new("users")
+            .validator(doc! { "bsonType": "object", "required": ["email"], "properties": { "email": { "bsonType": "string" } } })
+            .index(Index::new(doc! { "email": 1 }).unique())
+    }
+
+    fn enforced() -> Document {
+        // As the server lists it, keys in another order: the same schema.
+        doc! {
+            "validator": { "$jsonSchema": { "properties": { "email": { "bsonType": "string" } }, "required": ["email"], "bsonType": "object" } },
+            "validationLevel": "strict",
+            "validationAction": "error",
+        }
+    }
+
+    fn listed() -> Vec<Document> {
+        vec![
+            doc! { "v": 2, "key": { "_id": 1 }, "name": "_id_" },
+            doc! { "v": 2, "key": { "email": 1.0 }, "name": "by_email", "unique": true },
+        ]
+    }
+
+    fn messages(d: Vec<Drift>) -> Vec<String> {
+        d.into_iter().map(|d| d.message).collect()
+    }
+
+    #[test]
+    fn the_declared_schema_matches_by_identity_and_unordered_schema() {
+        assert_eq!(compare(&users(), Some(&enforced()), &listed()), []);
+    }
+
+    #[test]
+    fn hand_made_and_hand_dropped_indexes_are_found() {
+        let mut indexes = listed();
+        indexes.push(doc! { "v": 2, "key": { "name": 1 }, "name": "name_1" });
+        assert_eq!(
+            messages(compare(&users(), Some(&enforced()), &indexes)),
+            ["the index `name_1` ({ \"name\": 1 }) is not declared"]
+        );
+        assert_eq!(
+            messages(compare(&users(), Some(&enforced()), &listed()[..1])),
+            ["the index `email_1` ({ \"email\": 1 }) is declared but missing"]
+        );
+        let mut hidden = listed();
+        hidden[1].insert("hidden", true);
+        hidden[1].insert("unique", false);
+        assert_eq!(
+            messages(compare(&users(), Some(&enforced()), &hidden)),
+            ["the index `by_email` differs from its declaration in unique, hidden"]
+        );
+    }
+
+    #[test]
+    fn validators_that_differ_are_staged_or_missing_are_found() {
+        let mut other = enforced();
+        other.insert("validator", doc! { "$jsonSchema": { "bsonType": "object" } });
+        other.insert("validationLevel", "moderate");
+        assert_eq!(
+            messages(compare(&users(), Some(&other), &listed())),
+            [
+                "the validator of `users` differs from the declared one",
+                "the validator of `users` is at level `moderate`; `strict` is declared",
+            ]
+        );
+        let mut staged = enforced();
+        staged.insert("validationAction", "warn");
+        assert_eq!(
+            messages(compare(&users(), Some(&staged), &listed())),
+            ["the validator of `users` is staged (`validationAction: warn`), not enforced"]
+        );
+        assert_eq!(
+            messages(compare(&users(), Some(&doc! {}), &listed())),
+            ["`users` has no validator; one is declared"]
+        );
+        let plain = Collection::new("users")
+            .index(Index::new(doc! { "email": 1 }).unique())
+            .level(ValidationLevel::Strict);
+        assert_eq!(
+            messages(compare(&plain, Some(&enforced()), &listed())),
+            ["`users` has a validator that is not declared"]
+        );
+        assert_eq!(
+            messages(compare(&users(), None, &[])),
+            ["`users` is declared but does not exist"]
+        );
+    }
+}
