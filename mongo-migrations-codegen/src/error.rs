@@ -35,6 +35,9 @@ pub enum Error {
     #[error("invalid version `{input}`: expected 14 digits YYYYMMDDHHMMSS forming a real UTC date and time")]
     InvalidVersion { input: String },
 
+    #[error("{}: {message}", path.display())]
+    Snapshot { path: PathBuf, message: String },
+
     #[error("{var} is not set; call `mongo_migrations_codegen::build` from a build script")]
     NotInBuildScript { var: &'static str },
 }

@@ -27,6 +27,7 @@ pub mod lint;
 pub mod names;
 mod registry;
 mod scan;
+pub mod schema;
 mod walks;
 
 use std::path::{Path, PathBuf};

@@ -127,9 +127,20 @@ fn index(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Tokens> {
                 let name: LitStr = m.value()?.parse()?;
                 options.push(quote!(.named(#name)));
             }
+            // A document as JSON text, checked here so a typo fails the build.
+            option @ ("partial" | "collation") => {
+                let text: LitStr = m.value()?.parse()?;
+                if let Err(e) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text.value()) {
+                    return Err(syn::Error::new(text.span(), format!("{option}: not a JSON object: {e}")));
+                }
+                let method = syn::Ident::new(option, text.span());
+                options.push(quote!(.#method(
+                    ::mongo_migrations::schema::json_document(#text).expect("checked when the type was compiled")
+                )));
+            }
             _ => {
                 return Err(m.error(
-                    "index options: keys = \"field: 1, other: -1\", unique, sparse, hidden, ttl = SECS, name = \"..\"",
+                    "index options: keys = \"field: 1, other: -1\", unique, sparse, hidden, ttl = SECS, name = \"..\", partial = \"{JSON}\", collation = \"{JSON}\"",
                 ))
             }
         }
