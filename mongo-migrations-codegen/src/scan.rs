@@ -32,7 +32,9 @@ pub struct MigrationFile {
     pub replaces: Vec<u64>,
     /// `pub const PHASE: Phase`, if declared: `pre-deploy` or `post-deploy`.
     pub phase: Option<String>,
-    /// Whether `up` and `down` walk in batches (`[up, down]`; see `walks.rs`).
+    /// Whether `up` and `down` walk in batches (`[up, down]`; see `walks.rs`),
+    /// or, with `pub const REPEATABLE: bool = true;`, are safe to repeat:
+    /// either way a run cut off or failed is run again by the next `up` or `down`.
     pub walks: [bool; 2],
 }
 
@@ -211,6 +213,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
     let mut has_down = false;
     let mut has_transactional = false;
     let mut transactional = false;
+    let mut repeatable = false;
     let mut replaces = Vec::new();
     let mut phase = None;
     for item in &file.items {
@@ -237,6 +240,14 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
                     syntax(
                         c.ident.span(),
                         "`TRANSACTIONAL` must be `true` or `false`, a literal the CLI can read without building".into(),
+                    )
+                })?;
+            }
+            Item::Const(c) if c.ident == "REPEATABLE" => {
+                repeatable = bool_literal(&c.expr).ok_or_else(|| {
+                    syntax(
+                        c.ident.span(),
+                        "`REPEATABLE` must be `true` or `false`, a literal the CLI can read without building".into(),
                     )
                 })?;
             }
@@ -278,7 +289,12 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
         checksum: checksum_tokens(tokens),
         replaces,
         phase,
-        walks: crate::walks::walks(&file),
+        // A body safe to repeat from its start is run again, as a walk's is.
+        walks: if repeatable {
+            [true; 2]
+        } else {
+            crate::walks::walks(&file)
+        },
     })
 }
 
@@ -450,6 +466,26 @@ mod tests {
             let err = super::read(&path).unwrap_err().to_string();
             assert!(err.contains(":1:") && err.contains(needle), "{err}");
         }
+    }
+
+    /// `REPEATABLE = true` makes both directions run again after a cut-off
+    /// or failed run, as a walk's do; `false` leaves the walk detection alone.
+    #[test]
+    fn repeatable_migrations_resume_as_walks_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m20260102_000000_step.rs");
+        let up = "pub async fn up(ctx: &mut C) -> R { Ok(()) }\n";
+        for (decl, walks) in [
+            ("pub const REPEATABLE: bool = true;\n", [true, true]),
+            ("pub const REPEATABLE: bool = false;\n", [false, false]),
+            ("", [false, false]),
+        ] {
+            std::fs::write(&path, format!("{decl}{up}")).unwrap();
+            assert_eq!(super::read(&path).unwrap().walks, walks, "{decl}");
+        }
+        std::fs::write(&path, format!("pub const REPEATABLE: bool = !false;\n{up}")).unwrap();
+        let err = super::read(&path).unwrap_err().to_string();
+        assert!(err.contains("`REPEATABLE` must be"), "{err}");
     }
 
     /// The value of `TRANSACTIONAL` is read, not only that it is declared.

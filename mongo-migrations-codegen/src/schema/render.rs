@@ -63,12 +63,19 @@ pub fn render_module(ops: &[Op], half: Half, command: &str) -> String {
             pub const PHASE: Phase = Phase::PostDeploy;
         },
     };
+    let repeatable = quote! {
+        /// Every operation here is safe to repeat: a run cut off (a killed
+        /// runner) or refused (documents that violate the validator) runs again
+        /// with the next `up`, without `resolve`.
+        pub const REPEATABLE: bool = true;
+    };
     let decls = consts.items;
     let (up, down) = (up.tokens(), down.tokens());
     let file = quote! {
         #(#doc)*
         #(#imports)*
         #phase
+        #repeatable
         #(#decls)*
         /// Generated from the declared collections; edit it as any migration until it is applied.
         pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {

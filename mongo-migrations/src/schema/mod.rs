@@ -90,7 +90,7 @@ pub enum SchemaError {
         name: String,
     },
     /// Documents still violate the validator to enforce.
-    #[error("{count} documents of `{collection}` violate its validator (for example _id {sample}); the validator stays at `warn`: fix them (a data migration), then `resolve <version> --pending` and `up --phase post` again; or, to enforce it with them as they are, call `force_validator` instead in this migration")]
+    #[error("{count} documents of `{collection}` violate its validator (for example _id {sample}); the validator stays at `warn`: fix them (a data migration) and run `up --phase post` again (a generated migration is `REPEATABLE` and runs again; another needs `resolve <version> --pending` first); or call `force_validator` instead to enforce it with them as they are")]
     Violators {
         /// The collection.
         collection: String,
