@@ -14,6 +14,8 @@ mod faults;
 mod http;
 #[cfg(feature = "http")]
 mod http_hostile;
+#[cfg(unix)]
+mod index_build_kills;
 mod late_writes;
 mod lock;
 #[cfg(unix)]
