@@ -1,6 +1,8 @@
 //! `check`, the CI gate: the migration files offline, and the database's
 //! state when a URI is given. It builds nothing unless `--build` asks it to
-//! compile the migrations (and still runs none).
+//! compile the migrations (and still runs none), or the package declares
+//! collections (`schema-fn`): their drift from the snapshot (with
+//! `--build`) and from the database (with a URI) is read off its types.
 
 use anyhow::Result;
 use mongo_migrations::harness::{Answer, Command as Remote, Request};
@@ -55,11 +57,17 @@ pub fn run(ws: &Workspace, conn: &Connection, offline: bool, build: bool, json: 
         };
         if build && !report.findings.iter().any(|f| f.level == Level::Error) {
             report.findings.extend(compiles(ws, target, verbose));
+            if target.config.schema_fn.is_some() && !report.findings.iter().any(|f| f.level == Level::Error) {
+                report.findings.extend(snapshot(ws, target, verbose)?);
+            }
         }
         let clean = !report.findings.iter().any(|f| f.level == Level::Error);
         if !offline && clean && uri_given(conn, target) {
             report.online = true;
             report.findings.extend(database(ws, target, conn, verbose)?);
+            if target.config.schema_fn.is_some() {
+                report.findings.extend(drift(ws, target, conn, verbose)?);
+            }
         }
         reports.push(report);
     }
@@ -227,6 +235,75 @@ fn compiles(ws: &Workspace, target: &Target, verbose: bool) -> Option<Finding> {
             })
         }
     }
+}
+
+/// `--build` of a package that declares collections: a change of them
+/// that no migration makes yet.
+fn snapshot(ws: &Workspace, target: &Target, verbose: bool) -> Result<Vec<Finding>> {
+    use mongo_migrations_codegen::schema::{self, Snapshot, SNAPSHOT_FILE};
+    let path = target.migrations_dir().join(SNAPSHOT_FILE);
+    let old = match Snapshot::read(&path) {
+        Ok(old) => old,
+        Err(e) => {
+            return Ok(vec![error(
+                "schema",
+                e.to_string(),
+                "after a merge conflict, take the side merged first and run `cargo mongo-migrate diff`",
+            )])
+        }
+    };
+    let bin = crate::harness::build(ws, target, verbose)?;
+    let request = Request {
+        connection: Default::default(),
+        command: Remote::Schema,
+    };
+    let Answer::Schema(declared) = crate::harness::run(&bin, &request, verbose, |_| {})? else {
+        anyhow::bail!("the harness answered `schema` with something else");
+    };
+    let new = Snapshot::from_declared(declared).map_err(anyhow::Error::msg)?;
+    let changes = schema::diff(&old, &new);
+    Ok(changes
+        .pre_deploy
+        .iter()
+        .chain(&changes.post_deploy)
+        .map(|op| {
+            error(
+                "schema",
+                format!("{} is declared, and no migration does it", op.describe()),
+                "write the migration with `cargo mongo-migrate diff <name>` and commit it with the snapshot",
+            )
+        })
+        .collect())
+}
+
+/// The online checks of a package that declares collections: where the
+/// database is not what they declare (an index made or dropped by hand, a
+/// validator changed in a shell, documents that violate an enforced one).
+fn drift(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> Result<Vec<Finding>> {
+    let status = mongo_migrations::cli::Command::Status {
+        conn: conn.clone(),
+        tenancy: Default::default(),
+        json: false,
+    };
+    let request = mongo_migrations::cli::request(&status, &target.name, &target.config);
+    let (connection, ..) = crate::local::block_on(request)??;
+    let bin = crate::harness::build(ws, target, verbose)?;
+    let request = Request {
+        connection,
+        command: Remote::Drift,
+    };
+    let Answer::Drift(drift) = crate::harness::run(&bin, &request, verbose, |_| {})? else {
+        anyhow::bail!("the harness answered `drift` with something else");
+    };
+    Ok(drift
+        .into_iter()
+        .map(|d| Finding {
+            level: Level::Attention,
+            check: "schema",
+            message: d.message,
+            hint: Some(d.hint),
+        })
+        .collect())
 }
 
 /// The online checks: what `status` says needs attention or is pending.

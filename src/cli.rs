@@ -61,6 +61,14 @@ pub enum Command {
         #[arg(long)]
         version: Option<String>,
     },
+    /// Write the migrations for what changed in the declared collections
+    Diff {
+        /// What the change is, e.g. add-email-index
+        name: String,
+        /// Version to use instead of the current UTC time (YYYYMMDDHHMMSS)
+        #[arg(long)]
+        version: Option<String>,
+    },
     /// Regenerate the registry module from the migration files
     Registry,
     #[command(flatten)]

@@ -5,6 +5,7 @@ mod bundle;
 mod check;
 mod cli;
 mod config;
+mod diff;
 mod exit;
 mod harness;
 mod local;
@@ -38,6 +39,14 @@ fn run(args: Args) -> Result<()> {
                     .into());
             };
             scaffold::new(target, name, version.as_deref())
+        }
+        Command::Diff { name, version } => {
+            let [target] = ws.targets.as_slice() else {
+                return Err(Failure::new(Code::Usage, "`diff` works on one package")
+                    .hint("pass -p <package>")
+                    .into());
+            };
+            diff::run(&ws, target, name, version.as_deref(), args.verbose)
         }
         Command::Registry => ws.targets.iter().try_for_each(scaffold::registry),
         Command::Squash { to, name, force } => {

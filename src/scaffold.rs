@@ -77,8 +77,29 @@ pub fn new(target: &Target, name: &str, version: Option<&str>) -> Result<()> {
             names::check_version(v).map_err(codegen)?;
             v.to_string()
         }
-        None => chrono::Utc::now().format("%Y%m%d%H%M%S").to_string(),
+        None => now_version(),
     };
+    let source = TEMPLATE.replace("{{description}}", &describe(&name));
+    create(target, vec![NewModule { version, name, source }])?;
+    Ok(())
+}
+
+/// The current UTC time as a version.
+pub fn now_version() -> String {
+    chrono::Utc::now().format("%Y%m%d%H%M%S").to_string()
+}
+
+/// A migration module to create.
+pub struct NewModule {
+    pub version: String,
+    /// Normalised (snake_case).
+    pub name: String,
+    pub source: String,
+}
+
+/// Writes `modules` as new migration files and regenerates the registry;
+/// returns their paths. On any error none of them is left behind.
+pub fn create(target: &Target, modules: Vec<NewModule>) -> Result<Vec<std::path::PathBuf>> {
     let dir = target.migrations_dir();
     let created_dir = !dir.exists();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -91,42 +112,62 @@ pub fn new(target: &Target, name: &str, version: Option<&str>) -> Result<()> {
             return Err(codegen(e));
         }
     };
-    if let Some(clash) = files.iter().find(|f| f.version == version) {
-        return Err(Failure::new(
-            Code::Usage,
-            format!("version {version} is taken by {}", display(&clash.path)),
-        )
-        .hint("wait a second and run `new` again, or pass --version")
-        .into());
+    for m in &modules {
+        if let Some(clash) = files.iter().find(|f| f.version == m.version) {
+            return Err(Failure::new(
+                Code::Usage,
+                format!("version {} is taken by {}", m.version, display(&clash.path)),
+            )
+            .hint("wait a second and run `new` or `diff` again, or pass --version to `new`")
+            .into());
+        }
     }
-    let module = names::module_name(&version, &name);
-    let path = dir.join(format!("{module}.rs"));
-    let description = describe(&name);
-    write_new(&path, &TEMPLATE.replace("{{description}}", &description))?;
-    println!("Created {}", display(&path));
-
-    // Only the new file needs parsing; the others were read above.
-    let result = mongo_migrations_codegen::read(&path).and_then(|created| {
-        files.push(created);
+    let mut paths = Vec::new();
+    let mut result = Ok(());
+    for m in &modules {
+        let path = dir.join(format!("{}.rs", names::module_name(&m.version, &m.name)));
+        result = write_new(&path, &m.source);
+        if result.is_err() {
+            break;
+        }
+        println!("Created {}", display(&path));
+        paths.push(path);
+    }
+    // Only the new files need parsing; the others were read above.
+    let result = result.and_then(|()| {
+        for path in &paths {
+            files.push(mongo_migrations_codegen::read(path).map_err(codegen)?);
+        }
         files.sort_by(|a, b| a.version.cmp(&b.version));
         if target.config.build_script {
             return Ok(());
         }
         let registry = dir.join(REGISTRY_FILE);
-        let helpers = mongo_migrations_codegen::helpers(&dir)?;
-        mongo_migrations_codegen::write_if_changed(&registry, &render_with(&files, &helpers, Layout::Module))?;
+        let helpers = mongo_migrations_codegen::helpers(&dir).map_err(codegen)?;
+        mongo_migrations_codegen::write_if_changed(&registry, &render_with(&files, &helpers, Layout::Module))
+            .map_err(codegen)?;
         println!("Updated {}", display(&registry));
         Ok(())
     });
-    let result = result.map_err(codegen);
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&path);
+        remove(target, &paths);
         return Err(e);
     }
     if !target.config.build_script {
         hint_lib(target);
     }
-    Ok(())
+    Ok(paths)
+}
+
+/// Deletes migration files `create` wrote, and regenerates the registry
+/// without them.
+pub fn remove(target: &Target, paths: &[std::path::PathBuf]) {
+    for path in paths {
+        let _ = std::fs::remove_file(path);
+    }
+    if !paths.is_empty() && !target.config.build_script {
+        let _ = mongo_migrations_codegen::generate_module(&target.migrations_dir());
+    }
 }
 
 /// Replaces every migration up to `to` with one new module whose

@@ -77,17 +77,10 @@ hint: use letters, digits, `-` or `_`, e.g. add-email-index
         .code(2)
         .stderr_eq(str![[r#"
 error: version 20260101000000 is taken by src/migrations/m20260101_000000_create_users.rs
-hint: wait a second and run `new` again, or pass --version
+hint: wait a second and run `new` or `diff` again, or pass --version to `new`
 
 "#]]);
     assert_eq!(before, listing(&dir));
-}
-
-/// Compares generated code with a golden file byte for byte (snapbox would
-/// turn the backslashes of escapes into slashes); `SNAPSHOTS=overwrite` blesses changes.
-fn golden(actual: &str, path: &std::path::Path) {
-    // `SNAPSHOTS=overwrite` blesses the file, as for `file![]`.
-    snapbox::assert_data_eq!(actual, snapbox::Data::read_from(path, None).raw());
 }
 
 fn listing(dir: &std::path::Path) -> Vec<(String, String)> {

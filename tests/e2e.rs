@@ -47,9 +47,14 @@ fn new_twice_then_dry_run_up_status_down_status() {
     run(&["up", "--dry-run"]).assert().success().stdout_eq(str![[r#"
 single-app: Would apply 4 migrations (dry run, nothing changed):
   20260101000000 create_users (batch 1)
+      Create the users collection with a unique email index.
   20260102000000 seed_admin (batch 1, transactional)
+      Seed the admin user.
+      Runs in a transaction with its tracking record.
   20260103000000 backfill_names (batch 1)
+      Backfill names.
   20260104000000 add_flag (batch 1)
+      Add flag.
 
 "#]]);
     run(&["status"]).assert().success().stdout_eq(str![[r#"

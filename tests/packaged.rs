@@ -105,6 +105,7 @@ fn the_quick_start_works_with_the_packaged_crates_alone() {
     run(&["up", "--dry-run"]).assert().success().stdout_eq(str![[r#"
 my-service: Would apply 1 migration (dry run, nothing changed):
   20260301000000 add_email_index (batch 1)
+      Add a unique index on users.email.
 
 "#]]);
     run(&["up"]).assert().success().stdout_eq(str![[r#"

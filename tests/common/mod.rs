@@ -100,3 +100,10 @@ pub fn with_client<T>(f: impl AsyncFnOnce(&mongo_migrations::mongodb::Client) ->
         value
     })
 }
+
+/// Compares generated code with a golden file byte for byte (snapbox would
+/// turn the backslashes of escapes into slashes); `SNAPSHOTS=overwrite` blesses changes.
+pub fn golden(actual: &str, path: &std::path::Path) {
+    // `SNAPSHOTS=overwrite` blesses the file, as for `file![]`.
+    snapbox::assert_data_eq!(actual, snapbox::Data::read_from(path, None).raw());
+}

@@ -1,0 +1,272 @@
+//! Typed schemas end to end, through the real binary against the test server
+//! in `MONGODB_URI`: a struct edit, `diff`, the generated modules (golden
+//! files), `up --dry-run`, `up` in both deploy phases with old-shape writes
+//! in between, rollback, and `check` catching a hand-made change.
+
+mod common;
+
+use common::*;
+use mongo_migrations::bson::{doc, Document};
+use snapbox::str;
+
+/// The fixture's type after the second change: `displayName` is now
+/// required and written as `name`, the email index is gone, one on `name` is new.
+const MODELS_V2: &str = r#"//! The documents this service reads and writes.
+
+use mongo_migrations::schema::MongoSchema;
+use serde::{Deserialize, Serialize};
+
+/// A user account.
+#[derive(Debug, Serialize, Deserialize, MongoSchema)]
+#[serde(rename_all = "camelCase")]
+#[mongo(collection = "users", index(keys = "name: 1"))]
+pub struct User {
+    pub email: String,
+    #[serde(rename = "name")]
+    pub display_name: String,
+}
+"#;
+
+fn stdout(assert: &snapbox::cmd::OutputAssert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
+}
+
+fn stderr(assert: &snapbox::cmd::OutputAssert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
+fn migration_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The database's `users`: its indexes (name → hidden) and its options.
+fn users(db: &str) -> (Vec<(String, bool)>, Document) {
+    with_client(async |client| {
+        let db = client.database(db);
+        let mut indexes: Vec<(String, bool)> = Vec::new();
+        let mut cursor = db.run_cursor_command(doc! { "listIndexes": "users" }).await.unwrap();
+        while cursor.advance().await.unwrap() {
+            let d: Document = cursor.deserialize_current().unwrap();
+            indexes.push((
+                d.get_str("name").unwrap().to_string(),
+                d.get_bool("hidden").unwrap_or(false),
+            ));
+        }
+        indexes.sort();
+        let listed = db
+            .run_command(doc! { "listCollections": 1, "filter": { "name": "users" } })
+            .await
+            .unwrap();
+        let options = listed.get_document("cursor").unwrap().get_array("firstBatch").unwrap()[0]
+            .as_document()
+            .unwrap()
+            .get_document("options")
+            .unwrap()
+            .clone();
+        (indexes, options)
+    })
+}
+
+fn insert(db: &str, d: Document) -> Result<(), String> {
+    with_client(async |client| {
+        client
+            .database(db)
+            .collection::<Document>("users")
+            .insert_one(d)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn run_on(db: &str, f: impl AsyncFnOnce(&mongo_migrations::mongodb::Database)) {
+    with_client(async |client| f(&client.database(db)).await)
+}
+
+fn indexes(names: &[(&str, bool)]) -> Vec<(String, bool)> {
+    names.iter().map(|(n, h)| (n.to_string(), *h)).collect()
+}
+
+#[test]
+fn a_schema_change_from_the_struct_to_both_deploy_phases_and_back() {
+    let app = fixture("schema");
+    let db = format!("mm_schema_{}", std::process::id());
+    let run = against_server(app.path(), &db);
+    let migrations = app.path().join("src/migrations");
+
+    // 1. The first declaration: one collection, a validator, a unique index.
+    let diff = run(&["diff", "create-users", "--version", "20260401000000"])
+        .assert()
+        .success();
+    assert!(
+        stdout(&diff).contains("Created src/migrations/m20260401_000001_create_users_post_deploy.rs"),
+        "{}",
+        stdout(&diff)
+    );
+    let golden_dir = root().join("fixtures/golden/schema");
+    for file in [
+        "m20260401_000000_create_users.rs",
+        "m20260401_000001_create_users_post_deploy.rs",
+    ] {
+        golden(&read(migrations.join(file)), &golden_dir.join(file));
+    }
+    // Nothing changed since: nothing is written.
+    let before = migration_files(&migrations);
+    run(&["diff", "again", "--version", "20260401000100"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+schema-app: the declared collections match src/migrations/schema.snapshot.json: nothing to write
+
+"#]]);
+    assert_eq!(migration_files(&migrations), before);
+
+    run(&["up", "--dry-run"]).assert().success().stdout_eq(str![[r#"
+schema-app: Would apply 2 migrations (dry run, nothing changed):
+  20260401000000 create_users (batch 1)
+      Schema changes of `cargo mongo-migrate diff create-users`, before the deploy:
+      - `users`: create the collection
+      - `users`: stage the validator (`warn`, level `strict`)
+      - `users`: build the index `email_1` on email: 1, unique
+  20260401000001 create_users_post_deploy (batch 1)
+      Schema changes of `cargo mongo-migrate diff create-users`, after the deploy:
+      - `users`: enforce the validator (`error`) once no document violates it
+
+"#]]);
+    run(&["up", "--phase", "pre"]).assert().success();
+    let (listed, options) = users(&db);
+    assert_eq!(listed, indexes(&[("_id_", false), ("email_1", false)]));
+    assert_eq!(options.get_str("validationAction"), Ok("warn"), "{options}");
+    // Old code writes a user without an email during the deploy: it works.
+    insert(&db, doc! { "_id": 1, "displayName": "old code" }).unwrap();
+    // Enforcement waits for that document to be fixed, and says so.
+    let refused = run(&["up", "--phase", "post"]).assert().failure();
+    assert!(
+        stderr(&refused).contains(
+            "1 documents of `users` violate its validator (for example _id 1); the validator stays at `warn`"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(users(&db).1.get_str("validationAction"), Ok("warn"));
+    run_on(&db, async |db| {
+        let users = db.collection::<Document>("users");
+        users
+            .update_one(doc! { "_id": 1 }, doc! { "$set": { "email": "old@example.com" } })
+            .await
+            .unwrap();
+    });
+    // Generated migrations are `REPEATABLE`: the failed one runs again, no `resolve`.
+    run(&["up", "--phase", "post"]).assert().success();
+    assert_eq!(users(&db).1.get_str("validationAction"), Ok("error"));
+    let e = insert(&db, doc! { "_id": 2, "displayName": "no email" }).unwrap_err();
+    assert!(e.contains("validation"), "{e}");
+    run(&["check"]).assert().success();
+
+    // 2. The struct changes: a field required and renamed, one index for another.
+    std::fs::write(app.path().join("src/models.rs"), MODELS_V2).unwrap();
+    // `check --build` catches a schema change no migration makes yet.
+    let gate = run(&["check", "--build", "--offline"]).assert().code(2);
+    assert!(
+        stdout(&gate).contains("`users`: build the index `name_1` on name: 1 is declared, and no migration does it"),
+        "{}",
+        stdout(&gate)
+    );
+    run(&["diff", "name-required", "--version", "20260402000000"])
+        .assert()
+        .success();
+    for file in [
+        "m20260402_000000_name_required.rs",
+        "m20260402_000001_name_required_post_deploy.rs",
+    ] {
+        golden(&read(migrations.join(file)), &golden_dir.join(file));
+    }
+    golden(
+        &read(migrations.join("schema.snapshot.json")),
+        &golden_dir.join("schema.snapshot.json"),
+    );
+    run(&["check", "--build", "--offline"]).assert().success();
+    run(&["up", "--phase", "pre"]).assert().success();
+    // Before the deploy: the new index is built, the old one hidden, not dropped.
+    assert_eq!(
+        users(&db).0,
+        indexes(&[("_id_", false), ("email_1", true), ("name_1", false)])
+    );
+    // Old code still writes the old shape until the deploy is done.
+    insert(
+        &db,
+        doc! { "_id": 3, "email": "c@example.com", "displayName": "old code" },
+    )
+    .unwrap();
+    let refused = run(&["up", "--phase", "post"]).assert().failure();
+    assert!(
+        stderr(&refused).contains("2 documents of `users` violate its validator (for example _id 1, 3)"),
+        "{}",
+        stderr(&refused)
+    );
+    // The data migration a real change would have: the old field renamed.
+    run_on(&db, async |db| {
+        let users = db.collection::<Document>("users");
+        users
+            .update_many(doc! {}, doc! { "$rename": { "displayName": "name" } })
+            .await
+            .unwrap();
+    });
+    run(&["up", "--phase", "post"]).assert().success();
+    let (listed, options) = users(&db);
+    assert_eq!(listed, indexes(&[("_id_", false), ("name_1", false)]));
+    assert_eq!(options.get_str("validationAction"), Ok("error"));
+    let required = options
+        .get_document("validator")
+        .unwrap()
+        .get_document("$jsonSchema")
+        .unwrap();
+    assert_eq!(required.get_array("required").unwrap().len(), 2, "{required}");
+    run(&["check"]).assert().success();
+
+    // 3. Both halves roll back: the email index is back and visible, the
+    // first validator enforced again.
+    run(&["down", "--steps", "2"]).assert().success();
+    let (listed, options) = users(&db);
+    assert_eq!(listed, indexes(&[("_id_", false), ("email_1", false)]));
+    assert_eq!(options.get_str("validationAction"), Ok("error"));
+    let schema = options
+        .get_document("validator")
+        .unwrap()
+        .get_document("$jsonSchema")
+        .unwrap();
+    assert_eq!(schema.get_array("required").unwrap().len(), 1, "{schema}");
+    run(&["up"]).assert().success();
+    run(&["diff", "again", "--version", "20260403000000"])
+        .assert()
+        .success();
+    assert_eq!(migration_files(&migrations).len(), 6);
+
+    // 4. Drift: a hand-made index and a hand-dropped one.
+    run_on(&db, async |db| {
+        let users = db.collection::<Document>("users");
+        let by_x = mongo_migrations::mongodb::IndexModel::builder()
+            .keys(doc! { "x": 1 })
+            .build();
+        users.create_index(by_x).await.unwrap();
+        users.drop_index("name_1").await.unwrap();
+    });
+    let drift = run(&["check"]).assert().code(4);
+    snapbox::assert_data_eq!(
+        stdout(&drift),
+        str![[r#"
+schema-app: attention: the index `name_1` ({ "name": 1 }) is declared but missing
+  hint: apply the migration that builds it, or rebuild it if it was dropped by hand
+schema-app: attention: the index `x_1` ({ "x": 1 }) is not declared
+  hint: declare it on the type, or drop it (hide it first) in a migration
+schema-app: checked files and database: 0 errors, 2 need attention, 0 pending, 0 warnings
+
+"#]]
+    );
+    run_on(&db, async |db| db.drop().await.unwrap());
+}
