@@ -192,6 +192,13 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     );
     run(&["check", "--build", "--offline"]).assert().success();
     run(&["up", "--phase", "pre"]).assert().success();
+    // The count at staging time is in the record and in `status`.
+    let status = stdout(&run(&["status"]).assert().success());
+    assert!(
+        status
+            .contains("20260402000000 staged a validator of `users`: 1 documents violated it then (for example _id 1)"),
+        "{status}"
+    );
     // Before the deploy: the new index is built, the old one hidden, not dropped.
     assert_eq!(
         users(&db).0,

@@ -9,7 +9,7 @@ use mongodb::{ClientSession, Database};
 use crate::batch::{Batches, Checkpoints};
 use crate::lock::LockHandle;
 use crate::schema::{Index, IndexOutcome, ValidationLevel, Violations};
-use crate::{MigrationError, MigrationResult, Phase, Version};
+use crate::{MigrationError, MigrationResult, Phase, StagedViolations, Version};
 
 /// What a migration's `up`/`down` gets: the database, and for transactional
 /// migrations the session whose transaction the tracking write commits in.
@@ -25,6 +25,8 @@ pub struct MigrationContext {
     walks: std::sync::atomic::AtomicUsize,
     /// The migration's deploy phase.
     phase: Phase,
+    /// What each `stage_validator` of this run found, for its record.
+    violations: std::sync::Mutex<Vec<StagedViolations>>,
 }
 
 impl MigrationContext {
@@ -44,6 +46,7 @@ impl MigrationContext {
             checkpoints: None,
             walks: std::sync::atomic::AtomicUsize::new(0),
             phase: Phase::PreDeploy,
+            violations: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -266,7 +269,57 @@ impl MigrationContext {
         schema: &bson::Document,
         level: ValidationLevel,
     ) -> MigrationResult {
-        Ok(crate::schema::stage_validator(self.db()?, collection, schema, level).await?)
+        crate::schema::stage_validator(self.db()?, collection, schema, level).await?;
+        // Counted now, one scan: `status` shows what the data migration and
+        // the post-deploy enforcement face.
+        let found = crate::schema::count_violators(self.db()?, collection, schema).await?;
+        let all = {
+            let mut all = self.violations.lock().unwrap_or_else(|e| e.into_inner());
+            all.retain(|v| v.collection != collection);
+            all.push(StagedViolations {
+                collection: collection.to_string(),
+                count: found.count,
+                sample: found.sample.iter().map(ToString::to_string).collect(),
+            });
+            all.clone()
+        };
+        if found.count > 0 {
+            tracing::warn!(
+                collection,
+                violators = found.count,
+                "documents violate the staged validator: fix them before the post-deploy phase enforces it"
+            );
+        }
+        self.record_violations(&all).await
+    }
+
+    /// Writes `all` into this run's tracking record, on its claim.
+    async fn record_violations(&self, all: &[StagedViolations]) -> MigrationResult {
+        let Some(c) = &self.checkpoints else {
+            return Ok(());
+        };
+        let list: Vec<bson::Bson> = all
+            .iter()
+            .map(|v| {
+                bson::Bson::Document(bson::doc! {
+                    "collection": &v.collection,
+                    "count": i64::try_from(v.count).unwrap_or(i64::MAX),
+                    "sample": v.sample.clone(),
+                })
+            })
+            .collect();
+        let set = bson::doc! { "$set": { "violations": list } };
+        let matched = c
+            .retry
+            .idempotent(
+                || format!("the violators of {}", c.version),
+                || async { Ok(c.tracking.update_one(c.claim.clone(), set.clone()).await?.matched_count) },
+            )
+            .await?;
+        if matched == 0 {
+            return Err("the migration's lock was lost: another runner took it over".into());
+        }
+        Ok(())
     }
 
     /// How many documents of `collection` violate `schema`, and a few `_id`s.

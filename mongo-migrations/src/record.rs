@@ -78,12 +78,28 @@ pub struct Record {
     /// Earlier checksums that `resolve --accept-checksum` replaced, oldest first.
     #[serde(default)]
     pub accepted_checksums: Vec<AcceptedChecksum>,
+    /// The documents that violated each validator this run staged, counted
+    /// right after it was set at `warn`.
+    #[serde(default)]
+    pub violations: Vec<StagedViolations>,
     /// Free-form details, such as how a `resolve` settled it.
     pub metadata: serde_json::Value,
     /// When the record was created.
     pub created_at: DateTime<Utc>,
     /// When the record last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// How many documents violated a validator a migration staged, and a few of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagedViolations {
+    /// The collection.
+    pub collection: String,
+    /// How many of its documents violate the validator.
+    pub count: u64,
+    /// The first few of their `_id`s, as text.
+    pub sample: Vec<String>,
 }
 
 /// A checksum that an edit replaced, accepted by `resolve --accept-checksum`.
@@ -132,9 +148,18 @@ struct Stored {
     baseline: Option<bool>,
     adopted: Option<bool>,
     accepted_checksums: Option<Vec<StoredAccepted>>,
+    violations: Option<Vec<StoredViolations>>,
     metadata: Option<Bson>,
     created_at: Option<bson::DateTime>,
     updated_at: Option<bson::DateTime>,
+}
+
+#[derive(Deserialize)]
+struct StoredViolations {
+    collection: String,
+    count: i64,
+    #[serde(default)]
+    sample: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +221,16 @@ impl Record {
                 .map(|a| AcceptedChecksum {
                     checksum: a.checksum,
                     accepted_at: a.accepted_at.to_chrono(),
+                })
+                .collect(),
+            violations: stored
+                .violations
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| StagedViolations {
+                    collection: v.collection,
+                    count: u64::try_from(v.count).unwrap_or(0),
+                    sample: v.sample,
                 })
                 .collect(),
             metadata: stored

@@ -158,6 +158,9 @@ pub struct StatusEntry {
     /// The squash that replaces it in this build.
     #[serde(default)]
     pub squashed_into: Option<Version>,
+    /// The documents that violated each validator its last run staged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<crate::record::StagedViolations>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,6 +251,11 @@ impl StatusReport {
                 phase: m.phase,
                 baseline: record.is_some_and(|r| r.baseline),
                 squashed_into: None,
+                // Of its last `up`: a rollback staged nothing.
+                violations: record
+                    .filter(|r| r.direction == Direction::Up)
+                    .map(|r| r.violations.clone())
+                    .unwrap_or_default(),
             }
         });
         let unknown = records
@@ -274,6 +282,11 @@ impl StatusReport {
                 phase: crate::Phase::PreDeploy,
                 baseline: r.baseline,
                 squashed_into: registry.squashed_into(r.version),
+                violations: if r.direction == Direction::Up {
+                    r.violations.clone()
+                } else {
+                    Vec::new()
+                },
             });
         let mut migrations: Vec<StatusEntry> = known.chain(unknown).collect();
         migrations.sort_by_key(|e| e.version);

@@ -367,6 +367,17 @@ pub fn status(package: &str, report: &StatusReport) {
     {
         println!("  {} failed: {}", m.version, m.error.as_deref().unwrap_or_default());
     }
+    for m in &report.migrations {
+        for v in m.violations.iter().filter(|v| v.count > 0) {
+            println!(
+                "  {} staged a validator of `{}`: {} documents violated it then (for example _id {})",
+                m.version,
+                v.collection,
+                v.count,
+                v.sample.join(", ")
+            );
+        }
+    }
     // Who left a migration running, and whether it is still at it.
     for m in report.migrations.iter().filter(|m| m.state == State::Running) {
         if let Some(detail) = &m.detail {

@@ -45,9 +45,8 @@ pub struct Violations {
 /// How many `_id`s a [`Violations`] keeps.
 const SAMPLE: usize = 5;
 
-/// How many documents one step of the scan covers: each step is a short
-/// query, never one long scan of the collection.
-const SCAN_BATCH: i64 = 5_000;
+/// How many violators' `_id`s one batch of the scan's cursor carries.
+const SCAN_BATCH: u32 = 1_000;
 
 /// Sets `schema` as the validator of `collection` (creating the collection
 /// if need be), at `level`, with `validationAction: "warn"`.
@@ -165,49 +164,29 @@ async fn set(
         .map_err(|e| SchemaError::server("setting the validator", collection, e))
 }
 
-/// Counts the documents of `collection` that violate `schema`, in `_id`
-/// order, one range of 5,000 documents per query.
+/// Counts the documents of `collection` that violate `schema`: one query,
+/// in `_id` order, read in batches of 1,000 violators (the server scans the
+/// collection once; only the violators' `_id`s travel).
+///
+/// It was one query per range of 5,000 `_id`s; a server that scans the whole
+/// collection for a range query (SecantusDB 0.7) made that quadratic: 184 s
+/// for 100,000 documents, where this takes seconds.
 pub async fn count_violators(db: &Database, collection: &str, schema: &Document) -> Result<Violations, SchemaError> {
     let documents = db.collection::<Document>(collection);
     let failed = |e| SchemaError::server("counting the violators", collection, e);
+    let options = FindOptions::builder()
+        .sort(doc! { "_id": 1 })
+        .projection(doc! { "_id": 1 })
+        .batch_size(SCAN_BATCH)
+        .build();
+    let filter = doc! { "$nor": [{ "$jsonSchema": schema.clone() }] };
+    let mut violators = documents.find(filter).with_options(options).await.map_err(failed)?;
     let mut out = Violations::default();
-    let mut after = Bson::MinKey;
-    loop {
-        // The end of the next range: the last `_id` of the next batch.
-        let range = FindOptions::builder()
-            .sort(doc! { "_id": 1 })
-            .skip(u64::try_from(SCAN_BATCH - 1).unwrap_or(0))
-            .limit(1)
-            .projection(doc! { "_id": 1 })
-            .build();
-        let end = documents
-            .find(doc! { "_id": { "$gt": after.clone() } })
-            .with_options(range)
-            .await
-            .map_err(failed)?
-            .try_next()
-            .await
-            .map_err(failed)?
-            .and_then(|d| d.get("_id").cloned());
-        let mut id_range = doc! { "$gt": after.clone() };
-        if let Some(end) = &end {
-            id_range.insert("$lte", end.clone());
-        }
-        let filter = doc! { "_id": id_range, "$nor": [{ "$jsonSchema": schema.clone() }] };
-        let ids = FindOptions::builder()
-            .sort(doc! { "_id": 1 })
-            .projection(doc! { "_id": 1 })
-            .build();
-        let mut violators = documents.find(filter).with_options(ids).await.map_err(failed)?;
-        while let Some(d) = violators.try_next().await.map_err(failed)? {
-            out.count += 1;
-            if out.sample.len() < SAMPLE {
-                out.sample.extend(d.get("_id").cloned());
-            }
-        }
-        match end {
-            Some(end) => after = end,
-            None => return Ok(out),
+    while let Some(d) = violators.try_next().await.map_err(failed)? {
+        out.count += 1;
+        if out.sample.len() < SAMPLE {
+            out.sample.extend(d.get("_id").cloned());
         }
     }
+    Ok(out)
 }
