@@ -10,7 +10,8 @@ use mongo_migrations::bson::{doc, Document};
 use snapbox::str;
 
 /// The fixture's type after the second change: `displayName` is now
-/// required and written as `name`, the email index is gone, one on `name` is new.
+/// required and written as `name`, a field is added, the email index is
+/// gone, one on `name` and a partial one on `plan` are new.
 const MODELS_V2: &str = r#"//! The documents this service reads and writes.
 
 use mongo_migrations::schema::MongoSchema;
@@ -19,11 +20,17 @@ use serde::{Deserialize, Serialize};
 /// A user account.
 #[derive(Debug, Serialize, Deserialize, MongoSchema)]
 #[serde(rename_all = "camelCase")]
-#[mongo(collection = "users", index(keys = "name: 1"))]
+#[mongo(
+    collection = "users",
+    index(keys = "name: 1"),
+    index(keys = "plan: 1", partial = "{ \"plan\": { \"$exists\": true } }")
+)]
 pub struct User {
     pub email: String,
     #[serde(rename = "name")]
     pub display_name: String,
+    /// New: a field the old documents lack.
+    pub plan: Option<String>,
 }
 "#;
 
@@ -202,7 +209,7 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     // Before the deploy: the new index is built, the old one hidden, not dropped.
     assert_eq!(
         users(&db).0,
-        indexes(&[("_id_", false), ("email_1", true), ("name_1", false)])
+        indexes(&[("_id_", false), ("email_1", true), ("name_1", false), ("plan_1", false)])
     );
     // Old code still writes the old shape until the deploy is done.
     insert(
@@ -226,7 +233,7 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     });
     run(&["up", "--phase", "post"]).assert().success();
     let (listed, options) = users(&db);
-    assert_eq!(listed, indexes(&[("_id_", false), ("name_1", false)]));
+    assert_eq!(listed, indexes(&[("_id_", false), ("name_1", false), ("plan_1", false)]));
     assert_eq!(options.get_str("validationAction"), Ok("error"));
     let required = options
         .get_document("validator")
