@@ -105,6 +105,16 @@ pub fn settings(target: &Target, conn: &Connection, env: impl Fn(&str) -> Option
         meta_or_default("database-env", c.database_env.clone()),
         meta_or_default("migrations-dir", c.migrations_dir.display().to_string()),
         meta_or_default("registry-fn", c.registry_fn.clone()),
+        Setting {
+            key: "schema-fn",
+            value: c.schema_fn.clone(),
+            source: if c.schema_fn.is_some() {
+                Source::Metadata
+            } else {
+                Source::Unset
+            },
+            variable: None,
+        },
         meta_or_default("build-script", c.build_script.to_string()),
     ]
 }
@@ -145,12 +155,14 @@ pub fn print(ws: &Workspace, conn: &Connection, json: bool) -> Result<()> {
     for (target, settings) in all {
         println!("[{}]", target.name);
         for s in settings {
-            let value = s
-                .value
-                .as_deref()
-                .map_or_else(|| "# not set".to_string(), |v| format!("{v:?}"));
-            let source = s.source.describe(s.variable.as_deref().unwrap_or_default());
-            println!("{:<20} = {value:<40} # {source}", s.key);
+            match s.value.as_deref() {
+                // An unset key is a comment: the line stays valid TOML.
+                None => println!("# {:<18} = (not set)", s.key),
+                Some(v) => {
+                    let source = s.source.describe(s.variable.as_deref().unwrap_or_default());
+                    println!("{:<20} = {:<40} # {source}", s.key, format!("{v:?}"));
+                }
+            }
         }
     }
     Ok(())

@@ -651,6 +651,7 @@ uri-env              = "MONGODB_URI"                            # default
 database-env         = "MONGODB_DATABASE"                       # default
 migrations-dir       = "src/migrations"                         # default
 registry-fn          = "migrations::registry"                   # default
+# schema-fn          = (not set)
 build-script         = "false"                                  # default
 
 "#]]);

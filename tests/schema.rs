@@ -233,7 +233,10 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     });
     run(&["up", "--phase", "post"]).assert().success();
     let (listed, options) = users(&db);
-    assert_eq!(listed, indexes(&[("_id_", false), ("name_1", false), ("plan_1", false)]));
+    assert_eq!(
+        listed,
+        indexes(&[("_id_", false), ("name_1", false), ("plan_1", false)])
+    );
     assert_eq!(options.get_str("validationAction"), Ok("error"));
     let required = options
         .get_document("validator")

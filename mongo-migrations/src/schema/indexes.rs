@@ -169,6 +169,7 @@ async fn watch_build(
             .await;
         let Ok(ops) = ops else { continue };
         for (done, total) in build_progress(&ops, collection) {
+            tracing::info!(collection, index = name, done, total, "index build progress");
             report(&Progress::IndexBuild {
                 version,
                 collection: collection.to_string(),
