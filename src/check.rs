@@ -247,7 +247,7 @@ fn snapshot(ws: &Workspace, target: &Target, verbose: bool) -> Result<Vec<Findin
         Err(e) => {
             return Ok(vec![error(
                 "schema",
-                e.to_string(),
+                crate::diff::snapshot_error(&path, e),
                 "after a merge conflict, take the side merged first and run `cargo mongo-migrate diff`",
             )])
         }

@@ -24,7 +24,7 @@ pub fn run(ws: &Workspace, target: &Target, name: &str, version: Option<&str>, v
     let snapshot_path = target.migrations_dir().join(SNAPSHOT_FILE);
     // Before the build: a broken snapshot is reported in a second.
     let old = Snapshot::read(&snapshot_path).map_err(|e| {
-        Failure::new(Code::Usage, e.to_string()).hint(
+        Failure::new(Code::Usage, snapshot_error(&snapshot_path, e)).hint(
             "after a merge conflict, take the side of the branch merged first and run `diff` again: it writes what the other side adds",
         )
     })?;
@@ -76,6 +76,14 @@ pub fn run(ws: &Workspace, target: &Target, name: &str, version: Option<&str>, v
         );
     }
     Ok(())
+}
+
+/// The snapshot's error, its path as the user's tree names it.
+pub fn snapshot_error(path: &std::path::Path, e: mongo_migrations_codegen::Error) -> String {
+    match e {
+        mongo_migrations_codegen::Error::Snapshot { message, .. } => format!("{}: {message}", display(path)),
+        other => other.to_string(),
+    }
 }
 
 fn write_snapshot(path: &std::path::Path, snapshot: &Snapshot) -> Result<()> {

@@ -174,6 +174,15 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     let e = insert(&db, doc! { "_id": 2, "displayName": "no email" }).unwrap_err();
     assert!(e.contains("validation"), "{e}");
     run(&["check"]).assert().success();
+    // Tenants: the generated migrations run over many databases as any do.
+    let tenants = [format!("{db}_a"), format!("{db}_b")];
+    run(&["up", "--databases", &tenants.join(",")]).assert().success();
+    for tenant in &tenants {
+        let (listed, options) = users(tenant);
+        assert_eq!(listed, indexes(&[("_id_", false), ("email_1", false)]), "{tenant}");
+        assert_eq!(options.get_str("validationAction"), Ok("error"), "{tenant}");
+        run_on(tenant, async |db| db.drop().await.unwrap());
+    }
 
     // 2. The struct changes: a field required and renamed, one index for another.
     std::fs::write(app.path().join("src/models.rs"), MODELS_V2).unwrap();

@@ -344,6 +344,7 @@ fn index_expr(index: &IndexSpec) -> TokenStream {
         expr = quote! { #expr.partial(#filter) };
     }
     if let Some(secs) = index.expire_after_seconds {
+        let secs = Literal::i64_unsuffixed(secs);
         expr = quote! { #expr.ttl(#secs) };
     }
     if let Some(collation) = &index.collation {
