@@ -252,16 +252,7 @@ fn snapshot(ws: &Workspace, target: &Target, verbose: bool) -> Result<Vec<Findin
             )])
         }
     };
-    let bin = crate::harness::build(ws, target, verbose)?;
-    let request = Request {
-        connection: Default::default(),
-        command: Remote::Schema,
-    };
-    let Answer::Schema(declared) = crate::harness::run(&bin, &request, verbose, |_| {})? else {
-        anyhow::bail!("the harness answered `schema` with something else");
-    };
-    let new = Snapshot::from_declared(declared).map_err(anyhow::Error::msg)?;
-    let changes = schema::diff(&old, &new);
+    let changes = schema::diff(&old, &crate::diff::declared(ws, target, verbose)?);
     Ok(changes
         .pre_deploy
         .iter()
@@ -280,16 +271,9 @@ fn snapshot(ws: &Workspace, target: &Target, verbose: bool) -> Result<Vec<Findin
 /// database is not what they declare (an index made or dropped by hand, a
 /// validator changed in a shell, documents that violate an enforced one).
 fn drift(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> Result<Vec<Finding>> {
-    let status = mongo_migrations::cli::Command::Status {
-        conn: conn.clone(),
-        tenancy: Default::default(),
-        json: false,
-    };
-    let request = mongo_migrations::cli::request(&status, &target.name, &target.config);
-    let (connection, ..) = crate::local::block_on(request)??;
     let bin = crate::harness::build(ws, target, verbose)?;
     let request = Request {
-        connection,
+        connection: connection(target, conn)?,
         command: Remote::Drift,
     };
     let Answer::Drift(drift) = crate::harness::run(&bin, &request, verbose, |_| {})? else {
@@ -306,8 +290,8 @@ fn drift(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> R
         .collect())
 }
 
-/// The online checks: what `status` says needs attention or is pending.
-fn database(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> Result<Vec<Finding>> {
+/// The connection `status` of `target` would use, from the flags and the package's settings.
+fn connection(target: &Target, conn: &Connection) -> Result<mongo_migrations::harness::Connection> {
     let status = mongo_migrations::cli::Command::Status {
         conn: conn.clone(),
         tenancy: Default::default(),
@@ -315,8 +299,13 @@ fn database(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -
     };
     let request = mongo_migrations::cli::request(&status, &target.name, &target.config);
     let (connection, ..) = crate::local::block_on(request)??;
+    Ok(connection)
+}
+
+/// The online checks: what `status` says needs attention or is pending.
+fn database(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> Result<Vec<Finding>> {
     let request = Request {
-        connection,
+        connection: connection(target, conn)?,
         command: Remote::Status,
     };
     let cache = crate::harness::registry_cache(ws, target);

@@ -93,7 +93,7 @@ fn write_snapshot(path: &std::path::Path, snapshot: &Snapshot) -> Result<()> {
 }
 
 /// The declared collections, from the crate's harness (no database).
-fn declared(ws: &Workspace, target: &Target, verbose: bool) -> Result<Snapshot> {
+pub fn declared(ws: &Workspace, target: &Target, verbose: bool) -> Result<Snapshot> {
     if target.config.schema_fn.is_none() {
         return Err(Failure::new(
             Code::Usage,

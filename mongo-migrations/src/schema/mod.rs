@@ -1,5 +1,6 @@
 //! Schema changes that are safe on a live database, for migrations to call
-//! (and, later, for the code `cargo mongo-migrate diff` generates):
+//! (hand-written, or written by `cargo mongo-migrate diff`), and the declared
+//! collections they are generated from:
 //!
 //! - `collection.rs`: a declared [`Collection`], and the list of them a crate
 //!   names in `schema-fn` ([`collections!`](crate::collections));
