@@ -102,6 +102,18 @@ pub fn declared(ws: &Workspace, target: &Target, verbose: bool) -> Result<Snapsh
         .hint("list them in one place, e.g. src/schema.rs: `mongo_migrations::collections![crate::User];`, and name it in Cargo.toml: [package.metadata.mongo-migrate] schema-fn = \"schema::collections\"")
         .into());
     }
+    // The crate's first migrations may be these: an empty registry lets
+    // it build (the registry is rewritten with the new modules).
+    let dir = target.migrations_dir();
+    if !dir.exists() && !target.config.build_script {
+        std::fs::create_dir_all(&dir)?;
+        mongo_migrations_codegen::generate_module(&dir)?;
+        println!(
+            "Created {}",
+            display(&dir.join(mongo_migrations_codegen::REGISTRY_FILE))
+        );
+    }
+    scaffold::require_declared(target)?;
     let bin = crate::harness::build(ws, target, verbose)?;
     let request = Request {
         connection: Connection::default(),

@@ -1,6 +1,7 @@
 //! `diff` without a server: what it refuses before it builds anything (and
-//! leaves the tree as it was), and the code it writes for every kind of
-//! operation, as a golden module the schema fixture compiles.
+//! leaves the tree as it was), a crate's first migrations, and the code it
+//! writes for every kind of operation, as a golden module the schema
+//! fixture compiles.
 
 mod common;
 
@@ -59,6 +60,33 @@ hint: after a merge conflict, take the side of the branch merged first and run `
 "#]]);
     cli().current_dir(app.path()).args(["diff", "9-lives"]).assert().code(2);
     assert_eq!(listing(&migrations), before);
+}
+
+/// A crate's first migrations can come from `diff`: with no migrations
+/// directory yet, it writes the registry, then the modules and the snapshot.
+#[test]
+fn the_first_migrations_of_a_crate_can_come_from_diff() {
+    let app = fixture("schema");
+    let migrations = app.path().join("src/migrations");
+    std::fs::remove_dir_all(&migrations).unwrap();
+    let out = cli()
+        .current_dir(app.path())
+        .args(["diff", "create-users", "--version", "20260401000000"])
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(stdout.starts_with("Created src/migrations/mod.rs\n"), "{stdout}");
+    let names: Vec<String> = listing(&migrations).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "m20260401_000000_create_users.rs",
+            "m20260401_000001_create_users_post_deploy.rs",
+            "mod.rs",
+            "schema.snapshot.json"
+        ]
+    );
+    assert!(read(migrations.join("mod.rs")).contains("pub mod m20260401_000000_create_users;"));
 }
 
 /// Every kind of operation, from one snapshot to the next, rendered as the
