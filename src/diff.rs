@@ -70,10 +70,12 @@ pub fn run(ws: &Workspace, target: &Target, name: &str, version: Option<&str>, v
         scaffold::remove(target, &created);
         return Err(e);
     }
-    if !changes.post_deploy.is_empty() {
-        println!(
+    match (changes.pre_deploy.is_empty(), changes.post_deploy.is_empty()) {
+        (false, false) => println!(
             "note: apply the first before the deploy (`up --phase pre`), the post-deploy one after it (`up --phase post`)"
-        );
+        ),
+        (true, false) => println!("note: it is post-deploy: apply it after the deploy (`up --phase post`)"),
+        _ => {}
     }
     Ok(())
 }
