@@ -308,15 +308,10 @@ impl MigrationContext {
                 })
             })
             .collect();
-        let set = bson::doc! { "$set": { "violations": list } };
-        let matched = c
-            .retry
-            .idempotent(
-                || format!("the violators of {}", c.version),
-                || async { Ok(c.tracking.update_one(c.claim.clone(), set.clone()).await?.matched_count) },
-            )
-            .await?;
-        if matched == 0 {
+        if !c
+            .update_claim("the violators", bson::doc! { "$set": { "violations": list } })
+            .await?
+        {
             return Err("the migration's lock was lost: another runner took it over".into());
         }
         Ok(())

@@ -40,6 +40,26 @@ impl std::fmt::Debug for Checkpoints {
 }
 
 impl Checkpoints {
+    /// Applies `update` to this runner's claim on the record, retried over
+    /// transient faults (`what` names it in their errors); `false` when the
+    /// claim matched nothing: the run was fenced and the lock is lost.
+    pub(crate) async fn update_claim(&self, what: &str, update: Document) -> Result<bool, crate::Error> {
+        let matched = self
+            .retry
+            .idempotent(
+                || format!("{what} of {}", self.version),
+                || async {
+                    Ok(self
+                        .tracking
+                        .update_one(self.claim.clone(), update.clone())
+                        .await?
+                        .matched_count)
+                },
+            )
+            .await?;
+        Ok(matched > 0)
+    }
+
     /// Walk `index`'s last checkpoint, in this direction over `collection`.
     pub(super) async fn saved(&self, index: usize, collection: &str) -> Result<Option<Checkpoint>, MigrationError> {
         let record = self

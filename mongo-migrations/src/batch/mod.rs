@@ -274,15 +274,10 @@ impl Batches<'_> {
         };
         let layout = checkpoint.to_document(bson::DateTime::now());
         let key = Checkpoint::key(self.index);
-        let set = doc! { "$set": { key: layout } };
-        let matched = c
-            .retry
-            .idempotent(
-                || format!("the checkpoint of {}", c.version),
-                || async { Ok(c.tracking.update_one(c.claim.clone(), set.clone()).await?.matched_count) },
-            )
-            .await?;
-        if matched == 0 {
+        if !c
+            .update_claim("the checkpoint", doc! { "$set": { key: layout } })
+            .await?
+        {
             return Err(format!("{LOST_LOCK} before its walk started").into());
         }
         Ok(checkpoint.parts)

@@ -118,16 +118,11 @@ where
             tracing::info!(segment = i, documents = n, segment_done = part.done, "batch done");
             if let Some(c) = b.checkpoints {
                 let point = Checkpoint::position(b.index, i, &part, bson::DateTime::now());
-                let set = doc! { "$set": point };
-                let matched = c
-                    .retry
-                    .idempotent(
-                        || format!("the checkpoint of {}", c.version),
-                        || async { Ok(c.tracking.update_one(c.claim.clone(), set.clone()).await?.matched_count) },
-                    )
+                let claimed = c
+                    .update_claim("the checkpoint", doc! { "$set": point })
                     .await
                     .map_err(|e| Stop::Failed(e.into()))?;
-                if matched == 0 {
+                if !claimed {
                     return Err(Stop::Because(LOST_LOCK));
                 }
                 since = std::time::Instant::now();
