@@ -226,15 +226,13 @@ async fn set_hidden(db: &Database, collection: &str, name: &str, hidden: bool) -
     if reply.contains_key("hidden_new") {
         return Ok(());
     }
-    let listed = list_indexes(db, collection).await?;
-    match listed.iter().find(|l| l.get_str("name") == Ok(name)) {
-        Some(index) if is_hidden(index) == hidden => Ok(()),
-        Some(index) => rebuild_hidden(db, collection, index, hidden).await,
-        None => Err(SchemaError::NoSuchIndex {
-            collection: collection.into(),
-            name: name.into(),
-        }),
+    let index = named(db, collection, name)
+        .await?
+        .ok_or_else(|| no_such_index(collection, name))?;
+    if is_hidden(&index) == hidden {
+        return Ok(());
     }
+    rebuild_hidden(db, collection, &index, hidden).await
 }
 
 /// The fallback for a server that accepts `collMod` of `hidden` and ignores
@@ -264,56 +262,67 @@ async fn rebuild_hidden(db: &Database, collection: &str, listed: &Document, hidd
     db.run_command(doc! { "createIndexes": collection, "indexes": [spec] })
         .await
         .map_err(failed)?;
-    let listed = list_indexes(db, collection).await?;
-    match listed.iter().find(|l| l.get_str("name") == Ok(&name)) {
-        Some(index) if is_hidden(index) == hidden => Ok(()),
-        Some(_) => Err(SchemaError::Unsupported {
+    let index = named(db, collection, &name)
+        .await?
+        .ok_or_else(|| no_such_index(collection, &name))?;
+    if is_hidden(&index) != hidden {
+        return Err(SchemaError::Unsupported {
             collection: collection.into(),
             what: if hidden {
                 "hiding an existing index"
             } else {
                 "showing a hidden index"
             },
-        }),
-        None => Err(SchemaError::NoSuchIndex {
-            collection: collection.into(),
-            name,
-        }),
+        });
     }
+    Ok(())
 }
 
 /// Drops the index named `name`, the second step of removing it (in a
 /// post-deploy migration, or a later release): only once it is hidden, so it
 /// was seen unused. An index that is not there is already dropped.
 pub async fn drop_hidden_index(db: &Database, collection: &str, name: &str) -> Result<(), SchemaError> {
-    let listed = list_indexes(db, collection).await?;
-    let Some(index) = listed.iter().find(|l| l.get_str("name") == Ok(name)) else {
+    let Some(index) = named(db, collection, name).await? else {
         return Ok(());
     };
-    if !is_hidden(index) {
+    if !is_hidden(&index) {
         return Err(SchemaError::NotHidden {
             collection: collection.into(),
             name: name.into(),
         });
     }
-    db.run_command(doc! { "dropIndexes": collection, "index": name })
-        .await
-        .map(|_| ())
-        .map_err(|e| SchemaError::server("dropping the index", collection, e))
+    drop_listed(db, collection, name).await
 }
 
 /// Drops the index named `name` at once: the rollback of a migration that
 /// built it. An index that is not there is already dropped. To remove an
 /// index old code may use, hide it first ([`hide_index`], [`drop_hidden_index`]).
 pub async fn drop_index(db: &Database, collection: &str, name: &str) -> Result<(), SchemaError> {
-    let listed = list_indexes(db, collection).await?;
-    if !listed.iter().any(|l| l.get_str("name") == Ok(name)) {
-        return Ok(());
+    match named(db, collection, name).await? {
+        Some(_) => drop_listed(db, collection, name).await,
+        None => Ok(()),
     }
+}
+
+/// Drops the index `name`, which `listIndexes` has just listed.
+async fn drop_listed(db: &Database, collection: &str, name: &str) -> Result<(), SchemaError> {
     db.run_command(doc! { "dropIndexes": collection, "index": name })
         .await
         .map(|_| ())
         .map_err(|e| SchemaError::server("dropping the index", collection, e))
+}
+
+/// The index of `collection` named `name`, as `listIndexes` lists it.
+async fn named(db: &Database, collection: &str, name: &str) -> Result<Option<Document>, SchemaError> {
+    let listed = list_indexes(db, collection).await?;
+    Ok(listed.into_iter().find(|l| l.get_str("name") == Ok(name)))
+}
+
+fn no_such_index(collection: &str, name: &str) -> SchemaError {
+    SchemaError::NoSuchIndex {
+        collection: collection.into(),
+        name: name.into(),
+    }
 }
 
 /// Creates `collection` unless it exists.

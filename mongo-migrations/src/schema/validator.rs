@@ -68,6 +68,29 @@ pub async fn enforce_validator(
     level: ValidationLevel,
     phase: Phase,
 ) -> Result<(), SchemaError> {
+    enforce(db, collection, schema, level, phase, Violators::Refuse)
+        .await
+        .map(|_| ())
+}
+
+/// What enforcement does about documents that violate the validator.
+#[derive(PartialEq)]
+enum Violators {
+    /// Refuses, naming them: the validator stays at `warn`.
+    Refuse,
+    /// Leaves them as they are, with a warning.
+    Keep,
+}
+
+/// Enforcement in the post-deploy phase, after a count of the violators.
+async fn enforce(
+    db: &Database,
+    collection: &str,
+    schema: &Document,
+    level: ValidationLevel,
+    phase: Phase,
+    violators: Violators,
+) -> Result<Violations, SchemaError> {
     if phase != Phase::PostDeploy {
         return Err(SchemaError::NotPostDeploy {
             collection: collection.into(),
@@ -75,14 +98,22 @@ pub async fn enforce_validator(
     }
     let violations = count_violators(db, collection, schema).await?;
     if violations.count > 0 {
-        let sample = violations.sample.iter().map(ToString::to_string).collect::<Vec<_>>();
-        return Err(SchemaError::Violators {
-            collection: collection.into(),
-            count: violations.count,
-            sample: sample.join(", "),
-        });
+        if violators == Violators::Refuse {
+            let sample = violations.sample.iter().map(ToString::to_string).collect::<Vec<_>>();
+            return Err(SchemaError::Violators {
+                collection: collection.into(),
+                count: violations.count,
+                sample: sample.join(", "),
+            });
+        }
+        tracing::warn!(
+            collection,
+            violators = violations.count,
+            "enforcing a validator that documents violate"
+        );
     }
-    set(db, collection, schema, level, "error").await
+    set(db, collection, schema, level, "error").await?;
+    Ok(violations)
 }
 
 /// Puts back the validator `collection` had before a migration changed it:
@@ -128,21 +159,7 @@ pub async fn force_validator(
     level: ValidationLevel,
     phase: Phase,
 ) -> Result<Violations, SchemaError> {
-    if phase != Phase::PostDeploy {
-        return Err(SchemaError::NotPostDeploy {
-            collection: collection.into(),
-        });
-    }
-    let violations = count_violators(db, collection, schema).await?;
-    if violations.count > 0 {
-        tracing::warn!(
-            collection,
-            violators = violations.count,
-            "enforcing a validator that documents violate"
-        );
-    }
-    set(db, collection, schema, level, "error").await?;
-    Ok(violations)
+    enforce(db, collection, schema, level, phase, Violators::Keep).await
 }
 
 async fn set(
