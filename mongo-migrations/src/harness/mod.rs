@@ -78,7 +78,9 @@ async fn serve(
     let request: Request =
         serde_json::from_str(&line).map_err(|e| Error::Harness(format!("malformed request: {e}")))?;
     let mut registry = registry()?;
-    if let Some(collections) = collections {
+    // Only `schema` and `drift` read the declared collections: an `up` does
+    // not build their schemas.
+    if let Some(collections) = collections.filter(|_| request.command.reads_schema()) {
         registry = registry.with_collections(collections());
     }
     if request.command == Command::Schema {
