@@ -85,11 +85,7 @@ fn child_runner() {
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
     let ttl = Duration::from_millis(var("FAULT_TTL_MS").parse().unwrap());
     let transactional = var("FAULT_TX") == "1";
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = child_runtime();
     let result = runtime.block_on(async {
         let config = Config {
             lock_ttl: ttl,

@@ -10,7 +10,7 @@
 //! printed. The child is the `index_build_child` test of this binary.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use crate::faults::{now_nanos, Rng};
@@ -46,11 +46,7 @@ fn migrations() -> Vec<Migration> {
 #[ignore = "the child process of the index build kill test"]
 fn index_build_child() {
     let db = std::env::var("INDEX_KILL_DB").expect("INDEX_KILL_DB");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = child_runtime();
     let result = runtime.block_on(async {
         let config = Config {
             lock_ttl: Duration::from_secs(2),
@@ -120,15 +116,8 @@ async fn a_runner_killed_during_an_index_build_leaves_one_index_built_once() {
         let t = TestDb::new().await;
         seed_items(&t, docs).await;
         let mut runner = child(&t.name);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while t
-            .tracking(VERSION)
-            .await
-            .is_none_or(|r| r.get_str("status") != Ok("running"))
-        {
-            assert!(Instant::now() < deadline, "the child never started the migration");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        t.wait_running(VERSION, Duration::from_secs(120), Duration::from_millis(1))
+            .await;
         // Somewhere in the build: a 20,000-document one takes about 1.5 s
         // on the test server, and the first 20 ms hold the listIndexes.
         let kill_at = rng.below(1_500_000);

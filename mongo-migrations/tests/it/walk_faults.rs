@@ -115,11 +115,7 @@ fn walk() -> Vec<Migration> {
 fn walk_child() {
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
     let ttl = Duration::from_millis(var("WALK_TTL_MS").parse().unwrap());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = child_runtime();
     let result = runtime.block_on(async {
         let config = Config {
             lock_ttl: ttl,
@@ -312,15 +308,8 @@ async fn a_walk_killed_before_its_first_checkpoint_resumes_without_resolve() {
         seed_items(&t).await;
         let mode = if trial == 0 { Mode::SlowStart } else { Mode::Plain };
         let mut runner = child(&t, 1_000, mode);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while t
-            .tracking(VERSION)
-            .await
-            .is_none_or(|r| r.get_str("status") != Ok("running"))
-        {
-            assert!(Instant::now() < deadline, "the child never started the walk");
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
+        t.wait_running(VERSION, Duration::from_secs(60), Duration::from_micros(500))
+            .await;
         let kill_at = rng.below(100_000);
         tokio::time::sleep(Duration::from_micros(kill_at)).await;
         runner.kill().unwrap(); // SIGKILL

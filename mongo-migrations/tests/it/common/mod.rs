@@ -87,6 +87,23 @@ impl TestDb {
             .unwrap()
     }
 
+    /// Waits until the record of `version` is `running` (a child runner
+    /// started it), polling every `poll`; fails after `within`.
+    pub async fn wait_running(&self, version: &str, within: Duration, poll: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while self
+            .tracking(version)
+            .await
+            .is_none_or(|r| r.get_str("status") != Ok("running"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never started {version}"
+            );
+            tokio::time::sleep(poll).await;
+        }
+    }
+
     /// A lock document of another runner (`host`) that expires in `expires_in_ms`
     /// (negative: already expired).
     pub async fn foreign_lock(&self, host: &str, generation: i64, expires_in_ms: i64) {
@@ -108,6 +125,15 @@ impl TestDb {
     pub async fn drop_db(self) {
         self.db().drop().await.unwrap();
     }
+}
+
+/// The runtime of a child runner process.
+pub fn child_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 pub fn v(s: &str) -> Version {
