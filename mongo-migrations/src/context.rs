@@ -7,9 +7,13 @@ use bson::Document;
 use mongodb::{ClientSession, Database};
 
 use crate::batch::{Batches, Checkpoints};
+use crate::built_indexes;
 use crate::lock::LockHandle;
 use crate::schema::{Index, IndexOutcome, ValidationLevel, Violations};
-use crate::{MigrationError, MigrationResult, Phase, StagedViolations, Version};
+use crate::{Direction, MigrationError, MigrationResult, Phase, StagedViolations, Version};
+
+/// A write on the run's claim matched nothing: the run was fenced.
+const LOCK_LOST: &str = "the migration's lock was lost: another runner took it over";
 
 /// What a migration's `up`/`down` gets: the database, and for transactional
 /// migrations the session whose transaction the tracking write commits in.
@@ -225,13 +229,40 @@ impl MigrationContext {
     ///     Ok(())
     /// }
     /// ```
+    ///
+    /// In `up`, the migration's record notes first whether the index was
+    /// there already, so that [`drop_built_index`](Self::drop_built_index)
+    /// in its `down` keeps an index the migration found.
     pub async fn ensure_index(&self, collection: &str, index: &Index) -> Result<IndexOutcome, MigrationError> {
         let db = self.db()?;
+        self.note_index(collection, index).await?;
         let progress = self.checkpoints.as_ref().and_then(|c| c.progress.clone());
         let report = progress
             .as_ref()
             .map(|p| (self.version, &**p as &(dyn Fn(&crate::Progress) + Send + Sync)));
         Ok(crate::schema::ensure_index(db, collection, index, report).await?)
+    }
+
+    /// Writes into the record whether `up` finds `index` already there,
+    /// before it builds it (an entry already there stands: see
+    /// `built_indexes`).
+    async fn note_index(&self, collection: &str, index: &Index) -> MigrationResult {
+        let Some(c) = self.checkpoints.as_ref().filter(|c| c.direction == Direction::Up) else {
+            return Ok(());
+        };
+        let Some(record) = c.record("reading the indexes").await? else {
+            return Err(LOCK_LOST.into());
+        };
+        let present = crate::schema::is_present(self.db()?, collection, index).await?;
+        let name = index.name();
+        let Some(next) = built_indexes::before_ensure(&built_indexes::of(&record), collection, &name, present) else {
+            return Ok(());
+        };
+        let set = bson::doc! { "$set": { built_indexes::FIELD: built_indexes::to_bson(&next) } };
+        if !c.update_claim("the indexes", set).await? {
+            return Err(LOCK_LOST.into());
+        }
+        Ok(())
     }
 
     /// Hides an index (step one of removing it, in a pre-deploy migration).
@@ -252,6 +283,28 @@ impl MigrationContext {
     /// Drops an index at once: the rollback of a migration that built it.
     pub async fn drop_index(&self, collection: &str, name: &str) -> MigrationResult {
         Ok(crate::schema::drop_index(self.db()?, collection, name).await?)
+    }
+
+    /// The rollback of [`ensure_index`](Self::ensure_index), in `down`:
+    /// drops the index unless the migration's `up` found it already there
+    /// (a first generated migration on an existing database adopts the
+    /// indexes it declares), which it keeps. A migration applied before
+    /// its record noted this drops it, as [`drop_index`](Self::drop_index).
+    pub async fn drop_built_index(&self, collection: &str, name: &str) -> MigrationResult {
+        if let Some(c) = &self.checkpoints {
+            let Some(record) = c.record("reading the indexes").await? else {
+                return Err(LOCK_LOST.into());
+            };
+            if built_indexes::keeps(&built_indexes::of(&record), collection, name) {
+                tracing::info!(
+                    collection,
+                    index = name,
+                    "kept the index: it was there before this migration's up"
+                );
+                return Ok(());
+            }
+        }
+        self.drop_index(collection, name).await
     }
 
     /// Drops a hidden index (step two, in a post-deploy or later migration);
@@ -312,7 +365,7 @@ impl MigrationContext {
             .update_claim("the violators", bson::doc! { "$set": { "violations": list } })
             .await?
         {
-            return Err("the migration's lock was lost: another runner took it over".into());
+            return Err(LOCK_LOST.into());
         }
         Ok(())
     }

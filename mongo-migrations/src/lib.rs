@@ -17,6 +17,7 @@
 
 mod auto_run;
 mod batch;
+mod built_indexes;
 mod checkpoint;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -274,7 +274,7 @@ fn statements(op: &Op, consts: &mut Consts, up: &mut Body, down: &mut Body) -> (
             let (expr, name) = (index_expr(index), &index.name);
             (
                 quote! { ctx.ensure_index(#c, &#expr).await?; },
-                quote! { ctx.drop_index(#c, #name).await?; },
+                quote! { ctx.drop_built_index(#c, #name).await?; },
             )
         }
         Op::ReplaceIndex { old, new, .. } => {

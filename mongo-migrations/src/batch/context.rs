@@ -62,13 +62,18 @@ impl Checkpoints {
 
     /// Walk `index`'s last checkpoint, in this direction over `collection`.
     pub(super) async fn saved(&self, index: usize, collection: &str) -> Result<Option<Checkpoint>, MigrationError> {
-        let record = self
-            .retry
+        let record = self.record("reading the checkpoint").await?;
+        Ok(record.and_then(|r| Checkpoint::of(&r, index, self.direction, collection)))
+    }
+
+    /// This runner's claimed record (none once the claim is fenced),
+    /// retried over transient faults (`what` names it in their errors).
+    pub(crate) async fn record(&self, what: &str) -> Result<Option<Document>, crate::Error> {
+        self.retry
             .idempotent(
-                || format!("reading the checkpoint of {}", self.version),
+                || format!("{what} of {}", self.version),
                 || async { Ok(self.tracking.find_one(self.claim.clone()).await?) },
             )
-            .await?;
-        Ok(record.and_then(|r| Checkpoint::of(&r, index, self.direction, collection)))
+            .await
     }
 }

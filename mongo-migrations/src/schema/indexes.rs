@@ -107,6 +107,15 @@ pub async fn ensure_index(
     }
 }
 
+/// Whether `collection` has an index of `index`'s identity or of its name:
+/// one that [`ensure_index`] would not build (it adopts the first, and
+/// refuses the second).
+pub(crate) async fn is_present(db: &Database, collection: &str, index: &Index) -> Result<bool, SchemaError> {
+    let name = index.name();
+    let listed = list_indexes(db, collection).await?;
+    Ok(listed.iter().any(|l| index.is(l) || l.get_str("name") == Ok(&name)))
+}
+
 /// The outcome when the index is already there (a build that finished
 /// after its runner was killed is adopted too).
 async fn adopt(db: &Database, collection: &str, index: &Index) -> Result<Option<IndexOutcome>, SchemaError> {

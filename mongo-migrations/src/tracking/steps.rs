@@ -72,7 +72,12 @@ impl Tracking {
             let filter = own(f.version, MigrationStatus::Running, fence);
             let update = match f.outcome {
                 // Done: its batches start afresh next time (after a rollback).
-                Outcome::Done(_) => doc! { "$set": set, "$unset": { "checkpoints": "" } },
+                Outcome::Done(Direction::Up) => doc! { "$set": set, "$unset": { "checkpoints": "" } },
+                // Rolled back: the next `up` finds out anew which indexes it builds.
+                Outcome::Done(Direction::Down) => doc! {
+                    "$set": set,
+                    "$unset": { "checkpoints": "", crate::built_indexes::FIELD: "" },
+                },
                 Outcome::Failed(..) | Outcome::Stopped => doc! { "$set": set },
             };
             statements.push(doc! { "q": filter, "u": update });

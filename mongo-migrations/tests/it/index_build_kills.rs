@@ -2,7 +2,8 @@
 //! collection, at a seeded random moment of the build: the next `up` (no
 //! `resolve`: the migration is repeatable, as generated ones are) finishes
 //! it without a second build of an index the server completed, and never
-//! with a duplicate index.
+//! with a duplicate index; and the record knows that the migration built
+//! it (even when the rerun found it built), so `down` drops it.
 //!
 //! `INDEX_KILL_DOCS` (default 20,000 here; the figure is 100,000,
 //! which takes the test server about 16 s to insert and 7 s to index),
@@ -36,9 +37,15 @@ fn build_up(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     })
 }
 
+fn build_down(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move { ctx.drop_built_index("items", "n_1_k_-1").await })
+}
+
 fn migrations() -> Vec<Migration> {
     // Repeatable, as `diff` declares its modules (`REPEATABLE`).
-    vec![Migration::new(v(VERSION), "index_items", build_up).walks(true, true)]
+    vec![Migration::new(v(VERSION), "index_items", build_up)
+        .with_down(build_down)
+        .walks(true, true)]
 }
 
 /// Run by the parent as a child process; does nothing on its own.
@@ -158,6 +165,21 @@ async fn a_runner_killed_during_an_index_build_leaves_one_index_built_once() {
             assert_eq!(rerun, expected, "{context}: {all:?}");
             adopted += usize::from(before == 1);
         }
+        // Built by this migration, whichever run of it finished the build.
+        let noted = record.get_array("indexes").map(|l| l.to_vec()).unwrap_or_default();
+        assert_eq!(
+            noted,
+            [doc! { "collection": "items", "name": "n_1_k_-1", "adopted": false }.into()],
+            "{context}: {record}"
+        );
+        m.down(mongo_migrations::DownOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{context}: {e}"));
+        assert_eq!(
+            builds(&t).await,
+            0,
+            "{context}: the rollback drops the index the migration built"
+        );
         t.drop_db().await;
     }
     println!("{during} of {trials} kills landed before the body ended; {adopted} reruns adopted the index the killed runner's build left");

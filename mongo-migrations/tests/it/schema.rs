@@ -247,6 +247,76 @@ async fn a_migration_builds_through_its_context_and_reports_progress() {
     t.drop_db().await;
 }
 
+fn ensure_email_and_name(
+    ctx: &mut mongo_migrations::MigrationContext,
+) -> mongo_migrations::BoxFuture<'_, mongo_migrations::MigrationResult> {
+    Box::pin(async move {
+        ctx.ensure_index("users", &Index::on([("email", 1)])).await?;
+        ctx.ensure_index("users", &Index::on([("name", 1)])).await?;
+        Ok(())
+    })
+}
+
+fn drop_email_and_name(
+    ctx: &mut mongo_migrations::MigrationContext,
+) -> mongo_migrations::BoxFuture<'_, mongo_migrations::MigrationResult> {
+    Box::pin(async move {
+        ctx.drop_built_index("users", "name_1").await?;
+        ctx.drop_built_index("users", "email_1").await?;
+        Ok(())
+    })
+}
+
+/// The record's `indexes`, as (name, adopted) pairs.
+async fn noted(t: &TestDb, version: &str) -> Vec<(String, bool)> {
+    let record = t.tracking(version).await.unwrap();
+    let Ok(list) = record.get_array("indexes") else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|e| {
+            let e = e.as_document().unwrap();
+            (e.get_str("name").unwrap().to_string(), e.get_bool("adopted").unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn down_keeps_an_index_its_up_found_and_drops_one_it_built() {
+    let t = TestDb::new().await;
+    // The database had the email index before the first migration that
+    // declares it (a first `diff` on an existing database).
+    schema::ensure_index(&t.db(), "users", &Index::on([("email", 1)]), None)
+        .await
+        .unwrap();
+    let version = "20260101000000";
+    let migrator = t.migrator(vec![mongo_migrations::Migration::new(
+        v(version),
+        "email_and_name",
+        ensure_email_and_name,
+    )
+    .with_down(drop_email_and_name)]);
+    for round in 0..2 {
+        migrator.up(UpOptions::default()).await.unwrap();
+        assert_eq!(
+            names(&indexes(&t, "users").await),
+            ["_id_", "email_1", "name_1"],
+            "round {round}"
+        );
+        assert_eq!(
+            noted(&t, version).await,
+            [("email_1".to_string(), true), ("name_1".to_string(), false)],
+            "round {round}"
+        );
+        migrator.down(mongo_migrations::DownOptions::default()).await.unwrap();
+        // What was there before `up` is there after `down`, no more, no less.
+        assert_eq!(names(&indexes(&t, "users").await), ["_id_", "email_1"], "round {round}");
+        // A completed rollback forgets: the next `up` finds out anew.
+        assert_eq!(noted(&t, version).await, [], "round {round}");
+    }
+    t.drop_db().await;
+}
+
 #[cfg(feature = "macros")]
 mod declared {
     use super::*;
