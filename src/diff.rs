@@ -28,7 +28,10 @@ pub fn run(ws: &Workspace, target: &Target, name: &str, version: Option<&str>, v
             "after a merge conflict, take the side of the branch merged first and run `diff` again: it writes what the other side adds",
         )
     })?;
-    let new = declared(ws, target, verbose)?;
+    // Refusals first: a refused `diff` leaves the tree as it was.
+    readable(target)?;
+    first_registry(target)?;
+    let new = harness_schema(ws, target, verbose)?;
     let changes = schema::diff(&old, &new);
     for note in &changes.notes {
         println!("note: {note}");
@@ -96,6 +99,14 @@ fn write_snapshot(path: &std::path::Path, snapshot: &Snapshot) -> Result<()> {
 
 /// The declared collections, from the crate's harness (no database).
 pub fn declared(ws: &Workspace, target: &Target, verbose: bool) -> Result<Snapshot> {
+    readable(target)?;
+    harness_schema(ws, target, verbose)
+}
+
+/// Refuses, before any build, a package whose declared collections cannot
+/// be read: it names no `schema-fn`, or its library does not declare the
+/// migrations module the harness calls.
+fn readable(target: &Target) -> Result<()> {
     if target.config.schema_fn.is_none() {
         return Err(Failure::new(
             Code::Usage,
@@ -104,8 +115,13 @@ pub fn declared(ws: &Workspace, target: &Target, verbose: bool) -> Result<Snapsh
         .hint("list them in one place, e.g. src/schema.rs: `mongo_migrations::collections![crate::User];`, and name it in Cargo.toml: [package.metadata.mongo-migrate] schema-fn = \"schema::collections\"")
         .into());
     }
-    // The crate's first migrations may be these: an empty registry lets
-    // it build (the registry is rewritten with the new modules).
+    scaffold::require_declared(target)
+}
+
+/// The crate's first migrations may be the ones `diff` writes: with no
+/// migrations directory, an empty registry lets the crate build (it is
+/// rewritten with the new modules).
+fn first_registry(target: &Target) -> Result<()> {
     let dir = target.migrations_dir();
     if !dir.exists() && !target.config.build_script {
         std::fs::create_dir_all(&dir)?;
@@ -115,7 +131,11 @@ pub fn declared(ws: &Workspace, target: &Target, verbose: bool) -> Result<Snapsh
             display(&dir.join(mongo_migrations_codegen::REGISTRY_FILE))
         );
     }
-    scaffold::require_declared(target)?;
+    Ok(())
+}
+
+/// The declared collections, as the harness reads them off the types.
+fn harness_schema(ws: &Workspace, target: &Target, verbose: bool) -> Result<Snapshot> {
     let bin = crate::harness::build(ws, target, verbose)?;
     let request = Request {
         connection: Connection::default(),

@@ -89,6 +89,29 @@ fn the_first_migrations_of_a_crate_can_come_from_diff() {
     assert!(read(migrations.join("mod.rs")).contains("pub mod m20260401_000000_create_users;"));
 }
 
+/// A library that does not declare its migrations module is refused before
+/// the first registry is written: the tree stays as it was.
+#[test]
+fn a_first_diff_of_a_library_without_the_module_writes_nothing() {
+    let app = fixture("schema");
+    let migrations = app.path().join("src/migrations");
+    std::fs::remove_dir_all(&migrations).unwrap();
+    let lib = app.path().join("src/lib.rs");
+    std::fs::write(&lib, read(&lib).replace("pub mod migrations;\n", "")).unwrap();
+    cli()
+        .current_dir(app.path())
+        .args(["diff", "create-users"])
+        .assert()
+        .code(2)
+        .stdout_eq(str![""])
+        .stderr_eq(str![[r#"
+error: `schema-app` does not declare `migrations` in src/lib.rs, so `migrations::registry` cannot be called
+hint: add `pub mod migrations;` to src/lib.rs
+
+"#]]);
+    assert!(!migrations.exists());
+}
+
 /// Every kind of operation, from one snapshot to the next, rendered as the
 /// two modules `diff` would write. The golden files are modules of the
 /// schema fixture's library, so every build of the fixture (the end-to-end
