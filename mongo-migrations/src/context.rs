@@ -15,6 +15,15 @@ use crate::{Direction, MigrationError, MigrationResult, Phase, StagedViolations,
 /// A write on the run's claim matched nothing: the run was fenced.
 const LOCK_LOST: &str = "the migration's lock was lost: another runner took it over";
 
+/// The indexes the run's record notes (see `built_indexes`); an error
+/// once the run's claim is fenced.
+async fn noted_indexes(c: &Checkpoints) -> Result<Vec<built_indexes::Entry>, MigrationError> {
+    match c.record("reading the indexes").await? {
+        Some(record) => Ok(built_indexes::of(&record)),
+        None => Err(LOCK_LOST.into()),
+    }
+}
+
 /// What a migration's `up`/`down` gets: the database, and for transactional
 /// migrations the session whose transaction the tracking write commits in.
 pub struct MigrationContext {
@@ -235,27 +244,27 @@ impl MigrationContext {
     /// in its `down` keeps an index the migration found.
     pub async fn ensure_index(&self, collection: &str, index: &Index) -> Result<IndexOutcome, MigrationError> {
         let db = self.db()?;
-        self.note_index(collection, index).await?;
+        let found = crate::schema::adopt(db, collection, index).await?;
+        self.note_index(collection, index, found.is_some()).await?;
+        if let Some(outcome) = found {
+            return Ok(outcome);
+        }
         let progress = self.checkpoints.as_ref().and_then(|c| c.progress.clone());
         let report = progress
             .as_ref()
             .map(|p| (self.version, &**p as &(dyn Fn(&crate::Progress) + Send + Sync)));
-        Ok(crate::schema::ensure_index(db, collection, index, report).await?)
+        Ok(crate::schema::build(db, collection, index, report).await?)
     }
 
-    /// Writes into the record whether `up` finds `index` already there,
-    /// before it builds it (an entry already there stands: see
+    /// Writes into the record, in `up`, whether `index` was `found` there
+    /// already, before a build (an entry already there stands: see
     /// `built_indexes`).
-    async fn note_index(&self, collection: &str, index: &Index) -> MigrationResult {
+    async fn note_index(&self, collection: &str, index: &Index, found: bool) -> MigrationResult {
         let Some(c) = self.checkpoints.as_ref().filter(|c| c.direction == Direction::Up) else {
             return Ok(());
         };
-        let Some(record) = c.record("reading the indexes").await? else {
-            return Err(LOCK_LOST.into());
-        };
-        let present = crate::schema::is_present(self.db()?, collection, index).await?;
-        let name = index.name();
-        let Some(next) = built_indexes::before_ensure(&built_indexes::of(&record), collection, &name, present) else {
+        let noted = noted_indexes(c).await?;
+        let Some(next) = built_indexes::before_ensure(&noted, collection, &index.name(), found) else {
             return Ok(());
         };
         let set = bson::doc! { "$set": { built_indexes::FIELD: built_indexes::to_bson(&next) } };
@@ -292,10 +301,7 @@ impl MigrationContext {
     /// its record noted this drops it, as [`drop_index`](Self::drop_index).
     pub async fn drop_built_index(&self, collection: &str, name: &str) -> MigrationResult {
         if let Some(c) = &self.checkpoints {
-            let Some(record) = c.record("reading the indexes").await? else {
-                return Err(LOCK_LOST.into());
-            };
-            if built_indexes::keeps(&built_indexes::of(&record), collection, name) {
+            if built_indexes::keeps(&noted_indexes(c).await?, collection, name) {
                 tracing::info!(
                     collection,
                     index = name,

@@ -67,9 +67,19 @@ pub async fn ensure_index(
     index: &Index,
     progress: Option<BuildProgress<'_>>,
 ) -> Result<IndexOutcome, SchemaError> {
-    if let Some(outcome) = adopt(db, collection, index).await? {
-        return Ok(outcome);
+    match adopt(db, collection, index).await? {
+        Some(outcome) => Ok(outcome),
+        None => build(db, collection, index, progress).await,
     }
+}
+
+/// Builds `index`, which [`adopt`] found missing (see [`ensure_index`]).
+pub(crate) async fn build(
+    db: &Database,
+    collection: &str,
+    index: &Index,
+    progress: Option<BuildProgress<'_>>,
+) -> Result<IndexOutcome, SchemaError> {
     let mut command = doc! { "createIndexes": collection, "indexes": [index.to_document()] };
     if replicated(db).await? {
         command.insert("commitQuorum", "votingMembers");
@@ -107,18 +117,11 @@ pub async fn ensure_index(
     }
 }
 
-/// Whether `collection` has an index of `index`'s identity or of its name:
-/// one that [`ensure_index`] would not build (it adopts the first, and
-/// refuses the second).
-pub(crate) async fn is_present(db: &Database, collection: &str, index: &Index) -> Result<bool, SchemaError> {
-    let name = index.name();
-    let listed = list_indexes(db, collection).await?;
-    Ok(listed.iter().any(|l| index.is(l) || l.get_str("name") == Ok(&name)))
-}
-
 /// The outcome when the index is already there (a build that finished
-/// after its runner was killed is adopted too).
-async fn adopt(db: &Database, collection: &str, index: &Index) -> Result<Option<IndexOutcome>, SchemaError> {
+/// after its runner was killed is adopted too); none when it must be built;
+/// an error when another index has its name or its identity with other
+/// options.
+pub(crate) async fn adopt(db: &Database, collection: &str, index: &Index) -> Result<Option<IndexOutcome>, SchemaError> {
     let listed = list_indexes(db, collection).await?;
     let Some(existing) = listed.iter().find(|l| index.is(l)) else {
         if let Some(taken) = listed.iter().find(|l| l.get_str("name") == Ok(&index.name())) {
