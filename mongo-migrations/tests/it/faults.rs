@@ -1,10 +1,14 @@
 //! Fault injection: a child runner process applies many fast migrations; it
-//! is paused (SIGSTOP) at a random moment, its lock is force-unlocked or
-//! expires and is taken over, then it is resumed (SIGCONT). For every trial:
+//! is paused (SIGSTOP) at a seeded random point of its run, its lock is
+//! force-unlocked or expires and is taken over, then it is resumed
+//! (SIGCONT). The point is a migration's start, which the child announces,
+//! plus a seeded random delay of up to about one migration; the last
+//! migration waits at a gate that the parent opens only after the fence, so
+//! every pause lands while the child holds its lock, on any machine. For
+//! every trial:
 //! - no tracking write of the paused runner lands after the fence;
 //! - no migration body of the paused runner starts after the pause;
-//! - a paused runner that was fenced reports the lost lock (or had already
-//!   recorded its whole plan before the fence);
+//! - the paused runner was paused under its lock, and reports the lost lock;
 //! - after recovery every migration is applied exactly once.
 //!
 //! `FAULT_TRIALS` (per mode, default 12) and `FAULT_SEED` replay a run; the
@@ -12,6 +16,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::common::child::{announce, gate, gated, Watched};
 use crate::common::*;
 use mongo_migrations::bson::{doc, Document};
 use mongo_migrations::mongodb::Database;
@@ -40,9 +45,14 @@ fn versions() -> Vec<Version> {
 }
 
 /// The body: its first act stamps the start with this process's wall clock,
-/// so a start after the pause shows even if its write is delayed.
+/// so a start after the pause shows even if its write is delayed; then it
+/// announces the start. The last one waits at the parent's gate after its
+/// writes (in its transaction, if it has one), so the run cannot end before
+/// the parent has paused and fenced it.
 async fn body(ctx: &mut MigrationContext) -> MigrationResult {
     let at = now_nanos();
+    let index = versions().iter().position(|v| *v == ctx.version()).unwrap();
+    announce(&format!("start {index}"));
     let start = doc! { "version": ctx.version().as_u64() as i64, "pid": std::process::id() as i64, "at": at };
     let effect = doc! { "_id": ctx.version().as_u64() as i64 };
     if ctx.transaction().is_ok() {
@@ -59,6 +69,9 @@ async fn body(ctx: &mut MigrationContext) -> MigrationResult {
         let db = ctx.db()?;
         db.collection::<Document>("starts").insert_one(start).await?;
         db.collection::<Document>("effects").insert_one(effect).await?;
+    }
+    if index == MIGRATIONS - 1 {
+        gate().await;
     }
     Ok(())
 }
@@ -165,15 +178,6 @@ pub(crate) async fn stopped(child: &Child) -> i64 {
     }
 }
 
-pub(crate) async fn wait_output(child: Child) -> String {
-    tokio::task::spawn_blocking(move || {
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    })
-    .await
-    .unwrap()
-}
-
 /// What one trial saw.
 #[derive(Debug, Default)]
 struct Outcome {
@@ -218,25 +222,29 @@ async fn trial(rng: &mut Rng, fence: Fence, transactional: bool) -> Outcome {
         Fence::ForceUnlock => 30_000,
         Fence::Takeover => 1_000,
     };
-    let child = child_command(&t, ttl_ms, transactional)
+    let mut child = gated(&mut child_command(&t, ttl_ms, transactional))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut watched = Watched::new(&mut child);
     let config = Config {
         lock_ttl: Duration::from_millis(ttl_ms),
         ..Config::default()
     };
     let m = Migrator::new(t.client.clone(), &t.name, registry(transactional), config);
 
-    // Pause the child at a random moment of its run under the lock.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while m.lock_status().await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the child never took the lock");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let span = if transactional { 600 } else { 250 };
-    tokio::time::sleep(Duration::from_millis(rng.below(span))).await;
+    // Pause the child at a seeded point of its run under the lock: a
+    // migration's start, then up to about one migration's time later (in
+    // its body, its step write, the next claim, a commit). The gate in the
+    // last body keeps the run, and the lock, open until after the fence.
+    let start = rng.below(MIGRATIONS as u64);
+    let span_us = if transactional { 40_000 } else { 20_000 };
+    let delay = Duration::from_micros(rng.below(span_us));
+    watched
+        .reached(&format!("start {start}"), Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(delay).await;
     signal(&child, "-STOP");
     let paused_at = stopped(&child).await;
     // Whatever the child had sent lands now, before the fence.
@@ -244,6 +252,11 @@ async fn trial(rng: &mut Rng, fence: Fence, transactional: bool) -> Outcome {
 
     let lock = m.lock_status().await.unwrap();
     let held = lock.as_ref().is_some_and(|l| l.holder.pid == child.id());
+    // By construction: the gate keeps the run, and the lock, open.
+    assert!(
+        held,
+        "paused {delay:?} after the start of migration {start}, the child did not hold its lock: {lock:?}"
+    );
     if fence == Fence::Takeover {
         while m.lock_status().await.unwrap().is_some_and(|l| !l.expired) {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -269,6 +282,7 @@ async fn trial(rng: &mut Rng, fence: Fence, transactional: bool) -> Outcome {
         }
         Err(_) => {
             signal(&child, "-CONT");
+            watched.open_gate();
             let done = tokio::time::timeout(Duration::from_secs(120), fencing).await;
             done.expect("the fence never completed").unwrap();
             true
@@ -278,9 +292,10 @@ async fn trial(rng: &mut Rng, fence: Fence, transactional: bool) -> Outcome {
     if !waited {
         signal(&child, "-CONT");
     }
-    let output = tokio::time::timeout(Duration::from_secs(60), wait_output(child))
+    let output = tokio::time::timeout(Duration::from_secs(60), watched.output())
         .await
         .expect("the resumed child did not exit");
+    child.wait().unwrap();
     let result = output
         .lines()
         .find_map(|l| l.split_once("FAULT-RESULT ").map(|(_, r)| r))
@@ -359,10 +374,7 @@ async fn fault_injection() {
                 "{fence:?}, transactional={transactional}: {trials} trials, {fenced} paused under the lock, \
                  {lost} reported a lost lock, {waited} fences waited for an open transaction"
             );
-            assert!(
-                fenced * 2 >= trials,
-                "too few trials paused the runner under its lock: {fenced}/{trials}"
-            );
+            assert_eq!(fenced, trials, "trials that paused the runner under its lock");
         }
     }
 }

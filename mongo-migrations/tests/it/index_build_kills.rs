@@ -102,6 +102,33 @@ async fn builds(t: &TestDb) -> usize {
         .count()
 }
 
+/// Index builds the server is running on `t`'s database (or on a database it
+/// does not name: SecantusDB 0.7 leaves `ns` empty), as `currentOp` lists
+/// them: the killed runner's build goes on without it.
+async fn builds_in_flight(t: &TestDb) -> usize {
+    let reply = t
+        .client
+        .database("admin")
+        .run_command(doc! { "currentOp": 1 })
+        .await
+        .unwrap();
+    let prefix = format!("{}.", t.name);
+    reply
+        .get_array("inprog")
+        .unwrap()
+        .iter()
+        .filter_map(|op| op.as_document())
+        .filter(|op| {
+            op.get_document("command")
+                .is_ok_and(|c| c.contains_key("createIndexes"))
+        })
+        .filter(|op| {
+            op.get_str("ns")
+                .map_or(true, |ns| ns.is_empty() || ns.starts_with(&prefix))
+        })
+        .count()
+}
+
 async fn outcomes(t: &TestDb) -> Vec<String> {
     t.docs("outcomes")
         .await
@@ -132,17 +159,20 @@ async fn a_runner_killed_during_an_index_build_leaves_one_index_built_once() {
         runner.kill().unwrap(); // SIGKILL
         runner.wait().unwrap();
         let context = format!("trial {trial} (seed {seed}, killed {kill_at} us into the migration)");
-        // The server may go on with the build it was given: wait for it to
-        // settle, so "built before the rerun" is a fact, not a race.
-        let mut before = builds(&t).await;
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let now = builds(&t).await;
-            if now == before && now > 0 {
-                break;
-            }
-            before = now;
+        // The server goes on with a build it was given: wait until it runs
+        // none (twice in a row, the kill's last bytes read), so that "built
+        // before the rerun" is a fact, not a race.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let mut idle = 0;
+        while idle < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{context}: the server's build never ended"
+            );
+            idle = if builds_in_flight(&t).await == 0 { idle + 1 } else { 0 };
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let before = builds(&t).await;
         let finished_before = outcomes(&t).await.len();
         // No `resolve`: the rerun waits out the dead runner's lock and runs
         // the migration again.

@@ -2,14 +2,19 @@
 //! it is paused (SIGSTOP) between two batches (just after a checkpoint, at
 //! a seeded random delay: in its throttle's sleep, its lock proof, or its
 //! next range query), fenced by force-unlock or by a takeover on expiry,
-//! then resumed (SIGCONT). For every trial:
+//! then resumed (SIGCONT). The batch with the last document waits at a gate
+//! the parent opens only after the fence, so every pause lands while the
+//! walk holds its lock, on any machine. For every trial:
+//! - the walk was paused under its lock;
 //! - no batch is handed to the paused runner's closure after the pause;
 //! - no tracking write of the paused runner lands after the fence;
 //! - the paused runner reports the lost lock;
 //! - after recovery every document is transformed.
 //!
 //! And kill -9 of a runner at a seeded random moment of the first 100 ms
-//! of a walk: the next `up` resumes it without a `resolve`.
+//! of a walk: the next `up` resumes it without a `resolve`; in the first
+//! trial the body waits at the gate before it walks, so that kill always
+//! lands before the first checkpoint.
 //!
 //! `FAULT_TRIALS` (per mode, default 1 here) and `FAULT_SEED` replay a run;
 //! the seed is printed. The child is the `walk_child` test of this binary.
@@ -17,8 +22,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::batches::done_of;
+use crate::common::child::{gate, gated, Watched};
 use crate::common::*;
-use crate::faults::{now_nanos, signal, stopped, wait_output, Rng};
+use crate::faults::{now_nanos, signal, stopped, Rng};
 use mongo_migrations::bson::{doc, Bson, Document};
 use mongo_migrations::mongodb::Database;
 use mongo_migrations::{BoxFuture, Config, Error, Migration, MigrationContext, MigrationResult, Migrator, UpOptions};
@@ -34,7 +40,8 @@ enum Mode {
     PauseBetween,
     MaxRate,
     Parallel,
-    /// The body waits 2 s before its walk: killed then, it has no checkpoint.
+    /// The body waits at the parent's gate before its walk: killed then, it
+    /// has no checkpoint.
     SlowStart,
 }
 
@@ -73,7 +80,8 @@ impl Mode {
 
 /// The closure: its first act stamps the hand-over with this process's wall
 /// clock (so a hand-over after the pause shows even if its writes are
-/// delayed), then it marks the batch.
+/// delayed), then it marks the batch. The batch with the last document then
+/// waits at the parent's gate: the walk cannot end before the parent lets it.
 async fn stamp_and_mark(batch: Vec<Document>, db: Database) -> MigrationResult {
     let at = now_nanos();
     let ids: Vec<Bson> = batch.iter().map(|d| d.get("_id").cloned().unwrap()).collect();
@@ -82,8 +90,11 @@ async fn stamp_and_mark(batch: Vec<Document>, db: Database) -> MigrationResult {
         .await?;
     tokio::time::sleep(Duration::from_millis(5)).await;
     db.collection::<Document>("items")
-        .update_many(doc! { "_id": { "$in": ids } }, doc! { "$set": { "x": 1 } })
+        .update_many(doc! { "_id": { "$in": ids.clone() } }, doc! { "$set": { "x": 1 } })
         .await?;
+    if ids.contains(&Bson::Int64(ITEMS - 1)) {
+        gate().await;
+    }
     Ok(())
 }
 
@@ -91,7 +102,7 @@ fn walk_up(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     Box::pin(async move {
         let mode = Mode::from_env();
         if mode == Mode::SlowStart {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            gate().await;
         }
         let walk = ctx.batches("items", doc! {}).size(SIZE);
         let walk = match mode {
@@ -131,22 +142,27 @@ fn walk_child() {
     }
 }
 
-fn child(t: &TestDb, ttl_ms: u64, mode: Mode) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "walk_faults::walk_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("WALK_DB", &t.name)
-        .env("WALK_TTL_MS", ttl_ms.to_string())
-        .env("WALK_MODE", mode.name())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// The child; with `gate`, its gate shut until the parent opens it (else
+/// it passes the gate at once).
+fn child(t: &TestDb, ttl_ms: u64, mode: Mode, gate: bool) -> Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    if gate {
+        gated(&mut cmd);
+    }
+    cmd.args([
+        "walk_faults::walk_child",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("WALK_DB", &t.name)
+    .env("WALK_TTL_MS", ttl_ms.to_string())
+    .env("WALK_MODE", mode.name())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap()
 }
 
 async fn seed_items(t: &TestDb) {
@@ -198,7 +214,8 @@ async fn paused_trial(rng: &mut Rng, fence: Fence, mode: Mode) -> bool {
         Fence::ForceUnlock => 30_000,
         Fence::Takeover => 2_000,
     };
-    let runner = child(&t, ttl_ms, mode);
+    let mut runner = child(&t, ttl_ms, mode, true);
+    let watched = Watched::new(&mut runner);
     // Wait for a checkpoint past a random batch, then pause a random
     // moment later: between that batch and the next hand-over.
     let after = i64::from(SIZE) * (2 + rng.below(10) as i64);
@@ -223,15 +240,22 @@ async fn paused_trial(rng: &mut Rng, fence: Fence, mode: Mode) -> bool {
         .await
         .unwrap()
         .is_some_and(|l| l.holder.pid == runner.id() && !l.expired);
+    // By construction: the gate keeps the walk, and its lock, open.
+    assert!(
+        held,
+        "{fence:?}/{}: paused {delay:?} after the checkpoint at {after}, the walk did not hold its lock",
+        mode.name()
+    );
     match fence {
         Fence::ForceUnlock => drop(operator.force_unlock(true).await.unwrap()),
         Fence::Takeover => finish(&t).await,
     }
     let fenced_at = t.docs("migrations").await;
     signal(&runner, "-CONT");
-    let output = tokio::time::timeout(Duration::from_secs(60), wait_output(runner))
+    let output = tokio::time::timeout(Duration::from_secs(60), watched.output())
         .await
         .expect("the resumed child did not exit");
+    runner.wait().unwrap();
     let result = result_of(&output);
 
     let late: Vec<Document> = t
@@ -290,7 +314,7 @@ async fn a_walk_paused_between_batches_starts_no_batch_after_its_fence() {
                 "{fence:?}/{}: {trials} trials, {held} paused under the lock",
                 mode.name()
             );
-            assert!(held * 2 >= trials, "too few trials paused the walk under its lock");
+            assert_eq!(held, trials, "trials that paused the walk under its lock");
         }
     }
 }
@@ -307,7 +331,7 @@ async fn a_walk_killed_before_its_first_checkpoint_resumes_without_resolve() {
         let t = TestDb::new().await;
         seed_items(&t).await;
         let mode = if trial == 0 { Mode::SlowStart } else { Mode::Plain };
-        let mut runner = child(&t, 1_000, mode);
+        let mut runner = child(&t, 1_000, mode, mode == Mode::SlowStart);
         t.wait_running(VERSION, Duration::from_secs(60), Duration::from_micros(500))
             .await;
         let kill_at = rng.below(100_000);

@@ -2,6 +2,7 @@
 //! `MONGODB_URI` (see `scripts/test-server`) and fail when it is missing.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod proxy;
 
 use std::time::Duration;
