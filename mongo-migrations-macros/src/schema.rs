@@ -199,7 +199,15 @@ fn struct_schema(container: &Container, fields: &Fields) -> syn::Result<Tokens> 
         };
         let (name, ty) = (&f.name, &field.ty);
         let schema = match f.bson_date {
-            true => quote!(::mongo_migrations::bson::doc! { "bsonType": "date" }),
+            // `chrono_datetime_as_bson_datetime_optional` writes `None` as `null`.
+            true => quote! {{
+                let date = ::mongo_migrations::bson::doc! { "bsonType": "date" };
+                if <#ty as ::mongo_migrations::schema::MongoSchema>::optional() {
+                    ::mongo_migrations::schema::nullable(date)
+                } else {
+                    date
+                }
+            }},
             false => quote!(<#ty as ::mongo_migrations::schema::MongoSchema>::json_schema()),
         };
         let optional = f.defaulted;
@@ -452,6 +460,14 @@ mod tests {
         assert!(e.contains("an index direction is 1, -1"), "{e}");
         let e = expanded("struct S(u8);");
         assert!(e.contains("named fields"), "{e}");
+    }
+
+    #[::core::prelude::v1::test]
+    fn an_optional_date_helper_admits_the_null_it_writes_for_none() {
+        let e = expanded(
+            "struct S { #[serde(with = \"bson::serde_helpers::chrono_datetime_as_bson_datetime_optional\")] at: Option<DateTime<Utc>> }",
+        );
+        assert!(e.contains("schema :: nullable (date)"), "{e}");
     }
 
     #[::core::prelude::v1::test]

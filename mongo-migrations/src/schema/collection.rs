@@ -59,13 +59,14 @@ impl Collection {
         };
         Collection {
             name: name.into(),
-            validator: Some(T::json_schema()),
+            validator: Some(with_id(T::json_schema())),
             validation_level: T::validation_level(),
             indexes: T::indexes(),
         }
     }
 
-    /// With this `$jsonSchema` as its validator.
+    /// With this `$jsonSchema` as its validator (as given: [`Collection::of`]
+    /// adds the `_id` a closed document type leaves out).
     pub fn validator(mut self, schema: Document) -> Self {
         self.validator = Some(schema);
         self
@@ -107,6 +108,20 @@ pub fn json_document(text: &str) -> Result<Document, SchemaError> {
         Bson::Document(d) => Ok(d),
         other => Err(bad(format!("expected a document, not {other}"))),
     }
+}
+
+/// A collection's document schema that refuses unknown fields
+/// (`#[serde(deny_unknown_fields)]`) but does not declare `_id`: the driver
+/// gives every document it inserts without one an `_id`, so the schema
+/// admits it, of any type, as the server's own `_id` index does.
+fn with_id(mut schema: Document) -> Document {
+    let closed = schema.get("additionalProperties") == Some(&Bson::Boolean(false));
+    if let (true, Ok(properties)) = (closed, schema.get_document_mut("properties")) {
+        if !properties.contains_key("_id") {
+            properties.insert("_id", Document::new());
+        }
+    }
+    schema
 }
 
 fn relaxed(d: &Document) -> Value {
@@ -181,6 +196,20 @@ mod tests {
         let e = json_document("[1]").unwrap_err();
         assert!(e.to_string().contains("expected a document"), "{e}");
         assert!(json_document("{").is_err());
+    }
+
+    #[test]
+    fn a_closed_document_admits_the_id_the_driver_adds() {
+        let closed = doc! { "bsonType": "object", "properties": { "a": {} }, "additionalProperties": false };
+        assert_eq!(
+            with_id(closed),
+            doc! { "bsonType": "object", "properties": { "a": {}, "_id": {} }, "additionalProperties": false }
+        );
+        // A declared `_id` stays as declared; an open document is unchanged.
+        let declared = doc! { "properties": { "_id": { "bsonType": "objectId" } }, "additionalProperties": false };
+        assert_eq!(with_id(declared.clone()), declared);
+        let open = doc! { "bsonType": "object", "properties": { "a": {} } };
+        assert_eq!(with_id(open.clone()), open);
     }
 
     #[test]

@@ -110,11 +110,18 @@ impl<T: MongoSchema> MongoSchema for Option<T> {
     }
 }
 
-/// `schema` that also admits `null`.
+/// `schema` that also admits `null`: `null` joins its `bsonType`, and its
+/// `enum` if it has one (a value must pass both, so an `Option` of a unit
+/// enum written as `null` would fail the `enum` alone).
 pub fn nullable(mut schema: Document) -> Document {
     match schema.get("bsonType").cloned() {
         Some(Bson::String(t)) => {
             schema.insert("bsonType", vec![Bson::String(t), Bson::String("null".into())]);
+            if let Ok(values) = schema.get_array_mut("enum") {
+                if !values.contains(&Bson::Null) {
+                    values.push(Bson::Null);
+                }
+            }
             schema
         }
         _ => doc! { "anyOf": [schema, { "bsonType": "null" }] },
@@ -170,6 +177,11 @@ mod tests {
         assert_eq!(
             nullable(doc! { "enum": ["a"] }),
             doc! { "anyOf": [{ "enum": ["a"] }, { "bsonType": "null" }] }
+        );
+        // `None` of an `Option` of a unit enum is written as `null`.
+        assert_eq!(
+            nullable(doc! { "bsonType": "string", "enum": ["a", "b"] }),
+            doc! { "bsonType": ["string", "null"], "enum": ["a", "b", null] }
         );
     }
 }

@@ -24,6 +24,8 @@ mod operations;
 mod recovery;
 mod refusals;
 mod schema;
+#[cfg(feature = "macros")]
+mod schema_shapes;
 mod status_details;
 mod stop;
 mod traces;
