@@ -3,7 +3,7 @@
 //!
 //! `scripts/test-server run cargo bench --bench status`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/testsuite/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

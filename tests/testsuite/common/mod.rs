@@ -21,13 +21,17 @@ pub fn cli() -> Command {
 }
 
 /// A writable copy of `fixtures/<name>` whose path dependencies on the
-/// runtime point back at this checkout.
+/// runtime point back at this checkout, with this workspace's `Cargo.lock`:
+/// the dependencies it shares with the runtime are the versions the runtime
+/// is tested with (not whatever crates.io serves that day), so every
+/// fixture build, the packaging check's and the demo's reuse one another's.
 pub fn fixture(name: &str) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix(&format!("mm-{name}-"))
         .tempdir()
         .unwrap();
     copy(&root().join("fixtures").join(name), dir.path());
+    std::fs::copy(root().join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
     dir
 }
 

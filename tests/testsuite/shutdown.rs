@@ -5,9 +5,7 @@
 //! 4 of 800 such runs here; this code in none of 800), and reads every
 //! stderr. Against the test server in `MONGODB_URI`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Runs `args` in `dir` `times` times, `parallel` at once; every stderr.
 fn stderrs(dir: &std::path::Path, db: &str, args: &[&str], times: usize, parallel: usize) -> Vec<String> {

@@ -3,9 +3,7 @@
 //! reports, for a crate that mixes plain, transactional, irreversible,
 //! post-deploy and squash migrations. Against the test server in `MONGODB_URI`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn run_json(dir: &std::path::Path, db: &str, args: &[&str]) -> Value {

@@ -3,11 +3,9 @@
 //! database of its own, and every database is gone afterwards, the
 //! panicking test's too. Needs the test server in `MONGODB_URI`.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use snapbox::cmd::Command;
 
 /// `cargo test` in the crate at `dir`, its tests recording their database

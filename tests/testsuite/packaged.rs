@@ -4,11 +4,9 @@
 //! `cargo package` makes, unpacked, never to this repository's folders.
 //! Needs the test server in `MONGODB_URI`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use snapbox::cmd::Command;
 use snapbox::str;
 

@@ -1,8 +1,6 @@
 //! End to end through the real binary against the test server in `MONGODB_URI`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use snapbox::str;
 
 fn database() -> String {

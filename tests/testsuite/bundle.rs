@@ -3,11 +3,9 @@
 //! CLI's: both are checked against one snapshot. Needs the test server in
 //! `MONGODB_URI`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use snapbox::cmd::Command;
 use snapbox::str;
 

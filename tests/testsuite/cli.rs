@@ -1,8 +1,6 @@
 //! The CLI without a server: help, scaffolding, registry generation and bad input.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use snapbox::{file, str};
 
 #[test]
@@ -48,10 +46,10 @@ Updated src/migrations/mod.rs
 
 "#]]);
     let created = read(dir.join("m20260103_000000_add_email_index.rs"));
-    snapbox::assert_data_eq!(created, file!["../fixtures/golden/new_migration.rs"].raw());
+    snapbox::assert_data_eq!(created, file!["../../fixtures/golden/new_migration.rs"].raw());
     snapbox::assert_data_eq!(
         read(dir.join("mod.rs")),
-        file!["../fixtures/golden/single_after_new.rs"].raw()
+        file!["../../fixtures/golden/single_after_new.rs"].raw()
     );
 }
 
@@ -602,11 +600,11 @@ Updated src/migrations/mod.rs
     assert_eq!(names, ["m20260102_000001_initial_schema.rs", "mod.rs"]);
     snapbox::assert_data_eq!(
         read(dir.join("m20260102_000001_initial_schema.rs")),
-        file!["../fixtures/golden/squash.rs"].raw()
+        file!["../../fixtures/golden/squash.rs"].raw()
     );
     snapbox::assert_data_eq!(
         read(dir.join("mod.rs")),
-        file!["../fixtures/golden/single_after_squash.rs"].raw()
+        file!["../../fixtures/golden/single_after_squash.rs"].raw()
     );
     offline_check(crate_dir.path()).assert().success();
 

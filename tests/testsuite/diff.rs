@@ -3,9 +3,7 @@
 //! writes for every kind of operation, as a golden module the schema
 //! fixture compiles.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mongo_migrations_codegen::schema::{diff, render_module, Half, Snapshot};
 use serde_json::json;
 use snapbox::str;

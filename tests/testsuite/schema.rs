@@ -3,9 +3,7 @@
 //! files), `up --dry-run`, `up` in both deploy phases with old-shape writes
 //! in between, rollback, and `check` catching a hand-made change.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mongo_migrations::bson::{doc, Document};
 use snapbox::str;
 
