@@ -289,6 +289,24 @@ impl MigrationContext {
         Ok(crate::schema::unhide_index(self.db()?, collection, name).await?)
     }
 
+    /// Replaces the index named `old` with `index`, whose options differ
+    /// (made unique, sparse, a TTL): never leaves the collection without one
+    /// of them. A unique `index` is refused, nothing changed, while documents
+    /// share its keys (the error counts them and names a few); see
+    /// [`schema::replace_index`](crate::schema::replace_index).
+    pub async fn replace_index(
+        &self,
+        collection: &str,
+        old: &str,
+        index: &Index,
+    ) -> Result<IndexOutcome, MigrationError> {
+        let progress = self.checkpoints.as_ref().and_then(|c| c.progress.clone());
+        let report = progress
+            .as_ref()
+            .map(|p| (self.version, &**p as &(dyn Fn(&crate::Progress) + Send + Sync)));
+        Ok(crate::schema::replace_index(self.db()?, collection, old, index, report).await?)
+    }
+
     /// Drops an index at once: the rollback of a migration that built it.
     pub async fn drop_index(&self, collection: &str, name: &str) -> MigrationResult {
         Ok(crate::schema::drop_index(self.db()?, collection, name).await?)

@@ -8,8 +8,9 @@ use mongo_migrations::bson::{doc, Document};
 use snapbox::str;
 
 /// The fixture's type after the second change: `displayName` is now
-/// required and written as `name`, a field is added, the email index is
-/// gone, one on `name` and a partial one on `plan` are new.
+/// required and written as `name`, a field is added, the index on
+/// `displayName` is gone (hidden before the deploy, dropped after it), one on
+/// `name` and a partial one on `plan` are new; the unique email index stays.
 const MODELS_V2: &str = r#"//! The documents this service reads and writes.
 
 use mongo_migrations::schema::MongoSchema;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 #[mongo(
     collection = "users",
+    index(keys = "email: 1", unique),
     index(keys = "name: 1"),
     index(keys = "plan: 1", partial = "{ \"plan\": { \"$exists\": true } }")
 )]
@@ -104,7 +106,7 @@ fn a_schema_change_from_the_struct_to_both_deploy_phases_and_back() {
     let run = against_server(app.path(), &db);
     let migrations = app.path().join("src/migrations");
 
-    // 1. The first declaration: one collection, a validator, a unique index.
+    // 1. The first declaration: one collection, a validator, two indexes.
     let diff = run(&["diff", "create-users", "--version", "20260401000000"])
         .assert()
         .success();
@@ -138,6 +140,7 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
       - `users`: create the collection
       - `users`: stage the validator (`warn`, level `strict`)
       - `users`: build the index `email_1` on email: 1, unique
+      - `users`: build the index `displayName_1` on displayName: 1
   20260401000001 create_users_post_deploy (batch 1)
       Schema changes of `cargo mongo-migrate diff create-users`, after the deploy:
       - `users`: enforce the validator (`error`) once no document violates it
@@ -145,7 +148,10 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
 "#]]);
     run(&["up", "--phase", "pre"]).assert().success();
     let (listed, options) = users(&db);
-    assert_eq!(listed, indexes(&[("_id_", false), ("email_1", false)]));
+    assert_eq!(
+        listed,
+        indexes(&[("_id_", false), ("displayName_1", false), ("email_1", false)])
+    );
     assert_eq!(options.get_str("validationAction"), Ok("warn"), "{options}");
     // Old code writes a user without an email during the deploy: it works.
     insert(&db, doc! { "_id": 1, "displayName": "old code" }).unwrap();
@@ -177,7 +183,11 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     run(&["up", "--databases", &tenants.join(",")]).assert().success();
     for tenant in &tenants {
         let (listed, options) = users(tenant);
-        assert_eq!(listed, indexes(&[("_id_", false), ("email_1", false)]), "{tenant}");
+        assert_eq!(
+            listed,
+            indexes(&[("_id_", false), ("displayName_1", false), ("email_1", false)]),
+            "{tenant}"
+        );
         assert_eq!(options.get_str("validationAction"), Ok("error"), "{tenant}");
         run_on(tenant, async |db| db.drop().await.unwrap());
     }
@@ -216,7 +226,13 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     // Before the deploy: the new index is built, the old one hidden, not dropped.
     assert_eq!(
         users(&db).0,
-        indexes(&[("_id_", false), ("email_1", true), ("name_1", false), ("plan_1", false)])
+        indexes(&[
+            ("_id_", false),
+            ("displayName_1", true),
+            ("email_1", false),
+            ("name_1", false),
+            ("plan_1", false)
+        ])
     );
     // Old code still writes the old shape until the deploy is done.
     insert(
@@ -242,7 +258,12 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     let (listed, options) = users(&db);
     assert_eq!(
         listed,
-        indexes(&[("_id_", false), ("name_1", false), ("plan_1", false)])
+        indexes(&[
+            ("_id_", false),
+            ("email_1", false),
+            ("name_1", false),
+            ("plan_1", false)
+        ])
     );
     assert_eq!(options.get_str("validationAction"), Ok("error"));
     let required = options
@@ -253,11 +274,14 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     assert_eq!(required.get_array("required").unwrap().len(), 2, "{required}");
     run(&["check"]).assert().success();
 
-    // 3. Both halves roll back: the email index is back and visible, the
-    // first validator enforced again.
+    // 3. Both halves roll back: the displayName index is back and visible,
+    // the first validator enforced again.
     run(&["down", "--steps", "2"]).assert().success();
     let (listed, options) = users(&db);
-    assert_eq!(listed, indexes(&[("_id_", false), ("email_1", false)]));
+    assert_eq!(
+        listed,
+        indexes(&[("_id_", false), ("displayName_1", false), ("email_1", false)])
+    );
     assert_eq!(options.get_str("validationAction"), Ok("error"));
     let schema = options
         .get_document("validator")

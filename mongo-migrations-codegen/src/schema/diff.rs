@@ -38,8 +38,9 @@ pub enum Op {
     },
     /// A new index; the rollback drops it.
     BuildIndex { collection: String, index: IndexSpec },
-    /// An index whose name or options (unique, sparse, TTL) changed: dropped
-    /// and built again, since two indexes of one identity cannot coexist.
+    /// An index whose name or options (unique, sparse, TTL) changed, replaced
+    /// by `ctx.replace_index`: a unique one only once no documents share its
+    /// keys, and never leaving the collection without one of the two.
     ReplaceIndex {
         collection: String,
         old: IndexSpec,

@@ -282,12 +282,10 @@ fn statements(op: &Op, consts: &mut Consts, up: &mut Body, down: &mut Body) -> (
             let (new_expr, new_name) = (index_expr(new), &new.name);
             (
                 quote! {
-                    ctx.drop_index(#c, #old_name).await?;
-                    ctx.ensure_index(#c, &#new_expr).await?;
+                    ctx.replace_index(#c, #old_name, &#new_expr).await?;
                 },
                 quote! {
-                    ctx.drop_index(#c, #new_name).await?;
-                    ctx.ensure_index(#c, &#old_expr).await?;
+                    ctx.replace_index(#c, #new_name, &#old_expr).await?;
                 },
             )
         }

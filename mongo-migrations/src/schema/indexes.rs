@@ -231,24 +231,100 @@ async fn set_hidden(db: &Database, collection: &str, name: &str, hidden: bool) -
         .run_command(doc! { "collMod": collection, "index": { "name": name, "hidden": hidden } })
         .await
         .map_err(|e| SchemaError::server("hiding or showing the index", collection, e))?;
-    // mongod answers with `hidden_old` and `hidden_new` (or nothing to
-    // change). A server that answers `ok` without them is asked again
-    // through `listIndexes`: SecantusDB 0.7 accepts the command and leaves
-    // the index as it was, which must not pass for a hidden index.
-    if reply.contains_key("hidden_new") {
-        return Ok(());
+    match read_hide_reply(&reply) {
+        HideReply::Changed => return Ok(()),
+        HideReply::ShardFailed(message) => {
+            return Err(SchemaError::Server {
+                what: "hiding or showing the index",
+                collection: collection.into(),
+                message,
+            })
+        }
+        HideReply::Unsaid => {}
     }
+    // mongod answers without `hidden_new` when the index already was as
+    // asked: `listIndexes` says whether it is.
     let index = named(db, collection, name)
         .await?
         .ok_or_else(|| no_such_index(collection, name))?;
     if is_hidden(&index) == hidden {
         return Ok(());
     }
+    // The server answered `ok` and left the index as it was. Only a server
+    // known to do that is given the rebuild, never a unique index (writes
+    // during the rebuild could insert duplicates), and never silently.
+    let ignored = |reason| SchemaError::HideIgnored {
+        collection: collection.into(),
+        name: name.into(),
+        reason,
+    };
+    if !ignores_hidden_collmod(db).await? {
+        return Err(ignored(
+            "this server is not one known to need the index rebuilt, so nothing was dropped or rebuilt",
+        ));
+    }
+    if index.get_bool("unique") == Ok(true) {
+        return Err(ignored(
+            "SecantusDB ignores it, and a unique index is not rebuilt to hide it (writes during the rebuild could insert duplicates)",
+        ));
+    }
     rebuild_hidden(db, collection, &index, hidden).await
 }
 
+/// What a `collMod` reply says of the `hidden` flag it was asked to set.
+#[derive(Debug, PartialEq)]
+enum HideReply {
+    /// The server set it: mongod answers `hidden_old` and `hidden_new`
+    /// (`src/mongo/db/coll_mod_reply_validation.cpp`: both or neither); a
+    /// `mongos` answers with each shard's reply under `raw`, every one `ok`.
+    Changed,
+    /// A shard under `raw` refused it: its words.
+    ShardFailed(String),
+    /// Neither: the index may already have been as asked, or the server
+    /// ignored the command. Only `listIndexes` can tell.
+    Unsaid,
+}
+
+fn read_hide_reply(reply: &Document) -> HideReply {
+    if reply.contains_key("hidden_new") {
+        return HideReply::Changed;
+    }
+    let Ok(shards) = reply.get_document("raw") else {
+        return HideReply::Unsaid;
+    };
+    // An entry may carry no `ok` of its own (6.0 to 7.x, an unsharded
+    // collection); one that says it failed is a refusal.
+    let failed: Vec<String> = shards
+        .iter()
+        .filter_map(|(shard, r)| Some((shard, r.as_document()?)))
+        .filter(|(_, r)| {
+            r.contains_key("errmsg") || r.get("ok").is_some_and(|ok| crate::schema::index_number(ok) != Some(1))
+        })
+        .map(|(shard, r)| format!("{shard}: {}", r.get_str("errmsg").unwrap_or("refused")))
+        .collect();
+    match (shards.is_empty(), failed.is_empty()) {
+        (true, _) => HideReply::Unsaid,
+        (false, true) => HideReply::Changed,
+        (false, false) => HideReply::ShardFailed(failed.join("; ")),
+    }
+}
+
+/// Whether the server is one known to answer `collMod` of `hidden` with `ok`
+/// and leave the index as it was: SecantusDB, which names itself in
+/// `buildInfo` (`secantusVersion`, beside the MongoDB version it speaks).
+async fn ignores_hidden_collmod(db: &Database) -> Result<bool, SchemaError> {
+    let info = db
+        .client()
+        .database("admin")
+        .run_command(doc! { "buildInfo": 1 })
+        .await
+        .map_err(|e| SchemaError::server("asking the server", "admin", e))?;
+    Ok(info.get_str("secantusVersion").is_ok())
+}
+
 /// The fallback for a server that accepts `collMod` of `hidden` and ignores
-/// it (SecantusDB 0.7; mongod 4.4 and later never gets here): the index is
+/// it (SecantusDB 0.7, identified by `buildInfo`; mongod and mongos never get
+/// here): the index is
 /// dropped and built again as `listIndexes` gave it, with `hidden` set. On
 /// such a server, and only there, queries go without the index for the
 /// length of its rebuild.
@@ -260,10 +336,8 @@ async fn rebuild_hidden(db: &Database, collection: &str, listed: &Document, hidd
         hidden,
         "the server ignored collMod of `hidden`: rebuilding the index with it"
     );
-    let mut spec = listed.clone();
-    for key in ["v", "ns", "hidden"] {
-        spec.remove(key);
-    }
+    let mut spec = spec_of(listed);
+    spec.remove("hidden");
     if hidden {
         spec.insert("hidden", true);
     }
@@ -316,8 +390,17 @@ pub async fn drop_index(db: &Database, collection: &str, name: &str) -> Result<(
     }
 }
 
+/// An index as `createIndexes` takes it, from its `listIndexes` document.
+pub(crate) fn spec_of(listed: &Document) -> Document {
+    let mut spec = listed.clone();
+    for key in ["v", "ns"] {
+        spec.remove(key);
+    }
+    spec
+}
+
 /// Drops the index `name`, which `listIndexes` has just listed.
-async fn drop_listed(db: &Database, collection: &str, name: &str) -> Result<(), SchemaError> {
+pub(crate) async fn drop_listed(db: &Database, collection: &str, name: &str) -> Result<(), SchemaError> {
     db.run_command(doc! { "dropIndexes": collection, "index": name })
         .await
         .map(|_| ())
@@ -356,8 +439,62 @@ fn server_code(e: &mongodb::error::Error) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::build_progress;
+    use super::{build_progress, read_hide_reply, HideReply};
     use bson::doc;
+
+    /// `collMod` replies to `{index: {name, hidden}}` in mongodb/mongo:
+    /// - mongod 6.0 to 8.0 names both values or neither
+    ///   (`src/mongo/db/coll_mod_reply_validation.cpp`), neither for a hide of
+    ///   a hidden index, a no-op (`src/mongo/db/catalog/coll_mod.cpp`,
+    ///   `jstests/noPassthrough/collmod_index_noop.js`);
+    /// - mongos passes on the primary shard's `_shardsvrCollMod` reply
+    ///   (`src/mongo/s/commands/cluster_collection_mod_cmd.cpp`): in 6.0 to
+    ///   7.x, for a sharded collection only `raw`, one entry per shard that
+    ///   owns chunks keyed by its connection string (`appendRawResponses` in
+    ///   `src/mongo/db/s/collmod_coordinator.cpp`,
+    ///   `src/mongo/s/cluster_commands_helpers.cpp`); for an unsharded one the
+    ///   values at the top and one `raw` entry without `ok`; in 8.0 the
+    ///   values at the top and no `raw`; a shard's error is the whole reply's
+    ///   (`ok: 0`), which the driver returns as an error;
+    /// - SecantusDB 0.7.0b3 answers `{ok: 1.0}` and changes nothing (measured).
+    #[test]
+    fn a_hide_is_done_only_when_the_reply_says_so_for_every_shard() {
+        let mongod = doc! { "hidden_old": false, "hidden_new": true, "ok": 1.0 };
+        assert_eq!(read_hide_reply(&mongod), HideReply::Changed);
+        // Already as asked (mongod), or ignored (SecantusDB): only a listing tells.
+        assert_eq!(read_hide_reply(&doc! { "ok": 1.0 }), HideReply::Unsaid);
+        let sharded = doc! {
+            "raw": {
+                "shard0/h1:27018,h2:27018": { "hidden_old": false, "hidden_new": true, "ok": 1.0 },
+                "shard1/h3:27018,h4:27018": { "hidden_old": false, "hidden_new": true, "ok": 1 },
+            },
+            "ok": 1.0,
+        };
+        assert_eq!(read_hide_reply(&sharded), HideReply::Changed);
+        let unsharded_7 = doc! {
+            "hidden_old": false, "hidden_new": true,
+            "raw": { "shard0/h1:27018,h2:27018": { "hidden_old": false, "hidden_new": true } },
+            "ok": 1,
+        };
+        assert_eq!(read_hide_reply(&unsharded_7), HideReply::Changed);
+        let entry_without_ok =
+            doc! { "raw": { "shard0/h1:27018": { "hidden_old": false, "hidden_new": true } }, "ok": 1 };
+        assert_eq!(read_hide_reply(&entry_without_ok), HideReply::Changed);
+        // Not a shape any mongos version gives (a shard's error fails the
+        // whole command), and still never read as done.
+        let refused = doc! {
+            "raw": {
+                "shard0/h1:27018": { "hidden_old": false, "hidden_new": true, "ok": 1.0 },
+                "shard1/h3:27018": { "ok": 0.0, "errmsg": "index not found with name [x]", "code": 27 },
+            },
+            "ok": 1.0,
+        };
+        assert_eq!(
+            read_hide_reply(&refused),
+            HideReply::ShardFailed("shard1/h3:27018: index not found with name [x]".into())
+        );
+        assert_eq!(read_hide_reply(&doc! { "raw": {}, "ok": 1.0 }), HideReply::Unsaid);
+    }
 
     #[test]
     fn progress_is_read_from_mongod_s_current_op() {

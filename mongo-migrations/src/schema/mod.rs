@@ -10,6 +10,8 @@
 //! - `index.rs`: an index as declared, and how it compares with a listed one;
 //! - `indexes.rs`: building one (adopting an existing one of the same
 //!   identity, with `commitQuorum`, reporting progress), hiding and dropping;
+//! - `replace.rs`: replacing one whose options change without leaving the
+//!   collection without it (duplicate keys found before a unique build);
 //! - `validator.rs`: a `$jsonSchema` validator rolled out in stages: warn,
 //!   count the violators, enforce only when none remains.
 //!
@@ -20,6 +22,7 @@ mod declared;
 mod drift;
 mod index;
 mod indexes;
+mod replace;
 mod validator;
 
 pub use collection::{json_document, Collection};
@@ -34,6 +37,7 @@ pub use indexes::{
 /// `#[derive(MongoSchema)]`: see the trait.
 #[cfg(feature = "macros")]
 pub use mongo_migrations_macros::MongoSchema;
+pub use replace::{duplicates, replace_index, Duplicates};
 pub use validator::{
     count_violators, enforce_validator, force_validator, restore_validator, stage_validator, ValidationLevel,
     Violations,
@@ -101,6 +105,22 @@ pub enum SchemaError {
         /// A few of their `_id`s.
         sample: String,
     },
+    /// Documents share the keys of a unique index to be built.
+    #[error("{documents} documents of `{collection}` share their {keys} with another ({values} values held more than once; for example _id {sample}): the unique index `{index}` cannot be built, and nothing was changed; make them unique (a data migration) and run the migration again (a generated one is `REPEATABLE`; another needs `resolve <version> --pending` first)")]
+    Duplicates {
+        /// The collection.
+        collection: String,
+        /// The unique index.
+        index: String,
+        /// Its key paths.
+        keys: String,
+        /// Key values held by more than one document.
+        values: u64,
+        /// Documents that hold them.
+        documents: u64,
+        /// A few of their `_id`s.
+        sample: String,
+    },
     /// No index has the name.
     #[error("`{collection}` has no index named `{name}`: see its indexes with `db.{collection}.getIndexes()`")]
     NoSuchIndex {
@@ -108,6 +128,17 @@ pub enum SchemaError {
         collection: String,
         /// The name.
         name: String,
+    },
+    /// The server answered `collMod` of `hidden` with `ok` and left the index
+    /// as it was; the index was not rebuilt to hide it.
+    #[error("the server answered `collMod` of `hidden` on the index `{name}` of `{collection}` with ok and left it as it was; {reason}: hide it by hand (`db.{collection}.hideIndex(\"{name}\")`) and check with `db.{collection}.getIndexes()`, or drop it without hiding it first")]
+    HideIgnored {
+        /// The collection.
+        collection: String,
+        /// The index.
+        name: String,
+        /// Why it was not rebuilt.
+        reason: &'static str,
     },
     /// The server accepted a change and did not make it.
     #[error("the server accepted {what} on `{collection}` but did not do it, even when the index was rebuilt: on such a server, create the index hidden, or drop it without hiding it first")]

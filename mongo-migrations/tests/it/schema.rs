@@ -143,6 +143,118 @@ async fn an_index_is_dropped_only_once_hidden() {
     t.drop_db().await;
 }
 
+/// Making an index unique while documents share its keys: refused with
+/// their count and a few `_id`s before anything is dropped (the index stays
+/// as it was); once they are fixed, replaced; a rerun adopts it; a
+/// replacement on other keys is built before the old one is dropped.
+#[tokio::test]
+async fn an_index_made_unique_is_never_dropped_before_its_replacement_exists() {
+    let t = TestDb::new().await;
+    let db = t.db();
+    let orders = db.collection::<Document>("orders");
+    let docs: Vec<Document> = (0..30_i64)
+        .map(|i| doc! { "_id": i, "orderNumber": if i >= 26 { 5 + i % 2 } else { i } })
+        .collect();
+    orders.insert_many(docs).await.unwrap();
+    let plain = Index::new(doc! { "orderNumber": 1 });
+    schema::ensure_index(&db, "orders", &plain, None).await.unwrap();
+    let unique = Index::new(doc! { "orderNumber": 1 }).unique();
+
+    let e = schema::replace_index(&db, "orders", "orderNumber_1", &unique, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SchemaError::Duplicates {
+                values: 2,
+                documents: 6,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().starts_with("6 documents of `orders` share their orderNumber with another (2 values held more than once; for example _id 5, 28, 6, 29): the unique index `orderNumber_1` cannot be built, and nothing was changed"),
+        "{e}"
+    );
+    let listed = indexes(&t, "orders").await;
+    assert_eq!(names(&listed), ["_id_", "orderNumber_1"]);
+    assert!(
+        plain.is(&listed[1]) && plain.differences(&listed[1]).is_empty(),
+        "{listed:?}"
+    );
+
+    orders.delete_many(doc! { "_id": { "$gte": 26 } }).await.unwrap();
+    assert_eq!(
+        schema::replace_index(&db, "orders", "orderNumber_1", &unique, None)
+            .await
+            .unwrap(),
+        IndexOutcome::Built {
+            name: "orderNumber_1".into()
+        }
+    );
+    let listed = indexes(&t, "orders").await;
+    assert_eq!(listed[1].get_bool("unique"), Ok(true), "{listed:?}");
+    // A rerun (a run cut off after the build) has nothing left to do.
+    assert_eq!(
+        schema::replace_index(&db, "orders", "orderNumber_1", &unique, None)
+            .await
+            .unwrap(),
+        IndexOutcome::Adopted {
+            name: "orderNumber_1".into()
+        }
+    );
+    // Other keys stand beside the old index: built first, then the old one dropped.
+    let wider = Index::new(doc! { "orderNumber": 1, "shop": 1 }).unique();
+    schema::replace_index(&db, "orders", "orderNumber_1", &wider, None)
+        .await
+        .unwrap();
+    assert_eq!(names(&indexes(&t, "orders").await), ["_id_", "orderNumber_1_shop_1"]);
+    t.drop_db().await;
+}
+
+/// A unique index is never dropped and rebuilt to hide it: on a server that
+/// ignores `collMod` of `hidden` (the test server, SecantusDB) the hide is
+/// refused and the index stays unique and shown; elsewhere it is hidden in
+/// place.
+#[tokio::test]
+async fn a_unique_index_is_never_rebuilt_to_hide_it() {
+    let t = TestDb::new().await;
+    let db = t.db();
+    db.collection::<Document>("users")
+        .insert_one(doc! { "email": "a@x" })
+        .await
+        .unwrap();
+    schema::ensure_index(&db, "users", &Index::new(doc! { "email": 1 }).unique(), None)
+        .await
+        .unwrap();
+    let info = t
+        .client
+        .database("admin")
+        .run_command(doc! { "buildInfo": 1 })
+        .await
+        .unwrap();
+    let ignores_hidden = info.get_str("secantusVersion").is_ok();
+    let outcome = schema::hide_index(&db, "users", "email_1").await;
+    let listed = indexes(&t, "users").await;
+    let email = listed
+        .iter()
+        .find(|i| i.get_str("name") == Ok("email_1"))
+        .expect("email_1 is still there");
+    assert_eq!(email.get_bool("unique"), Ok(true), "{email}");
+    if ignores_hidden {
+        let e = outcome.unwrap_err();
+        assert!(matches!(e, SchemaError::HideIgnored { .. }), "{e:?}");
+        assert!(e.to_string().contains("a unique index is not rebuilt"), "{e}");
+        assert_ne!(email.get_bool("hidden"), Ok(true), "{email}");
+    } else {
+        outcome.unwrap();
+        assert_eq!(email.get_bool("hidden"), Ok(true), "{email}");
+    }
+    t.drop_db().await;
+}
+
 fn email_required() -> Document {
     doc! { "bsonType": "object", "required": ["email"], "properties": { "email": { "bsonType": "string" } } }
 }
