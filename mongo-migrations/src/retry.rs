@@ -15,13 +15,22 @@ use crate::Error;
 
 /// Server error codes after which a command may succeed when sent again:
 /// the server is stepping down, shutting down, or not the primary (any
-/// more), or the network between them failed.
-const TRANSIENT_CODES: &[i32] = &[
+/// more), or the network between them failed. The retryable-writes
+/// specification's list (`source/retryable-writes/retryable-writes.md`,
+/// "Determining Retryable Errors"), which the raw commands of the run
+/// protocol need in full: the server labels `RetryableWriteError` only on
+/// commands that carry a `txnNumber`, and these never do. Beside it, 133
+/// (a `mongos` while a shard has no primary) and 134 (a majority read before
+/// the new primary can serve one), both of an election in progress.
+pub(crate) const TRANSIENT_CODES: &[i32] = &[
     6,     // HostUnreachable
     7,     // HostNotFound
     89,    // NetworkTimeout
     91,    // ShutdownInProgress
+    133,   // FailedToSatisfyReadPreference
+    134,   // ReadConcernMajorityNotAvailableYet
     189,   // PrimarySteppedDown
+    262,   // ExceededTimeLimit
     9001,  // SocketException
     10107, // NotWritablePrimary
     11600, // InterruptedAtShutdown
@@ -93,6 +102,9 @@ impl Retry {
             let fault = match tokio::time::timeout(patience, attempt()).await {
                 Ok(Ok(value)) => return Ok((value, failed)),
                 Ok(Err(Error::Mongo(e))) if is_transient(&e) => crate::error::plain(&e),
+                // A write the server answered while it stepped down: it may
+                // have landed, and the next attempt matches it.
+                Ok(Err(e @ Error::Interrupted { .. })) => e.to_string(),
                 Ok(Err(e)) => return Err(e),
                 Err(_) => format!("no answer within {} s", patience.as_secs()),
             };
@@ -174,6 +186,36 @@ mod tests {
         assert!(text.contains("retried for 9 s"), "{text}");
         assert!(!text.contains("Kind:") && !text.contains("labels"), "{text}");
         assert_eq!(e.kind(), crate::ErrorKind::Connection);
+    }
+
+    /// A stepdown's `writeConcernError` on a protocol write (see
+    /// `update::read_update_reply`) is retried like a dropped reply.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_interrupted_by_a_failover_is_retried_and_flagged() {
+        let retry = Retry::within(Duration::from_secs(10));
+        let mut left = 2;
+        let (value, failed) = retry
+            .run(
+                || "the step write of 20260101000000".into(),
+                || {
+                    left -= 1;
+                    let fail = left > 0;
+                    async move {
+                        if fail {
+                            Err(Error::Interrupted {
+                                collection: "migrations".into(),
+                                code: 189,
+                                message: "PrimarySteppedDown".into(),
+                            })
+                        } else {
+                            Ok(1)
+                        }
+                    }
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((value, failed), (1, true));
     }
 
     #[tokio::test(start_paused = true)]

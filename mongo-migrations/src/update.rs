@@ -5,6 +5,7 @@
 use bson::{doc, Document};
 use mongodb::Database;
 
+use crate::retry::TRANSIENT_CODES;
 use crate::server::journaled_doc;
 use crate::Error;
 
@@ -71,7 +72,10 @@ pub(crate) enum Duplicates {
 
 /// Reads an `update` command's reply: its write errors (duplicate keys as
 /// `duplicates` says), a `writeConcernError` (the write is not confirmed
-/// as asked: an error, never a success), and the matched count.
+/// as asked: an error, never a success), and the matched count. A write
+/// error or `writeConcernError` of a failover or a shutdown is
+/// [`Error::Interrupted`], which the run protocol retries; any other is
+/// final.
 pub(crate) fn read_update_reply(
     collection: &str,
     reply: &Document,
@@ -89,6 +93,14 @@ pub(crate) fn read_update_reply(
                 .unwrap_or(0);
             if code == DUPLICATE_KEY && duplicates == Duplicates::Unmatched {
                 unmatched.push(index);
+            } else if TRANSIENT_CODES.contains(&code) {
+                // NotWritablePrimary and its kin: refused by a member that
+                // stepped down; the primary to come may take it.
+                return Err(Error::Interrupted {
+                    collection: collection.to_string(),
+                    code,
+                    message: error.get_str("errmsg").unwrap_or("").to_string(),
+                });
             } else {
                 let message = error.get_str("errmsg").unwrap_or("unknown write error");
                 return Err(Error::WriteFailed {
@@ -99,6 +111,15 @@ pub(crate) fn read_update_reply(
         }
     }
     if let Ok(wce) = reply.get_document("writeConcernError") {
+        // A stepdown or a shutdown while the write waited for the majority:
+        // it may well have landed; retried, it matches its own attempt.
+        if let Some(code) = wce.get_i32("code").ok().filter(|c| TRANSIENT_CODES.contains(c)) {
+            return Err(Error::Interrupted {
+                collection: collection.to_string(),
+                code,
+                message: wce.get_str("errmsg").unwrap_or("").to_string(),
+            });
+        }
         return Err(Error::WriteFailed {
             collection: collection.to_string(),
             message: format!("the majority write was not confirmed: {wce}"),
@@ -115,6 +136,7 @@ pub(crate) fn read_update_reply(
 #[cfg(test)]
 mod reply_tests {
     use super::{read_update_reply, Duplicates};
+    use crate::Error;
     use bson::doc;
 
     #[test]
@@ -140,5 +162,47 @@ mod reply_tests {
         assert!(e.contains("statement 1: E11000 (code 11000)"), "{e}");
         let other = doc! { "ok": 1, "n": 0_i32, "writeErrors": [ { "index": 0_i32, "code": 121_i32, "errmsg": "Document failed validation" } ] };
         assert!(read_update_reply("c", &other, Duplicates::Unmatched).is_err());
+    }
+
+    /// A failover's replies to a write that reached the primary, as the
+    /// retryable-writes specification lists them
+    /// (`source/retryable-writes/retryable-writes.md`, "Determining
+    /// Retryable Errors"; its `tests/unified/*-serverErrors.yml` inject
+    /// `writeConcernError: { code: 91, errmsg: "Replication is being shut
+    /// down" }` on writes that applied): `ok: 1`, the write counted, and
+    /// the majority wait failed. Retried, never final, never a success.
+    #[test]
+    fn a_write_answered_during_a_failover_is_interrupted_not_failed() {
+        for (code, errmsg) in [
+            (91, "Replication is being shut down"),
+            (189, "PrimarySteppedDown"),
+            (11600, "interrupted at shutdown"),
+            (
+                11602,
+                "operation was interrupted because a replica set state change occurred",
+            ),
+            (10107, "Not primary while waiting for write concern"),
+        ] {
+            let reply = doc! { "ok": 1.0, "n": 1_i32, "nModified": 1_i32, "writeConcernError": { "code": code, "errmsg": errmsg } };
+            for duplicates in [Duplicates::Fail, Duplicates::Unmatched] {
+                let e = read_update_reply("migrations", &reply, duplicates).unwrap_err();
+                assert!(
+                    matches!(e, Error::Interrupted { code: c, .. } if c == code),
+                    "{code}: {e:?}"
+                );
+                assert_eq!(e.kind(), crate::ErrorKind::Connection);
+            }
+        }
+        // A member that is no longer the primary refuses a statement.
+        let refused = doc! { "ok": 1.0, "n": 0_i32, "writeErrors": [ { "index": 0_i32, "code": 10107_i32, "errmsg": "not primary" } ] };
+        let e = read_update_reply("migrations", &refused, Duplicates::Unmatched).unwrap_err();
+        assert!(matches!(e, Error::Interrupted { code: 10107, .. }), "{e:?}");
+        assert!(e.to_string().contains("may have landed"), "{e}");
+        // mongos while a shard has no primary.
+        let no_primary = doc! { "ok": 1.0, "n": 0_i32, "writeErrors": [ { "index": 0_i32, "code": 133_i32, "errmsg": "Could not find host matching read preference { mode: \"primary\" }" } ] };
+        assert!(matches!(
+            read_update_reply("migrations", &no_primary, Duplicates::Fail),
+            Err(Error::Interrupted { code: 133, .. })
+        ));
     }
 }

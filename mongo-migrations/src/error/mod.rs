@@ -246,6 +246,21 @@ pub enum Error {
         status: MigrationStatus,
     },
 
+    #[error("writing to `{collection}` was interrupted by a failover or a shutdown of the server (code {code}: {message}); the write may have landed. Run the command again once a primary answers: `status` shows what was recorded")]
+    /// A write the server answered while it stepped down or shut down: a
+    /// `writeConcernError` or write error of a code the retryable-writes
+    /// specification counts as retryable. The run protocol retries it
+    /// within its window; this is what is left after that, or where nothing
+    /// retries.
+    Interrupted {
+        /// The collection.
+        collection: String,
+        /// The server's error code.
+        code: i32,
+        /// What the server said.
+        message: String,
+    },
+
     #[error("writing to `{collection}` failed: {message}")]
     /// A write to the tracking or lock collection failed.
     WriteFailed {
@@ -367,7 +382,8 @@ impl Error {
             Error::InvalidUri { .. }
             | Error::Unreachable { .. }
             | Error::AuthFailed { .. }
-            | Error::ServerLost { .. } => ErrorKind::Connection,
+            | Error::ServerLost { .. }
+            | Error::Interrupted { .. } => ErrorKind::Connection,
             Error::MissingDatabase | Error::InvalidEnv { .. } => ErrorKind::Configuration,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::Blocked { .. }

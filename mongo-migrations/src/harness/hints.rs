@@ -39,7 +39,7 @@ pub fn hint(error: &Error) -> &'static str {
         Error::InvalidVersion(_) | Error::DuplicateVersion { .. } | Error::Unordered { .. } => {
             "regenerate the registry with `cargo mongo-migrate registry`"
         }
-        Error::ServerLost { .. } => {
+        Error::ServerLost { .. } | Error::Interrupted { .. } => {
             "check that the server is up and reachable, then run the command again; `cargo mongo-migrate status` shows what was recorded"
         }
         Error::Mongo(_) | Error::WriteFailed { .. } => "see `cargo mongo-migrate status`, then run again",
