@@ -41,9 +41,15 @@ pub fn build(ws: &Workspace, target: &Target, out: Option<&Path>, build: &Build,
             triple: build.target.as_deref(),
         },
     };
+    // Where the binary goes, its folder made before the build: a bad path
+    // is refused in a second, not after minutes of a release build.
+    let dest = match out {
+        Some(out) => Some(prepare(out, &bin)?),
+        None => None,
+    };
     let built = harness::compile(ws, target, &runtime, &krate, verbose)?;
-    let path = match out {
-        Some(out) => copy(&built, out)?,
+    let path = match dest {
+        Some(dest) => copy(&built, dest)?,
         None => built,
     };
     eprintln!("built the migration binary of `{}`: {}", target.name, display(&path));
@@ -70,22 +76,60 @@ fn main_rs(target: &Target) -> Result<String> {
     ))
 }
 
-/// Copies the binary to `out` (a directory gets the binary's own name).
-fn copy(built: &Path, out: &Path) -> Result<PathBuf> {
-    let dest = if out.is_dir() {
-        out.join(built.file_name().expect("a binary has a name"))
+/// Where `--out` puts the binary named `bin`: into `out` when it names a
+/// folder (one that exists, or a path written with a trailing `/`, which is
+/// made), else at `out` itself.
+fn destination(out: &Path, bin: &str, is_dir: bool) -> PathBuf {
+    let names_folder = out
+        .as_os_str()
+        .to_string_lossy()
+        .ends_with(['/', std::path::MAIN_SEPARATOR]);
+    if is_dir || names_folder {
+        out.join(bin)
     } else {
         out.to_path_buf()
-    };
-    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     }
+}
+
+/// The binary's destination for `--out`, with its folder made.
+fn prepare(out: &Path, bin: &str) -> Result<PathBuf> {
+    let dest = destination(out, bin, out.is_dir());
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Failure::new(Code::Usage, format!("cannot create {}: {e}", parent.display()))
+                .hint("pass --out with a writable path (a folder, or the binary's path)")
+        })?;
+    }
+    Ok(dest)
+}
+
+/// Copies the built binary to `dest`; the error says where the built one is.
+fn copy(built: &Path, dest: PathBuf) -> Result<PathBuf> {
     std::fs::copy(built, &dest).map_err(|e| {
         Failure::new(
             Code::Failed,
             format!("cannot copy the binary to {}: {e}", dest.display()),
         )
-        .hint("pass --out with a writable path")
+        .hint(format!(
+            "the built binary is at {}; pass --out with a writable path",
+            built.display()
+        ))
     })?;
     Ok(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::destination;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn out_names_a_folder_when_it_is_one_or_ends_with_a_slash() {
+        let dest = |out: &str, is_dir| destination(Path::new(out), "app-migrate", is_dir);
+        // The README's `--out dist/`, before dist exists.
+        assert_eq!(dest("dist/", false), PathBuf::from("dist/app-migrate"));
+        assert_eq!(dest("dist", true), PathBuf::from("dist/app-migrate"));
+        assert_eq!(dest("dist/migrate", false), PathBuf::from("dist/migrate"));
+        assert_eq!(dest("migrate", false), PathBuf::from("migrate"));
+    }
 }

@@ -78,7 +78,7 @@ pub fn run(ws: &Workspace, conn: &Connection, offline: bool, build: bool, json: 
         } else {
             serde_json::to_value(&reports)?
         };
-        println!("{}", serde_json::to_string_pretty(&document)?);
+        mongo_migrations::outln!("{}", serde_json::to_string_pretty(&document)?);
     } else {
         for r in &reports {
             print(r);
@@ -102,9 +102,9 @@ fn print(report: &PackageReport) {
             Level::Pending => "pending",
             Level::Warning => "warning",
         };
-        println!("{}: {level}: {}", report.package, f.message);
+        mongo_migrations::outln!("{}: {level}: {}", report.package, f.message);
         if let Some(hint) = &f.hint {
-            println!("  hint: {hint}");
+            mongo_migrations::outln!("  hint: {hint}");
         }
     }
     let count = |level| report.findings.iter().filter(|f| f.level == level).count();
@@ -113,7 +113,7 @@ fn print(report: &PackageReport) {
     } else {
         "files only"
     };
-    println!(
+    mongo_migrations::outln!(
         "{}: checked {scope}: {} errors, {} need attention, {} pending, {} warnings",
         report.package,
         count(Level::Error),

@@ -149,18 +149,18 @@ pub fn print(ws: &Workspace, conn: &Connection, json: bool) -> Result<()> {
             .iter()
             .map(|(t, s)| (t.name.clone(), serde_json::to_value(s).expect("settings serialise")))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        mongo_migrations::outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
     for (target, settings) in all {
-        println!("[{}]", target.name);
+        mongo_migrations::outln!("[{}]", target.name);
         for s in settings {
             match s.value.as_deref() {
                 // An unset key is a comment: the line stays valid TOML.
-                None => println!("# {:<18} = (not set)", s.key),
+                None => mongo_migrations::outln!("# {:<18} = (not set)", s.key),
                 Some(v) => {
                     let source = s.source.describe(s.variable.as_deref().unwrap_or_default());
-                    println!("{:<20} = {:<40} # {source}", s.key, format!("{v:?}"));
+                    mongo_migrations::outln!("{:<20} = {:<40} # {source}", s.key, format!("{v:?}"));
                 }
             }
         }

@@ -34,11 +34,11 @@ pub fn run(ws: &Workspace, target: &Target, name: &str, version: Option<&str>, v
     let new = harness_schema(ws, target, verbose)?;
     let changes = schema::diff(&old, &new);
     for note in &changes.notes {
-        println!("note: {note}");
+        mongo_migrations::outln!("note: {note}");
     }
     if changes.is_empty() {
         if new == old {
-            println!(
+            mongo_migrations::outln!(
                 "{}: the declared collections match {}: nothing to write",
                 target.name,
                 display(&snapshot_path)
@@ -74,10 +74,10 @@ pub fn run(ws: &Workspace, target: &Target, name: &str, version: Option<&str>, v
         return Err(e);
     }
     match (changes.pre_deploy.is_empty(), changes.post_deploy.is_empty()) {
-        (false, false) => println!(
+        (false, false) => mongo_migrations::outln!(
             "note: apply the first before the deploy (`up --phase pre`), the post-deploy one after it (`up --phase post`)"
         ),
-        (true, false) => println!("note: it is post-deploy: apply it after the deploy (`up --phase post`)"),
+        (true, false) => mongo_migrations::outln!("note: it is post-deploy: apply it after the deploy (`up --phase post`)"),
         _ => {}
     }
     Ok(())
@@ -93,7 +93,7 @@ pub fn snapshot_error(path: &std::path::Path, e: mongo_migrations_codegen::Error
 
 fn write_snapshot(path: &std::path::Path, snapshot: &Snapshot) -> Result<()> {
     mongo_migrations_codegen::write_if_changed(path, &snapshot.render())?;
-    println!("Updated {}", display(path));
+    mongo_migrations::outln!("Updated {}", display(path));
     Ok(())
 }
 
@@ -126,7 +126,7 @@ fn first_registry(target: &Target) -> Result<()> {
     if !dir.exists() && !target.config.build_script {
         std::fs::create_dir_all(&dir)?;
         mongo_migrations_codegen::generate_module(&dir)?;
-        println!(
+        mongo_migrations::outln!(
             "Created {}",
             display(&dir.join(mongo_migrations_codegen::REGISTRY_FILE))
         );

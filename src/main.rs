@@ -140,7 +140,7 @@ fn remote(args: &Args, command: &Remote, ws: &Workspace) -> Result<()> {
                 .next()
                 .map_or(serde_json::Value::Null, |(_, only)| only)
         };
-        println!("{}", serde_json::to_string_pretty(&document)?);
+        mongo_migrations::outln!("{}", serde_json::to_string_pretty(&document)?);
         if let Some(failure) = tenant_failure {
             return Err(failure.into());
         }

@@ -40,7 +40,7 @@ pub fn registry(target: &Target) -> Result<()> {
     }
     if target.config.build_script {
         let files = scan(&dir).map_err(codegen)?;
-        println!(
+        mongo_migrations::outln!(
             "{}: {} {}; build.rs generates the registry",
             target.name,
             files.len(),
@@ -52,7 +52,7 @@ pub fn registry(target: &Target) -> Result<()> {
     let path = display(&dir.join(REGISTRY_FILE));
     let verb = if changed { "Updated" } else { "Unchanged" };
     let noun = crate::output::plural(files.len(), "migration");
-    println!("{verb} {path} ({} {noun})", files.len());
+    mongo_migrations::outln!("{verb} {path} ({} {noun})", files.len());
     Ok(())
 }
 
@@ -130,7 +130,7 @@ pub fn create(target: &Target, modules: Vec<NewModule>) -> Result<Vec<std::path:
         if result.is_err() {
             break;
         }
-        println!("Created {}", display(&path));
+        mongo_migrations::outln!("Created {}", display(&path));
         paths.push(path);
     }
     // Only the new files need parsing; the others were read above.
@@ -146,7 +146,7 @@ pub fn create(target: &Target, modules: Vec<NewModule>) -> Result<Vec<std::path:
         let helpers = mongo_migrations_codegen::helpers(&dir).map_err(codegen)?;
         mongo_migrations_codegen::write_if_changed(&registry, &render_with(&files, &helpers, Layout::Module))
             .map_err(codegen)?;
-        println!("Updated {}", display(&registry));
+        mongo_migrations::outln!("Updated {}", display(&registry));
         Ok(())
     });
     if let Err(e) = result {
@@ -226,7 +226,7 @@ pub fn squash(target: &Target, to: &str, name: &str, force: bool) -> Result<()> 
     for f in &replaced {
         std::fs::remove_file(&f.path).with_context(|| format!("cannot delete {}", f.path.display()))?;
     }
-    println!(
+    mongo_migrations::outln!(
         "Created {} replacing {} {} up to {to}; their files are deleted ({})",
         display(&path),
         replaced.len(),
@@ -237,10 +237,10 @@ pub fn squash(target: &Target, to: &str, name: &str, force: bool) -> Result<()> 
             "with --force: git does not keep all of them"
         }
     );
-    println!("note: write its `up` before it runs on a fresh database; where they are all applied it is recorded without running");
+    mongo_migrations::outln!("note: write its `up` before it runs on a fresh database; where they are all applied it is recorded without running");
     if !target.config.build_script {
         let (_, _) = mongo_migrations_codegen::generate_module(&dir).map_err(codegen)?;
-        println!("Updated {}", display(&dir.join(REGISTRY_FILE)));
+        mongo_migrations::outln!("Updated {}", display(&dir.join(REGISTRY_FILE)));
     }
     Ok(())
 }
@@ -307,7 +307,7 @@ fn write_new(path: &Path, content: &str) -> Result<()> {
 /// Says how to wire the module in when the library root does not declare it.
 fn hint_lib(target: &Target) {
     if let Some((item, lib)) = undeclared(target) {
-        println!(
+        mongo_migrations::outln!(
             "note: add `pub mod {item};` to {} so the harness can find the registry",
             display(&lib)
         );

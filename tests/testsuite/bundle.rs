@@ -114,6 +114,19 @@ fn a_bundled_binary_runs_without_cargo_as_the_cli_does() {
     let empty = tempfile::tempdir().unwrap();
     let bin = bundled(crate_dir.path(), out.path());
     assert!(cargo_is_not_on("/usr/bin:/bin"), "the test needs a PATH without cargo");
+    // The README's `--out dist/`: a folder that does not exist yet is made.
+    let dist = out.path().join("dist");
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["bundle", "--profile", "dev", "--out"])
+        .arg(format!("{}/", dist.display()))
+        .assert()
+        .success();
+    assert!(
+        dist.join("single-app-migrate").is_file(),
+        "no binary in {}",
+        dist.display()
+    );
 
     let run = binary(&bin, empty.path(), &database("bin"));
     run(&["--version"]).assert().success().stdout_eq(str![[r#"

@@ -655,6 +655,28 @@ build-script         = "false"                                  # default
 "#]]);
 }
 
+/// `config | head -0`: stdout is a pipe whose reader is gone before the
+/// first line. The command ends as it would have, without a panic (it was
+/// `failed printing to stdout: Broken pipe`, exit 101).
+#[test]
+fn a_closed_stdout_ends_the_printing_not_the_command() {
+    let crate_dir = fixture("single");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(snapbox::cmd::cargo_bin!("cargo-mongo-migrate"))
+        .args(["mongo-migrate", "config", "--database", "orders"])
+        .current_dir(crate_dir.path())
+        .env("MONGODB_URI", "mongodb://127.0.0.1:27017/")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr, "", "a closed pipe is no news to the reader who closed it");
+}
+
 #[test]
 fn color_follows_the_flag_then_cargo_term_color() {
     let crate_dir = fixture("single");

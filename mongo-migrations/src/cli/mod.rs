@@ -27,6 +27,7 @@ pub mod exit;
 pub mod output;
 mod render;
 mod request;
+pub mod stdout;
 
 use std::process::ExitCode;
 
@@ -96,7 +97,7 @@ pub fn run(registry: fn() -> Result<Registry, Error>, package: Result<Package, S
         Err(e) => return exit(&Failure::from_error(&e, args.verbose)),
     };
     if args.version {
-        println!("{}", version_line(&package, &registry));
+        crate::outln!("{}", version_line(&package, &registry));
         return ExitCode::SUCCESS;
     }
     let Some(command) = args.command else {
@@ -163,7 +164,7 @@ pub fn finish(package: &str, command: &harness::Command, answer: Answer, json: b
             Answer::TenantRuns(reports) => output::tenants_exit(reports).err(),
             _ => None,
         };
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&answer.to_json()).expect("a JSON value prints")
         );

@@ -17,7 +17,7 @@ pub fn close_progress(outcome: &str) {
         bar.abandon();
     }
     if OPEN_LINE.swap(false, std::sync::atomic::Ordering::SeqCst) {
-        println!("{outcome}");
+        crate::outln!("{outcome}");
     }
 }
 
@@ -144,42 +144,42 @@ pub fn run_report(package: &str, report: &RunReport) {
     let noun = plural(n, "migration");
     if report.dry_run {
         if n == 0 {
-            println!("{package}: nothing to do (dry run)");
+            crate::outln!("{package}: nothing to do (dry run)");
             return;
         }
-        println!("{package}: {would} {n} {noun} (dry run, nothing changed):");
+        crate::outln!("{package}: {would} {n} {noun} (dry run, nothing changed):");
         for s in &report.steps {
             let tx = if s.transactional { ", transactional" } else { "" };
             let adopted = if s.adopted { ", recorded without running" } else { "" };
-            println!("  {} {} (batch {}{tx}{adopted})", s.version, s.name, s.batch);
+            crate::outln!("  {} {} (batch {}{tx}{adopted})", s.version, s.name, s.batch);
             // What it does, in its own words: a schema migration's lists
             // its index builds and validator changes.
             for line in s.description.lines().filter(|l| !l.trim().is_empty()) {
-                println!("      {line}");
+                crate::outln!("      {line}");
             }
         }
     } else if n == 0 {
         if !report.stopped() {
-            println!("{package}: nothing to do");
+            crate::outln!("{package}: nothing to do");
         }
     } else {
         let bodies: i64 = report.steps.iter().filter_map(|s| s.duration_ms).sum();
         match report.elapsed_ms {
-            Some(run) => println!(
+            Some(run) => crate::outln!(
                 "{package}: {done} {n} {noun} in {} (migration code: {})",
                 duration(run),
                 duration(bodies)
             ),
-            None => println!("{package}: {done} {n} {noun} (migration code: {})", duration(bodies)),
+            None => crate::outln!("{package}: {done} {n} {noun} (migration code: {})", duration(bodies)),
         }
         for s in report.steps.iter().filter(|s| s.adopted) {
-            println!("  {} {} recorded as applied without running", s.version, s.name);
+            crate::outln!("  {} {} recorded as applied without running", s.version, s.name);
         }
     }
     if report.stopped() {
-        println!("{package}: stopped on request before:");
+        crate::outln!("{package}: stopped on request before:");
         for s in &report.skipped {
-            println!("  {} {}", s.version, s.name);
+            crate::outln!("  {} {}", s.version, s.name);
         }
     }
 }
@@ -287,7 +287,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
     let line = |cells: Vec<String>| {
         let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", text.join("  ").trim_end());
+        crate::outln!("{}", text.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
     for row in rows {
@@ -302,7 +302,7 @@ fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 
 /// The status table and the lock.
 pub fn status(package: &str, report: &StatusReport) {
-    println!("{package}:");
+    crate::outln!("{package}:");
     let rows: Vec<Vec<String>> = report
         .migrations
         .iter()
@@ -347,7 +347,7 @@ pub fn status(package: &str, report: &StatusReport) {
     );
     let c = &report.counts;
     let total = report.migrations.len();
-    println!(
+    crate::outln!(
         "{total} {}: {} applied, {} pending, {} failed, {} running, {} unknown{}",
         plural(total, "migration"),
         c.applied,
@@ -365,11 +365,11 @@ pub fn status(package: &str, report: &StatusReport) {
         .iter()
         .filter(|m| m.error.is_some() && m.state == State::Failed)
     {
-        println!("  {} failed: {}", m.version, m.error.as_deref().unwrap_or_default());
+        crate::outln!("  {} failed: {}", m.version, m.error.as_deref().unwrap_or_default());
     }
     for m in &report.migrations {
         for v in m.violations.iter().filter(|v| v.count > 0) {
-            println!(
+            crate::outln!(
                 "  {} staged a validator of `{}`: {} documents violated it then (for example _id {})",
                 m.version,
                 v.collection,
@@ -381,16 +381,16 @@ pub fn status(package: &str, report: &StatusReport) {
     // Who left a migration running, and whether it is still at it.
     for m in report.migrations.iter().filter(|m| m.state == State::Running) {
         if let Some(detail) = &m.detail {
-            println!("  {} {detail}", m.version);
+            crate::outln!("  {} {detail}", m.version);
         }
     }
-    println!("lock: {}", lock_line(report.lock.as_ref()));
+    crate::outln!("lock: {}", lock_line(report.lock.as_ref()));
 }
 
 /// One line per tenant database; fails (exit 1, or 3 when only locks
 /// stood in the way) if any tenant did not go through.
 pub fn tenants_up(package: &str, reports: &[TenantReport]) -> Result<(), Failure> {
-    println!("{package}:");
+    crate::outln!("{package}:");
     let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|t| {
@@ -405,7 +405,7 @@ pub fn tenants_up(package: &str, reports: &[TenantReport]) -> Result<(), Failure
         .collect();
     table(&["DATABASE", "OUTCOME", "APPLIED", "DETAIL"], &rows);
     let t = Tally::of(reports);
-    println!(
+    crate::outln!(
         "{} {}: {} applied, {} failed, {} locked, {} skipped",
         t.all,
         plural(t.all, "database"),
@@ -457,7 +457,7 @@ pub fn tenants_exit(reports: &[TenantReport]) -> Result<(), Failure> {
 
 /// One line per tenant database: its counts and lock.
 pub fn tenants_status(package: &str, all: &[TenantStatus]) -> Result<(), Failure> {
-    println!("{package}:");
+    crate::outln!("{package}:");
     let mut unreadable = 0;
     let rows: Vec<Vec<String>> = all
         .iter()
@@ -497,7 +497,7 @@ pub fn tenants_status(package: &str, all: &[TenantStatus]) -> Result<(), Failure
         .iter()
         .filter(|t| t.status.as_ref().is_some_and(|s| s.counts.pending > 0))
         .count();
-    println!(
+    crate::outln!(
         "{} {}: {pending} with pending migrations, {unreadable} unreadable",
         all.len(),
         plural(all.len(), "database")
@@ -527,7 +527,7 @@ pub fn lock_line(lock: Option<&LockInfo>) -> String {
 
 /// The history table.
 pub fn history(package: &str, records: &[Record]) {
-    println!("{package}:");
+    crate::outln!("{package}:");
     let rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {

@@ -12,7 +12,7 @@ pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Fai
         Answer::Run(report) => match command {
             Remote::Baseline { to } => {
                 let n = report.steps.len();
-                println!(
+                crate::outln!(
                     "{package}: baselined {n} {} up to {to}, recorded as applied without running (batch {})",
                     output::plural(n, "migration"),
                     report.steps.first().map_or(0, |s| s.batch)
@@ -24,16 +24,18 @@ pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Fai
         Answer::History(records) => output::history(package, &records),
         Answer::Lock(lock) => match command {
             Remote::ForceUnlock { .. } => match lock.filter(|l| !l.expired) {
-                Some(l) => println!("{package}: released the lock held by {}", l.holder),
-                None => println!("{package}: the lock was free; it is released all the same"),
+                Some(l) => crate::outln!("{package}: released the lock held by {}", l.holder),
+                None => crate::outln!("{package}: the lock was free; it is released all the same"),
             },
-            _ => println!("{package}: lock {}", output::lock_line(lock.as_ref())),
+            _ => crate::outln!("{package}: lock {}", output::lock_line(lock.as_ref())),
         },
         Answer::Forgotten(records) => {
             for r in records {
-                println!(
+                crate::outln!(
                     "{package}: forgot {} {} (was {}; a copy is in the audit collection)",
-                    r.version, r.name, r.status
+                    r.version,
+                    r.name,
+                    r.status
                 );
             }
         }
@@ -41,23 +43,23 @@ pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Fai
             Remote::Resolve {
                 resolution: Resolution::AcceptChecksum,
                 version,
-            } => println!(
+            } => crate::outln!(
                 "{package}: accepted the edit of {version} {}; `up` no longer refuses it",
                 record.name
             ),
             Remote::Resolve {
                 resolution: Resolution::Pending,
                 version,
-            } => println!("{package}: marked {version} as pending"),
-            _ => println!("{package}: marked {} as applied", record.version),
+            } => crate::outln!("{package}: marked {version} as pending"),
+            _ => crate::outln!("{package}: marked {} as applied", record.version),
         },
         Answer::TenantRuns(reports) => return output::tenants_up(package, &reports),
         Answer::TenantStatuses(statuses) => return output::tenants_status(package, &statuses),
         // `diff` and `check` read these; no command line of the binary asks for them.
-        Answer::Schema(collections) => println!("{package}: {} declared collections", collections.len()),
+        Answer::Schema(collections) => crate::outln!("{package}: {} declared collections", collections.len()),
         Answer::Drift(drift) => {
             for d in drift {
-                println!("{package}: {}: {}", d.collection, d.message);
+                crate::outln!("{package}: {}: {}", d.collection, d.message);
             }
         }
     }
