@@ -1,4 +1,4 @@
-//! What a tenant database's name may be: the server's rules, checked before
+//! What a target database's name may be (a run's, a tenant's): the server's rules, checked before
 //! anything runs, and the system databases refused as targets.
 
 use crate::Error;
@@ -10,7 +10,7 @@ const FORBIDDEN: &[char] = &['/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', 
 /// The longest name the server takes, in bytes.
 const MAX_BYTES: usize = 63;
 
-/// Whether `name` can be a tenant database: not empty, at most 63 bytes,
+/// Whether `name` can be the database of a run or a tenant: not empty, at most 63 bytes,
 /// none of `/\. "$*<>:|?` or NUL, and not `admin`, `local` or `config`.
 pub fn check_database_name(name: &str) -> Result<(), Error> {
     let refuse = |reason: &str| {
@@ -32,7 +32,7 @@ pub fn check_database_name(name: &str) -> Result<(), Error> {
         ));
     }
     if matches!(name, "admin" | "local" | "config") {
-        return refuse("it is a system database, never a tenant");
+        return refuse("it is a system database of the server, never a migration target");
     }
     Ok(())
 }

@@ -51,8 +51,11 @@ pub async fn connect(uri: &str, database: Option<&str>) -> Result<(Client, Strin
 
 /// Checks a URI and the database a run would use, before anything
 /// connects: the URI parses, and `database` (or else the URI's path) names
-/// a database. Returns that name. [`connect`] checks with it first;
-/// a CLI calls it to refuse bad input before it builds anything.
+/// a database that can be one: the rule of
+/// [`check_database_name`](crate::check_database_name), the tenants' too (no
+/// `/\. "$*<>:|?` or NUL, at most 63 bytes, not `admin`, `local` or
+/// `config`). Returns that name. [`connect`] checks with it first; a CLI
+/// calls it to refuse bad input before it builds anything.
 pub fn check_target(uri: &str, database: Option<&str>) -> Result<String, Error> {
     let parsed = mongodb::options::ConnectionString::parse(uri).map_err(|source| Error::InvalidUri {
         message: plain(&source),
@@ -63,6 +66,7 @@ pub fn check_target(uri: &str, database: Option<&str>) -> Result<String, Error> 
         .or(parsed.default_database)
         .filter(|n| !n.is_empty())
         .ok_or(Error::MissingDatabase)?;
+    crate::check_database_name(&name)?;
     Ok(name)
 }
 
@@ -70,6 +74,14 @@ pub fn check_target(uri: &str, database: Option<&str>) -> Result<String, Error> 
 /// `serverSelectionTimeoutMS`).
 pub async fn connect_within(uri: &str, database: Option<&str>, timeout: Duration) -> Result<(Client, String), Error> {
     let name = check_target(uri, database)?;
+    Ok((client_within(uri, &name, timeout).await?, name))
+}
+
+/// A client of the server at `uri`, pinged through database `ping_in`
+/// within `timeout`: [`connect_within`] without the check of a run's target,
+/// for a client that reads the server (the tenants' `listDatabases`).
+pub(crate) async fn client_within(uri: &str, ping_in: &str, timeout: Duration) -> Result<Client, Error> {
+    let name = ping_in.to_string();
     let mut options = ClientOptions::parse(uri).await.map_err(|source| Error::InvalidUri {
         message: plain(&source),
         source: Box::new(source),
@@ -88,7 +100,7 @@ pub async fn connect_within(uri: &str, database: Option<&str>, timeout: Duration
     let started = Instant::now();
     let failed = loop {
         match client.database(&name).run_command(doc! { "ping": 1 }).await {
-            Ok(_) => return Ok((client, name)),
+            Ok(_) => return Ok(client),
             Err(e)
                 if crate::retry::is_transient(&e)
                     && !matches!(*e.kind, mongodb::error::ErrorKind::ServerSelection { .. })
@@ -293,4 +305,30 @@ async fn probe(db: &Database) -> Result<Info, Error> {
         clock: Clock { has_now, ..clock },
         transactions: hello_supports_transactions(&hello),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_target;
+    use crate::Error;
+
+    #[test]
+    fn a_run_s_database_follows_the_server_s_rules_before_anything_connects() {
+        let target = |uri, db| check_target(uri, db);
+        assert_eq!(target("mongodb://h/shop", None).unwrap(), "shop");
+        assert_eq!(target("mongodb://h/shop", Some("orders")).unwrap(), "orders");
+        for (uri, db) in [
+            ("mongodb://h/", Some("a/b")),
+            ("mongodb://h/x.y", None),
+            ("mongodb://h/", Some("my$db")),
+            ("mongodb://h/", Some("admin")),
+            ("mongodb://h/local", None),
+        ] {
+            assert!(
+                matches!(target(uri, db), Err(Error::InvalidDatabaseName { .. })),
+                "{uri} {db:?}"
+            );
+        }
+        assert!(matches!(target("mongodb://h/", None), Err(Error::MissingDatabase)));
+    }
 }

@@ -655,6 +655,49 @@ build-script         = "false"                                  # default
 "#]]);
 }
 
+/// A database name the server forbids, or a system database, is refused
+/// before anything is built or connected, from the flag, the environment or
+/// the URI's path (each was used as given: `a/b` and `x.y` got migrations).
+#[test]
+fn a_database_name_no_server_takes_is_refused_before_anything_runs() {
+    let crate_dir = fixture("single");
+    let run = |args: &[&str], uri: &str| {
+        cli()
+            .current_dir(crate_dir.path())
+            .env("MONGODB_URI", uri)
+            .args(args)
+            .assert()
+            .code(2)
+    };
+    run(&["up", "--database", "a/b"], "mongodb://127.0.0.1:1/").stderr_eq(str![[r#"
+error: `a/b` cannot be the database of a run: it holds `/`, which no database name may; nothing ran in any database
+hint: check the database names given
+
+"#]]);
+    run(&["status", "--database", "my$db"], "mongodb://127.0.0.1:1/").stderr_eq(str![[r#"
+error: `my$db` cannot be the database of a run: it holds `$`, which no database name may; nothing ran in any database
+hint: check the database names given
+
+"#]]);
+    run(&["up"], "mongodb://127.0.0.1:1/x.y").stderr_eq(str![[r#"
+error: `x.y` cannot be the database of a run: it holds `.`, which no database name may; nothing ran in any database
+hint: check the database names given
+
+"#]]);
+    cli()
+        .current_dir(crate_dir.path())
+        .env("MONGODB_URI", "mongodb://127.0.0.1:1/")
+        .env("MONGODB_DATABASE", "admin")
+        .args(["down"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: `admin` cannot be the database of a run: it is a system database of the server, never a migration target; nothing ran in any database
+hint: check the database names given
+
+"#]]);
+}
+
 /// `config | head -0`: stdout is a pipe whose reader is gone before the
 /// first line. The command ends as it would have, without a panic (it was
 /// `failed printing to stdout: Broken pipe`, exit 101).

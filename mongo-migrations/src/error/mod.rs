@@ -321,8 +321,9 @@ pub enum Error {
         status: MigrationStatus,
     },
 
-    #[error("`{name}` cannot be a tenant database: {reason}; nothing ran in any database")]
-    /// A tenant database name the server would refuse, or a system database.
+    #[error("`{name}` cannot be the database of a run: {reason}; nothing ran in any database")]
+    /// A database name (a run's or a tenant's) the server would refuse, or a
+    /// system database.
     InvalidDatabaseName {
         /// The name as given.
         name: String,

@@ -283,9 +283,13 @@ async fn a_walk_stops_after_the_batch_in_which_its_lock_was_lost() {
 }
 
 /// Counts each hand-over in `handled` (deliberately not idempotent, to
-/// measure how much is redone) and sets `x` (idempotent: the outcome).
+/// measure how much is redone) and sets `x` (idempotent: the outcome). In
+/// the killed child, the batch with the last item then waits at the
+/// parent's gate, which never opens: the walk is still under way when the
+/// kill lands, wherever it was meant to land, on any machine.
 async fn count_and_mark(batch: Vec<Document>, db: Database) -> MigrationResult {
     let ids: Vec<Bson> = batch.iter().map(|d| d.get("_id").cloned().unwrap()).collect();
+    let last = ids.contains(&Bson::Int64(KILL_ITEMS - 1));
     db.collection::<Document>("items")
         .update_many(
             doc! { "_id": { "$in": ids } },
@@ -293,8 +297,14 @@ async fn count_and_mark(batch: Vec<Document>, db: Database) -> MigrationResult {
         )
         .await?;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    if last {
+        crate::common::child::gate().await;
+    }
     Ok(())
 }
+
+/// The items the killed walk goes over (`_id`s 0 to 999).
+const KILL_ITEMS: i64 = 1_000;
 
 const KILL_BATCH: u32 = 50;
 
@@ -354,13 +364,14 @@ async fn a_killed_walk_resumes_with_at_most_one_batch_redone() {
         state ^= state << 17;
         let kill_at = 100 + (state % 700) as i64;
         let t = TestDb::new().await;
-        items(&t, 1_000, |i| Bson::Int64(i as i64)).await;
+        items(&t, KILL_ITEMS as usize, |i| Bson::Int64(i as i64)).await;
         t.db()
             .collection::<Document>("items")
             .delete_many(doc! { "kind": "b" })
             .await
             .unwrap();
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        let mut child = crate::common::child::gated(&mut command)
             .args([
                 "batches::batch_child_runner",
                 "--exact",

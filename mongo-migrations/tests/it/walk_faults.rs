@@ -12,9 +12,10 @@
 //! - after recovery every document is transformed.
 //!
 //! And kill -9 of a runner at a seeded random moment of the first 100 ms
-//! of a walk: the next `up` resumes it without a `resolve`; in the first
-//! trial the body waits at the gate before it walks, so that kill always
-//! lands before the first checkpoint.
+//! of a walk: the next `up` resumes it without a `resolve`. The killed
+//! walk's last batch waits at the gate, so the walk is under way when the
+//! kill lands; in the first trial the body waits at the gate before it
+//! walks, so that kill always lands before the first checkpoint.
 //!
 //! `FAULT_TRIALS` (per mode, default 1 here) and `FAULT_SEED` replay a run;
 //! the seed is printed. The child is the `walk_child` test of this binary.
@@ -331,7 +332,8 @@ async fn a_walk_killed_before_its_first_checkpoint_resumes_without_resolve() {
         let t = TestDb::new().await;
         seed_items(&t).await;
         let mode = if trial == 0 { Mode::SlowStart } else { Mode::Plain };
-        let mut runner = child(&t, 1_000, mode, mode == Mode::SlowStart);
+        // Gated: the walk cannot end before the kill (its last batch waits).
+        let mut runner = child(&t, 1_000, mode, true);
         t.wait_running(VERSION, Duration::from_secs(60), Duration::from_micros(500))
             .await;
         let kill_at = rng.below(100_000);

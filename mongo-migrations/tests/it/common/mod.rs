@@ -25,10 +25,10 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
-        let (client, _) = mongo_migrations::connect(&uri(), Some("admin"))
+        let name = format!("mm_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let (client, _) = mongo_migrations::connect(&uri(), Some(&name))
             .await
             .expect("connect to MONGODB_URI");
-        let name = format!("mm_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         TestDb { client, name }
     }
 
