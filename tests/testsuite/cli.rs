@@ -698,6 +698,25 @@ hint: check the database names given
 "#]]);
 }
 
+/// `down --steps 0` would build the harness to do nothing: refused as
+/// `history --limit 0` is, before anything is built.
+#[test]
+fn down_of_zero_steps_is_refused() {
+    let crate_dir = fixture("single");
+    cli()
+        .current_dir(crate_dir.path())
+        .env("MONGODB_URI", "mongodb://127.0.0.1:1/shop")
+        .args(["down", "--steps", "0"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: invalid value '0' for '--steps <N>': 0 is not in 1..18446744073709551615
+
+For more information, try '--help'.
+
+"#]]);
+}
+
 /// `config | head -0`: stdout is a pipe whose reader is gone before the
 /// first line. The command ends as it would have, without a panic (it was
 /// `failed printing to stdout: Broken pipe`, exit 101).

@@ -42,8 +42,8 @@ pub enum Command {
     Down {
         #[command(flatten)]
         conn: Connection,
-        /// Roll back the last N migrations
-        #[arg(long, value_name = "N")]
+        /// Roll back the last N migrations (N >= 1)
+        #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         steps: Option<usize>,
         /// Roll back the whole last batch
         #[arg(long)]
