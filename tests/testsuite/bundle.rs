@@ -129,6 +129,13 @@ fn a_bundled_binary_runs_without_cargo_as_the_cli_does() {
     );
 
     let run = binary(&bin, empty.path(), &database("bin"));
+    // Without a command: its own help (it was the library's, `Usage: mongo-migrations`).
+    let help = run(&[]).assert().code(2);
+    let help = String::from_utf8_lossy(&help.get_output().stdout).into_owned();
+    assert!(
+        help.starts_with("The migrations of single-app 0.1.0\n\nUsage: single-app-migrate"),
+        "{help}"
+    );
     run(&["--version"]).assert().success().stdout_eq(str![[r#"
 single-app 0.1.0: 2 migrations, newest 20260102000000 (mongo-migrations 0.1.0)
 

@@ -82,11 +82,12 @@ pub fn run(registry: fn() -> Result<Registry, Error>, package: Result<Package, S
         })
         .unwrap_or_else(|| "migrate".into());
     let about = format!("The migrations of {} {}", package.name, package.version);
-    let matches = <Binary as clap::CommandFactory>::command()
+    // The binary's own name and words, in its help too (without a command).
+    let mut command = <Binary as clap::CommandFactory>::command()
         .name(bin.clone())
         .bin_name(bin)
-        .about(about)
-        .get_matches();
+        .about(about);
+    let matches = command.clone().get_matches();
     let args = match <Binary as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(args) => args,
         Err(e) => e.exit(),
@@ -101,7 +102,7 @@ pub fn run(registry: fn() -> Result<Registry, Error>, package: Result<Package, S
         return ExitCode::SUCCESS;
     }
     let Some(command) = args.command else {
-        let _ = <Binary as clap::CommandFactory>::command().print_help();
+        let _ = command.print_help();
         return ExitCode::from(Code::Usage as u8);
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
