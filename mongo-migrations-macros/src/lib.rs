@@ -40,14 +40,45 @@ pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Implements `mongo_migrations::schema::MongoSchema` from the fields and
 /// serde attributes (`rename`, `rename_all`, `default`, `skip*`,
 /// `deny_unknown_fields`, bson's chrono date helpers); anything else serde
-/// would write differently is a compile error. `#[mongo(collection = "..",
-/// validation_level = "strict" | "moderate", index(keys = "a: 1, b: -1",
-/// unique, sparse, hidden, ttl = SECS, name = ".."))]` declares the collection.
+/// would write differently is a compile error. `#[mongo(..)]` declares the
+/// collection:
+///
+/// - `collection = "users"`: the collection's name;
+/// - `validation_level = "strict" | "moderate"` (default `strict`);
+/// - `index(..)`, once per index: `keys = "a: 1, b: -1"` (directions `1`,
+///   `-1`, or a kind such as `"2dsphere"`), and any of `unique`, `sparse`,
+///   `hidden`, `ttl = SECONDS` (`expireAfterSeconds`), `name = ".."` (default:
+///   the server's, `a_1_b_-1`), `partial = "{ \"plan\": { \"$exists\": true } }"`
+///   (a `partialFilterExpression`, as extended JSON), `collation = "{ \"locale\":
+///   \"fr\", \"strength\": 2 }"`.
+///
+/// On an error only the error is reported: the type still implements the
+/// trait (with a schema that panics), so no second error follows where it is used.
 #[proc_macro_derive(MongoSchema, attributes(mongo))]
 pub fn derive_mongo_schema(item: TokenStream) -> TokenStream {
-    match syn::parse(item).and_then(schema::expand) {
-        Ok(tokens) => tokens.into(),
+    match syn::parse(item) {
+        Ok(input) => derive_schema(input).into(),
         Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// The derive's expansion; on an error, the error and a stand-in impl.
+fn derive_schema(input: syn::DeriveInput) -> Tokens {
+    match schema::expand(input.clone()) {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            let error = e.to_compile_error();
+            let name = &input.ident;
+            let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+            quote! {
+                #error
+                impl #impl_generics ::mongo_migrations::schema::MongoSchema for #name #ty_generics #where_clause {
+                    fn json_schema() -> ::mongo_migrations::bson::Document {
+                        ::core::unreachable!("MongoSchema: the derive failed to compile")
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -152,6 +183,16 @@ fn default_registry() -> Tokens {
 #[cfg(test)]
 mod tests {
     use super::expand;
+
+    #[::core::prelude::v1::test]
+    fn a_failed_derive_reports_its_error_and_still_implements_the_trait() {
+        let item: syn::DeriveInput = syn::parse_str("#[serde(flatten)] struct A { #[serde(flatten)] b: B }").unwrap();
+        let out = super::derive_schema(item).to_string();
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("MongoSchema for A"), "{out}");
+        let good: syn::DeriveInput = syn::parse_str("struct A { b: String }").unwrap();
+        assert!(!super::derive_schema(good).to_string().contains("compile_error"));
+    }
 
     fn expanded(args: &str, item: &str) -> String {
         match expand(args.parse().unwrap(), item.parse().unwrap()) {

@@ -367,7 +367,7 @@ pub fn status(package: &str, report: &StatusReport) {
     {
         crate::outln!("  {} failed: {}", m.version, m.error.as_deref().unwrap_or_default());
     }
-    for m in &report.migrations {
+    for m in report.migrations.iter().filter(|m| enforcement_waits(report, m)) {
         for v in m.violations.iter().filter(|v| v.count > 0) {
             crate::outln!(
                 "  {} staged a validator of `{}`: {} documents violated it then (for example _id {})",
@@ -378,13 +378,28 @@ pub fn status(package: &str, report: &StatusReport) {
             );
         }
     }
-    // Who left a migration running, and whether it is still at it.
-    for m in report.migrations.iter().filter(|m| m.state == State::Running) {
+    // Who left a migration running, and whether it is still at it; where a
+    // walk stopped or a repeatable run failed (pending: the next `up` goes
+    // on), what its last run did, as `history` says it.
+    for m in report.migrations.iter().filter(|m| m.state != State::Failed) {
+        if let (State::Pending, Some(error)) = (m.state, &m.error) {
+            crate::outln!("  {} failed on its last run: {error}", m.version);
+        }
         if let Some(detail) = &m.detail {
             crate::outln!("  {} {detail}", m.version);
         }
     }
     crate::outln!("lock: {}", lock_line(report.lock.as_ref()));
+}
+
+/// Whether what `m` staged still matters: a post-deploy migration after it
+/// is not applied yet (once they all are, its validator was enforced or
+/// superseded, and the count of then is history: `status --json` and
+/// `history` keep it).
+fn enforcement_waits(report: &StatusReport, m: &crate::report::StatusEntry) -> bool {
+    report.migrations.iter().any(|later| {
+        later.version > m.version && later.phase == crate::Phase::PostDeploy && later.state != State::Applied
+    })
 }
 
 /// One line per tenant database; fails (exit 1, or 3 when only locks

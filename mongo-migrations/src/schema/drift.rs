@@ -8,7 +8,7 @@ use futures_util::TryStreamExt as _;
 use mongodb::Database;
 use serde::{Deserialize, Serialize};
 
-use crate::schema::index::{is_hidden, same_unordered};
+use crate::schema::index::{is_hidden, same_unordered, same_value_unordered};
 use crate::schema::{count_violators, list_indexes, Collection, SchemaError};
 
 /// One difference between the database and the declared schema.
@@ -22,6 +22,10 @@ pub struct Drift {
     pub message: String,
     /// What to do about it.
     pub hint: String,
+    /// The state between a change's two deploy phases (a validator staged,
+    /// an index hidden on its way out): the post-deploy phase ends it.
+    #[serde(default)]
+    pub pending: bool,
 }
 
 fn finding(collection: &str, message: String, hint: &str) -> Drift {
@@ -29,7 +33,50 @@ fn finding(collection: &str, message: String, hint: &str) -> Drift {
         collection: collection.into(),
         message,
         hint: hint.into(),
+        pending: false,
     }
+}
+
+fn between_phases(collection: &str, message: String, hint: &str) -> Drift {
+    Drift {
+        pending: true,
+        ..finding(collection, message, hint)
+    }
+}
+
+/// Where the validator the database has (`listed`) differs from the
+/// declared one, for a person: each key of the schema that differs, and
+/// within `properties`, each property added, missing or changed.
+pub(crate) fn validator_differences(declared: &Document, listed: &Document) -> Vec<String> {
+    let mut out = Vec::new();
+    let keys: std::collections::BTreeSet<&str> = declared.keys().chain(listed.keys()).map(String::as_str).collect();
+    for key in keys {
+        match (declared.get(key), listed.get(key)) {
+            (Some(d), Some(l)) if same_value_unordered(d, l) => {}
+            (Some(Bson::Document(d)), Some(Bson::Document(l))) if key == "properties" => {
+                let names: std::collections::BTreeSet<&str> = d.keys().chain(l.keys()).map(String::as_str).collect();
+                for property in names {
+                    match (d.get(property), l.get(property)) {
+                        (Some(a), Some(b)) if !same_value_unordered(a, b) => {
+                            out.push(format!("property `{property}`: declared {a}, the database has {b}"))
+                        }
+                        (Some(_), None) => {
+                            out.push(format!("property `{property}` is declared, not in the database's"))
+                        }
+                        (None, Some(_)) => {
+                            out.push(format!("property `{property}` is in the database's, not declared"))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (Some(d), Some(l)) => out.push(format!("`{key}`: declared {d}, the database has {l}")),
+            (Some(_), None) => out.push(format!("`{key}` is declared, not in the database's")),
+            (None, Some(_)) => out.push(format!("`{key}` is in the database's, not declared")),
+            (None, None) => {}
+        }
+    }
+    out
 }
 
 /// The differences between `declared` and the collection as the server
@@ -76,6 +123,14 @@ pub fn compare(declared: &Collection, options: Option<&Document>, indexes: &[Doc
         if listed_name == "_id_" || declared.indexes.iter().any(|i| i.is(listed)) {
             continue;
         }
+        if is_hidden(listed) {
+            out.push(between_phases(
+                name,
+                format!("the index `{listed_name}` is hidden and no longer declared: on its way out"),
+                "apply the post-deploy migration that drops it (`up --phase post`); if none does, drop it with `ctx.drop_hidden_index` in one",
+            ));
+            continue;
+        }
         out.push(finding(
             name,
             format!(
@@ -107,11 +162,14 @@ pub fn compare(declared: &Collection, options: Option<&Document>, indexes: &[Doc
             if !same_unordered(declared_schema, listed) {
                 out.push(finding(
                     name,
-                    format!("the validator of `{name}` differs from the declared one"),
-                    "generate the migration that sets it with `cargo mongo-migrate diff`, or undo the change by hand",
+                    format!(
+                        "the validator of `{name}` differs from the declared one: {}",
+                        validator_differences(declared_schema, listed).join("; ")
+                    ),
+                    "if the declaration changed, `cargo mongo-migrate diff <name>` writes the migration; if the database was changed by hand (`diff` then has nothing to write), put the declared one back with `stage_validator` and `enforce_validator` in a migration",
                 ));
             } else if action != "error" {
-                out.push(finding(
+                out.push(between_phases(
                     name,
                     format!("the validator of `{name}` is staged (`validationAction: {action}`), not enforced"),
                     "apply the post-deploy migration that enforces it (`up --phase post`)",
@@ -180,6 +238,24 @@ mod tests {
     use super::*;
     use crate::schema::{Index, ValidationLevel};
 
+    #[test]
+    fn a_validator_that_differs_says_where() {
+        let declared = doc! { "bsonType": "object", "required": ["email", "name"],
+        "properties": { "email": { "bsonType": "string" }, "name": { "bsonType": "string" } } };
+        let listed = doc! { "required": ["email"], "bsonType": "object",
+        "properties": { "email": { "bsonType": "int" }, "legacy": { "bsonType": "string" } } };
+        assert_eq!(
+            validator_differences(&declared, &listed),
+            [
+                r#"property `email`: declared { "bsonType": "string" }, the database has { "bsonType": "int" }"#,
+                "property `legacy` is in the database's, not declared",
+                "property `name` is declared, not in the database's",
+                r#"`required`: declared ["email", "name"], the database has ["email"]"#,
+            ]
+        );
+        assert_eq!(validator_differences(&declared, &declared), Vec::<String>::new());
+    }
+
     fn users() -> Collection {
         Collection::new("users")
             .validator(doc! { "bsonType": "object", "required": ["email"], "properties": { "email": { "bsonType": "string" } } })
@@ -212,6 +288,26 @@ mod tests {
     }
 
     #[test]
+    fn between_the_phases_a_hidden_index_and_a_staged_validator_are_pending() {
+        let mut indexes = listed();
+        indexes.push(doc! { "v": 2, "key": { "legacy": 1 }, "name": "legacy_1", "hidden": true });
+        let mut staged = enforced();
+        staged.insert("validationAction", "warn");
+        let found = compare(&users(), Some(&staged), &indexes);
+        assert_eq!(
+            messages(found.clone()),
+            [
+                "the index `legacy_1` is hidden and no longer declared: on its way out",
+                "the validator of `users` is staged (`validationAction: warn`), not enforced",
+            ]
+        );
+        assert!(found.iter().all(|d| d.pending));
+        // Made by hand and visible: drift, not a phase.
+        indexes[2].remove("hidden");
+        assert!(!compare(&users(), Some(&enforced()), &indexes)[0].pending);
+    }
+
+    #[test]
     fn hand_made_and_hand_dropped_indexes_are_found() {
         let mut indexes = listed();
         indexes.push(doc! { "v": 2, "key": { "name": 1 }, "name": "name_1" });
@@ -240,7 +336,7 @@ mod tests {
         assert_eq!(
             messages(compare(&users(), Some(&other), &listed())),
             [
-                "the validator of `users` differs from the declared one",
+                "the validator of `users` differs from the declared one: `properties` is declared, not in the database's; `required` is declared, not in the database's",
                 "the validator of `users` is at level `moderate`; `strict` is declared",
             ]
         );

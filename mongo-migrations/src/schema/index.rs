@@ -228,7 +228,7 @@ pub(super) fn same_unordered(a: &Document, b: &Document) -> bool {
             .all(|(k, va)| b.get(k).is_some_and(|vb| same_value_unordered(va, vb)))
 }
 
-fn same_value_unordered(a: &Bson, b: &Bson) -> bool {
+pub(super) fn same_value_unordered(a: &Bson, b: &Bson) -> bool {
     match (a, b) {
         (Bson::Document(a), Bson::Document(b)) => same_unordered(a, b),
         (Bson::Array(a), Bson::Array(b)) => {
