@@ -192,6 +192,7 @@ fn files(target: &Target) -> Vec<Finding> {
             ));
         }
     }
+    findings.extend(lineage(&dir));
     if errors.is_empty() {
         if let Err(e) = crate::local::metadata_registry(files.clone()) {
             findings.push(error("registry", e.to_string(), "fix `REPLACES` in the squash module"));
@@ -237,6 +238,30 @@ fn compiles(ws: &Workspace, target: &Target, verbose: bool) -> Option<Finding> {
     }
 }
 
+/// The schema snapshot, when there is one: not merged from two branches
+/// that both ran `diff` (offline, nothing built).
+fn lineage(dir: &std::path::Path) -> Vec<Finding> {
+    use mongo_migrations_codegen::schema::{lineage, Snapshot, SNAPSHOT_FILE};
+    let path = dir.join(SNAPSHOT_FILE);
+    if !path.exists() {
+        return Vec::new();
+    }
+    let broken = Snapshot::read(&path)
+        .map_err(|e| crate::diff::snapshot_error(&path, e))
+        .and_then(|snapshot| {
+            let generated = lineage::generated_modules(dir).map_err(|e| e.to_string())?;
+            Ok(lineage::verify(&snapshot, &generated)
+                .iter()
+                .map(|b| format!("{}: {b}", display(&path)))
+                .collect::<Vec<_>>())
+        });
+    broken
+        .unwrap_or_else(|message| vec![message])
+        .into_iter()
+        .map(|message| error("schema", message, crate::diff::AFTER_MERGE_HINT))
+        .collect()
+}
+
 /// `--build` of a package that declares collections: a change of them
 /// that no migration makes yet.
 fn snapshot(ws: &Workspace, target: &Target, verbose: bool) -> Result<Vec<Finding>> {
@@ -248,7 +273,7 @@ fn snapshot(ws: &Workspace, target: &Target, verbose: bool) -> Result<Vec<Findin
             return Ok(vec![error(
                 "schema",
                 crate::diff::snapshot_error(&path, e),
-                "after a merge conflict, take the side merged first and run `cargo mongo-migrate diff`",
+                crate::diff::AFTER_MERGE_HINT,
             )])
         }
     };
@@ -282,7 +307,7 @@ fn drift(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> R
     Ok(drift
         .into_iter()
         .map(|d| Finding {
-            level: Level::Attention,
+            level: if d.pending { Level::Pending } else { Level::Attention },
             check: "schema",
             message: d.message,
             hint: Some(d.hint),

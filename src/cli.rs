@@ -58,8 +58,12 @@ pub enum Command {
         /// What the migration does, e.g. add-email-index
         name: String,
         /// Version to use instead of the current UTC time (YYYYMMDDHHMMSS)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "before")]
         version: Option<String>,
+        /// Place it just before the migration VERSION, in that migration's deploy
+        /// phase (a data fix before a generated post-deploy enforcement)
+        #[arg(long, value_name = "VERSION")]
+        before: Option<String>,
     },
     /// Write the migrations for what changed in the declared collections
     Diff {
@@ -68,6 +72,15 @@ pub enum Command {
         /// Version to use instead of the current UTC time (YYYYMMDDHHMMSS)
         #[arg(long)]
         version: Option<String>,
+        /// Also write a data migration between the two phases' modules, to bring
+        /// the documents to the new shape before the validator is enforced
+        #[arg(long)]
+        with_data: bool,
+        /// After a git merge of two branches that both ran `diff`: keep the
+        /// snapshot and modules of the branch merged into, and write the other
+        /// side's changes again, as one new migration
+        #[arg(long)]
+        after_merge: bool,
     },
     /// Regenerate the registry module from the migration files
     Registry,

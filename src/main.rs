@@ -32,21 +32,34 @@ fn run(args: Args) -> Result<()> {
     mongo_migrations::cli::color::apply(args.color);
     let ws = workspace::load(&args)?;
     match &args.command {
-        Command::New { name, version } => {
+        Command::New { name, version, before } => {
             let [target] = ws.targets.as_slice() else {
                 return Err(Failure::new(Code::Usage, "`new` works on one package")
                     .hint("pass -p <package>")
                     .into());
             };
-            scaffold::new(target, name, version.as_deref())
+            match before {
+                Some(before) => scaffold::new_before(target, name, before),
+                None => scaffold::new(target, name, version.as_deref()),
+            }
         }
-        Command::Diff { name, version } => {
+        Command::Diff {
+            name,
+            version,
+            with_data,
+            after_merge,
+        } => {
             let [target] = ws.targets.as_slice() else {
                 return Err(Failure::new(Code::Usage, "`diff` works on one package")
                     .hint("pass -p <package>")
                     .into());
             };
-            diff::run(&ws, target, name, version.as_deref(), args.verbose)
+            let options = diff::Options {
+                version: version.as_deref(),
+                with_data: *with_data,
+                after_merge: *after_merge,
+            };
+            diff::run(&ws, target, name, &options, args.verbose)
         }
         Command::Registry => ws.targets.iter().try_for_each(scaffold::registry),
         Command::Squash { to, name, force } => {

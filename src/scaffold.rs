@@ -79,9 +79,85 @@ pub fn new(target: &Target, name: &str, version: Option<&str>) -> Result<()> {
         }
         None => now_version(),
     };
-    let source = TEMPLATE.replace("{{description}}", &describe(&name));
+    let source = module_source(&describe(&name), None);
     create(target, vec![NewModule { version, name, source }])?;
     Ok(())
+}
+
+/// `new NAME --before VERSION`: a migration placed just before `before`
+/// (the latest free second after the migration that precedes it), in its
+/// deploy phase, so a data fix runs between a generated pre-deploy module
+/// and the post-deploy one that enforces its validator.
+pub fn new_before(target: &Target, name: &str, before: &str) -> Result<()> {
+    let name = names::normalise_name(name).map_err(codegen)?;
+    names::check_version(before).map_err(codegen)?;
+    let files = scan(&target.migrations_dir()).map_err(codegen)?;
+    let Some(next) = files.iter().find(|f| f.version == before) else {
+        return Err(Failure::new(Code::Usage, format!("no migration has version {before}"))
+            .hint("see the file names in the migrations directory, or `cargo mongo-migrate status`")
+            .into());
+    };
+    let previous = files
+        .iter()
+        .rev()
+        .find(|f| f.version.as_str() < before)
+        .map(|f| f.version.as_str());
+    let Some(version) = second_before(before, previous) else {
+        return Err(Failure::new(
+            Code::Usage,
+            format!(
+                "no free second between {} and {before}",
+                previous.unwrap_or("the first migration")
+            ),
+        )
+        .hint("give the later migration a new timestamp (rename its file; only while it is applied nowhere), or write the fix into it")
+        .into());
+    };
+    let post = next.phase.as_deref() == Some("post-deploy");
+    let source = module_source(&describe(&name), post.then_some(DataFix::Planned));
+    create(target, vec![NewModule { version, name, source }])?;
+    if post {
+        mongo_migrations::outln!(
+            "note: it is post-deploy, as {}: `up --phase post` runs it first",
+            next.module
+        );
+    }
+    Ok(())
+}
+
+/// The latest second before `version` and after `previous`, as a version.
+fn second_before(version: &str, previous: Option<&str>) -> Option<String> {
+    let at = chrono::NaiveDateTime::parse_from_str(version, "%Y%m%d%H%M%S").ok()?;
+    let candidate = (at - chrono::Duration::seconds(1)).format("%Y%m%d%H%M%S").to_string();
+    previous.is_none_or(|p| candidate.as_str() > p).then_some(candidate)
+}
+
+/// What a new module's `up` starts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFix {
+    /// A post-deploy data fix whose `up` fails until it is written: applied
+    /// as it was scaffolded, it would be recorded as done and the
+    /// enforcement after it would meet the documents it did not fix.
+    Planned,
+}
+
+/// The source of a new migration: the template, described by
+/// `description`; with `data`, a post-deploy data fix.
+pub fn module_source(description: &str, data: Option<DataFix>) -> String {
+    let (phase, up) = match data {
+        None => (
+            "",
+            "    // e.g. db.collection::<Document>(\"users\").insert_one(doc! { \"name\": \"admin\" }).await?;\n    let _ = db;\n    Ok(())",
+        ),
+        Some(DataFix::Planned) => (
+            "\n/// After the deploy, before the enforcement that follows: the new code\n/// writes the new shape everywhere, so the documents fixed stay fixed.\npub const PHASE: Phase = Phase::PostDeploy;\n\n/// Run again by the next `up` after a failure, without `resolve` (this one\n/// fails until it is written): keep `up` safe to repeat, e.g. by a filter that\n/// matches only the documents still of the old shape.\npub const REPEATABLE: bool = true;\n",
+            "    // Bring every document to the new shape, e.g. in resumable batches:\n    // ctx.batches(\"users\", doc! { \"name\": { \"$exists\": false } })\n    //     .run(|batch, db| async move { /* update each document of `batch` */ Ok(()) })\n    //     .await?;\n    let _ = db;\n    Err(\"this data fix is not written yet: write its `up`, then run `up --phase post` again\".into())",
+        ),
+    };
+    TEMPLATE
+        .replace("{{description}}", description)
+        .replace("{{phase}}", phase)
+        .replace("{{up}}", up)
 }
 
 /// The current UTC time as a version.
@@ -319,8 +395,14 @@ fn hint_lib(target: &Target) {
 /// that root. `None` when it is declared, or the root cannot be read or
 /// parsed (the compiler then says more than this check could).
 pub fn undeclared(target: &Target) -> Option<(String, std::path::PathBuf)> {
+    undeclared_root(target, &target.config.registry_fn)
+}
+
+/// The first segment of `function` (a path in the library, such as
+/// `schema::collections`) when the library root does not declare it.
+fn undeclared_root(target: &Target, function: &str) -> Option<(String, std::path::PathBuf)> {
     let lib = target.lib_root.clone()?;
-    let first = target.config.registry_fn.split("::").next()?.to_string();
+    let first = function.split("::").next()?.to_string();
     let file = syn::parse_file(&std::fs::read_to_string(&lib).ok()?).ok()?;
     let declared = file.items.iter().any(|item| match item {
         syn::Item::Mod(m) => m.ident == first,
@@ -344,16 +426,24 @@ fn imports(tree: &syn::UseTree, name: &str) -> bool {
 
 /// Refuses to build a harness that cannot compile for want of the module
 /// declaration: the same advice `new` gives, instead of a compiler error in
-/// generated code.
+/// generated code. The same for the package's `schema-fn` (`schema` of
+/// `schema::collections`), which every harness of the package calls too.
 pub fn require_declared(target: &Target) -> Result<()> {
-    match undeclared(target) {
+    require_function(target, &target.config.registry_fn)?;
+    match &target.config.schema_fn {
+        Some(function) => require_function(target, function),
+        None => Ok(()),
+    }
+}
+
+fn require_function(target: &Target, function: &str) -> Result<()> {
+    match undeclared_root(target, function) {
         Some((item, lib)) => Err(Failure::new(
             Code::Usage,
             format!(
-                "`{}` does not declare `{item}` in {}, so `{}` cannot be called",
+                "`{}` does not declare `{item}` in {}, so `{function}` cannot be called",
                 target.name,
                 display(&lib),
-                target.config.registry_fn
             ),
         )
         .hint(format!("add `pub mod {item};` to {}", display(&lib)))
@@ -381,5 +471,39 @@ mod tests {
     #[test]
     fn describes_names() {
         assert_eq!(super::describe("add_email_index"), "Add email index.");
+    }
+
+    #[test]
+    fn a_migration_before_another_takes_the_latest_free_second() {
+        use super::second_before;
+        assert_eq!(
+            second_before("20260401000010", Some("20260401000000")).unwrap(),
+            "20260401000009"
+        );
+        assert_eq!(second_before("20260401000000", None).unwrap(), "20260331235959");
+        assert_eq!(second_before("20260401000001", Some("20260401000000")), None);
+    }
+
+    #[test]
+    fn a_planned_data_fix_is_post_deploy_and_fails_until_written() {
+        use super::{module_source, DataFix};
+        let plain = module_source("Add it.", None);
+        assert!(
+            !plain.contains("PHASE") && plain.contains("    Ok(())\n}\n\n/// Undoes"),
+            "{plain}"
+        );
+        let fix = module_source("Fix it.", Some(DataFix::Planned));
+        assert!(
+            fix.contains("stay fixed.\npub const PHASE: Phase = Phase::PostDeploy;\n"),
+            "{fix}"
+        );
+        assert!(
+            fix.contains("pub const REPEATABLE: bool = true;\n\n/// `true`"),
+            "{fix}"
+        );
+        assert!(fix.contains("Err(\"this data fix is not written yet"), "{fix}");
+        // Both parse as Rust.
+        syn::parse_file(&plain).unwrap();
+        syn::parse_file(&fix).unwrap();
     }
 }

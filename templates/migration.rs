@@ -1,16 +1,14 @@
 //! {{description}}
 
 use mongo_migrations::prelude::*;
-
+{{phase}}
 /// `true` runs `up` and `down` in one transaction with the tracking write
 /// (replica sets and sharded clusters only); then use `ctx.transaction()`.
 pub const TRANSACTIONAL: bool = false;
 
 pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {
     let db = ctx.db()?;
-    // e.g. db.collection::<Document>("users").insert_one(doc! { "name": "admin" }).await?;
-    let _ = db;
-    Ok(())
+{{up}}
 }
 
 /// Undoes `up`. Delete this function if the migration cannot be undone.

@@ -406,13 +406,57 @@ impl MigrationContext {
     /// Enforces `schema` (`validationAction: "error"`): only in a
     /// post-deploy migration, and only when no document violates it;
     /// otherwise the migration fails with the count and a few `_id`s.
+    ///
+    /// A database several releases behind applies each release's
+    /// migrations in turn: where a later migration, already applied, staged
+    /// another validator of `collection` (there now, at `warn`), this older
+    /// enforcement is skipped, with a log line: the newest is enforced by
+    /// its own post-deploy migration, after the data fixes before it.
     pub async fn enforce_validator(
         &self,
         collection: &str,
         schema: &bson::Document,
         level: ValidationLevel,
     ) -> MigrationResult {
+        if let Some(later) = self.superseded_by(collection, schema).await? {
+            tracing::info!(
+                collection,
+                by = later,
+                "not enforcing this validator: a later migration, applied, staged a newer one"
+            );
+            return Ok(());
+        }
         Ok(crate::schema::enforce_validator(self.db()?, collection, schema, level, self.phase).await?)
+    }
+
+    /// The later applied migration whose newer validator of `collection`
+    /// supersedes `schema`, if any (see [`enforce_validator`](Self::enforce_validator)).
+    async fn superseded_by(&self, collection: &str, schema: &bson::Document) -> Result<Option<u64>, MigrationError> {
+        let Some(c) = &self.checkpoints else {
+            return Ok(None);
+        };
+        let current = crate::schema::current_validator(self.db()?, collection).await?;
+        if !crate::schema::staged_over(current.as_ref().map(|(v, a)| (v, a.as_str())), schema) {
+            return Ok(None);
+        }
+        let version = i64::try_from(self.version.as_u64()).unwrap_or(i64::MAX);
+        let later = c
+            .retry
+            .idempotent(
+                || format!("reading the later migrations of {}", self.version),
+                || async {
+                    Ok(c.tracking
+                        .find_one(bson::doc! {
+                            "version": { "$gt": version },
+                            "status": "completed",
+                            "violations.collection": collection,
+                        })
+                        .sort(bson::doc! { "version": -1 })
+                        .await?)
+                },
+            )
+            .await?;
+        Ok(later.and_then(|r| r.get_i64("version").ok()).map(|v| v as u64))
     }
 
     /// Enforces `schema` in a post-deploy migration with the documents that

@@ -53,7 +53,7 @@ fn a_conflicted_snapshot_or_a_bad_name_is_refused_before_the_build() {
         .code(2)
         .stderr_eq(str![[r#"
 error: src/migrations/schema.snapshot.json: it has merge conflict markers
-hint: after a merge conflict, take the side of the branch merged first and run `diff` again: it writes what the other side adds
+hint: run `cargo mongo-migrate diff <name> --after-merge`: it keeps the snapshot and migrations of the branch merged into and writes the other side's schema changes again, as one new migration
 
 "#]]);
     cli().current_dir(app.path()).args(["diff", "9-lives"]).assert().code(2);
@@ -79,7 +79,7 @@ fn the_first_migrations_of_a_crate_can_come_from_diff() {
         names,
         [
             "m20260401_000000_create_users.rs",
-            "m20260401_000001_create_users_post_deploy.rs",
+            "m20260401_000010_create_users_post_deploy.rs",
             "mod.rs",
             "schema.snapshot.json"
         ]

@@ -11,6 +11,7 @@ mod cli;
 mod diff;
 mod dry_run;
 mod e2e;
+mod merge;
 mod packaged;
 mod schema;
 mod shutdown;

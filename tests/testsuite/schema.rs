@@ -34,6 +34,12 @@ pub struct User {
 }
 "#;
 
+/// The `up` of the data fix `diff --with-data` wrote, as the user writes it.
+const DATA_FIX: &str = r#"    db.collection::<Document>("users")
+        .update_many(doc! { "displayName": { "$exists": true } }, doc! { "$rename": { "displayName": "name" } })
+        .await?;
+    Ok(())"#;
+
 fn stdout(assert: &snapbox::cmd::OutputAssert) -> String {
     String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
 }
@@ -111,14 +117,14 @@ fn a_schema_change_from_the_struct_to_both_deploy_phases_and_back() {
         .assert()
         .success();
     assert!(
-        stdout(&diff).contains("Created src/migrations/m20260401_000001_create_users_post_deploy.rs"),
+        stdout(&diff).contains("Created src/migrations/m20260401_000010_create_users_post_deploy.rs"),
         "{}",
         stdout(&diff)
     );
     let golden_dir = root().join("fixtures/golden/schema");
     for file in [
         "m20260401_000000_create_users.rs",
-        "m20260401_000001_create_users_post_deploy.rs",
+        "m20260401_000010_create_users_post_deploy.rs",
     ] {
         golden(&read(migrations.join(file)), &golden_dir.join(file));
     }
@@ -141,7 +147,7 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
       - `users`: stage the validator (`warn`, level `strict`)
       - `users`: build the index `email_1` on email: 1, unique
       - `users`: build the index `displayName_1` on displayName: 1
-  20260401000001 create_users_post_deploy (batch 1)
+  20260401000010 create_users_post_deploy (batch 1)
       Schema changes of `cargo mongo-migrate diff create-users`, after the deploy:
       - `users`: enforce the validator (`error`) once no document violates it
 
@@ -201,12 +207,14 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
         "{}",
         stdout(&gate)
     );
-    run(&["diff", "name-required", "--version", "20260402000000"])
+    // With a data fix between the phases: pre-deploy, data fix, post-deploy.
+    run(&["diff", "name-required", "--with-data", "--version", "20260402000000"])
         .assert()
         .success();
     for file in [
         "m20260402_000000_name_required.rs",
-        "m20260402_000001_name_required_post_deploy.rs",
+        "m20260402_000005_name_required_data.rs",
+        "m20260402_000010_name_required_post_deploy.rs",
     ] {
         golden(&read(migrations.join(file)), &golden_dir.join(file));
     }
@@ -240,21 +248,26 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
         doc! { "_id": 3, "email": "c@example.com", "displayName": "old code" },
     )
     .unwrap();
+    // After the deploy, the data fix runs first: as `diff` wrote it, it
+    // fails, and nothing after it runs.
     let refused = run(&["up", "--phase", "post"]).assert().failure();
     assert!(
-        stderr(&refused).contains("2 documents of `users` violate its validator (for example _id 1, 3)"),
+        stderr(&refused).contains("this data fix is not written yet"),
         "{}",
         stderr(&refused)
     );
-    // The data migration a real change would have: the old field renamed.
-    run_on(&db, async |db| {
-        let users = db.collection::<Document>("users");
-        users
-            .update_many(doc! {}, doc! { "$rename": { "displayName": "name" } })
-            .await
-            .unwrap();
-    });
+    assert_eq!(users(&db).1.get_str("validationAction"), Ok("warn"));
+    // Written: the old field renamed. It is `REPEATABLE`: no `resolve`.
+    let fix = migrations.join("m20260402_000005_name_required_data.rs");
+    let source = read(&fix);
+    let start = source.find("    // Bring every document").unwrap();
+    let end = source[start..].find("\n}\n").unwrap() + start;
+    let written = format!("{}{}{}", &source[..start], DATA_FIX, &source[end..]);
+    std::fs::write(&fix, written).unwrap();
     run(&["up", "--phase", "post"]).assert().success();
+    // Enforced: what the staging found is history, out of the table's notes.
+    let status = stdout(&run(&["status"]).assert().success());
+    assert!(!status.contains("staged a validator"), "{status}");
     let (listed, options) = users(&db);
     assert_eq!(
         listed,
@@ -276,7 +289,7 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
 
     // 3. Both halves roll back: the displayName index is back and visible,
     // the first validator enforced again.
-    run(&["down", "--steps", "2"]).assert().success();
+    run(&["down", "--steps", "3"]).assert().success();
     let (listed, options) = users(&db);
     assert_eq!(
         listed,
@@ -293,7 +306,7 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     run(&["diff", "again", "--version", "20260403000000"])
         .assert()
         .success();
-    assert_eq!(migration_files(&migrations).len(), 6);
+    assert_eq!(migration_files(&migrations).len(), 7);
 
     // 4. Drift: a hand-made index and a hand-dropped one.
     run_on(&db, async |db| {
@@ -308,11 +321,13 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     snapbox::assert_data_eq!(
         stdout(&drift),
         str![[r#"
+schema-app: warning: src/migrations/m20260402_000005_name_required_data.rs:21:10: `update_many` runs unbatched over every matching document; on a large collection use `ctx.batches(..)`, or say it is small with a `// mongo-migrate: unbatched` comment
+  hint: walk a large collection with `ctx.batches(..).update_each(..)`; a comment `// mongo-migrate: unbatched` silences this for a small one
 schema-app: attention: the index `name_1` ({ "name": 1 }) is declared but missing
   hint: apply the migration that builds it, or rebuild it if it was dropped by hand
 schema-app: attention: the index `x_1` ({ "x": 1 }) is not declared
   hint: declare it on the type, or drop it (hide it first) in a migration
-schema-app: checked files and database: 0 errors, 2 need attention, 0 pending, 0 warnings
+schema-app: checked files and database: 0 errors, 2 need attention, 0 pending, 1 warnings
 
 "#]]
     );

@@ -4,10 +4,13 @@
 //!
 //! - `snapshot.rs`: the snapshot file, in the shape the runtime writes a
 //!   declared collection;
+//! - `lineage.rs`: which generated modules a snapshot stands for, and the
+//!   merges of two branches' snapshots that it finds;
 //! - `diff.rs`: the operations from one snapshot to the next, by deploy phase;
 //! - `render.rs`: the modules that make them.
 
 mod diff;
+pub mod lineage;
 mod render;
 mod snapshot;
 

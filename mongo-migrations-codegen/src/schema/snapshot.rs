@@ -1,8 +1,9 @@
 //! The committed snapshot of the declared schema as of the last generated
 //! migration: `schema.snapshot.json` beside the migrations. One collection
-//! per entry, sorted by name, each option on its own line, so two branches
-//! that change the schema conflict visibly in it. Pure but for
-//! [`Snapshot::read`].
+//! per entry, sorted by name, each option on its own line; the modules
+//! `diff` wrote and a sum of the whole (see `lineage.rs`), so that two
+//! branches that change the schema always conflict in it, and a merge that
+//! kept parts of both is found. Pure but for [`Snapshot::read`].
 
 use std::path::Path;
 
@@ -14,8 +15,9 @@ use crate::{Error, Result};
 /// The snapshot's file name, in the migrations directory.
 pub const SNAPSHOT_FILE: &str = "schema.snapshot.json";
 
-/// The version of the snapshot's format this crate reads and writes.
-const FORMAT: u32 = 1;
+/// The version of the snapshot's format this crate writes. It reads
+/// format 1 too (no list of modules, no sum).
+const FORMAT: u32 = 2;
 
 /// The declared collections, as the runtime's `Collection::to_json` writes
 /// each one.
@@ -24,6 +26,12 @@ const FORMAT: u32 = 1;
 pub struct Snapshot {
     /// The format's version.
     pub format: u32,
+    /// Every module `diff` wrote, by file stem, oldest first (format 2).
+    #[serde(default)]
+    pub migrations: Vec<String>,
+    /// `sha256:` of `migrations` and `collections` (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum: Option<String>,
     /// Sorted by name.
     pub collections: Vec<CollectionSpec>,
 }
@@ -120,8 +128,24 @@ impl Snapshot {
         }
         Ok(Snapshot {
             format: FORMAT,
+            migrations: Vec::new(),
+            sum: None,
             collections,
         })
+    }
+
+    /// This snapshot as `diff` writes it: listing `migrations` (every
+    /// module `diff` wrote, oldest first), with their sum.
+    pub fn sealed(mut self, migrations: Vec<String>) -> Self {
+        self.format = FORMAT;
+        self.sum = Some(crate::schema::lineage::sum(&migrations, &self.collections));
+        self.migrations = migrations;
+        self
+    }
+
+    /// Whether it lists the modules `diff` wrote (format 2 on).
+    pub fn has_lineage(&self) -> bool {
+        self.format >= 2
     }
 
     /// Parses a snapshot file's text.
@@ -134,9 +158,9 @@ impl Snapshot {
             return Err(bad("it has merge conflict markers".into()));
         }
         let snapshot: Snapshot = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if snapshot.format != FORMAT {
+        if !(1..=FORMAT).contains(&snapshot.format) {
             return Err(bad(format!(
-                "format {} is not the format {FORMAT} this version reads",
+                "format {} is not a format this version reads (1 to {FORMAT}): it was written by a newer cargo mongo-migrate",
                 snapshot.format
             )));
         }
@@ -149,8 +173,11 @@ impl Snapshot {
             Ok(text) => Snapshot::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Snapshot {
                 format: FORMAT,
+                migrations: Vec::new(),
+                sum: None,
                 collections: Vec::new(),
-            }),
+            }
+            .sealed(Vec::new())),
             Err(source) => Err(Error::Io {
                 path: path.to_path_buf(),
                 source,

@@ -42,6 +42,7 @@ pub use validator::{
     count_violators, enforce_validator, force_validator, restore_validator, stage_validator, ValidationLevel,
     Violations,
 };
+pub(crate) use validator::{current as current_validator, staged_over};
 
 /// What went wrong with a schema change, and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +97,7 @@ pub enum SchemaError {
         name: String,
     },
     /// Documents still violate the validator to enforce.
-    #[error("{count} documents of `{collection}` violate its validator (for example _id {sample}); the validator stays at `warn`: fix them (a data migration) and run `up --phase post` again (a generated migration is `REPEATABLE` and runs again; another needs `resolve <version> --pending` first); or call `force_validator` instead to enforce it with them as they are")]
+    #[error("{count} documents of `{collection}` violate its validator (for example _id {sample}); the validator stays at `warn`: fix them with a data migration placed just before this one (`cargo mongo-migrate new <name> --before <this migration's version>`: it takes this one's phase and runs first), then run `up --phase post` again (a generated migration is `REPEATABLE` and runs again; another needs `resolve <version> --pending` first); or call `force_validator` instead to enforce it with them as they are")]
     Violators {
         /// The collection.
         collection: String,

@@ -73,6 +73,42 @@ pub async fn enforce_validator(
         .map(|_| ())
 }
 
+/// Whether a collection whose validator is now `current` (its
+/// `$jsonSchema` and `validationAction`) holds another validator than
+/// `schema`, staged (`warn`): an enforcement of `schema` is then superseded
+/// if a later migration, applied, staged it (see
+/// `MigrationContext::enforce_validator`). A validator already enforced, or
+/// none, supersedes nothing.
+pub(crate) fn staged_over(current: Option<(&Document, &str)>, schema: &Document) -> bool {
+    current.is_some_and(|(validator, action)| action == "warn" && validator != schema)
+}
+
+/// The collection's validator now: its `$jsonSchema` and `validationAction`.
+pub(crate) async fn current(db: &Database, collection: &str) -> Result<Option<(Document, String)>, SchemaError> {
+    let failed = |e| SchemaError::server("reading the validator", collection, e);
+    let mut listed = db
+        .list_collections()
+        .filter(doc! { "name": collection })
+        .await
+        .map_err(failed)?;
+    let Some(spec) = listed.try_next().await.map_err(failed)? else {
+        return Ok(None);
+    };
+    let options = &spec.options;
+    let Some(validator) = options
+        .validator
+        .as_ref()
+        .and_then(|v| v.get_document("$jsonSchema").ok())
+    else {
+        return Ok(None);
+    };
+    let action = match options.validation_action {
+        Some(mongodb::options::ValidationAction::Warn) => "warn",
+        _ => "error",
+    };
+    Ok(Some((validator.clone(), action.to_string())))
+}
+
 /// What enforcement does about documents that violate the validator.
 #[derive(PartialEq)]
 enum Violators {
@@ -206,4 +242,21 @@ pub async fn count_violators(db: &Database, collection: &str, schema: &Document)
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_another_staged_validator_can_supersede_an_enforcement() {
+        let old = doc! { "required": ["displayName"] };
+        let newer = doc! { "required": ["name"] };
+        assert!(staged_over(Some((&newer, "warn")), &old));
+        // The same one staged: the normal case, enforce it.
+        assert!(!staged_over(Some((&old, "warn")), &old));
+        // Another one enforced, or none: nothing staged over it.
+        assert!(!staged_over(Some((&newer, "error")), &old));
+        assert!(!staged_over(None, &old));
+    }
 }

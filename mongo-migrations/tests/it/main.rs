@@ -23,6 +23,7 @@ mod net_faults;
 mod operations;
 mod recovery;
 mod refusals;
+mod releases_behind;
 mod schema;
 #[cfg(feature = "macros")]
 mod schema_shapes;
