@@ -110,6 +110,32 @@ hint: add `pub mod migrations;` to src/lib.rs
     assert!(!migrations.exists());
 }
 
+/// The same for the module of the package's `schema-fn`: `diff` and `status`
+/// stop before the build (which would fail inside generated code) and name
+/// the line to add.
+#[test]
+fn a_library_without_the_schema_module_is_told_so_before_the_build() {
+    let app = fixture("schema");
+    let lib = app.path().join("src/lib.rs");
+    std::fs::write(&lib, read(&lib).replace("pub mod schema;\n", "")).unwrap();
+    let before = listing(&app.path().join("src/migrations"));
+    for args in [&["diff", "create-users"][..], &["status", "--database", "x"][..]] {
+        cli()
+            .current_dir(app.path())
+            .env("MONGODB_URI", "mongodb://127.0.0.1:9/")
+            .args(args)
+            .assert()
+            .code(2)
+            .stdout_eq(str![""])
+            .stderr_eq(str![[r#"
+error: `schema-app` does not declare `schema` in src/lib.rs, so `schema::collections` cannot be called
+hint: add `pub mod schema;` to src/lib.rs
+
+"#]]);
+    }
+    assert_eq!(listing(&app.path().join("src/migrations")), before);
+}
+
 /// Every kind of operation, from one snapshot to the next, rendered as the
 /// two modules `diff` would write. The golden files are modules of the
 /// schema fixture's library, so every build of the fixture (the end-to-end
