@@ -53,6 +53,67 @@ Updated src/migrations/mod.rs
     );
 }
 
+/// `new --before V`: the latest free second before V, in V's phase; no
+/// room, or no such V, is refused with nothing written.
+#[test]
+fn new_before_places_a_migration_just_before_another_in_its_phase() {
+    let crate_dir = fixture("single");
+    let dir = crate_dir.path().join("src/migrations");
+    // Make the second migration post-deploy, as `diff` writes an enforcement.
+    let seed = dir.join("m20260102_000000_seed_admin.rs");
+    let text = read(&seed).replace(
+        "use mongo_migrations::prelude::*;\n",
+        "use mongo_migrations::prelude::*;\n\npub const PHASE: Phase = Phase::PostDeploy;\n",
+    );
+    std::fs::write(&seed, text).unwrap();
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["new", "fix-users", "--before", "20260102000000"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+Created src/migrations/m20260101_235959_fix_users.rs
+Updated src/migrations/mod.rs
+note: it is post-deploy, as m20260102_000000_seed_admin: `up --phase post` runs it first
+
+"#]]);
+    let fix = read(dir.join("m20260101_235959_fix_users.rs"));
+    assert!(fix.contains("pub const PHASE: Phase = Phase::PostDeploy;"), "{fix}");
+    assert!(fix.contains("this data fix is not written yet"), "{fix}");
+    // Before the first migration: the second before it.
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["new", "first", "--before", "20260101000000"])
+        .assert()
+        .success();
+    assert!(dir.join("m20251231_235959_first.rs").exists());
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["new", "tight", "--version", "20260101000001"])
+        .assert()
+        .success();
+    let before = listing(&dir);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["new", "more", "--before", "20260101000001"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: no free second between 20260101000000 and 20260101000001
+...
+"#]]);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["new", "more", "--before", "20260109000000"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: no migration has version 20260109000000
+...
+"#]]);
+    assert_eq!(listing(&dir), before);
+}
+
 #[test]
 fn new_rejects_bad_names_and_taken_versions_and_writes_nothing() {
     let crate_dir = fixture("single");
