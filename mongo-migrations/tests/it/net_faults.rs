@@ -1,7 +1,9 @@
 //! Faults of the network and the server, from the other side of the wire:
 //! replies dropped after the server applied the command, connections reset,
 //! a black hole longer than the lease (a proxy between the runner and the
-//! test server, `common/proxy.rs`), and the server itself killed with
+//! test server, `common/proxy.rs`), a replica set in failovers (the same
+//! proxy answers protocol writes as a stepping-down primary or a secondary
+//! does), and the server itself killed with
 //! `kill -9` and restarted on the same storage.
 //!
 //! For every trial: the run completes or stops with a plain error (never
@@ -10,8 +12,9 @@
 //! was cut while it was in flight, and then it is blocked for `resolve`,
 //! never silently run again.
 //!
-//! `NET_TRIALS` (default 3) trials per test; `SERVER_KILL_TRIALS` (default
-//! 3) for the server kills; `NET_SEED` fixes the first seed. Every seed is
+//! `NET_TRIALS` (default 3) trials per test; `FAILOVER_TRIALS` (default
+//! 10) for the impersonated failovers; `SERVER_KILL_TRIALS` (default 3) for
+//! the server kills; `NET_SEED` fixes the first seed. Every seed is
 //! printed.
 
 use std::collections::BTreeMap;
@@ -309,6 +312,7 @@ async fn dropped_replies_and_resets_do_not_end_a_run() {
             // At least one fault per trial, wherever the draws fall.
             drop_reply_number: Some(1 + draw(seed, 60)),
             seed,
+            ..Faults::default()
         });
         let started = Instant::now();
         let outcome = tokio::time::timeout(Duration::from_secs(300), migrator.up(UpOptions::default()))
@@ -338,6 +342,70 @@ async fn dropped_replies_and_resets_do_not_end_a_run() {
         t.drop_db().await;
     }
     println!("dropped replies: {completed} of {trials} runs completed by themselves");
+    assert!(
+        completed * 10 >= trials * 9,
+        "{completed} of {trials} runs completed by themselves (at least 9 in 10 must)"
+    );
+}
+
+/// A replica set in failovers, impersonated by the proxy: about one
+/// protocol write in 30 is answered with a stepdown's `writeConcernError`
+/// after it landed, and one in 100 refused with `NotWritablePrimary`
+/// before the server. At least 9 of 10 runs of 40 migrations complete by
+/// themselves; none reports a lost lock; nothing runs twice, nothing is
+/// lost. `FAILOVER_TRIALS` (default 10) trials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failovers_during_a_run_do_not_end_it() {
+    let trials = env_count("FAILOVER_TRIALS", 10);
+    let seed0 = first_seed();
+    println!("failovers: NET_SEED={seed0} FAILOVER_TRIALS={trials}");
+    let mut completed = 0;
+    for trial in 0..trials {
+        let seed = seed0.wrapping_add(trial);
+        let t = TestDb::new().await;
+        let proxy = Proxy::start(&uri()).await;
+        // A real primary's monitor hears of an election at once (its
+        // awaitable `hello` returns); behind the proxy nothing changes, so
+        // the driver would wait out a whole 10 s heartbeat after each
+        // refusal. A 500 ms heartbeat stands in for that promptness.
+        let fast = proxy.with_options("heartbeatFrequencyMS=500");
+        let migrator = through(&fast, &t.name, plain(40), ttl(20)).await;
+        proxy.faults(Faults {
+            stepdown_per_1000: 33,
+            not_primary_per_1000: 10,
+            // At least one stepdown per trial, wherever the draws fall.
+            stepdown_number: Some(1 + draw(seed, 40)),
+            seed,
+            ..Faults::default()
+        });
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(300), migrator.up(UpOptions::default()))
+            .await
+            .unwrap_or_else(|_| panic!("seed {seed}: the run hung"));
+        let (stepdowns, refusals) = proxy.failovers();
+        proxy.faults(Faults::default());
+        match &outcome {
+            Ok(report) => {
+                completed += 1;
+                assert_eq!(report.steps.len(), 40, "seed {seed}");
+            }
+            Err(e) => assert_plain(e, seed),
+        }
+        println!(
+            "seed {seed}: {} in {:.1} s, {stepdowns} stepdown replies, {refusals} writes refused as not primary",
+            match &outcome {
+                Ok(_) => "completed".to_string(),
+                Err(e) => format!("stopped: {e}"),
+            },
+            started.elapsed().as_secs_f64()
+        );
+        assert!(stepdowns > 0, "seed {seed}: no stepdown was injected");
+        migrator.shutdown().await;
+        let acked = acknowledged(&t.name, &plain(40));
+        settle_and_check(&t, plain(40), &acked, seed, false).await;
+        t.drop_db().await;
+    }
+    println!("failovers: {completed} of {trials} runs completed by themselves");
     assert!(
         completed * 10 >= trials * 9,
         "{completed} of {trials} runs completed by themselves (at least 9 in 10 must)"

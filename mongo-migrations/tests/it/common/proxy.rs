@@ -6,6 +6,21 @@
 //! connections reset before a command reaches the server, and a black hole
 //! that forwards nothing for a while; and it counts the commands it sees.
 //!
+//! It also impersonates a replica set in a failover ([`Faults`]'s
+//! `stepdown_per_1000` and `not_primary_per_1000`): a protocol write (an
+//! `update`, `insert`, `delete` or `findAndModify` of the tracking or lock
+//! collection, outside a transaction) is forwarded and its reply given the
+//! `writeConcernError` a stepping-down primary answers with after the write
+//! landed (`ok: 1`, code 91 `ShutdownInProgress` or 189
+//! `PrimarySteppedDown`), or it is refused before it reaches the server
+//! with the reply of a secondary (`ok: 0`, code 10107
+//! `NotWritablePrimary`). The shapes are mongod's: `writeConcernError` is
+//! a top-level `{code, codeName, errmsg}` beside `ok: 1`
+//! (`src/mongo/db/write_concern.cpp`, `appendWriteConcernErrorToCmdResponse`;
+//! the retryable-writes specification's "Determining Retryable Errors"
+//! lists both codes), and a write on a secondary fails whole with
+//! `NotWritablePrimary` (`src/mongo/base/error_codes.yml`, code 10107).
+//!
 //! It reads the client's messages whole (MongoDB wire protocol, `OP_MSG`).
 //! When one's command document matches the armed [`Hold`], it stops every
 //! client-to-server stream (the runner's heartbeat too, as for a paused
@@ -63,7 +78,66 @@ pub struct Faults {
     /// This reply (1 is the first after [`Proxy::faults`]) is dropped
     /// whatever the draws: a trial that must meet at least one fault does.
     pub drop_reply_number: Option<u64>,
+    /// Protocol writes forwarded, then answered with a stepdown's
+    /// `writeConcernError`: the write landed, the majority wait failed.
+    pub stepdown_per_1000: u64,
+    /// Protocol writes refused before the server, as a secondary refuses them.
+    pub not_primary_per_1000: u64,
+    /// This protocol write (1 is the first after [`Proxy::faults`]) gets a
+    /// stepdown's `writeConcernError` whatever the draws.
+    pub stepdown_number: Option<u64>,
     pub seed: u64,
+}
+
+/// What the proxy does to one protocol write.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Failover {
+    /// Forwarded; the reply gets a `writeConcernError` of this code.
+    SteppedDown(i32),
+    /// Answered here: `NotWritablePrimary`.
+    NotPrimary,
+}
+
+/// Whether `command` is one of the run protocol's writes: on the tracking
+/// or the lock collection (their default names), outside a transaction.
+fn protocol_write(command: &Document) -> bool {
+    let Some((name, target)) = command.iter().next() else {
+        return false;
+    };
+    matches!(name.as_str(), "update" | "insert" | "delete" | "findAndModify")
+        && matches!(target.as_str(), Some("migrations" | "migration_locks"))
+        && !command.contains_key("autocommit")
+}
+
+/// An `OP_MSG` reply to request `response_to` holding `reply`.
+fn op_msg(response_to: i32, reply: &Document) -> ([u8; 16], Vec<u8>) {
+    let mut body = vec![0u8; 4];
+    body.push(0);
+    reply.to_writer(&mut body).expect("a document serializes");
+    let mut header = [0u8; 16];
+    header[..4].copy_from_slice(&((body.len() + 16) as i32).to_le_bytes());
+    header[4..8].copy_from_slice(&(response_to ^ 0x5a5a).to_le_bytes());
+    header[8..12].copy_from_slice(&response_to.to_le_bytes());
+    header[12..16].copy_from_slice(&2013i32.to_le_bytes());
+    (header, body)
+}
+
+/// The server's reply `(header, body)` with `writeConcernError` of `code`
+/// added, as a primary that stepped down during the majority wait answers.
+fn with_write_concern_error(header: &[u8; 16], body: &[u8], code: i32) -> Option<([u8; 16], Vec<u8>)> {
+    let mut reply = command_of(body)?;
+    let name = if code == 91 { "ShutdownInProgress" } else { "PrimarySteppedDown" };
+    reply.insert(
+        "writeConcernError",
+        mongo_migrations::bson::doc! {
+            "code": code,
+            "codeName": name,
+            "errmsg": "Replication is being shut down",
+            "errInfo": { "writeConcern": { "w": "majority", "wtimeout": 0, "provenance": "clientSupplied" } },
+        },
+    );
+    let response_to = i32::from_le_bytes(header[8..12].try_into().ok()?);
+    Some(op_msg(response_to, &reply))
 }
 
 #[derive(Clone)]
@@ -87,6 +161,10 @@ struct Shared {
     resets: Arc<AtomicU64>,
     /// Replies seen since the faults were set.
     replies: Arc<AtomicU64>,
+    /// Protocol writes seen since the faults were set.
+    writes: Arc<AtomicU64>,
+    stepdowns: Arc<AtomicU64>,
+    refusals: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -110,6 +188,22 @@ impl Shared {
         let number = self.replies.fetch_add(1, Ordering::SeqCst) + 1;
         let chosen = self.faults.lock().unwrap().0.drop_reply_number == Some(number);
         self.draw(|f| f.drop_reply_per_1000) || chosen
+    }
+
+    /// What happens to the protocol write now passing, if anything.
+    fn failover(&self) -> Option<Failover> {
+        let number = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        let chosen = self.faults.lock().unwrap().0.stepdown_number == Some(number);
+        if self.draw(|f| f.stepdown_per_1000) || chosen {
+            let code = if self.draw(|_| 500) { 91 } else { 189 };
+            self.stepdowns.fetch_add(1, Ordering::SeqCst);
+            return Some(Failover::SteppedDown(code));
+        }
+        if self.draw(|f| f.not_primary_per_1000) {
+            self.refusals.fetch_add(1, Ordering::SeqCst);
+            return Some(Failover::NotPrimary);
+        }
+        None
     }
 
     async fn through_blackhole(&self) {
@@ -136,6 +230,9 @@ impl Proxy {
             dropped: Arc::default(),
             resets: Arc::default(),
             replies: Arc::default(),
+            writes: Arc::default(),
+            stepdowns: Arc::default(),
+            refusals: Arc::default(),
         };
         let accepting = shared.clone();
         tokio::spawn(async move {
@@ -154,6 +251,24 @@ impl Proxy {
     pub fn faults(&self, faults: Faults) {
         *self.shared.faults.lock().unwrap() = (faults, faults.seed | 1);
         self.shared.replies.store(0, Ordering::SeqCst);
+        self.shared.writes.store(0, Ordering::SeqCst);
+    }
+
+    /// The same proxy, its URI with `options` (`name=value&…`) added.
+    pub fn with_options(&self, options: &str) -> Proxy {
+        Proxy {
+            uri: format!("{}&{options}", self.uri),
+            ..self.clone()
+        }
+    }
+
+    /// Protocol writes answered with a stepdown's `writeConcernError`, and
+    /// refused as by a secondary, so far.
+    pub fn failovers(&self) -> (u64, u64) {
+        (
+            self.shared.stepdowns.load(Ordering::SeqCst),
+            self.shared.refusals.load(Ordering::SeqCst),
+        )
     }
 
     /// Forwards nothing, either way, for `d` (connections stay open).
@@ -196,13 +311,32 @@ async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
     let mut frozen = shared.frozen.subscribe();
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
-    // Replies, message by message: one may be dropped, the connection cut.
+    // Replies, message by message: one may be dropped, the connection cut,
+    // or given a `writeConcernError`; replies made here (a refusal) join them.
     let (cut_tx, mut cut) = watch::channel(false);
     let reply_shared = shared.clone();
+    let stepped_down: Arc<Mutex<std::collections::HashMap<i32, i32>>> = Arc::default();
+    let rewrites = stepped_down.clone();
+    let (made_tx, mut made) = tokio::sync::mpsc::unbounded_channel::<([u8; 16], Vec<u8>)>();
     let replies = tokio::spawn(async move {
         loop {
-            let Some((header, body)) = read_message(&mut server_read).await else {
-                break;
+            let (header, body) = tokio::select! {
+                m = read_message(&mut server_read) => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                Some((header, body)) = made.recv() => {
+                    if client_write.write_all(&header).await.is_err() || client_write.write_all(&body).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let response_to = i32::from_le_bytes(header[8..12].try_into().unwrap());
+            let code = rewrites.lock().unwrap().remove(&response_to);
+            let (header, body) = match code.and_then(|code| with_write_concern_error(&header, &body, code)) {
+                Some(rewritten) => rewritten,
+                None => (header, body),
             };
             reply_shared.through_blackhole().await;
             if reply_shared.drop_reply() {
@@ -246,6 +380,25 @@ async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
                     hit.held.send_replace(true);
                     let _ = hit.release.await;
                     shared.frozen.send_replace(false);
+                }
+                if protocol_write(&command) {
+                    let request_id = i32::from_le_bytes(header[4..8].try_into().unwrap());
+                    match shared.failover() {
+                        Some(Failover::SteppedDown(code)) => {
+                            stepped_down.lock().unwrap().insert(request_id, code);
+                        }
+                        Some(Failover::NotPrimary) => {
+                            let refusal = mongo_migrations::bson::doc! {
+                                "ok": 0.0,
+                                "errmsg": "not primary",
+                                "code": 10107,
+                                "codeName": "NotWritablePrimary",
+                            };
+                            let _ = made_tx.send(op_msg(request_id, &refusal));
+                            continue;
+                        }
+                        None => {}
+                    }
                 }
             }
         }
