@@ -26,17 +26,36 @@ pub(crate) fn durable(db: &Database, name: &str) -> mongodb::Collection<Document
     db.collection_with_options(name, options)
 }
 
-/// `{w: "majority", j: true}`.
+/// How long a protocol write waits for the majority (`wtimeout`). Without
+/// one, a write to a replica set that lost its majority (a PSA set with its
+/// secondary down) waits until the client gives up and reports a lost
+/// server, while the write may still commit later; with it, the server
+/// answers `writeConcernError` code 64 (`WriteConcernFailed`, `errInfo:
+/// {wtimeout: true}`; `src/mongo/db/write_concern.cpp`) and the run stops
+/// in plain words.
+pub(crate) const MAJORITY_WAIT: Duration = Duration::from_secs(15);
+
+/// `{w: "majority", j: true, wtimeout: 15000}`.
 pub(crate) fn journaled() -> WriteConcern {
     WriteConcern::builder()
         .w(mongodb::options::Acknowledgment::Majority)
         .journal(true)
+        .w_timeout(MAJORITY_WAIT)
         .build()
 }
 
 /// [`journaled`] as a command's `writeConcern` field.
 pub(crate) fn journaled_doc() -> Document {
-    doc! { "w": "majority", "j": true }
+    doc! { "w": "majority", "j": true, "wtimeout": MAJORITY_WAIT.as_millis() as i64 }
+}
+
+#[cfg(test)]
+mod write_concern_tests {
+    #[test]
+    fn protocol_writes_wait_for_the_majority_a_bounded_time() {
+        assert_eq!(super::journaled_doc().get_i64("wtimeout"), Ok(15_000));
+        assert_eq!(super::journaled().w_timeout, Some(super::MAJORITY_WAIT));
+    }
 }
 
 /// How long [`connect`] waits for a server by default (the driver's own

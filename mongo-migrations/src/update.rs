@@ -120,6 +120,19 @@ pub(crate) fn read_update_reply(
                 message: wce.get_str("errmsg").unwrap_or("").to_string(),
             });
         }
+        let timed_out = wce.get_i32("code") == Ok(64)
+            || wce
+                .get_document("errInfo")
+                .is_ok_and(|info| info.get_bool("wtimeout") == Ok(true));
+        if timed_out {
+            return Err(Error::WriteFailed {
+                collection: collection.to_string(),
+                message: format!(
+                    "the majority did not confirm the write within {} s (`wtimeout`): the replica set may have lost its majority (a member down or far behind); the write may still be applied, or rolled back: bring the members back, then run again",
+                    crate::server::MAJORITY_WAIT.as_secs()
+                ),
+            });
+        }
         return Err(Error::WriteFailed {
             collection: collection.to_string(),
             message: format!("the majority write was not confirmed: {wce}"),
@@ -139,18 +152,28 @@ mod reply_tests {
     use crate::Error;
     use bson::doc;
 
+    /// mongod's reply when `wtimeout` passed before the majority confirmed
+    /// (`src/mongo/db/write_concern.cpp`, `waitForWriteConcern`: code 64
+    /// `WriteConcernFailed`, `errInfo.wtimeout: true`).
+    #[test]
+    fn a_write_the_majority_did_not_confirm_in_time_says_so() {
+        let reply = doc! { "ok": 1.0, "n": 1_i32, "nModified": 1_i32, "writeConcernError": {
+            "code": 64, "codeName": "WriteConcernFailed", "errmsg": "waiting for replication timed out",
+            "errInfo": { "wtimeout": true, "writeConcern": { "w": "majority", "j": true, "wtimeout": 15000 } } } };
+        let e = read_update_reply("migrations", &reply, Duplicates::Fail).unwrap_err();
+        assert!(matches!(e, Error::WriteFailed { .. }), "{e:?}");
+        assert!(e.to_string().contains("within 15 s (`wtimeout`): the replica set may have lost its majority"), "{e}");
+    }
+
     #[test]
     fn an_update_reply_is_read_whole() {
         let ok = doc! { "ok": 1, "n": 3_i32, "nModified": 3_i32 };
         assert_eq!(read_update_reply("c", &ok, Duplicates::Fail).unwrap().matched, 3);
         // A write concern that was not met is an error, whatever `n` says.
-        let wce = doc! { "ok": 1, "n": 3_i32, "writeConcernError": { "code": 64, "errmsg": "waiting for replication timed out" } };
+        let wce = doc! { "ok": 1, "n": 3_i32, "writeConcernError": { "code": 100, "errmsg": "unsatisfiable write concern" } };
         for duplicates in [Duplicates::Fail, Duplicates::Unmatched] {
             let e = read_update_reply("c", &wce, duplicates).unwrap_err().to_string();
-            assert!(
-                e.contains("not confirmed") && e.contains("replication timed out"),
-                "{e}"
-            );
+            assert!(e.contains("not confirmed") && e.contains("unsatisfiable"), "{e}");
         }
         let dup =
             doc! { "ok": 1, "n": 1_i32, "writeErrors": [ { "index": 1_i32, "code": 11000_i32, "errmsg": "E11000" } ] };
