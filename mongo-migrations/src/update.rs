@@ -158,11 +158,15 @@ mod reply_tests {
     #[test]
     fn a_write_the_majority_did_not_confirm_in_time_says_so() {
         let reply = doc! { "ok": 1.0, "n": 1_i32, "nModified": 1_i32, "writeConcernError": {
-            "code": 64, "codeName": "WriteConcernFailed", "errmsg": "waiting for replication timed out",
-            "errInfo": { "wtimeout": true, "writeConcern": { "w": "majority", "j": true, "wtimeout": 15000 } } } };
+        "code": 64, "codeName": "WriteConcernFailed", "errmsg": "waiting for replication timed out",
+        "errInfo": { "wtimeout": true, "writeConcern": { "w": "majority", "j": true, "wtimeout": 15000 } } } };
         let e = read_update_reply("migrations", &reply, Duplicates::Fail).unwrap_err();
         assert!(matches!(e, Error::WriteFailed { .. }), "{e:?}");
-        assert!(e.to_string().contains("within 15 s (`wtimeout`): the replica set may have lost its majority"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("within 15 s (`wtimeout`): the replica set may have lost its majority"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -170,7 +174,8 @@ mod reply_tests {
         let ok = doc! { "ok": 1, "n": 3_i32, "nModified": 3_i32 };
         assert_eq!(read_update_reply("c", &ok, Duplicates::Fail).unwrap().matched, 3);
         // A write concern that was not met is an error, whatever `n` says.
-        let wce = doc! { "ok": 1, "n": 3_i32, "writeConcernError": { "code": 100, "errmsg": "unsatisfiable write concern" } };
+        let wce =
+            doc! { "ok": 1, "n": 3_i32, "writeConcernError": { "code": 100, "errmsg": "unsatisfiable write concern" } };
         for duplicates in [Duplicates::Fail, Duplicates::Unmatched] {
             let e = read_update_reply("c", &wce, duplicates).unwrap_err().to_string();
             assert!(e.contains("not confirmed") && e.contains("unsatisfiable"), "{e}");

@@ -3,7 +3,6 @@
 //! for the voting members (so it resumes after a failover) and reports its
 //! progress; and removal in two steps, hidden first, dropped later.
 
-use std::future::IntoFuture as _;
 use std::time::Duration;
 
 use bson::{doc, Document};
@@ -84,7 +83,7 @@ pub(crate) async fn build(
     if replicated(db).await? {
         command.insert("commitQuorum", "votingMembers");
     }
-    let build = db.run_command(command).into_future();
+    let build = create_indexes(db, command);
     let result = match progress {
         Some((version, report)) => {
             let name = index.name();
@@ -113,6 +112,30 @@ pub(crate) async fn build(
                 },
                 _ => SchemaError::server("building the index", collection, e),
             })
+        }
+    }
+}
+
+/// How many times a `createIndexes` is sent over transient faults.
+const BUILD_ATTEMPTS: u32 = 5;
+
+/// Sends `command` (a `createIndexes`), again over a transient fault: a
+/// build survives a stepdown in the server (since 4.4) while the command
+/// that waited for it gets an error (`InterruptedDueToReplStateChange`,
+/// a closed connection), and `listIndexes` does not list an unfinished
+/// build. The same `createIndexes` sent again waits for the build in
+/// progress, or answers that the index exists
+/// (`src/mongo/db/commands/create_indexes_cmd.cpp`).
+async fn create_indexes(db: &Database, command: Document) -> mongodb::error::Result<Document> {
+    let mut attempt = 1;
+    loop {
+        match db.run_command(command.clone()).await {
+            Err(e) if attempt < BUILD_ATTEMPTS && crate::retry::is_transient(&e) => {
+                tracing::warn!(attempt, error = %e, "the index build's command was interrupted; sending it again");
+                tokio::time::sleep(crate::retry::jitter(std::time::Duration::from_millis(500))).await;
+                attempt += 1;
+            }
+            other => return other,
         }
     }
 }

@@ -412,6 +412,42 @@ async fn failovers_during_a_run_do_not_end_it() {
     );
 }
 
+fn index_big(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.ensure_index("big", &mongo_migrations::schema::Index::on([("n", 1)]))
+            .await?;
+        Ok(())
+    })
+}
+
+/// A stepdown while a migration waits for its index build: the server goes
+/// on building, the waiting `createIndexes` is answered
+/// `InterruptedDueToReplStateChange` at once (the proxy), and `listIndexes`
+/// does not list the unfinished build. The migration sends the same
+/// `createIndexes` again, which waits for the build, and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_build_interrupted_by_a_stepdown_is_waited_for() {
+    let t = TestDb::new().await;
+    let docs: Vec<Document> = (0..20_000).map(|i| doc! { "n": i }).collect();
+    t.db().collection::<Document>("big").insert_many(docs).await.unwrap();
+    let proxy = Proxy::start(&uri()).await;
+    let migration = Migration::new(version(0), "index_big", index_big).with_checksum("sha256:big");
+    let migrator = through(&proxy, &t.name, vec![migration], ttl(20)).await;
+    proxy.faults(Faults {
+        interrupt_build_of: Some("big"),
+        ..Faults::default()
+    });
+    proxy.take_commands();
+    let report = migrator.up(UpOptions::default()).await.unwrap();
+    assert_eq!(report.steps.len(), 1);
+    let interrupted = proxy.builds_seen();
+    assert_eq!(interrupted, 2, "the interrupted build's command is sent again");
+    let listed: Vec<String> = t.db().collection::<Document>("big").list_index_names().await.unwrap();
+    assert!(listed.contains(&"n_1".to_string()), "{listed:?}");
+    migrator.shutdown().await;
+    t.drop_db().await;
+}
+
 /// A black hole longer than the lease: the runner gives up in plain words
 /// within its window (it never hangs), and a clean run settles the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,7 +86,22 @@ pub struct Faults {
     /// This protocol write (1 is the first after [`Proxy::faults`]) gets a
     /// stepdown's `writeConcernError` whatever the draws.
     pub stepdown_number: Option<u64>,
+    /// The first `createIndexes` of this collection after [`Proxy::faults`]
+    /// is forwarded, and at once answered `InterruptedDueToReplStateChange`
+    /// (code 11602), as mongod answers the command that waited for a build
+    /// when its primary steps down; the build goes on in the server, whose
+    /// own reply is swallowed.
+    pub interrupt_build_of: Option<&'static str>,
     pub seed: u64,
+}
+
+/// What the proxy does to the server's reply to one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rewrite {
+    /// Adds a `writeConcernError` of this code.
+    WriteConcernError(i32),
+    /// Drops it: the client was answered already.
+    Swallow,
 }
 
 /// What the proxy does to one protocol write.
@@ -126,7 +141,11 @@ fn op_msg(response_to: i32, reply: &Document) -> ([u8; 16], Vec<u8>) {
 /// added, as a primary that stepped down during the majority wait answers.
 fn with_write_concern_error(header: &[u8; 16], body: &[u8], code: i32) -> Option<([u8; 16], Vec<u8>)> {
     let mut reply = command_of(body)?;
-    let name = if code == 91 { "ShutdownInProgress" } else { "PrimarySteppedDown" };
+    let name = if code == 91 {
+        "ShutdownInProgress"
+    } else {
+        "PrimarySteppedDown"
+    };
     reply.insert(
         "writeConcernError",
         mongo_migrations::bson::doc! {
@@ -163,6 +182,8 @@ struct Shared {
     replies: Arc<AtomicU64>,
     /// Protocol writes seen since the faults were set.
     writes: Arc<AtomicU64>,
+    /// `createIndexes` of the chosen collection seen since the faults were set.
+    builds: Arc<AtomicU64>,
     stepdowns: Arc<AtomicU64>,
     refusals: Arc<AtomicU64>,
 }
@@ -231,6 +252,7 @@ impl Proxy {
             resets: Arc::default(),
             replies: Arc::default(),
             writes: Arc::default(),
+            builds: Arc::default(),
             stepdowns: Arc::default(),
             refusals: Arc::default(),
         };
@@ -252,6 +274,13 @@ impl Proxy {
         *self.shared.faults.lock().unwrap() = (faults, faults.seed | 1);
         self.shared.replies.store(0, Ordering::SeqCst);
         self.shared.writes.store(0, Ordering::SeqCst);
+        self.shared.builds.store(0, Ordering::SeqCst);
+    }
+
+    /// The `createIndexes` commands of [`Faults::interrupt_build_of`]'s
+    /// collection seen, the interrupted one included.
+    pub fn builds_seen(&self) -> u64 {
+        self.shared.builds.load(Ordering::SeqCst)
     }
 
     /// The same proxy, its URI with `options` (`name=value&…`) added.
@@ -315,8 +344,8 @@ async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
     // or given a `writeConcernError`; replies made here (a refusal) join them.
     let (cut_tx, mut cut) = watch::channel(false);
     let reply_shared = shared.clone();
-    let stepped_down: Arc<Mutex<std::collections::HashMap<i32, i32>>> = Arc::default();
-    let rewrites = stepped_down.clone();
+    let rewrite: Arc<Mutex<std::collections::HashMap<i32, Rewrite>>> = Arc::default();
+    let rewrites = rewrite.clone();
     let (made_tx, mut made) = tokio::sync::mpsc::unbounded_channel::<([u8; 16], Vec<u8>)>();
     let replies = tokio::spawn(async move {
         loop {
@@ -333,9 +362,11 @@ async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
                 }
             };
             let response_to = i32::from_le_bytes(header[8..12].try_into().unwrap());
-            let code = rewrites.lock().unwrap().remove(&response_to);
-            let (header, body) = match code.and_then(|code| with_write_concern_error(&header, &body, code)) {
-                Some(rewritten) => rewritten,
+            let (header, body) = match rewrites.lock().unwrap().remove(&response_to) {
+                Some(Rewrite::Swallow) => continue,
+                Some(Rewrite::WriteConcernError(code)) => {
+                    with_write_concern_error(&header, &body, code).unwrap_or((header, body))
+                }
                 None => (header, body),
             };
             reply_shared.through_blackhole().await;
@@ -381,11 +412,29 @@ async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
                     let _ = hit.release.await;
                     shared.frozen.send_replace(false);
                 }
+                let request_id = i32::from_le_bytes(header[4..8].try_into().unwrap());
+                let target = command.get_str("createIndexes").ok();
+                let chosen = shared.faults.lock().unwrap().0.interrupt_build_of;
+                if target.is_some() && target == chosen {
+                    let number = shared.builds.fetch_add(1, Ordering::SeqCst) + 1;
+                    if number == 1 {
+                        rewrite.lock().unwrap().insert(request_id, Rewrite::Swallow);
+                        let interrupted = mongo_migrations::bson::doc! {
+                            "ok": 0.0,
+                            "errmsg": "operation was interrupted because of a replication state change",
+                            "code": 11602,
+                            "codeName": "InterruptedDueToReplStateChange",
+                        };
+                        let _ = made_tx.send(op_msg(request_id, &interrupted));
+                    }
+                }
                 if protocol_write(&command) {
-                    let request_id = i32::from_le_bytes(header[4..8].try_into().unwrap());
                     match shared.failover() {
                         Some(Failover::SteppedDown(code)) => {
-                            stepped_down.lock().unwrap().insert(request_id, code);
+                            rewrite
+                                .lock()
+                                .unwrap()
+                                .insert(request_id, Rewrite::WriteConcernError(code));
                         }
                         Some(Failover::NotPrimary) => {
                             let refusal = mongo_migrations::bson::doc! {
