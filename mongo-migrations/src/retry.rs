@@ -76,10 +76,26 @@ pub(crate) struct Retry {
     pub(crate) window: Duration,
 }
 
+/// How long mongod may keep a write waiting on a dead runner's open
+/// transaction: its reaper runs every `transactionLifetimeLimitSeconds / 2`
+/// and aborts the transactions older than the limit (60 s by default;
+/// `src/mongo/db/periodic_runner_job_abort_expired_transactions.cpp`), so
+/// one is gone 60 to 90 s after it started. Plus a margin.
+pub(crate) const REAPER_WAIT: Duration = Duration::from_secs(100);
+
 impl Retry {
     pub(crate) fn within(ttl: Duration) -> Self {
         Retry {
             window: ttl.mul_f64(0.9),
+        }
+    }
+
+    /// This window, or [`REAPER_WAIT`] if longer: for a write that may meet
+    /// a dead runner's open transaction (the fence), whose wait ends only
+    /// when mongod aborts it.
+    pub(crate) fn outlasting_the_reaper(&self) -> Self {
+        Retry {
+            window: self.window.max(REAPER_WAIT),
         }
     }
 
@@ -137,6 +153,28 @@ impl Retry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// mongod holds a fence's write until its reaper aborts the fenced
+    /// runner's open transaction: up to 90 s after that transaction began,
+    /// past the lease's retry window (54 s for a 60 s TTL).
+    #[tokio::test(start_paused = true)]
+    async fn a_fence_waits_out_the_transaction_reaper() {
+        let retry = Retry::within(Duration::from_secs(60));
+        let held = || async {
+            tokio::time::sleep(Duration::from_secs(88)).await;
+            Ok::<_, Error>(())
+        };
+        let cut = retry.idempotent(|| "the fence".into(), held).await;
+        assert!(matches!(cut, Err(Error::ServerLost { .. })), "{cut:?}");
+        let waited = retry
+            .outlasting_the_reaper()
+            .idempotent(|| "the fence".into(), held)
+            .await;
+        assert!(waited.is_ok(), "{waited:?}");
+        // A TTL longer than the reaper's wait keeps its own window.
+        let long = Retry::within(Duration::from_secs(300)).outlasting_the_reaper();
+        assert_eq!(long.window, Duration::from_secs(270));
+    }
 
     fn io() -> Error {
         Error::Mongo(mongodb::error::Error::from(std::io::Error::new(

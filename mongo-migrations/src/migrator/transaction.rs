@@ -71,6 +71,20 @@ impl Migrator {
                     Err(e) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {
                         Attempt::Transient(e.into())
                     }
+                    // Whether the commit applied is unknown after every
+                    // retry: the record says. Taken as failed when it did
+                    // apply, the failure's write would match nothing and the
+                    // run would report a lost lock it still holds.
+                    Err(e) if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) => {
+                        let fence = guard.fence();
+                        let record = self.tracking.get(m.version).await;
+                        if let Ok(Some(r)) = &record {
+                            if landed(r, direction, &fence.holder_id.to_string(), fence.generation) {
+                                return Ok(Some(ms));
+                            }
+                        }
+                        Attempt::Failed(e.into())
+                    }
                     Err(e) => Attempt::Failed(e.into()),
                 },
                 Err(outcome) => outcome,
@@ -80,6 +94,21 @@ impl Migrator {
         };
         // Best effort: an open transaction dies with its session.
         let _ = session.abort_transaction().await;
+        let outcome = match outcome {
+            Attempt::Transient(e) | Attempt::Failed(e) if outlived(server_code(&e), start.elapsed()) => {
+                Attempt::Failed(Error::MigrationFailed {
+                    version: m.version,
+                    name: m.name.to_string(),
+                    message: format!(
+                        "its transaction ran {} s and the server aborted it (NoSuchTransaction): MongoDB ends a transaction after `transactionLifetimeLimitSeconds` (60 s by default), so trying it again cannot help; make the migration non-transactional, with a walk in batches (`ctx.batches`), or raise the server's limit",
+                        start.elapsed().as_secs()
+                    ),
+                    error: Some(Box::new(e)),
+                    completed: Vec::new(),
+                })
+            }
+            other => other,
+        };
         match outcome {
             Attempt::Transient(_) if attempt < TRANSACTION_ATTEMPTS && !guard.is_lost() => {
                 // Doubling from 120-200 ms: long enough for a competing
@@ -137,6 +166,42 @@ impl Migrator {
     }
 }
 
+/// A transaction this old that the server says does not exist was most
+/// likely aborted by its reaper for outliving `transactionLifetimeLimitSeconds`
+/// (60 s by default): a failover's `NoSuchTransaction` comes soon after the
+/// transaction began.
+const OUTLIVED_AFTER: Duration = Duration::from_secs(25);
+
+/// Whether a transaction that failed with `code` after `lived` outlived
+/// the server's lifetime limit: then it is not tried again.
+pub(super) fn outlived(code: Option<i32>, lived: Duration) -> bool {
+    code == Some(251) && lived >= OUTLIVED_AFTER
+}
+
+/// Whether `r` holds the end this hold's transaction wrote: completed in
+/// `direction` by holder `holder` at `generation`.
+pub(super) fn landed(r: &crate::Record, direction: Direction, holder: &str, generation: i64) -> bool {
+    r.status == crate::MigrationStatus::Completed
+        && r.direction == direction
+        && r.lock_holder.as_deref() == Some(holder)
+        && r.lock_generation == Some(generation)
+}
+
+/// The server's error code behind a failed attempt, if any.
+fn server_code(e: &Error) -> Option<i32> {
+    let mongo = match e {
+        Error::Mongo(e) => Some(e),
+        Error::MigrationFailed {
+            error: Some(source), ..
+        } => source.downcast_ref::<mongodb::error::Error>(),
+        _ => None,
+    }?;
+    match &*mongo.kind {
+        mongodb::error::ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    }
+}
+
 /// How one transaction attempt ended, when it did not commit.
 pub(super) enum Attempt {
     /// The server labelled it `TransientTransactionError`: worth another try.
@@ -155,5 +220,49 @@ pub(super) async fn commit(session: &mut ClientSession) -> Result<(), mongodb::e
             Err(e) if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) && tries < 3 => tries += 1,
             other => return other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{landed, outlived};
+    use crate::{Direction, MigrationStatus, Record};
+    use std::time::Duration;
+
+    /// After `UnknownTransactionCommitResult` on every retry (the
+    /// transactions specification's commit retry), the record tells whether
+    /// the commit applied.
+    #[test]
+    fn a_commit_of_unknown_result_is_read_back_from_the_record() {
+        let now = bson::DateTime::now();
+        let stored = bson::doc! {
+            "version": 20260101000000_i64, "name": "m", "status": "completed", "direction": "up", "batch": 1_i64,
+            "lockHolder": { "id": "h1", "generation": 7_i64 }, "createdAt": now, "updatedAt": now,
+        };
+        let r = Record::from_document(&stored).unwrap();
+        assert!(landed(&r, Direction::Up, "h1", 7));
+        // Another hold's end, another direction, or a claim still running: not ours.
+        assert!(!landed(&r, Direction::Up, "h2", 7));
+        assert!(!landed(&r, Direction::Up, "h1", 8));
+        assert!(!landed(&r, Direction::Down, "h1", 7));
+        let mut running = stored;
+        running.insert("status", "running");
+        let r = Record::from_document(&running).unwrap();
+        assert_eq!(r.status, MigrationStatus::Running);
+        assert!(!landed(&r, Direction::Up, "h1", 7));
+    }
+
+    /// mongod's reaper aborts a transaction older than
+    /// `transactionLifetimeLimitSeconds`; its next statement or its commit
+    /// then gets `NoSuchTransaction` (251) labelled `TransientTransactionError`
+    /// (`src/mongo/db/transaction/transaction_participant.cpp`).
+    #[test]
+    fn a_transaction_the_reaper_aborted_is_not_tried_again() {
+        assert!(outlived(Some(251), Duration::from_secs(61)));
+        // Soon after it began: a failover's, worth another try.
+        assert!(!outlived(Some(251), Duration::from_secs(2)));
+        // A write conflict is worth another try however long it ran.
+        assert!(!outlived(Some(112), Duration::from_secs(61)));
+        assert!(!outlived(None, Duration::from_secs(61)));
     }
 }

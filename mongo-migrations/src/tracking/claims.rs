@@ -98,8 +98,9 @@ impl Tracking {
         loop {
             let reply = self
                 .retry
+                .outlasting_the_reaper()
                 .idempotent(
-                    || "the fence".into(),
+                    || "the fence (it waits up to 100 s for an open transaction of the runner it fences: mongod aborts one 60 to 90 s after it began)".into(),
                     || update::update(&self.db, self.coll.name(), statements.clone(), true, None),
                 )
                 .await?;
