@@ -105,6 +105,12 @@ single-app: Rolled back 2 migrations in [..] (migration code: [..])
     );
     let history: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 2, "{out}");
+    // More asked than applied: said, not silent.
+    let out = stdout(run(&["down", "--steps", "5", "--dry-run"]).assert().success());
+    assert!(
+        out.contains("single-app: note: 5 asked, and only 2 were applied: all of them"),
+        "{out}"
+    );
 
     // Editing an applied migration is refused with the "blocked" exit code.
     let applied = crate_dir.path().join("src/migrations/m20260101_000000_create_users.rs");
@@ -581,6 +587,13 @@ fn ctrl_c_in_a_walk_stops_between_batches_and_the_next_up_resumes_it() {
         "{status}"
     );
     assert!(status["lock"].is_null(), "{status}");
+    // The table says the same, not a plain `pending`.
+    let table = stdout(against_server(crate_dir.path(), &db)(&["status"]).assert().success());
+    assert!(
+        table.contains("  20260104000000 stopped on request at ")
+            && table.contains(&format!("resumes from its checkpoint ({done} documents done)")),
+        "{table}"
+    );
     let history = against_server(crate_dir.path(), &db)(&["history", "--json"])
         .assert()
         .success();

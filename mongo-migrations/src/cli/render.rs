@@ -18,6 +18,12 @@ pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Fai
                     report.steps.first().map_or(0, |s| s.batch)
                 );
             }
+            Remote::Down(options) => {
+                output::run_report(package, &report);
+                if let Some(note) = fewer_than_asked(options.target, report.steps.len() + report.skipped.len()) {
+                    crate::outln!("{package}: note: {note}");
+                }
+            }
             _ => output::run_report(package, &report),
         },
         Answer::Status(report) => output::status(package, &report),
@@ -66,6 +72,23 @@ pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Fai
     Ok(())
 }
 
+/// What to say when `down --steps N` found fewer than N migrations to roll
+/// back (`planned` of them: rolled back, or stopped before their turn).
+fn fewer_than_asked(target: crate::DownTarget, planned: usize) -> Option<String> {
+    match target {
+        crate::DownTarget::Steps(asked) if planned < asked => Some(format!(
+            "{asked} asked, and only {planned} {} applied: {}",
+            if planned == 1 { "was" } else { "were" },
+            if planned == 0 {
+                "nothing to roll back"
+            } else {
+                "all of them"
+            }
+        )),
+        _ => None,
+    }
+}
+
 /// The failure of `answer`'s run if Ctrl-C or SIGTERM stopped it before
 /// its plan was done.
 pub fn interrupted(package: &str, answer: &Answer) -> Option<Failure> {
@@ -96,5 +119,25 @@ fn stopped(package: &str, skipped: usize, walk: Option<&StoppedWalk>) -> Failure
             ),
         )
         .hint("the migrations that ran are recorded and the lock is free; run the command again to go on"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fewer_than_asked;
+    use crate::DownTarget;
+
+    #[test]
+    fn a_rollback_of_more_than_was_applied_says_so() {
+        assert_eq!(
+            fewer_than_asked(DownTarget::Steps(3), 2).as_deref(),
+            Some("3 asked, and only 2 were applied: all of them")
+        );
+        assert_eq!(
+            fewer_than_asked(DownTarget::Steps(3), 0).as_deref(),
+            Some("3 asked, and only 0 were applied: nothing to roll back")
+        );
+        assert_eq!(fewer_than_asked(DownTarget::Steps(2), 2), None);
+        assert_eq!(fewer_than_asked(DownTarget::LastBatch, 1), None);
     }
 }
