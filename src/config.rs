@@ -186,6 +186,7 @@ mod tests {
                 enabled: vec![],
                 default: true,
             },
+            runtime_renamed: None,
         }
     }
 

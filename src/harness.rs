@@ -451,6 +451,7 @@ mod tests {
                 enabled: vec!["extra".into()],
                 default: false,
             },
+            runtime_renamed: None,
         }
     }
 

@@ -29,6 +29,7 @@ fn codegen(e: mongo_migrations_codegen::Error) -> anyhow::Error {
 
 /// Regenerates the registry of `target`; prints what changed.
 pub fn registry(target: &Target) -> Result<()> {
+    require_runtime_name(target)?;
     let dir = target.migrations_dir();
     if !dir.is_dir() {
         return Err(Failure::new(
@@ -176,6 +177,7 @@ pub struct NewModule {
 /// Writes `modules` as new migration files and regenerates the registry;
 /// returns their paths. On any error none of them is left behind.
 pub fn create(target: &Target, modules: Vec<NewModule>) -> Result<Vec<std::path::PathBuf>> {
+    require_runtime_name(target)?;
     let dir = target.migrations_dir();
     let created_dir = !dir.exists();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -429,9 +431,28 @@ fn imports(tree: &syn::UseTree, name: &str) -> bool {
 /// generated code. The same for the package's `schema-fn` (`schema` of
 /// `schema::collections`), which every harness of the package calls too.
 pub fn require_declared(target: &Target) -> Result<()> {
+    require_runtime_name(target)?;
     require_function(target, &target.config.registry_fn)?;
     match &target.config.schema_fn {
         Some(function) => require_function(target, function),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a package that renames the runtime in its `Cargo.toml`: the
+/// registry, the migrations and the template name it `mongo_migrations`,
+/// so its crate could not compile.
+pub fn require_runtime_name(target: &Target) -> Result<()> {
+    match &target.runtime_renamed {
+        Some(rename) => Err(Failure::new(
+            Code::Usage,
+            format!(
+                "`{}` depends on mongo-migrations as `{rename}`, and the generated registry and migrations name it `mongo_migrations`",
+                target.name
+            ),
+        )
+        .hint("depend on it under its own name in Cargo.toml (`mongo-migrations = { .. }`, without `package = ..`)")
+        .into()),
         None => Ok(()),
     }
 }

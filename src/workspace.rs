@@ -27,6 +27,9 @@ pub struct Target {
     pub configured: BTreeSet<String>,
     /// The cargo features the harness enables on the package.
     pub features: Features,
+    /// The name its `Cargo.toml` gives the runtime when that is not
+    /// `mongo-migrations` (`mm = { package = "mongo-migrations", .. }`).
+    pub runtime_renamed: Option<String>,
 }
 
 /// `--features`, `--all-features` and `--no-default-features`, checked
@@ -268,6 +271,11 @@ fn target(package: &Package, args: &Args) -> Result<Target> {
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default(),
         features: features(package, args)?,
+        runtime_renamed: package
+            .dependencies
+            .iter()
+            .filter(|d| d.name == RUNTIME_PACKAGE)
+            .find_map(|d| d.rename.clone().filter(|r| r.replace('-', "_") != "mongo_migrations")),
     })
 }
 

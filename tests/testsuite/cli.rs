@@ -114,6 +114,44 @@ error: no migration has version 20260109000000
     assert_eq!(listing(&dir), before);
 }
 
+/// A package that renames the runtime (`mm = { package = "mongo-migrations" }`)
+/// is refused before anything is written or built: the registry and the
+/// migrations name it `mongo_migrations`, so its crate could not compile.
+#[test]
+fn a_renamed_runtime_is_refused_before_anything_is_written() {
+    let crate_dir = fixture("single");
+    let manifest = crate_dir.path().join("Cargo.toml");
+    let text = read(&manifest);
+    let renamed = text.replace(
+        "\n[dev-dependencies]\nmongo-migrations = {",
+        "\n[dev-dependencies]\nmm = { package = \"mongo-migrations\",",
+    );
+    let renamed = renamed.replacen("\nmongo-migrations = {", "\nmm = { package = \"mongo-migrations\",", 1);
+    assert_ne!(renamed, text);
+    std::fs::write(&manifest, renamed.replace("mongo-migrations/cli", "mm/cli")).unwrap();
+    let dir = crate_dir.path().join("src/migrations");
+    let before = listing(&dir);
+    for args in [
+        &["new", "add-email"][..],
+        &["registry"][..],
+        &["status", "--database", "x"][..],
+    ] {
+        cli()
+            .current_dir(crate_dir.path())
+            .env("MONGODB_URI", "mongodb://127.0.0.1:9/")
+            .args(args)
+            .assert()
+            .code(2)
+            .stdout_eq(str![""])
+            .stderr_eq(str![[r#"
+error: `single-app` depends on mongo-migrations as `mm`, and the generated registry and migrations name it `mongo_migrations`
+hint: depend on it under its own name in Cargo.toml (`mongo-migrations = { .. }`, without `package = ..`)
+
+"#]]);
+    }
+    assert_eq!(listing(&dir), before);
+}
+
 #[test]
 fn new_rejects_bad_names_and_taken_versions_and_writes_nothing() {
     let crate_dir = fixture("single");
