@@ -47,6 +47,12 @@ pub fn build(ws: &Workspace, target: &Target, out: Option<&Path>, build: &Build,
         Some(out) => Some(prepare(out, &bin)?),
         None => None,
     };
+    if build.profile == "release" {
+        eprintln!(
+            "building the migration binary of `{}` in release: the first time this compiles the MongoDB driver again, in release (minutes); `--profile dev` builds a quick one to try",
+            target.name
+        );
+    }
     let built = harness::compile(ws, target, &runtime, &krate, verbose)?;
     let path = match dest {
         Some(dest) => copy(&built, dest)?,

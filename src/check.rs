@@ -113,13 +113,14 @@ fn print(report: &PackageReport) {
     } else {
         "files only"
     };
+    let (errors, warnings) = (count(Level::Error), count(Level::Warning));
     mongo_migrations::outln!(
-        "{}: checked {scope}: {} errors, {} need attention, {} pending, {} warnings",
+        "{}: checked {scope}: {errors} {}, {} need attention, {} pending, {warnings} {}",
         report.package,
-        count(Level::Error),
+        crate::output::plural(errors, "error"),
         count(Level::Attention),
         count(Level::Pending),
-        count(Level::Warning)
+        crate::output::plural(warnings, "warning"),
     );
 }
 

@@ -120,10 +120,9 @@ fn remote(args: &Args, command: &Remote, ws: &Workspace) -> Result<()> {
             answer
         } else {
             let bin = harness::build(ws, target, args.verbose)?;
-            harness::run(&bin, &request, args.verbose, |p| {
-                if !json {
-                    output::progress(p)
-                }
+            harness::run(&bin, &request, args.verbose, |p| match json {
+                true => output::progress_on_stderr(p),
+                false => output::progress(p),
             })
             .inspect_err(|_| output::close_progress("failed"))?
         };

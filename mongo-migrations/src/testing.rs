@@ -104,6 +104,21 @@ impl TestDatabase {
     }
 }
 
+/// Refuses a `to` or `before` version no migration has: a typo would
+/// otherwise test another state (every older migration applied) in silence.
+fn known(registry: &Registry, apply: Apply) -> Result<(), String> {
+    let (Apply::To(v) | Apply::Before(v)) = apply else {
+        return Ok(());
+    };
+    let version = Version::parse(v).map_err(|e| e.to_string())?;
+    match registry.get(version) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "no migration has version {v}: name one of the registry's (the migration files' names give them)"
+        )),
+    }
+}
+
 fn parse(version: &str) -> Version {
     Version::parse(version).unwrap_or_else(|e| panic!("#[mongo_migrations::test]: {e}"))
 }
@@ -131,6 +146,9 @@ where
         );
     };
     let registry = registry().unwrap_or_else(|e| panic!("#[mongo_migrations::test]: the registry: {e}"));
+    if let Err(e) = known(&registry, apply) {
+        panic!("#[mongo_migrations::test]: {e}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -211,5 +229,28 @@ mod tests {
         assert!(crate::check_database_name(&a).is_ok(), "{a}");
         assert_ne!(database_name("m::t"), database_name("m::t"));
         assert!(database_name("m::seeds-admin").starts_with("t_seeds_admin_"));
+    }
+}
+
+#[cfg(test)]
+mod known_tests {
+    use super::{known, Apply};
+    use crate::{Migration, Registry, Version};
+
+    fn noop(_: &mut crate::MigrationContext) -> crate::BoxFuture<'_, crate::MigrationResult> {
+        Box::pin(async { Ok(()) })
+    }
+
+    #[test]
+    fn a_version_the_registry_lacks_is_refused() {
+        let v = Version::parse("20260101000000").unwrap();
+        let registry = Registry::new(vec![Migration::new(v, "first", noop)]).unwrap();
+        assert!(known(&registry, Apply::Before("20260101000000")).is_ok());
+        assert!(known(&registry, Apply::All).is_ok());
+        assert_eq!(
+            known(&registry, Apply::Before("20260101000001")).unwrap_err(),
+            "no migration has version 20260101000001: name one of the registry's (the migration files' names give them)"
+        );
+        assert!(known(&registry, Apply::To("2026")).is_err());
     }
 }

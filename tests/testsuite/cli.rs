@@ -543,7 +543,7 @@ single-app: error: src/migrations/m20260103_000000_drop_legacy.rs:5:65: `drop` i
   hint: put index builds and drops in a migration of their own with `pub const TRANSACTIONAL: bool = false;`
 single-app: warning: src/migrations/m20260104_000000_backfill.rs:3:11: `update_many` runs unbatched over every matching document; on a large collection use `ctx.batches(..)`, or say it is small with a `// mongo-migrate: unbatched` comment
   hint: walk a large collection with `ctx.batches(..).update_each(..)`; a comment `// mongo-migrate: unbatched` silences this for a small one
-single-app: checked files only: 2 errors, 0 need attention, 0 pending, 1 warnings
+single-app: checked files only: 2 errors, 0 need attention, 0 pending, 1 warning
 
 "#]])
         .stderr_eq(str![""]);
@@ -599,7 +599,7 @@ fn check_names_merge_conflicts_and_duplicate_versions() {
     offline_check(crate_dir.path()).assert().code(2).stdout_eq(str![[r#"
 single-app: error: src/migrations/mod.rs has merge conflict markers
   hint: run `cargo mongo-migrate registry` and commit it with the migrations (it holds each migration's checksum, so every edit of one changes it; `up` and a build regenerate it too); after a merge conflict in it, take either side first
-single-app: checked files only: 1 errors, 0 need attention, 0 pending, 0 warnings
+single-app: checked files only: 1 error, 0 need attention, 0 pending, 0 warnings
 
 "#]]);
 }

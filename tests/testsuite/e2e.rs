@@ -273,11 +273,18 @@ fn a_held_lock_exits_3_and_a_crashed_migration_exits_4_until_resolved() {
     );
     let out = stdout(run(&["lock-status"]).assert().success());
     assert!(out.contains("held by") && out.contains("generation 4"), "{out}");
+    let held: serde_json::Value =
+        serde_json::from_str(&stdout(run(&["lock-status", "--json"]).assert().success())).unwrap();
+    assert_eq!(held["lock"]["generation"], 4, "{held}");
     let out = stdout(run(&["force-unlock", "--yes"]).assert().success());
     assert!(
         out.contains("released the lock held by") && out.contains("deploy-9"),
         "{out}"
     );
+    // Free: an object all the same, as HTTP answers.
+    let free: serde_json::Value =
+        serde_json::from_str(&stdout(run(&["lock-status", "--json"]).assert().success())).unwrap();
+    assert_eq!(free, serde_json::json!({ "lock": null }));
 
     // A runner died while applying the first migration.
     with_db(&db, async |db| {
@@ -607,8 +614,16 @@ fn ctrl_c_in_a_walk_stops_between_batches_and_the_next_up_resumes_it() {
     assert_eq!(record["status"], "running", "{record}");
     assert!(record["stoppedAt"].is_string() && record["error"].is_null(), "{record}");
 
-    let out = stdout(against_server(crate_dir.path(), &db)(&["up"]).assert().success());
-    assert!(out.contains("Applied 1 migration"), "{out}");
+    // Resumed with `--json`: stdout is the one document, progress goes to stderr.
+    let resumed = against_server(crate_dir.path(), &db)(&["up", "--json"])
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&resumed.get_output().stdout).into_owned();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["steps"].as_array().map(Vec::len), Some(1), "{out}");
+    let err = String::from_utf8_lossy(&resumed.get_output().stderr).into_owned();
+    assert!(err.contains("applying 20260104000000 walk_items ... "), "{err}");
+    assert!(err.contains(" of 40 documents ("), "{err}");
     with_db(&db, async |db| {
         let left = db
             .collection::<mongo_migrations::bson::Document>("items")
@@ -777,7 +792,7 @@ fn check_build_fails_on_migrations_that_do_not_compile() {
         out.contains("single-app: error: building the migrations of `single-app` failed\n  hint: fix the errors cargo printed above\n"),
         "{out}"
     );
-    assert!(out.contains("checked files only: 1 errors"), "{out}");
+    assert!(out.contains("checked files only: 1 error"), "{out}");
     // Fixed, and using a helper module beside the migrations: it compiles.
     let fixed = "//! Uses a helper.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let _ = (ctx, super::common::NAME.len() as u32);\n    Ok(())\n}\n";
     let dir = crate_dir.path().join("src/migrations");

@@ -35,8 +35,9 @@ pub struct User {
 "#;
 
 /// The `up` of the data fix `diff --with-data` wrote, as the user writes it.
-const DATA_FIX: &str = r#"    db.collection::<Document>("users")
-        .update_many(doc! { "displayName": { "$exists": true } }, doc! { "$rename": { "displayName": "name" } })
+const DATA_FIX: &str = r#"    let _ = db;
+    ctx.batches("users", doc! { "displayName": { "$exists": true } })
+        .update_each(|_| Some(doc! { "$rename": { "displayName": "name" } }))
         .await?;
     Ok(())"#;
 
@@ -321,13 +322,11 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     snapbox::assert_data_eq!(
         stdout(&drift),
         str![[r#"
-schema-app: warning: src/migrations/m20260402_000005_name_required_data.rs:21:10: `update_many` runs unbatched over every matching document; on a large collection use `ctx.batches(..)`, or say it is small with a `// mongo-migrate: unbatched` comment
-  hint: walk a large collection with `ctx.batches(..).update_each(..)`; a comment `// mongo-migrate: unbatched` silences this for a small one
 schema-app: attention: the index `name_1` ({ "name": 1 }) is declared but missing
   hint: apply the migration that builds it, or rebuild it if it was dropped by hand
 schema-app: attention: the index `x_1` ({ "x": 1 }) is not declared
   hint: declare it on the type, or drop it (hide it first) in a migration
-schema-app: checked files and database: 0 errors, 2 need attention, 0 pending, 1 warnings
+schema-app: checked files and database: 0 errors, 2 need attention, 0 pending, 0 warnings
 
 "#]]
     );

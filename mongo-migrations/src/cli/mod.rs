@@ -143,10 +143,9 @@ async fn execute(package: &Package, registry: Registry, command: &Command, verbo
         connection,
         command: remote.clone(),
     };
-    let answer = harness::run(request, registry, move |p, _| {
-        if !json {
-            output::progress(p)
-        }
+    let answer = harness::run(request, registry, move |p, _| match json {
+        true => output::progress_on_stderr(p),
+        false => output::progress(p),
     })
     .await
     .map_err(|e| {

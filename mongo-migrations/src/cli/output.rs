@@ -32,11 +32,32 @@ const BATCH_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A progress event as a line (or a bar, on a terminal) on stdout.
 pub fn progress(p: &Progress) {
-    use std::sync::atomic::Ordering::SeqCst;
     if let Progress::Tenant { database, progress } = p {
         return tenant_progress(database, progress);
     }
-    let mut out = std::io::stdout().lock();
+    progress_on(
+        p,
+        std::io::stdout().lock(),
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    );
+}
+
+/// [`progress`] on stderr, for a command whose stdout is one JSON
+/// document (`--json`): a long walk still shows that it moves.
+pub fn progress_on_stderr(p: &Progress) {
+    let p = match p {
+        Progress::Tenant { progress, .. } => progress.as_ref(),
+        p => p,
+    };
+    progress_on(
+        p,
+        std::io::stderr().lock(),
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
+}
+
+fn progress_on(p: &Progress, mut out: impl Write, terminal: bool) {
+    use std::sync::atomic::Ordering::SeqCst;
     if let Progress::Batch {
         done,
         total,
@@ -50,7 +71,7 @@ pub fn progress(p: &Progress) {
             let _ = writeln!(out);
             let _ = out.flush();
         }
-        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        if terminal {
             let mut bar = BAR.lock().expect("progress lock");
             let bar = bar.get_or_insert_with(|| {
                 let bar = indicatif::ProgressBar::new(*total);

@@ -154,7 +154,8 @@ impl Answer {
             Answer::Run(r) => serde_json::to_value(r),
             Answer::Status(r) => serde_json::to_value(r),
             Answer::History(r) | Answer::Forgotten(r) => serde_json::to_value(r),
-            Answer::Lock(r) => serde_json::to_value(r),
+            // An object either way, as HTTP answers: `{"lock": null}` when free.
+            Answer::Lock(r) => serde_json::to_value(r).map(|lock| serde_json::json!({ "lock": lock })),
             Answer::Resolved(r) => serde_json::to_value(r),
             Answer::TenantRuns(r) => serde_json::to_value(r),
             Answer::TenantStatuses(r) => serde_json::to_value(r),
