@@ -99,6 +99,9 @@ pub fn render_with(files: &[MigrationFile], helpers: &[Helper], layout: Layout) 
             let [up, down] = f.walks;
             entry = quote! { ::mongo_migrations::Migration::walks(#entry, #up, #down) };
         }
+        if f.independent {
+            entry = quote! { ::mongo_migrations::Migration::independent(#entry, #module::INDEPENDENT) };
+        }
         entry
     });
     let tokens = quote! {

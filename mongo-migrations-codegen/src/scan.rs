@@ -32,6 +32,10 @@ pub struct MigrationFile {
     pub replaces: Vec<u64>,
     /// `pub const PHASE: Phase`, if declared: `pre-deploy` or `post-deploy`.
     pub phase: Option<String>,
+    /// `pub const INDEPENDENT: bool = true;`: later migrations do not depend
+    /// on it, so a run with `continue_on_error` goes on past its failure.
+    #[serde(default)]
+    pub independent: bool,
     /// Whether `up` and `down` walk in batches (`[up, down]`; see `walks.rs`),
     /// or, with `pub const REPEATABLE: bool = true;`, are safe to repeat:
     /// either way a run cut off or failed is run again by the next `up` or `down`.
@@ -214,6 +218,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
     let mut has_transactional = false;
     let mut transactional = false;
     let mut repeatable = false;
+    let mut independent = false;
     let mut replaces = Vec::new();
     let mut phase = None;
     for item in &file.items {
@@ -248,6 +253,14 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
                     syntax(
                         c.ident.span(),
                         "`REPEATABLE` must be `true` or `false`, a literal the CLI can read without building".into(),
+                    )
+                })?;
+            }
+            Item::Const(c) if c.ident == "INDEPENDENT" => {
+                independent = bool_literal(&c.expr).ok_or_else(|| {
+                    syntax(
+                        c.ident.span(),
+                        "`INDEPENDENT` must be `true` or `false`, a literal the CLI can read without building".into(),
                     )
                 })?;
             }
@@ -289,6 +302,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
         checksum: checksum_tokens(tokens),
         replaces,
         phase,
+        independent,
         // A body safe to repeat from its start is run again, as a walk's is.
         walks: if repeatable {
             [true; 2]

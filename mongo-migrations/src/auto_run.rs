@@ -17,6 +17,9 @@ pub struct AutoRunConfig {
     /// `MIGRATE_ON_START_PHASE` (`pre`, the default; `post`; or `all`): the
     /// deploy phase it applies (`None`: every phase).
     pub phase: Option<Phase>,
+    /// `MIGRATE_ON_START_CONTINUE_ON_ERROR`: go on past a failed migration
+    /// that declares itself independent (see [`UpOptions::continue_on_error`]).
+    pub continue_on_error: bool,
 }
 
 impl Default for AutoRunConfig {
@@ -26,6 +29,7 @@ impl Default for AutoRunConfig {
             fail_hard: false,
             lock_wait: Duration::from_secs(120),
             phase: Some(Phase::PreDeploy),
+            continue_on_error: false,
         }
     }
 }
@@ -69,6 +73,7 @@ impl AutoRunConfig {
             fail_hard: flag("MIGRATE_ON_START_FAIL_HARD")?,
             lock_wait,
             phase,
+            continue_on_error: flag("MIGRATE_ON_START_CONTINUE_ON_ERROR")?,
         })
     }
 }
@@ -120,6 +125,7 @@ pub async fn auto_run(migrator: &Migrator, config: AutoRunConfig) -> Result<Auto
     let waiting = migrator.clone().with_lock_wait(config.lock_wait);
     let options = UpOptions {
         phase: config.phase,
+        continue_on_error: config.continue_on_error,
         ..UpOptions::default()
     };
     match waiting.up(options).await {

@@ -29,6 +29,8 @@ pub struct Migration {
     pub(crate) phase: Phase,
     /// Its `up` and its `down` walk in batches (see [`Migration::walks`]).
     pub(crate) walks: [bool; 2],
+    /// Later migrations do not depend on it (see [`Migration::independent`]).
+    pub(crate) independent: bool,
 }
 
 impl Migration {
@@ -45,6 +47,7 @@ impl Migration {
             replaces: Cow::Borrowed(&[]),
             phase: Phase::PreDeploy,
             walks: [false; 2],
+            independent: false,
         }
     }
 
@@ -71,6 +74,7 @@ impl Migration {
             replaces: Cow::Borrowed(&[]),
             phase: Phase::PreDeploy,
             walks: [false; 2],
+            independent: false,
         }
     }
 
@@ -142,6 +146,22 @@ impl Migration {
     pub const fn in_phase(mut self, phase: Phase) -> Self {
         self.phase = phase;
         self
+    }
+
+    /// Declares that later migrations do not depend on it (its module's
+    /// `pub const INDEPENDENT: bool = true;`): a run with
+    /// [`UpOptions::continue_on_error`](crate::UpOptions::continue_on_error)
+    /// goes on past its failure. Without it, a failure stops the run, with
+    /// the option or not: that is the safe default, since a migration's
+    /// successors usually build on what it did.
+    pub const fn independent(mut self, independent: bool) -> Self {
+        self.independent = independent;
+        self
+    }
+
+    /// Whether later migrations do not depend on it (see [`Migration::independent`]).
+    pub fn is_independent(&self) -> bool {
+        self.independent
     }
 
     /// When it runs in a rolling deploy.

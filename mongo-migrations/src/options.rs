@@ -66,6 +66,13 @@ pub struct UpOptions {
     /// Apply only the migrations of this deploy phase (all, without one);
     /// post-deploy ones only after every older pre-deploy one.
     pub phase: Option<crate::Phase>,
+    /// Go on past a failed migration that declares itself independent
+    /// (`pub const INDEPENDENT: bool = true;`): it is recorded `failed` as
+    /// always, the run applies the rest of its plan, and then fails with
+    /// every failure ([`Error::SomeFailed`](crate::Error::SomeFailed)). A
+    /// failed migration that does not declare it stops the run as without
+    /// this option: later migrations may depend on what it did.
+    pub continue_on_error: bool,
 }
 
 /// Options of [`Migrator::down`](crate::Migrator::down). Unknown fields are refused.

@@ -43,6 +43,17 @@ pub enum Progress {
         /// How long its body took.
         duration_ms: i64,
     },
+    /// A migration failed, was recorded `failed`, and the run goes on with
+    /// the next (see [`UpOptions::continue_on_error`](crate::UpOptions::continue_on_error)).
+    #[serde(rename_all = "camelCase")]
+    FailedAndContinued {
+        /// Its version.
+        version: Version,
+        /// Its name.
+        name: String,
+        /// What it returned.
+        error: String,
+    },
     /// A batch of a data migration's walk is done and checkpointed (see
     /// [`MigrationContext::batches`](crate::MigrationContext::batches)).
     #[serde(rename_all = "camelCase")]

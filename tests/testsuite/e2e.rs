@@ -869,3 +869,59 @@ fn tenants_by_list_and_by_regex_with_a_summary_table_and_json() {
         with_db(&db, async |db| db.drop().await.unwrap());
     }
 }
+
+/// `up --continue-on-error`: five migrations, the second and the fourth
+/// failing (both `INDEPENDENT`): the rest applied, both failures recorded and
+/// listed, exit 1; the next `up` is refused by the failed records, and
+/// nothing is applied twice.
+#[test]
+fn up_continue_on_error_goes_past_independent_failures_and_lists_them() {
+    let crate_dir = fixture("single");
+    let db = database();
+    let run = against_server(crate_dir.path(), &db);
+    let dir = crate_dir.path().join("src/migrations");
+    let failing = |what: &str| {
+        format!(
+            "//! Fails.\n\nuse mongo_migrations::prelude::*;\n\npub const INDEPENDENT: bool = true;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {{\n    Err(\"the {what} one fails\".into())\n}}\n"
+        )
+    };
+    std::fs::write(dir.join("m20260101_120000_fails_second.rs"), failing("second")).unwrap();
+    std::fs::write(dir.join("m20260102_120000_fails_fourth.rs"), failing("fourth")).unwrap();
+    std::fs::write(
+        dir.join("m20260103_000000_last.rs"),
+        "//! Last.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    ctx.db()?.collection::<Document>(\"last\").insert_one(doc! { \"_id\": 1 }).await?;\n    Ok(())\n}\n",
+    )
+    .unwrap();
+
+    let out = run(&["up", "--continue-on-error"]).assert().code(1);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stdout.contains("applying 20260101120000 fails_second ... failed, recorded; going on: the second one fails"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("applying 20260103000000 last ... ok"), "{stdout}");
+    assert!(
+        stderr.contains("2 migrations failed; the run went on with the others (continue on error) (recorded in this run: 20260101000000, 20260102000000, 20260103000000): 20260101120000 (fails_second): the second one fails; 20260102120000 (fails_fourth): the fourth one fails"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: see `cargo mongo-migrate history --status failed`"),
+        "{stderr}"
+    );
+    let status = status_json(crate_dir.path(), &db);
+    assert_eq!(status["counts"]["applied"], 3, "{status}");
+    assert_eq!(status["counts"]["failed"], 2, "{status}");
+
+    // Refused by the failed records, with the option or without: nothing twice.
+    run(&["up"]).assert().code(4);
+    run(&["up", "--continue-on-error"]).assert().code(4);
+    with_db(&db, async |db| {
+        let last = db
+            .collection::<mongo_migrations::bson::Document>("last")
+            .count_documents(mongo_migrations::bson::doc! {})
+            .await
+            .unwrap();
+        assert_eq!(last, 1);
+    });
+}

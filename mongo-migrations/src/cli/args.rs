@@ -33,6 +33,10 @@ pub enum Command {
         /// With --databases*: start no other database after one fails
         #[arg(long)]
         fail_fast: bool,
+        /// Go on past a failed migration that declares `pub const INDEPENDENT: bool = true;`
+        /// (recorded `failed`, listed at the end, exit 1); any other failure still stops the run
+        #[arg(long)]
+        continue_on_error: bool,
         /// Print the run's report as JSON (per database with --databases*)
         #[arg(long)]
         json: bool,

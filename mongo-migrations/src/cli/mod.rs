@@ -176,3 +176,34 @@ pub fn finish(package: &str, command: &harness::Command, answer: Answer, json: b
     }
     interrupted.map_or(Ok(()), Err)
 }
+
+#[cfg(test)]
+mod binary_tests {
+    use super::Binary;
+    use crate::harness::Command as Remote;
+    use clap::Parser as _;
+
+    /// The binary's `up --continue-on-error` reaches the run's options, as
+    /// the CLI's does (both parse and build requests here).
+    #[tokio::test]
+    async fn up_continue_on_error_reaches_the_run() {
+        let settings = crate::Settings::default();
+        for (args, expected) in [
+            (&["migrate", "up", "--continue-on-error"][..], true),
+            (&["migrate", "up"][..], false),
+        ] {
+            let binary = Binary::try_parse_from(args).unwrap();
+            let command = binary.command.unwrap();
+            std::env::set_var("MM_BINARY_TEST_URI", "mongodb://127.0.0.1:9/app");
+            let settings = crate::Settings {
+                uri_env: "MM_BINARY_TEST_URI".into(),
+                ..settings.clone()
+            };
+            let (_, remote, _) = super::request(&command, "app", &settings).await.unwrap();
+            let Remote::Up(options) = remote else {
+                panic!("{remote:?}");
+            };
+            assert_eq!(options.continue_on_error, expected, "{args:?}");
+        }
+    }
+}

@@ -126,6 +126,12 @@ fn progress_on(p: &Progress, mut out: impl Write, terminal: bool) {
             duration_ms,
             ..
         } => writeln!(out, "  {version} {name} ok ({duration_ms} ms)"),
+        Progress::FailedAndContinued { error, .. } if was_open => {
+            writeln!(out, "failed, recorded; going on: {error}")
+        }
+        Progress::FailedAndContinued { version, name, error } => {
+            writeln!(out, "  {version} {name} failed, recorded; going on: {error}")
+        }
         Progress::Waiting { holder, expires_at } => writeln!(
             out,
             "  waiting for the lock held by {holder} (expires {})",

@@ -57,6 +57,7 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
             to,
             allow_out_of_order,
             phase,
+            continue_on_error,
             json,
             ..
         } => (
@@ -69,6 +70,7 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
                     PhaseArg::Pre => Phase::PreDeploy,
                     PhaseArg::Post => Phase::PostDeploy,
                 }),
+                continue_on_error: *continue_on_error,
             }),
             *json,
         ),

@@ -190,6 +190,16 @@ pub enum Error {
         completed: Vec<Version>,
     },
 
+    #[error("{} failed; the run went on with the others (continue on error){}: {}", text::failed_count(failures.len()), text::applied(completed), text::failures(failures))]
+    /// With `continue_on_error`, the run went on past migrations that
+    /// failed (each recorded `failed`, as one that stops a run is).
+    SomeFailed {
+        /// Each failure: the migration's version, name, and what it returned.
+        failures: Vec<(Version, String, String)>,
+        /// What the same run applied (or rolled back) and recorded.
+        completed: Vec<Version>,
+    },
+
     #[error("migration {version} ({name}) needs a transaction, but this server does not support them (it is not a replica set or sharded cluster); run it against a replica set or make it non-transactional")]
     /// A transactional migration, and a server without transactions.
     TransactionsUnsupported {
@@ -409,6 +419,7 @@ impl Error {
             Error::Mongo(_)
             | Error::LockLost { .. }
             | Error::MigrationFailed { .. }
+            | Error::SomeFailed { .. }
             | Error::TransactionsUnsupported { .. }
             | Error::Conflict { .. }
             | Error::CorruptRecord { .. }

@@ -10,6 +10,28 @@ pub(super) fn before(completed: &[Version]) -> String {
     format!(" (recorded before it in this run: {})", versions(completed))
 }
 
+/// `1 migration` or `N migrations`.
+pub(super) fn failed_count(n: usize) -> String {
+    format!("{n} {}", if n == 1 { "migration" } else { "migrations" })
+}
+
+/// ` (applied: V, V)`, or nothing.
+pub(super) fn applied(completed: &[Version]) -> String {
+    if completed.is_empty() {
+        return String::new();
+    }
+    format!(" (recorded in this run: {})", versions(completed))
+}
+
+/// Each failure: `V (name): message`, separated by `; `.
+pub(super) fn failures(failures: &[(Version, String, String)]) -> String {
+    failures
+        .iter()
+        .map(|(v, name, message)| format!("{v} ({name}): {message}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// How many versions a message names; the rest are counted, so a message
 /// over a thousand records stays one readable line.
 pub(super) const NAMED: usize = 5;

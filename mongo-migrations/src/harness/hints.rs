@@ -20,7 +20,7 @@ pub fn hint(error: &Error) -> &'static str {
             "`cargo mongo-migrate status` shows it as edited; a harmless edit is accepted with `cargo mongo-migrate resolve <VERSION> --accept-checksum`"
         }
         Error::Blocked { .. } | Error::UnknownVersions { .. } => "see `cargo mongo-migrate status`",
-        Error::MigrationFailed { .. } => "see `cargo mongo-migrate history --status failed`",
+        Error::MigrationFailed { .. } | Error::SomeFailed { .. } => "see `cargo mongo-migrate history --status failed`",
         Error::TransactionsUnsupported { .. } => {
             "run against a replica set or sharded cluster, or make the migration non-transactional"
         }

@@ -199,9 +199,11 @@ impl Migrator {
         // Bad input is refused before anything, even the lock, is written.
         self.known_target(options.to)?;
         let allow = options.allow_out_of_order || self.config.out_of_order == OutOfOrder::Allow;
-        self.run(Direction::Up, options.dry_run, move |records, lock| {
-            self.plan_up(records, lock, options.to, options.phase, allow)
-        })
+        self.run(
+            Direction::Up,
+            (options.dry_run, options.continue_on_error),
+            move |records, lock| self.plan_up(records, lock, options.to, options.phase, allow),
+        )
         .await
     }
 
@@ -237,7 +239,7 @@ impl Migrator {
         if let DownTarget::To(to) = options.target {
             self.known_target(Some(to))?;
         }
-        self.run(Direction::Down, options.dry_run, move |records, lock| {
+        self.run(Direction::Down, (options.dry_run, false), move |records, lock| {
             self.plan_down(records, lock, options.target)
         })
         .await

@@ -21,7 +21,7 @@ impl Migrator {
     pub(super) async fn run<'a>(
         &'a self,
         direction: Direction,
-        dry_run: bool,
+        (dry_run, continue_on_error): (bool, bool),
         plan: impl Fn(&Records, Option<&LockInfo>) -> Result<Plan<'a>, Error>,
     ) -> Result<RunReport, Error> {
         let span = tracing::info_span!(
@@ -33,7 +33,7 @@ impl Migrator {
         );
         let started = Instant::now();
         let mut result = self
-            .run_unspanned(direction, dry_run, plan)
+            .run_unspanned(direction, (dry_run, continue_on_error), plan)
             .instrument(span.clone())
             .await;
         if let Ok(report) = &mut result {
@@ -55,7 +55,7 @@ impl Migrator {
     pub(super) async fn run_unspanned<'a>(
         &'a self,
         direction: Direction,
-        dry_run: bool,
+        (dry_run, continue_on_error): (bool, bool),
         plan: impl Fn(&Records, Option<&LockInfo>) -> Result<Plan<'a>, Error>,
     ) -> Result<RunReport, Error> {
         let report = |steps: Vec<Step>, skipped: Vec<Step>| RunReport {
@@ -90,7 +90,8 @@ impl Migrator {
             Ok(Before::Lock(planned.iter().map(|p| p.migration.version).collect()))
         };
         self.with_lock_after(direction.as_str(), gate, before, async |guard| {
-            self.run_locked(guard, direction, |r| plan(r, None)).await
+            self.run_locked(guard, direction, continue_on_error, |r| plan(r, None))
+                .await
         })
         .await
     }
@@ -101,6 +102,7 @@ impl Migrator {
         &'a self,
         guard: &LockGuard,
         direction: Direction,
+        continue_on_error: bool,
         plan: impl Fn(&Records) -> Result<Plan<'a>, Error>,
     ) -> Result<RunReport, Error> {
         let mut attempt = 0;
@@ -174,7 +176,9 @@ impl Migrator {
             .await
             .map_err(|e| self.lost(e, &[], None, &entries(&plan)))?;
         let (recorded, to_run): (Plan, Plan) = plan.into_iter().partition(|p| p.adopt.is_some());
-        let mut report = self.execute(guard, direction, &entries(&to_run)).await?;
+        let mut report = self
+            .execute(guard, direction, &entries(&to_run), continue_on_error)
+            .await?;
         let recorded = recorded.into_iter().map(|p| self::adopted(p.migration, p.batch));
         report.steps = recorded.chain(report.steps).collect();
         Ok(report)

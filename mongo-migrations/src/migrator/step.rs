@@ -6,7 +6,7 @@ use crate::context::MigrationContext;
 use crate::lock::LockGuard;
 use crate::migration::MigrationFn;
 use crate::tracking::{running_claim, Finish, Outcome, Stepped};
-use crate::{Direction, Error, Migration, MigrationError, Progress, RunReport, Step};
+use crate::{Direction, Error, Migration, MigrationError, Progress, RunReport, Step, Version};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -21,8 +21,12 @@ impl Migrator {
         guard: &LockGuard,
         direction: Direction,
         plan: &[(&Migration, i64)],
+        continue_on_error: bool,
     ) -> Result<RunReport, Error> {
         let mut steps: Vec<Step> = Vec::with_capacity(plan.len());
+        // With `continue_on_error`: the independent migrations that failed,
+        // recorded `failed`, and gone past.
+        let mut failures: Vec<(Version, String, String)> = Vec::new();
         // The previous plain step (its index and time), done but not yet
         // recorded: its end goes out with the next step's start, in one command.
         let mut open: Option<(usize, i64)> = None;
@@ -85,6 +89,11 @@ impl Migrator {
                         span.in_scope(|| tracing::error!(error = %e, attempts, "migration failed"));
                         let end = finish(m, Outcome::Failed(failure_text(&e), attempts), 0);
                         self.record_end(guard, end, &steps, plan, next).await?;
+                        if continue_on_error && m.independent {
+                            self.went_past(m, failure_text(&e), &mut failures);
+                            next += 1;
+                            continue;
+                        }
                         return Err(after(e, &steps));
                     }
                     Err((e, _)) => return Err(self.lost(e, &steps, None, &plan[next..])),
@@ -131,6 +140,11 @@ impl Migrator {
                     span.in_scope(|| tracing::error!(error = %e.message, "migration failed"));
                     self.record_end(guard, finish(m, Outcome::Failed(&e.message, 1), ms), &steps, plan, next)
                         .await?;
+                    if continue_on_error && m.independent {
+                        self.went_past(m, &e.message, &mut failures);
+                        next += 1;
+                        continue;
+                    }
                     return Err(after(failed(m, e), &steps));
                 }
                 ms
@@ -154,6 +168,12 @@ impl Migrator {
                 .await?;
             steps.push(step(plan[i].0, plan[i].1, Some(ms)));
         }
+        if !failures.is_empty() && !self.stop.is_stopped() {
+            return Err(Error::SomeFailed {
+                failures,
+                completed: steps.iter().map(|s| s.version).collect(),
+            });
+        }
         Ok(RunReport {
             direction,
             dry_run: false,
@@ -162,6 +182,17 @@ impl Migrator {
             stopped_walk: None,
             elapsed_ms: None,
         })
+    }
+
+    /// Notes a failure the run goes past (`continue_on_error`), and says so.
+    fn went_past(&self, m: &Migration, error: &str, failures: &mut Vec<(Version, String, String)>) {
+        tracing::warn!(version = m.version.as_u64(), name = %m.name, error, "migration failed; the run goes on (continue on error)");
+        failures.push((m.version, m.name.to_string(), error.to_string()));
+        self.report(Progress::FailedAndContinued {
+            version: m.version,
+            name: m.name.to_string(),
+            error: error.to_string(),
+        });
     }
 
     /// Records the end of step `i` on its own.

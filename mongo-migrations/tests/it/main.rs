@@ -7,6 +7,7 @@ mod common;
 mod apply;
 mod batches;
 mod connect;
+mod continue_on_error;
 mod dry_run;
 #[cfg(unix)]
 mod faults;
