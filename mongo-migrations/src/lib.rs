@@ -52,6 +52,7 @@ mod tenants;
 #[cfg(feature = "macros")]
 pub mod testing;
 mod tracking;
+mod transient;
 mod update;
 mod version;
 

@@ -130,9 +130,9 @@ async fn create_indexes(db: &Database, command: Document) -> mongodb::error::Res
     let mut attempt = 1;
     loop {
         match db.run_command(command.clone()).await {
-            Err(e) if attempt < BUILD_ATTEMPTS && crate::retry::is_transient(&e) => {
+            Err(e) if attempt < BUILD_ATTEMPTS && crate::transient::is_transient(&e) => {
                 tracing::warn!(attempt, error = %e, "the index build's command was interrupted; sending it again");
-                tokio::time::sleep(crate::retry::jitter(std::time::Duration::from_millis(500))).await;
+                tokio::time::sleep(crate::transient::jitter(std::time::Duration::from_millis(500))).await;
                 attempt += 1;
             }
             other => return other,
