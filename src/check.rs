@@ -141,6 +141,16 @@ fn error(check: &'static str, message: String, hint: &str) -> Finding {
 /// The offline checks: file names and contents, duplicate versions, the
 /// registry against the files, squashes, and the lints.
 fn files(target: &Target) -> Vec<Finding> {
+    if target.lib_name.is_none() {
+        return vec![error(
+            "files",
+            format!(
+                "package `{}` has no library target, so `up` cannot run its migrations",
+                target.name
+            ),
+            "migrations must live in a library: add src/lib.rs with `pub mod migrations;`",
+        )];
+    }
     let dir = target.migrations_dir();
     if !dir.is_dir() {
         return vec![error(

@@ -178,6 +178,8 @@ pub struct NewModule {
 /// returns their paths. On any error none of them is left behind.
 pub fn create(target: &Target, modules: Vec<NewModule>) -> Result<Vec<std::path::PathBuf>> {
     require_runtime_name(target)?;
+    // `up` would refuse the package: nothing is written that cannot run.
+    crate::harness::require_library(target)?;
     let dir = target.migrations_dir();
     let created_dir = !dir.exists();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

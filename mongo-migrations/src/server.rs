@@ -117,17 +117,35 @@ pub(crate) async fn client_within(uri: &str, ping_in: &str, timeout: Duration) -
     // any other: tried again within the connect timeout.
     // (Not a server that cannot be selected: that already waited as long.)
     let started = Instant::now();
-    let failed = loop {
-        match client.database(&name).run_command(doc! { "ping": 1 }).await {
-            Ok(_) => return Ok(client),
-            Err(e)
-                if crate::retry::is_transient(&e)
-                    && !matches!(*e.kind, mongodb::error::ErrorKind::ServerSelection { .. })
-                    && started.elapsed() < waited =>
-            {
-                tokio::time::sleep(crate::retry::jitter(Duration::from_millis(200))).await;
+    let ping = async {
+        loop {
+            match client.database(&name).run_command(doc! { "ping": 1 }).await {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if crate::retry::is_transient(&e)
+                        && !matches!(*e.kind, mongodb::error::ErrorKind::ServerSelection { .. })
+                        && started.elapsed() < waited =>
+                {
+                    tokio::time::sleep(crate::retry::jitter(Duration::from_millis(200))).await;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => break e,
+        }
+    };
+    // Every host refusing the connection, twice a second apart, is an
+    // answer: no need to wait out the whole timeout in silence.
+    let failed = tokio::select! {
+        pinged = ping => match pinged {
+            Ok(()) => return Ok(client),
+            Err(e) => e,
+        },
+        () = refused_everywhere(&hosts) => {
+            shutdown(client).await;
+            return Err(Error::Unreachable {
+                hosts: hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                cause: "connection refused".into(),
+                source: Box::new(mongodb::error::Error::custom("every host refused the connection")),
+            });
         }
     };
     // Not left to drop as the caller's runtime ends (see `Migrator::shutdown`).
@@ -166,6 +184,42 @@ fn is_auth_failure(e: &mongodb::error::Error) -> bool {
         // AuthenticationFailed, Unauthorized.
         ErrorKind::Command(c) => matches!(c.code, 18 | 13),
         _ => false,
+    }
+}
+
+/// Completes once every host of `hosts` has refused a TCP connection at two
+/// probes a second apart (a server that is down, not one still starting
+/// for longer); never, if any host is not a TCP address or answers.
+async fn refused_everywhere(hosts: &[mongodb::options::ServerAddress]) {
+    let refused = async |host: &mongodb::options::ServerAddress| match host {
+        mongodb::options::ServerAddress::Tcp { host, port } => {
+            let address = format!("{host}:{}", port.unwrap_or(27017));
+            matches!(
+                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&address)).await,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        }
+        _ => false,
+    };
+    let mut streak = 0;
+    loop {
+        let mut all = !hosts.is_empty();
+        for host in hosts {
+            all = all && refused(host).await;
+        }
+        streak = if all { streak + 1 } else { 0 };
+        if streak == 2 {
+            return;
+        }
+        if !all
+            && streak == 0
+            && !hosts
+                .iter()
+                .all(|h| matches!(h, mongodb::options::ServerAddress::Tcp { .. }))
+        {
+            return std::future::pending().await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -152,6 +152,40 @@ hint: depend on it under its own name in Cargo.toml (`mongo-migrations = { .. }`
     assert_eq!(listing(&dir), before);
 }
 
+/// A package without a library: `new` writes nothing (`up` would refuse
+/// it) and `check` fails, both with the fix.
+#[test]
+fn a_package_without_a_library_gets_no_migration_and_fails_check() {
+    let crate_dir = fixture("single");
+    std::fs::remove_file(crate_dir.path().join("src/lib.rs")).unwrap();
+    std::fs::write(crate_dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
+    let dir = crate_dir.path().join("src/migrations");
+    let before = listing(&dir);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["new", "add-email"])
+        .assert()
+        .code(2)
+        .stdout_eq(str![""])
+        .stderr_eq(str![[r#"
+error: package `single-app` has no library target
+hint: migrations must live in a library: add src/lib.rs with `pub mod migrations;`
+
+"#]]);
+    assert_eq!(listing(&dir), before);
+    cli()
+        .current_dir(crate_dir.path())
+        .args(["check", "--offline"])
+        .assert()
+        .code(2)
+        .stdout_eq(str![[r#"
+single-app: error: package `single-app` has no library target, so `up` cannot run its migrations
+  hint: migrations must live in a library: add src/lib.rs with `pub mod migrations;`
+single-app: checked files only: 1 error, 0 need attention, 0 pending, 0 warnings
+
+"#]]);
+}
+
 #[test]
 fn new_rejects_bad_names_and_taken_versions_and_writes_nothing() {
     let crate_dir = fixture("single");

@@ -652,6 +652,16 @@ fn connection_and_migration_failures_say_one_plain_line_with_their_own_hint() {
         assert!(stderr.contains("detail: Unreachable"), "{command}: {stderr}");
         assert!(!stderr.contains(" build "), "{command}: {stderr}");
     }
+    // A refused connection is an answer: said in about a second, not after
+    // the whole default connect timeout (10 s).
+    let started = std::time::Instant::now();
+    let stderr = stderr_of(run(&["status", "--uri", "mongodb://127.0.0.1:9/x"]).assert().code(5));
+    assert_eq!(stderr, plain);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "refused after {:?}",
+        started.elapsed()
+    );
     // With work to do, `up` builds the harness; the first build is announced
     // (stderr is not a terminal here).
     let assert = run(&["up"]).assert().success();

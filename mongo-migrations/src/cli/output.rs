@@ -134,8 +134,9 @@ fn progress_on(p: &Progress, mut out: impl Write, terminal: bool) {
         }
         Progress::Waiting { holder, expires_at } => writeln!(
             out,
-            "  waiting for the lock held by {holder} (expires {})",
-            expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+            "  waiting for the lock held by {holder} (expires {}){}",
+            expires_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            holder.holder.as_ref().map_or("", gone_note)
         ),
         Progress::IndexBuild {
             collection,
@@ -559,12 +560,31 @@ pub fn lock_line(lock: Option<&LockInfo>) -> String {
         None => "free".into(),
         Some(l) if l.expired => format!("free (expired lock of {})", l.holder),
         Some(l) => format!(
-            "held by {} until {} (generation {})",
+            "held by {} until {} (generation {}){}",
             l.holder,
             when(Some(l.expires_at)),
-            l.generation
+            l.generation,
+            gone_note(&l.holder)
         ),
     }
+}
+
+/// `; its process is gone ...` when the holder ran on this host and its
+/// process no longer exists (read from `/proc`, where there is one).
+fn gone_note(holder: &crate::Holder) -> &'static str {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let proc_fs = std::path::Path::new("/proc/self").exists();
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    if proc_fs && process_gone(holder, &host, alive) {
+        "; its process is gone from this host: the lock frees itself when it expires, or now with `force-unlock --yes`"
+    } else {
+        ""
+    }
+}
+
+/// Whether `holder` ran on `this_host` in a process that is not `alive`.
+fn process_gone(holder: &crate::Holder, this_host: &str, alive: impl Fn(u32) -> bool) -> bool {
+    holder.host == this_host && !alive(holder.pid)
 }
 
 /// The history table.
@@ -605,6 +625,25 @@ pub fn history(package: &str, records: &[Record]) {
         ],
         &rows,
     );
+}
+
+#[cfg(test)]
+mod gone_tests {
+    use super::process_gone;
+
+    #[test]
+    fn a_holder_whose_process_is_gone_from_this_host_is_said_to_be() {
+        let holder = crate::Holder {
+            id: uuid::Uuid::nil(),
+            host: "deploy-1".into(),
+            pid: 4242,
+            reason: "up".into(),
+        };
+        assert!(process_gone(&holder, "deploy-1", |_| false));
+        assert!(!process_gone(&holder, "deploy-1", |pid| pid == 4242));
+        // Another host's process cannot be seen from here.
+        assert!(!process_gone(&holder, "deploy-2", |_| false));
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use futures_util::TryStreamExt as _;
 use mongodb::Database;
 use serde::{Deserialize, Serialize};
 
-use crate::schema::index::{is_hidden, same_unordered, same_value_unordered};
+use crate::schema::index::{is_hidden, same_document, same_unordered, same_value_unordered};
 use crate::schema::{count_violators, list_indexes, Collection, SchemaError};
 
 /// One difference between the database and the declared schema.
@@ -83,6 +83,18 @@ pub(crate) fn validator_differences(declared: &Document, listed: &Document) -> V
 /// lists it: `options` from `listCollections` (`None`: no such collection)
 /// and `indexes` from `listIndexes`. Violators are not counted here.
 pub fn compare(declared: &Collection, options: Option<&Document>, indexes: &[Document]) -> Vec<Drift> {
+    compare_sharded(declared, options, indexes, None)
+}
+
+/// [`compare`] of a sharded collection whose shard key is `shard_key` (its
+/// `config.collections` document's `key`): the index that supports the
+/// shard key is the cluster's, not drift, declared or not.
+pub(crate) fn compare_sharded(
+    declared: &Collection,
+    options: Option<&Document>,
+    indexes: &[Document],
+    shard_key: Option<&Document>,
+) -> Vec<Drift> {
     let name = declared.name.as_str();
     let Some(options) = options else {
         return vec![finding(
@@ -122,6 +134,12 @@ pub fn compare(declared: &Collection, options: Option<&Document>, indexes: &[Doc
         let listed_name = listed.get_str("name").unwrap_or_default();
         if listed_name == "_id_" || declared.indexes.iter().any(|i| i.is(listed)) {
             continue;
+        }
+        let key = listed.get_document("key").ok();
+        if let (Some(key), Some(shard_key)) = (key, shard_key) {
+            if same_document(key, shard_key) {
+                continue;
+            }
         }
         if is_hidden(listed) {
             out.push(between_phases(
@@ -194,6 +212,7 @@ pub fn compare(declared: &Collection, options: Option<&Document>, indexes: &[Doc
 /// documents that violate an enforced validator (a batched scan).
 pub async fn drift(db: &Database, declared: &[Collection]) -> Result<Vec<Drift>, SchemaError> {
     let mut out = Vec::new();
+    let sharded = crate::schema::indexes::topology(db).await? == crate::schema::indexes::Topology::Mongos;
     for collection in declared {
         let name = collection.name.as_str();
         let failed = |e| SchemaError::server("listing the collections", name, e);
@@ -208,7 +227,11 @@ pub async fn drift(db: &Database, declared: &[Collection]) -> Result<Vec<Drift>,
             .first()
             .map(|c| c.get_document("options").cloned().unwrap_or_default());
         let indexes = list_indexes(db, name).await?;
-        let found = compare(collection, options.as_ref(), &indexes);
+        let shard_key = match sharded {
+            true => shard_key(db, name).await,
+            false => None,
+        };
+        let found = compare_sharded(collection, options.as_ref(), &indexes, shard_key.as_ref());
         let diverged = !found.is_empty();
         out.extend(found);
         let enforced = options
@@ -233,10 +256,45 @@ pub async fn drift(db: &Database, declared: &[Collection]) -> Result<Vec<Drift>,
     Ok(out)
 }
 
+/// The shard key of `db.collection` through a `mongos`, from
+/// `config.collections` (`{_id: "db.coll", key: {..}, ..}`, the manual's
+/// "config.collections"); none for an unsharded collection, or where the
+/// user may not read `config` (then the index is reported as any other).
+async fn shard_key(db: &Database, collection: &str) -> Option<Document> {
+    let namespace = format!("{}.{collection}", db.name());
+    let config = db.client().database("config").collection::<Document>("collections");
+    let found = config.find_one(doc! { "_id": namespace }).await.ok()??;
+    found.get_document("key").ok().cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::schema::{Index, ValidationLevel};
+
+    /// Through a `mongos`, `listIndexes` of a sharded collection lists the
+    /// index that supports its shard key (`{customerId: 1}` here, as
+    /// `config.collections` gives it with a double); it is not drift.
+    #[test]
+    fn the_shard_key_index_is_not_reported_as_undeclared() {
+        let mut indexes = listed();
+        indexes.push(doc! { "v": 2, "key": { "customerId": 1 }, "name": "customerId_1" });
+        let shard_key = doc! { "customerId": 1.0 };
+        assert_eq!(
+            compare_sharded(&users(), Some(&enforced()), &indexes, Some(&shard_key)),
+            []
+        );
+        assert_eq!(
+            messages(compare_sharded(&users(), Some(&enforced()), &indexes, None)),
+            ["the index `customerId_1` ({ \"customerId\": 1 }) is not declared"]
+        );
+        // Another shard key: the index is drift again.
+        let other = doc! { "region": 1 };
+        assert_eq!(
+            compare_sharded(&users(), Some(&enforced()), &indexes, Some(&other)).len(),
+            1
+        );
+    }
 
     #[test]
     fn a_validator_that_differs_says_where() {

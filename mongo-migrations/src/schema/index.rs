@@ -202,7 +202,7 @@ pub(super) fn number(value: &Bson) -> Option<f64> {
 
 /// Equal documents, in order, where `1`, `1i64` and `1.0` are one number:
 /// the server may list a key given as an `i32` as a double.
-fn same_document(a: &Document, b: &Document) -> bool {
+pub(super) fn same_document(a: &Document, b: &Document) -> bool {
     a.len() == b.len()
         && a.iter()
             .zip(b.iter())

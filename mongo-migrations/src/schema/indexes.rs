@@ -101,8 +101,14 @@ pub(crate) async fn build(
         Err(e) => {
             // Built meanwhile by another runner (one killed during its build,
             // whose build went on in the server, or one racing this one).
-            if let Some(outcome) = adopt(db, collection, index).await? {
-                return Ok(outcome);
+            // Never through a `mongos`: it answers `listIndexes` from one
+            // shard (the one owning the MinKey chunk,
+            // `src/mongo/s/commands/cluster_list_indexes_cmd.cpp`), so a
+            // build that failed on other shards would look done.
+            if topology(db).await? != Topology::Mongos {
+                if let Some(outcome) = adopt(db, collection, index).await? {
+                    return Ok(outcome);
+                }
             }
             Err(match server_code(&e) {
                 Some(85 | 86) => SchemaError::Conflict {
@@ -175,15 +181,41 @@ pub(crate) async fn adopt(db: &Database, collection: &str, index: &Index) -> Res
     Ok(Some(IndexOutcome::Adopted { name }))
 }
 
-/// A replica set or a sharded cluster: `commitQuorum` applies.
-async fn replicated(db: &Database) -> Result<bool, SchemaError> {
+/// What the server is, as its `hello` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Topology {
+    Standalone,
+    ReplicaSet,
+    /// A `mongos` router: `hello.msg` is `"isdbgrid"`
+    /// (`src/mongo/s/commands/cluster_hello_cmd.cpp`).
+    Mongos,
+}
+
+impl Topology {
+    pub(crate) fn of(hello: &Document) -> Self {
+        if hello.get_str("msg") == Ok("isdbgrid") {
+            Topology::Mongos
+        } else if hello.get_str("setName").is_ok() {
+            Topology::ReplicaSet
+        } else {
+            Topology::Standalone
+        }
+    }
+}
+
+pub(crate) async fn topology(db: &Database) -> Result<Topology, SchemaError> {
     let hello = db
         .client()
         .database("admin")
         .run_command(doc! { "hello": 1 })
         .await
         .map_err(|e| SchemaError::server("asking the server", "admin", e))?;
-    Ok(hello.get_str("setName").is_ok() || hello.get_str("msg") == Ok("isdbgrid"))
+    Ok(Topology::of(&hello))
+}
+
+/// A replica set or a sharded cluster: `commitQuorum` applies.
+async fn replicated(db: &Database) -> Result<bool, SchemaError> {
+    Ok(topology(db).await? != Topology::Standalone)
 }
 
 /// Reports the build's progress every second; never ends.
@@ -462,8 +494,21 @@ fn server_code(e: &mongodb::error::Error) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{build_progress, read_hide_reply, HideReply};
+    use super::{build_progress, read_hide_reply, HideReply, Topology};
     use bson::doc;
+
+    /// `hello` of a mongod replica set member, a standalone and a `mongos`
+    /// (the manual's `hello` reference: `setName` for a member; `msg:
+    /// "isdbgrid"` for a router, `src/mongo/s/commands/cluster_hello_cmd.cpp`).
+    #[test]
+    fn the_topology_is_read_off_hello() {
+        let member = doc! { "isWritablePrimary": true, "setName": "rs0", "hosts": ["a:27017"], "ok": 1.0 };
+        let standalone = doc! { "isWritablePrimary": true, "maxWireVersion": 21, "ok": 1.0 };
+        let router = doc! { "isWritablePrimary": true, "msg": "isdbgrid", "maxWireVersion": 21, "ok": 1.0 };
+        assert_eq!(Topology::of(&member), Topology::ReplicaSet);
+        assert_eq!(Topology::of(&standalone), Topology::Standalone);
+        assert_eq!(Topology::of(&router), Topology::Mongos);
+    }
 
     /// `collMod` replies to `{index: {name, hidden}}` in mongodb/mongo:
     /// - mongod 6.0 to 8.0 names both values or neither

@@ -5,10 +5,7 @@
 //! declare itself independent stops the run as without the option.
 
 use crate::common::*;
-use crate::http::{call, serve_api, TOKEN};
-use mongo_migrations::http::{Api, Authorization};
-use mongo_migrations::{Error, Migration, MigrationStatus, UpOptions};
-use serde_json::json;
+use mongo_migrations::{Error, Migration, UpOptions};
 
 fn five(independent: bool) -> Vec<Migration> {
     (1..=5)
@@ -97,8 +94,13 @@ async fn a_failure_later_migrations_may_depend_on_stops_the_run_all_the_same() {
     t.drop_db().await;
 }
 
+#[cfg(feature = "http")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_http_the_run_goes_on_and_the_answer_lists_the_failures() {
+    use crate::http::{call, serve_api, TOKEN};
+    use mongo_migrations::http::{Api, Authorization};
+    use mongo_migrations::MigrationStatus;
+    use serde_json::json;
     let t = TestDb::new().await;
     let base = serve_api(Api::new(t.migrator(five(true)), Authorization::bearer(TOKEN))).await;
     let up = format!("{base}/migrations/up");
