@@ -209,17 +209,17 @@ impl StatusReport {
                 r.since(),
                 match r.checkpoint_done() {
                     0 => String::new(),
-                    n => format!(", {n} documents done"),
+                    n => format!(", {} documents done", thousands(n)),
                 }
             )),
             MigrationStatus::Running if r.is_resumable() && r.stopped_at.is_some() => Some(format!(
                 "stopped on request{}; resumes from its checkpoint ({} documents done)",
                 crate::status::since_text(r.stopped_at).replacen(" since ", " at ", 1),
-                r.checkpoint_done(),
+                thousands(r.checkpoint_done()),
             )),
             MigrationStatus::Running | MigrationStatus::Failed if r.is_resumable() => Some(format!(
                 "resumes from its checkpoint ({} documents done); {}",
-                r.checkpoint_done(),
+                thousands(r.checkpoint_done()),
                 plan::blocker(r, lock_ref)
             )),
             MigrationStatus::Running | MigrationStatus::Failed => Some(plan::blocker(r, lock_ref).to_string()),
@@ -391,4 +391,21 @@ fn state_of(record: &Record) -> State {
         MigrationStatus::RolledBack if record.rolled_back_at.is_none() && record.applied_at.is_none() => State::Pending,
         MigrationStatus::RolledBack => State::RolledBack,
     }
+}
+
+/// `1234567` as `1,234,567`.
+pub(crate) fn thousands(n: impl Into<i128>) -> String {
+    let n: i128 = n.into();
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

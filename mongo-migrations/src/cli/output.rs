@@ -2,6 +2,8 @@
 
 use std::io::Write;
 
+pub(crate) use crate::report::thousands;
+
 use crate::cli::exit::Failure;
 
 use crate::{
@@ -263,19 +265,6 @@ fn rate(per_second: u64, eta_secs: Option<u64>) -> String {
     format!("{}/s{eta}", thousands(per_second))
 }
 
-/// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// `850 ms`, `3.4 s`, `12 min 5 s`.
 pub fn duration(ms: i64) -> String {
     match ms {
@@ -363,9 +352,7 @@ pub fn status(package: &str, report: &StatusReport) {
                 state,
                 m.batch.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
                 when(m.applied_at),
-                m.execution_time_ms
-                    .map(|t| format!("{t} ms"))
-                    .unwrap_or_else(|| "-".into()),
+                m.execution_time_ms.map(duration).unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -599,15 +586,13 @@ pub fn history(package: &str, records: &[Record]) {
                 match (r.baseline, r.adopted, r.documents_done()) {
                     (true, ..) => format!("{} (baseline)", r.status),
                     (false, true, _) => format!("{} (without running)", r.status),
-                    (.., Some(done)) => format!("{} ({done} documents done)", r.status),
+                    (.., Some(done)) => format!("{} ({} documents done)", r.status, thousands(done)),
                     _ => r.status.to_string(),
                 },
                 r.direction.to_string(),
                 r.batch.to_string(),
                 when(Some(r.updated_at)),
-                r.execution_time_ms
-                    .map(|t| format!("{t} ms"))
-                    .unwrap_or_else(|| "-".into()),
+                r.execution_time_ms.map(duration).unwrap_or_else(|| "-".into()),
                 r.error.clone().unwrap_or_default(),
             ]
         })

@@ -101,12 +101,17 @@ pub fn interrupted(package: &str, answer: &Answer) -> Option<Failure> {
 fn stopped(package: &str, skipped: usize, walk: Option<&StoppedWalk>) -> Failure {
     match walk {
         Some(walk) => {
-            let of = walk.documents_total.map(|t| format!(" of {t}")).unwrap_or_default();
+            let of = walk
+                .documents_total
+                .map(|t| format!(" of {}", output::thousands(t)))
+                .unwrap_or_default();
             Failure::new(
                 Code::Interrupted,
                 format!(
                     "{package}: stopped on request after {}{of} documents of {} {}; the next `up` resumes from the checkpoint",
-                    walk.documents_done, walk.version, walk.name
+                    output::thousands(walk.documents_done),
+                    walk.version,
+                    walk.name
                 ),
             )
             .hint("the checkpoint is recorded and the lock is free; run the command again to go on")
