@@ -16,27 +16,34 @@ pub enum Cargo {
 #[command(version, about, long_about = None)]
 pub struct Args {
     /// Path to Cargo.toml
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = "Manifest Options")]
     pub manifest_path: Option<PathBuf>,
 
     /// Package to work on
-    #[arg(short, long, global = true, value_name = "SPEC")]
+    #[arg(short, long, global = true, value_name = "SPEC", help_heading = "Package Selection")]
     pub package: Option<String>,
 
     /// Every workspace member that has migrations, dependencies first
-    #[arg(long, global = true, conflicts_with = "package")]
+    #[arg(long, global = true, conflicts_with = "package", help_heading = "Package Selection")]
     pub workspace: bool,
 
     /// Features of the package to build its migrations with (comma separated)
-    #[arg(short = 'F', long, global = true, value_name = "FEATURES", value_delimiter = ',')]
+    #[arg(
+        short = 'F',
+        long,
+        global = true,
+        value_name = "FEATURES",
+        value_delimiter = ',',
+        help_heading = "Feature Selection"
+    )]
     pub features: Vec<String>,
 
     /// Build the migrations with all features of the package
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Feature Selection")]
     pub all_features: bool,
 
     /// Build the migrations without the package's default features
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Feature Selection")]
     pub no_default_features: bool,
 
     /// Print the commands this runs, and errors with all their causes

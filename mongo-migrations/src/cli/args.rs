@@ -31,7 +31,7 @@ pub enum Command {
         #[command(flatten)]
         tenancy: Tenancy,
         /// With --databases*: start no other database after one fails
-        #[arg(long)]
+        #[arg(long, help_heading = "Tenant Databases")]
         fail_fast: bool,
         /// Go on past a failed migration that declares `pub const INDEPENDENT: bool = true;`
         /// (recorded `failed`, listed at the end, exit 1); any other failure still stops the run
@@ -148,13 +148,13 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Connection {
     /// MongoDB URI [default: $MONGODB_URI, or the package's `uri-env`]
-    #[arg(long, value_name = "URI")]
+    #[arg(long, value_name = "URI", help_heading = "Connection")]
     pub uri: Option<String>,
     /// Database [default: $MONGODB_DATABASE, the package's `database`, or the URI's path]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = "Connection")]
     pub database: Option<String>,
     /// Seconds to wait for a server before reporting it unreachable
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    #[arg(long, value_name = "SECS", default_value_t = 10, help_heading = "Connection")]
     pub connect_timeout: u64,
 }
 
@@ -166,14 +166,15 @@ pub struct Tenancy {
         long,
         value_name = "NAMES",
         value_delimiter = ',',
-        conflicts_with = "databases_from_regex"
+        conflicts_with = "databases_from_regex",
+        help_heading = "Tenant Databases"
     )]
     pub databases: Vec<String>,
     /// Run in every database whose name matches REGEX (as listDatabases lists them)
-    #[arg(long, value_name = "REGEX")]
+    #[arg(long, value_name = "REGEX", help_heading = "Tenant Databases")]
     pub databases_from_regex: Option<String>,
     /// With --databases*: how many databases migrate at once
-    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Tenant Databases")]
     pub concurrency: u64,
 }
 
