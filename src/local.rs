@@ -33,17 +33,58 @@ fn not_run(_: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     Box::pin(async { Err("metadata only: migrations run in the harness".into()) })
 }
 
+/// Whether `command` answers even when a migration file does not parse:
+/// the pure reads, which an operator needs most when something is broken.
+pub fn tolerates_broken_files(command: &harness::Command) -> bool {
+    matches!(
+        command,
+        harness::Command::Status | harness::Command::History(_) | harness::Command::LockStatus
+    )
+}
+
 /// The registry as the generated one lists it, from the files (through the
-/// parse cache at `cache`).
-fn registry(target: &Target, cache: &Path) -> Result<Registry> {
-    let files = mongo_migrations_codegen::scan_cached(&target.migrations_dir(), cache)
-        .map_err(|e| crate::exit::Failure::new(crate::exit::Code::Usage, e.to_string()).hint("fix the file"))?;
-    Ok(metadata_registry(files)?)
+/// parse cache at `cache`). For a command that [`tolerates_broken_files`],
+/// a file that does not parse stands in the registry by its file name
+/// (version and name), with a warning, instead of stopping the command.
+fn registry(target: &Target, cache: &Path, command: &harness::Command) -> Result<Registry> {
+    let dir = target.migrations_dir();
+    let refuse = |e: mongo_migrations_codegen::Error| {
+        crate::exit::Failure::new(crate::exit::Code::Usage, e.to_string()).hint("fix the file")
+    };
+    if !tolerates_broken_files(command) {
+        let files = mongo_migrations_codegen::scan_cached(&dir, cache).map_err(refuse)?;
+        return Ok(metadata_registry(files)?);
+    }
+    let (files, errors) = mongo_migrations_codegen::scan_all(&dir).map_err(refuse)?;
+    let mut migrations = metadata_migrations(files)?;
+    for e in errors {
+        let mongo_migrations_codegen::Error::Syntax { path, .. } = &e else {
+            return Err(refuse(e).into());
+        };
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Ok((version, name)) = mongo_migrations_codegen::names::parse_module_name(&stem) else {
+            return Err(refuse(e).into());
+        };
+        eprintln!("warning: {e}; it is listed by its file name");
+        migrations.push(
+            Migration::new(Version::parse(&version)?, name, not_run).with_description(format!("does not parse: {e}")),
+        );
+    }
+    migrations.sort_by_key(|m| m.version());
+    Ok(Registry::new(migrations)?)
 }
 
 /// A registry of the migrations' metadata, checked as the generated one is.
 pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_migrations::Error> {
-    let migrations = files
+    Registry::new(metadata_migrations(files)?)
+}
+
+/// The migrations of `files`, as metadata.
+fn metadata_migrations(files: Vec<MigrationFile>) -> Result<Vec<Migration>, mongo_migrations::Error> {
+    files
         .into_iter()
         .map(|f| {
             let version = Version::parse(&f.version)?;
@@ -61,8 +102,7 @@ pub fn metadata_registry(files: Vec<MigrationFile>) -> Result<Registry, mongo_mi
             }
             Ok(m)
         })
-        .collect::<Result<Vec<_>, mongo_migrations::Error>>()?;
-    Registry::new(migrations)
+        .collect()
 }
 
 /// Runs `request` here; the answer as the harness would give it.
@@ -99,7 +139,7 @@ fn with_migrator<T>(
     request: &Request,
     f: impl AsyncFnOnce(&Migrator) -> Result<T, mongo_migrations::Error>,
 ) -> Result<Result<T, mongo_migrations::Error>> {
-    let registry = registry(target, cache)?;
+    let registry = registry(target, cache, &request.command)?;
     let c = &request.connection;
     block_on(async {
         let migrator = Migrator::connect(&c.uri, c.database.as_deref(), registry, c.config.clone()).await?;

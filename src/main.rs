@@ -103,8 +103,15 @@ fn remote(args: &Args, command: &Remote, ws: &Workspace) -> Result<()> {
     let requests = requests(command, &ws.targets)?;
     for (target, (conn, command, as_json)) in ws.targets.iter().zip(requests) {
         if !target.config.build_script && target.migrations_dir().is_dir() {
-            // Keep the registry in step with the files before building.
-            scaffold::registry_quiet(target, &harness::registry_cache(ws, target))?;
+            // Keep the registry in step with the files before building. A
+            // file that does not parse stops every command but the reads
+            // (`status`, `history`, `lock-status`): during an incident they
+            // still answer, and name the file.
+            let regenerated = scaffold::registry_quiet(target, &harness::registry_cache(ws, target));
+            match regenerated {
+                Err(e) if local::tolerates_broken_files(&command) => eprintln!("warning: {e:#}"),
+                other => other?,
+            }
         }
         json = as_json;
         let request = Request {

@@ -935,3 +935,33 @@ fn up_continue_on_error_goes_past_independent_failures_and_lists_them() {
         assert_eq!(last, 1);
     });
 }
+
+/// A migration file that does not parse stops `up` and the dry-runs, but
+/// not the reads an operator needs during an incident: `status`, `history`
+/// and `lock-status` answer, list it by its file name, and name the file.
+#[test]
+fn status_answers_while_a_migration_file_does_not_parse() {
+    let crate_dir = fixture("single");
+    let db = database();
+    let run = against_server(crate_dir.path(), &db);
+    run(&["up"]).assert().success();
+    std::fs::write(
+        crate_dir.path().join("src/migrations/m20260103_000000_broken.rs"),
+        "//! Broken.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let x = ;\n}\n",
+    )
+    .unwrap();
+    for command in [&["status"][..], &["history"][..], &["lock-status"][..]] {
+        let out = run(command).assert().success();
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains("m20260103_000000_broken.rs:6:") && stderr.contains("warning:"),
+            "{command:?}: {stderr}"
+        );
+    }
+    let status = stdout(run(&["status"]).assert().success());
+    assert!(status.contains("20260103000000  broken"), "{status}");
+    assert!(status.contains("3 migrations: 2 applied, 1 pending"), "{status}");
+    // What would run or change anything is refused until the file is fixed.
+    run(&["up", "--dry-run"]).assert().code(2);
+    run(&["down", "--dry-run"]).assert().code(2);
+}
