@@ -147,6 +147,19 @@ pub fn compile(ws: &Workspace, target: &Target, runtime: &Runtime, krate: &Crate
 /// How long a quiet build may take before it is announced.
 const SLOW_BUILD: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How often an announced quiet build says it is still at it.
+const STILL_BUILDING: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `30 s`, `2 min`, `2 min 30 s`.
+fn still(elapsed: std::time::Duration) -> String {
+    let secs = elapsed.as_secs();
+    match (secs / 60, secs % 60) {
+        (0, s) => format!("{s} s"),
+        (m, 0) => format!("{m} min"),
+        (m, s) => format!("{m} min {s} s"),
+    }
+}
+
 /// Announces a quiet build once it compiles something or has taken
 /// [`SLOW_BUILD`], whichever comes first: a no-op build stays silent.
 struct Announcer {
@@ -166,8 +179,20 @@ impl Announcer {
         let (done, wait) = std::sync::mpsc::channel::<()>();
         let (flag, name) = (announced.clone(), package.clone());
         let timer = std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(SLOW_BUILD) {
-                announce(&flag, &name, driver_built);
+            let started = std::time::Instant::now();
+            let mut wait_for = SLOW_BUILD;
+            // Until the build ends: announced after SLOW_BUILD, then a line
+            // every STILL_BUILDING, so a log shows that it is not stuck.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(wait_for) {
+                if wait_for == SLOW_BUILD {
+                    announce(&flag, &name, driver_built);
+                } else if !name.is_empty() {
+                    eprintln!(
+                        "still building the migrations of `{name}` ({})",
+                        still(started.elapsed())
+                    );
+                }
+                wait_for = STILL_BUILDING;
             }
         });
         Announcer {
@@ -435,6 +460,15 @@ fn outlive_ctrl_c() -> &'static AtomicBool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_long_build_says_how_long_it_has_run() {
+        use std::time::Duration;
+        assert_eq!(super::still(Duration::from_secs(30)), "30 s");
+        assert_eq!(super::still(Duration::from_secs(120)), "2 min");
+        assert_eq!(super::still(Duration::from_secs(150)), "2 min 30 s");
+    }
+
     use super::*;
     use crate::workspace::{Features, PackageConfig};
 
