@@ -33,11 +33,12 @@ impl Source {
     }
 }
 
-/// One setting: its key, value (as printed) and source.
+/// One setting: its key, value (a string, a number or a boolean, as
+/// `Cargo.toml` would hold it) and source.
 #[derive(Debug, Clone, Serialize)]
 pub struct Setting {
     pub key: &'static str,
-    pub value: Option<String>,
+    pub value: Option<serde_json::Value>,
     pub source: Source,
     /// The environment variable, for `Source::Environment`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,7 +50,7 @@ pub struct Setting {
 pub fn settings(target: &Target, conn: &Connection, env: impl Fn(&str) -> Option<String>) -> Vec<Setting> {
     let c = &target.config;
     let set = |key| target.configured.contains(key);
-    let meta_or_default = |key: &'static str, value: String| Setting {
+    let meta_or_default = |key: &'static str, value: serde_json::Value| Setting {
         key,
         value: Some(value),
         source: if set(key) { Source::Metadata } else { Source::Default },
@@ -77,23 +78,23 @@ pub fn settings(target: &Target, conn: &Connection, env: impl Fn(&str) -> Option
     vec![
         Setting {
             key: "uri",
-            value: uri.as_deref().map(redact),
+            value: uri.as_deref().map(|u| redact(u).into()),
             source: uri_source,
             variable: (uri_source == Source::Environment).then(|| c.uri_env.clone()),
         },
         Setting {
             key: "database",
-            value: database,
+            value: database.map(Into::into),
             source: db_source,
             variable: (db_source == Source::Environment).then(|| c.database_env.clone()),
         },
-        meta_or_default("tracking-collection", runtime.tracking_collection.clone()),
-        meta_or_default("lock-collection", runtime.lock_collection.clone()),
-        meta_or_default("lock-ttl-secs", runtime.lock_ttl.as_secs().to_string()),
-        meta_or_default("out-of-order", format!("{:?}", c.out_of_order).to_lowercase()),
+        meta_or_default("tracking-collection", runtime.tracking_collection.clone().into()),
+        meta_or_default("lock-collection", runtime.lock_collection.clone().into()),
+        meta_or_default("lock-ttl-secs", runtime.lock_ttl.as_secs().into()),
+        meta_or_default("out-of-order", format!("{:?}", c.out_of_order).to_lowercase().into()),
         Setting {
             key: "connect-timeout",
-            value: Some(conn.connect_timeout.to_string()),
+            value: Some(conn.connect_timeout.into()),
             source: if conn.connect_timeout == DEFAULT_CONNECT_TIMEOUT {
                 Source::Default
             } else {
@@ -101,13 +102,13 @@ pub fn settings(target: &Target, conn: &Connection, env: impl Fn(&str) -> Option
             },
             variable: None,
         },
-        meta_or_default("uri-env", c.uri_env.clone()),
-        meta_or_default("database-env", c.database_env.clone()),
-        meta_or_default("migrations-dir", c.migrations_dir.display().to_string()),
-        meta_or_default("registry-fn", c.registry_fn.clone()),
+        meta_or_default("uri-env", c.uri_env.clone().into()),
+        meta_or_default("database-env", c.database_env.clone().into()),
+        meta_or_default("migrations-dir", c.migrations_dir.display().to_string().into()),
+        meta_or_default("registry-fn", c.registry_fn.clone().into()),
         Setting {
             key: "schema-fn",
-            value: c.schema_fn.clone(),
+            value: c.schema_fn.clone().map(Into::into),
             source: if c.schema_fn.is_some() {
                 Source::Metadata
             } else {
@@ -115,8 +116,16 @@ pub fn settings(target: &Target, conn: &Connection, env: impl Fn(&str) -> Option
             },
             variable: None,
         },
-        meta_or_default("build-script", c.build_script.to_string()),
+        meta_or_default("build-script", c.build_script.into()),
     ]
+}
+
+/// A value as `Cargo.toml` would hold it: a quoted string, a bare number or boolean.
+fn toml_literal(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
 }
 
 /// `--connect-timeout`'s default.
@@ -155,12 +164,12 @@ pub fn print(ws: &Workspace, conn: &Connection, json: bool) -> Result<()> {
     for (target, settings) in all {
         mongo_migrations::outln!("[{}]", target.name);
         for s in settings {
-            match s.value.as_deref() {
+            match &s.value {
                 // An unset key is a comment: the line stays valid TOML.
                 None => mongo_migrations::outln!("# {:<18} = (not set)", s.key),
                 Some(v) => {
                     let source = s.source.describe(s.variable.as_deref().unwrap_or_default());
-                    mongo_migrations::outln!("{:<20} = {:<40} # {source}", s.key, format!("{v:?}"));
+                    mongo_migrations::outln!("{:<20} = {:<40} # {source}", s.key, toml_literal(v));
                 }
             }
         }
@@ -200,7 +209,25 @@ mod tests {
 
     fn source(settings: &[Setting], key: &str) -> (Option<String>, Source) {
         let s = settings.iter().find(|s| s.key == key).unwrap();
-        (s.value.clone(), s.source)
+        (
+            s.value
+                .as_ref()
+                .map(super::toml_literal)
+                .map(|v| v.trim_matches('"').to_string()),
+            s.source,
+        )
+    }
+
+    #[test]
+    fn numbers_and_booleans_stay_numbers_and_booleans() {
+        let t = target(&[], PackageConfig::default());
+        let s = settings(&t, &conn(None, None), |_| None);
+        let value = |key: &str| s.iter().find(|s| s.key == key).unwrap().value.clone().unwrap();
+        assert_eq!(value("lock-ttl-secs"), serde_json::json!(60));
+        assert_eq!(value("build-script"), serde_json::json!(false));
+        assert_eq!(value("connect-timeout"), serde_json::json!(10));
+        assert_eq!(super::toml_literal(&value("lock-ttl-secs")), "60");
+        assert_eq!(super::toml_literal(&value("registry-fn")), "\"migrations::registry\"");
     }
 
     #[test]

@@ -775,15 +775,15 @@ uri                  = "mongodb://app:****@127.0.0.1:27017/shop?replicaSet=rs0" 
 database             = "orders"                                 # flag
 tracking-collection  = "migrations"                             # default
 lock-collection      = "migration_locks"                        # default
-lock-ttl-secs        = "60"                                     # default
+lock-ttl-secs        = 60                                       # default
 out-of-order         = "refuse"                                 # default
-connect-timeout      = "10"                                     # default
+connect-timeout      = 10                                       # default
 uri-env              = "MONGODB_URI"                            # default
 database-env         = "MONGODB_DATABASE"                       # default
 migrations-dir       = "src/migrations"                         # default
 registry-fn          = "migrations::registry"                   # default
 # schema-fn          = (not set)
-build-script         = "false"                                  # default
+build-script         = false                                    # default
 
 "#]]);
 }
