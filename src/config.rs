@@ -92,6 +92,17 @@ pub fn settings(target: &Target, conn: &Connection, env: impl Fn(&str) -> Option
         meta_or_default("lock-collection", runtime.lock_collection.clone().into()),
         meta_or_default("lock-ttl-secs", runtime.lock_ttl.as_secs().into()),
         meta_or_default("out-of-order", format!("{:?}", c.out_of_order).to_lowercase().into()),
+        meta_or_default(
+            "index-commit-quorum",
+            match runtime.index_commit_quorum {
+                mongo_migrations::schema::CommitQuorum::Members(n) => n.into(),
+                other => other.to_string().into(),
+            },
+        ),
+        meta_or_default(
+            "index-build-wait-secs",
+            runtime.index_build_wait.map_or(0, |d| d.as_secs()).into(),
+        ),
         Setting {
             key: "connect-timeout",
             value: Some(conn.connect_timeout.into()),

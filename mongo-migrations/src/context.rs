@@ -40,6 +40,8 @@ pub struct MigrationContext {
     phase: Phase,
     /// What each `stage_validator` of this run found, for its record.
     violations: std::sync::Mutex<Vec<StagedViolations>>,
+    /// The commit quorum of index builds, and how long one is waited for.
+    index_builds: (crate::schema::CommitQuorum, Option<std::time::Duration>),
 }
 
 impl MigrationContext {
@@ -60,6 +62,28 @@ impl MigrationContext {
             walks: std::sync::atomic::AtomicUsize::new(0),
             phase: Phase::PreDeploy,
             violations: std::sync::Mutex::new(Vec::new()),
+            index_builds: (Default::default(), Some(crate::schema::DEFAULT_BUILD_WAIT)),
+        }
+    }
+
+    /// Whose index builds commit with `quorum` and are waited for `wait`.
+    pub(crate) fn with_index_builds(
+        mut self,
+        quorum: crate::schema::CommitQuorum,
+        wait: Option<std::time::Duration>,
+    ) -> Self {
+        self.index_builds = (quorum, wait);
+        self
+    }
+
+    /// How this migration's index builds run: progress to the run's
+    /// callback, the configured quorum and wait.
+    fn build_options(&self) -> crate::schema::Build<'_> {
+        let progress = self.checkpoints.as_ref().and_then(|c| c.progress.as_ref());
+        crate::schema::Build {
+            progress: progress.map(|p| (self.version, &**p as &(dyn Fn(&crate::Progress) + Send + Sync))),
+            quorum: self.index_builds.0,
+            wait: self.index_builds.1,
         }
     }
 
@@ -249,11 +273,7 @@ impl MigrationContext {
         if let Some(outcome) = found {
             return Ok(outcome);
         }
-        let progress = self.checkpoints.as_ref().and_then(|c| c.progress.clone());
-        let report = progress
-            .as_ref()
-            .map(|p| (self.version, &**p as &(dyn Fn(&crate::Progress) + Send + Sync)));
-        Ok(crate::schema::build(db, collection, index, report).await?)
+        Ok(crate::schema::build(db, collection, index, &self.build_options()).await?)
     }
 
     /// Writes into the record, in `up`, whether `index` was `found` there
@@ -300,11 +320,7 @@ impl MigrationContext {
         old: &str,
         index: &Index,
     ) -> Result<IndexOutcome, MigrationError> {
-        let progress = self.checkpoints.as_ref().and_then(|c| c.progress.clone());
-        let report = progress
-            .as_ref()
-            .map(|p| (self.version, &**p as &(dyn Fn(&crate::Progress) + Send + Sync)));
-        Ok(crate::schema::replace_index(self.db()?, collection, old, index, report).await?)
+        Ok(crate::schema::replace_index_with(self.db()?, collection, old, index, &self.build_options()).await?)
     }
 
     /// Drops an index at once: the rollback of a migration that built it.

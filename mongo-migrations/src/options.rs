@@ -24,6 +24,13 @@ pub struct Config {
     /// What `up` does with a pending migration older than the newest
     /// applied one (refuse, by default).
     pub out_of_order: OutOfOrder,
+    /// Which members must finish an index build before it commits
+    /// (`commitQuorum`; every data-bearing voting member by default).
+    pub index_commit_quorum: crate::schema::CommitQuorum,
+    /// How long a migration waits for an index build to commit (two hours
+    /// by default; `None`: as long as it takes). Past it the migration
+    /// fails in plain words; the build goes on in the server.
+    pub index_build_wait: Option<Duration>,
 }
 
 /// What `up` does with a pending migration older than the newest applied
@@ -47,6 +54,8 @@ impl Default for Config {
             lock_ttl: Duration::from_secs(60),
             connect_timeout: crate::server::CONNECT_TIMEOUT,
             out_of_order: OutOfOrder::Refuse,
+            index_commit_quorum: crate::schema::CommitQuorum::default(),
+            index_build_wait: Some(crate::schema::DEFAULT_BUILD_WAIT),
         }
     }
 }

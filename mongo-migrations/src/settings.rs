@@ -36,6 +36,12 @@ pub struct Settings {
     pub database_env: String,
     /// What `up` does with a pending migration older than the newest applied one.
     pub out_of_order: OutOfOrder,
+    /// `commitQuorum` of index builds: `"votingMembers"` (default),
+    /// `"majority"`, or a number of members.
+    pub index_commit_quorum: Option<crate::schema::CommitQuorum>,
+    /// How long a migration waits for an index build to commit (default
+    /// 7200; 0: as long as it takes).
+    pub index_build_wait_secs: Option<u64>,
 }
 
 impl Default for Settings {
@@ -52,13 +58,15 @@ impl Default for Settings {
             uri_env: "MONGODB_URI".into(),
             database_env: "MONGODB_DATABASE".into(),
             out_of_order: OutOfOrder::Refuse,
+            index_commit_quorum: None,
+            index_build_wait_secs: None,
         }
     }
 }
 
 impl Settings {
     /// The keys of `[package.metadata.mongo-migrate]`, for error hints.
-    pub const KEYS: &str = "migrations-dir, registry-fn, schema-fn, build-script, database, tracking-collection, lock-collection, lock-ttl-secs, uri-env, database-env, out-of-order";
+    pub const KEYS: &str = "migrations-dir, registry-fn, schema-fn, build-script, database, tracking-collection, lock-collection, lock-ttl-secs, uri-env, database-env, out-of-order, index-commit-quorum, index-build-wait-secs";
 
     /// The runtime's settings, from this metadata: the one place they are copied.
     pub fn runtime(&self, connect_timeout_secs: u64) -> Config {
@@ -74,6 +82,14 @@ impl Settings {
         }
         config.connect_timeout = std::time::Duration::from_secs(connect_timeout_secs);
         config.out_of_order = self.out_of_order;
+        if let Some(quorum) = self.index_commit_quorum {
+            config.index_commit_quorum = quorum;
+        }
+        match self.index_build_wait_secs {
+            Some(0) => config.index_build_wait = None,
+            Some(secs) => config.index_build_wait = Some(std::time::Duration::from_secs(secs)),
+            None => {}
+        }
         config
     }
 
@@ -148,6 +164,32 @@ macro_rules! settings {
 #[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_builds_take_their_quorum_and_wait_from_the_table() {
+        let manifest = |table: &str| format!("[package]\nname = \"a\"\n[package.metadata.mongo-migrate]\n{table}");
+        let s = Settings::from_manifest(&manifest(
+            "index-commit-quorum = \"majority\"\nindex-build-wait-secs = 0\n",
+        ))
+        .unwrap();
+        let config = s.runtime(10);
+        assert_eq!(config.index_commit_quorum, crate::schema::CommitQuorum::Majority);
+        assert_eq!(config.index_build_wait, None);
+        let s = Settings::from_manifest(&manifest("index-commit-quorum = 2\nindex-build-wait-secs = 600\n")).unwrap();
+        assert_eq!(
+            s.runtime(10).index_commit_quorum,
+            crate::schema::CommitQuorum::Members(2)
+        );
+        assert_eq!(
+            s.runtime(10).index_build_wait,
+            Some(std::time::Duration::from_secs(600))
+        );
+        let defaults = Settings::default().runtime(10);
+        assert_eq!(defaults.index_commit_quorum, crate::schema::CommitQuorum::VotingMembers);
+        assert_eq!(defaults.index_build_wait, Some(crate::schema::DEFAULT_BUILD_WAIT));
+        let e = Settings::from_manifest(&manifest("index-commit-quorum = \"all\"\n")).unwrap_err();
+        assert!(e.contains("`all` is not a commit quorum"), "{e}");
+    }
 
     #[test]
     fn a_manifest_without_the_table_gives_the_defaults() {

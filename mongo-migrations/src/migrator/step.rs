@@ -112,6 +112,7 @@ impl Migrator {
                 };
                 let mut ctx = MigrationContext::new(self.db.clone(), None, (m.version, &m.name), guard.handle())
                     .with_checkpoints(checkpoints)
+                    .with_index_builds(self.config.index_commit_quorum, self.config.index_build_wait)
                     .in_phase(m.phase());
                 let result = run_body(function(m, direction), &mut ctx)
                     .instrument(span.clone())

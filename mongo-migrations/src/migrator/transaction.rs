@@ -61,6 +61,7 @@ impl Migrator {
             .write_concern(crate::server::journaled())
             .await?;
         let mut ctx = MigrationContext::new(self.db.clone(), Some(session), (m.version, &m.name), guard.handle())
+            .with_index_builds(self.config.index_commit_quorum, self.config.index_build_wait)
             .in_phase(m.phase());
         let result = run_body(function(m, direction), &mut ctx).await;
         let mut session = ctx.into_session().expect("transactional context has a session");

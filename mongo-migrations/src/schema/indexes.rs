@@ -68,7 +68,29 @@ pub async fn ensure_index(
 ) -> Result<IndexOutcome, SchemaError> {
     match adopt(db, collection, index).await? {
         Some(outcome) => Ok(outcome),
-        None => build(db, collection, index, progress).await,
+        None => build(db, collection, index, &Build::reporting(progress)).await,
+    }
+}
+
+/// How a build runs: where its progress goes, which members must finish it
+/// (`commitQuorum`, on a replica set or sharded cluster), and how long it
+/// is waited for.
+#[derive(Clone, Copy)]
+pub(crate) struct Build<'a> {
+    pub(crate) progress: Option<BuildProgress<'a>>,
+    pub(crate) quorum: crate::schema::CommitQuorum,
+    /// `None`: as long as the build takes.
+    pub(crate) wait: Option<Duration>,
+}
+
+impl<'a> Build<'a> {
+    /// The defaults, with `progress`.
+    pub(crate) fn reporting(progress: Option<BuildProgress<'a>>) -> Self {
+        Build {
+            progress,
+            quorum: crate::schema::CommitQuorum::default(),
+            wait: Some(crate::schema::DEFAULT_BUILD_WAIT),
+        }
     }
 }
 
@@ -77,24 +99,40 @@ pub(crate) async fn build(
     db: &Database,
     collection: &str,
     index: &Index,
-    progress: Option<BuildProgress<'_>>,
+    how: &Build<'_>,
 ) -> Result<IndexOutcome, SchemaError> {
     let mut command = doc! { "createIndexes": collection, "indexes": [index.to_document()] };
     if replicated(db).await? {
-        command.insert("commitQuorum", "votingMembers");
+        command.insert("commitQuorum", how.quorum.to_bson());
     }
     let build = create_indexes(db, command);
-    let result = match progress {
-        Some((version, report)) => {
-            let name = index.name();
-            let watch = watch_build(db, collection, &name, version, report);
-            tokio::pin!(build, watch);
-            tokio::select! {
-                r = &mut build => r,
-                never = &mut watch => match never {},
+    let run = async {
+        match how.progress {
+            Some((version, report)) => {
+                let name = index.name();
+                let watch = watch_build(db, collection, &name, version, report);
+                tokio::pin!(build, watch);
+                tokio::select! {
+                    r = &mut build => r,
+                    never = &mut watch => match never {},
+                }
             }
+            None => build.await,
         }
-        None => build.await,
+    };
+    let result = match how.wait {
+        Some(wait) => match tokio::time::timeout(wait, run).await {
+            Ok(result) => result,
+            Err(_) => {
+                return Err(SchemaError::BuildNotCommitted {
+                    collection: collection.into(),
+                    index: index.name(),
+                    waited_secs: wait.as_secs(),
+                    quorum: how.quorum.to_string(),
+                })
+            }
+        },
+        None => run.await,
     };
     match result {
         Ok(_) => Ok(IndexOutcome::Built { name: index.name() }),

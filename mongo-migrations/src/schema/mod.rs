@@ -22,6 +22,7 @@ mod declared;
 mod drift;
 mod index;
 mod indexes;
+mod quorum;
 mod replace;
 mod validator;
 
@@ -29,7 +30,7 @@ pub use collection::{json_document, Collection};
 pub use declared::{nullable, MongoSchema};
 pub use drift::{compare, drift, Drift};
 pub use index::Index;
-pub(crate) use indexes::{adopt, build};
+pub(crate) use indexes::{adopt, build, Build};
 pub use indexes::{
     create_collection, drop_hidden_index, drop_index, ensure_index, hide_index, list_indexes, unhide_index,
     BuildProgress, IndexOutcome,
@@ -37,6 +38,8 @@ pub use indexes::{
 /// `#[derive(MongoSchema)]`: see the trait.
 #[cfg(feature = "macros")]
 pub use mongo_migrations_macros::MongoSchema;
+pub use quorum::{CommitQuorum, DEFAULT_BUILD_WAIT};
+pub(crate) use replace::replace_index_with;
 pub use replace::{duplicates, replace_index, Duplicates};
 pub use validator::{
     count_violators, enforce_validator, force_validator, restore_validator, stage_validator, ValidationLevel,
@@ -95,6 +98,18 @@ pub enum SchemaError {
         collection: String,
         /// The index.
         name: String,
+    },
+    /// An index build did not commit within the time it was given.
+    #[error("the build of the index `{index}` on `{collection}` did not commit within {waited_secs} s: commitQuorum `{quorum}` waits for those members to finish it, and one may be down or far behind (see `rs.status()`); the build goes on in the server: run again to wait for it, or set `index-commit-quorum = \"majority\"` or a longer `index-build-wait-secs` under [package.metadata.mongo-migrate]")]
+    BuildNotCommitted {
+        /// The collection.
+        collection: String,
+        /// The index's name.
+        index: String,
+        /// How long it was waited for.
+        waited_secs: u64,
+        /// The commit quorum it was built with.
+        quorum: String,
     },
     /// Documents still violate the validator to enforce.
     #[error("{count} documents of `{collection}` violate its validator (for example _id {sample}); the validator stays at `warn`: fix them with a data migration placed just before this one (`cargo mongo-migrate new <name> --before <this migration's version>`: it takes this one's phase and runs first), then run `up --phase post` again (a generated migration is `REPEATABLE` and runs again; another needs `resolve <version> --pending` first); or call `force_validator` instead to enforce it with them as they are")]

@@ -11,7 +11,7 @@ use mongodb::options::AggregateOptions;
 use mongodb::Database;
 
 use crate::schema::index::Index;
-use crate::schema::indexes::{build, drop_listed, list_indexes, spec_of, BuildProgress, IndexOutcome};
+use crate::schema::indexes::{build, drop_listed, list_indexes, spec_of, Build, BuildProgress, IndexOutcome};
 use crate::schema::SchemaError;
 
 /// How many `_id`s of duplicates an error names.
@@ -38,6 +38,17 @@ pub async fn replace_index(
     old: &str,
     new: &Index,
     progress: Option<BuildProgress<'_>>,
+) -> Result<IndexOutcome, SchemaError> {
+    replace_index_with(db, collection, old, new, &Build::reporting(progress)).await
+}
+
+/// [`replace_index`], its build run as `how` says.
+pub(crate) async fn replace_index_with(
+    db: &Database,
+    collection: &str,
+    old: &str,
+    new: &Index,
+    how: &Build<'_>,
 ) -> Result<IndexOutcome, SchemaError> {
     let listed = list_indexes(db, collection).await?;
     let current = listed.iter().find(|l| l.get_str("name") == Ok(old)).cloned();
@@ -67,16 +78,16 @@ pub async fn replace_index(
         }
     }
     let Some(current) = current else {
-        return build(db, collection, new, progress).await;
+        return build(db, collection, new, how).await;
     };
     if !new.is(&current) {
         // Other keys: both can stand, the new one first.
-        let built = build(db, collection, new, progress).await?;
+        let built = build(db, collection, new, how).await?;
         drop_listed(db, collection, old).await?;
         return Ok(built);
     }
     drop_listed(db, collection, old).await?;
-    match build(db, collection, new, progress).await {
+    match build(db, collection, new, how).await {
         Ok(built) => Ok(built),
         Err(e) => {
             tracing::warn!(collection, index = old, error = %e, "the replacement failed: building the old index again");

@@ -449,6 +449,47 @@ async fn an_index_build_interrupted_by_a_stepdown_is_waited_for() {
     t.drop_db().await;
 }
 
+/// An index build whose commit quorum is never reached (a member down):
+/// the proxy forwards the `createIndexes` and swallows its reply. The
+/// configured quorum is what the build is sent with, and the migration
+/// fails in plain words once the configured wait is over, instead of
+/// waiting (holding the lock) until the member is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_build_that_does_not_commit_in_time_fails_in_plain_words() {
+    let t = TestDb::new().await;
+    t.db()
+        .collection::<Document>("big")
+        .insert_one(doc! { "n": 1 })
+        .await
+        .unwrap();
+    let proxy = Proxy::start(&uri()).await;
+    let config = Config {
+        index_commit_quorum: mongo_migrations::schema::CommitQuorum::Majority,
+        index_build_wait: Some(Duration::from_secs(1)),
+        ..ttl(20)
+    };
+    let migration = Migration::new(version(0), "index_big", index_big).with_checksum("sha256:big");
+    let migrator = through(&proxy, &t.name, vec![migration], config).await;
+    proxy.faults(Faults {
+        silence_builds_of: Some("big"),
+        ..Faults::default()
+    });
+    let err = tokio::time::timeout(Duration::from_secs(60), migrator.up(UpOptions::default()))
+        .await
+        .expect("the wait is bounded")
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("the build of the index `n_1` on `big` did not commit within 1 s: commitQuorum `majority`"),
+        "{text}"
+    );
+    let sent = proxy.silenced_builds();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].get_str("commitQuorum"), Ok("majority"), "{:?}", sent[0]);
+    migrator.shutdown().await;
+    t.drop_db().await;
+}
+
 /// A black hole longer than the lease: the runner gives up in plain words
 /// within its window (it never hangs), and a clean run settles the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,6 +92,11 @@ pub struct Faults {
     /// when its primary steps down; the build goes on in the server, whose
     /// own reply is swallowed.
     pub interrupt_build_of: Option<&'static str>,
+    /// Every `createIndexes` of this collection is forwarded and its reply
+    /// swallowed: the client waits, as for a build whose commit quorum is
+    /// never reached (a member down). The commands are kept
+    /// ([`Proxy::silenced_builds`]).
+    pub silence_builds_of: Option<&'static str>,
     pub seed: u64,
 }
 
@@ -184,6 +189,8 @@ struct Shared {
     writes: Arc<AtomicU64>,
     /// `createIndexes` of the chosen collection seen since the faults were set.
     builds: Arc<AtomicU64>,
+    /// The `createIndexes` commands whose replies were swallowed.
+    silenced: Arc<Mutex<Vec<Document>>>,
     stepdowns: Arc<AtomicU64>,
     refusals: Arc<AtomicU64>,
 }
@@ -253,6 +260,7 @@ impl Proxy {
             replies: Arc::default(),
             writes: Arc::default(),
             builds: Arc::default(),
+            silenced: Arc::default(),
             stepdowns: Arc::default(),
             refusals: Arc::default(),
         };
@@ -281,6 +289,11 @@ impl Proxy {
     /// collection seen, the interrupted one included.
     pub fn builds_seen(&self) -> u64 {
         self.shared.builds.load(Ordering::SeqCst)
+    }
+
+    /// The `createIndexes` commands [`Faults::silence_builds_of`] swallowed the replies of.
+    pub fn silenced_builds(&self) -> Vec<Document> {
+        self.shared.silenced.lock().unwrap().clone()
     }
 
     /// The same proxy, its URI with `options` (`name=value&…`) added.
@@ -414,6 +427,11 @@ async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
                 }
                 let request_id = i32::from_le_bytes(header[4..8].try_into().unwrap());
                 let target = command.get_str("createIndexes").ok();
+                let silenced = shared.faults.lock().unwrap().0.silence_builds_of;
+                if target.is_some() && target == silenced {
+                    rewrite.lock().unwrap().insert(request_id, Rewrite::Swallow);
+                    shared.silenced.lock().unwrap().push(command.clone());
+                }
                 let chosen = shared.faults.lock().unwrap().0.interrupt_build_of;
                 if target.is_some() && target == chosen {
                     let number = shared.builds.fetch_add(1, Ordering::SeqCst) + 1;
