@@ -103,9 +103,13 @@ pub(crate) fn compare_sharded(
             "run the migration that creates it (`up`), or generate one with `cargo mongo-migrate diff`",
         )];
     };
+    // An index built without a collation on a collection that has a
+    // default one inherits it (the manual's "Collation": "indexes inherit
+    // the collection's default collation").
+    let default_collation = options.get_document("collation").ok();
     let mut out = Vec::new();
     for index in &declared.indexes {
-        match indexes.iter().find(|l| index.is(l)) {
+        match indexes.iter().find(|l| index.is_on(l, default_collation)) {
             None => out.push(finding(
                 name,
                 format!("the index `{}` ({}) is declared but missing", index.name(), index.keys),
@@ -132,7 +136,7 @@ pub(crate) fn compare_sharded(
     }
     for listed in indexes {
         let listed_name = listed.get_str("name").unwrap_or_default();
-        if listed_name == "_id_" || declared.indexes.iter().any(|i| i.is(listed)) {
+        if listed_name == "_id_" || declared.indexes.iter().any(|i| i.is_on(listed, default_collation)) {
             continue;
         }
         let key = listed.get_document("key").ok();
@@ -275,6 +279,23 @@ mod tests {
     /// Through a `mongos`, `listIndexes` of a sharded collection lists the
     /// index that supports its shard key (`{customerId: 1}` here, as
     /// `config.collections` gives it with a double); it is not drift.
+    /// On a collection with a default collation, an index declared without
+    /// one is listed with the collection's: the same index, not one missing
+    /// and one undeclared.
+    #[test]
+    fn an_index_that_inherited_the_collection_s_collation_is_the_declared_one() {
+        let french = doc! { "locale": "fr", "caseLevel": false, "strength": 3, "version": "57.1" };
+        let mut options = enforced();
+        options.insert("collation", french.clone());
+        let indexes = vec![
+            doc! { "v": 2, "key": { "_id": 1 }, "name": "_id_", "collation": french.clone() },
+            doc! { "v": 2, "key": { "email": 1.0 }, "name": "by_email", "unique": true, "collation": french },
+        ];
+        assert_eq!(compare(&users(), Some(&options), &indexes), []);
+        // Without the collection's default, that collation is drift.
+        assert_eq!(compare(&users(), Some(&enforced()), &indexes).len(), 2);
+    }
+
     #[test]
     fn the_shard_key_index_is_not_reported_as_undeclared() {
         let mut indexes = listed();

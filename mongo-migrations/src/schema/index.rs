@@ -142,7 +142,20 @@ impl Index {
     /// same index, and building this one beside it would fail or duplicate it.
     pub fn is(&self, listed: &Document) -> bool {
         let keys = listed.get_document("key").ok();
-        keys.is_some_and(|k| same_document(k, &self.keys))
+        let same_keys = match text_form(&self.keys) {
+            // A text index is listed with `_fts`/`_ftsx` in place of its text
+            // fields, which are the keys of its `weights`.
+            Some((form, fields)) => {
+                keys.is_some_and(|k| same_document(k, &form))
+                    && listed.get_document("weights").is_ok_and(|w| {
+                        let mut listed: Vec<&str> = w.keys().map(String::as_str).collect();
+                        listed.sort_unstable();
+                        listed == fields
+                    })
+            }
+            None => keys.is_some_and(|k| same_document(k, &self.keys)),
+        };
+        same_keys
             && same_collation(self.collation.as_ref(), listed.get_document("collation").ok())
             && match (
                 &self.partial_filter,
@@ -152,6 +165,22 @@ impl Index {
                 (Some(a), Some(b)) => same_document(a, b),
                 _ => false,
             }
+    }
+
+    /// [`Index::is`] on a collection whose default collation is
+    /// `default_collation`: declared without a collation, the index has the
+    /// collection's.
+    pub fn is_on(&self, listed: &Document, default_collation: Option<&Document>) -> bool {
+        match (&self.collation, default_collation) {
+            (None, Some(default)) => {
+                let inherited = Index {
+                    collation: Some(default.clone()),
+                    ..self.clone()
+                };
+                inherited.is(listed) || self.is(listed)
+            }
+            _ => self.is(listed),
+        }
     }
 
     /// The options in which `listed` (the same index by identity) differs
@@ -170,6 +199,35 @@ impl Index {
         }
         out
     }
+}
+
+/// A text index's key as the server lists it, and its text fields, sorted:
+/// the fields declared `"text"` become `_fts: "text", _ftsx: 1` where the
+/// first of them stood, other keys before and after kept in place (the
+/// manual's "Text Indexes"; `src/mongo/db/fts/fts_spec.cpp`). `None` for an
+/// index without a text field.
+fn text_form(keys: &Document) -> Option<(Document, Vec<&str>)> {
+    let mut fields: Vec<&str> = keys
+        .iter()
+        .filter(|(_, v)| v.as_str() == Some("text"))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if fields.is_empty() {
+        return None;
+    }
+    fields.sort_unstable();
+    let mut form = Document::new();
+    for (key, value) in keys {
+        if value.as_str() == Some("text") {
+            if !form.contains_key("_fts") {
+                form.insert("_fts", "text");
+                form.insert("_ftsx", 1);
+            }
+        } else {
+            form.insert(key.clone(), value.clone());
+        }
+    }
+    Some((form, fields))
 }
 
 /// Whether `listed` is hidden.
@@ -254,6 +312,28 @@ fn same_collation(declared: Option<&Document>, listed: Option<&Document>) -> boo
 mod tests {
     use super::*;
     use bson::doc;
+
+    /// `listIndexes` of text indexes, as mongod lists them (the manual's
+    /// "Text Indexes" and `listIndexes` examples): the text fields become
+    /// `_fts`/`_ftsx`, and are the keys of `weights`.
+    #[test]
+    fn a_text_index_is_known_by_its_listed_form() {
+        let declared = Index::new(doc! { "title": "text", "body": "text" });
+        let listed = doc! { "v": 2, "key": { "_fts": "text", "_ftsx": 1 }, "name": "title_text_body_text",
+        "weights": { "body": 1, "title": 1 }, "default_language": "english",
+        "language_override": "language", "textIndexVersion": 3 };
+        assert!(declared.is(&listed));
+        // Other text fields: another index.
+        assert!(!Index::new(doc! { "title": "text" }).is(&listed));
+        // A compound one, with a prefix and a suffix key.
+        let compound = Index::new(doc! { "category": 1, "title": "text", "year": -1 });
+        let listed = doc! { "v": 2, "key": { "category": 1, "_fts": "text", "_ftsx": 1, "year": -1 },
+        "name": "category_1_title_text_year_-1", "weights": { "title": 1 } };
+        assert!(compound.is(&listed));
+        assert!(!Index::new(doc! { "title": "text", "year": -1 }).is(&listed));
+        // A plain index is compared as before.
+        assert!(!Index::new(doc! { "title": 1 }).is(&listed));
+    }
 
     fn listed(d: Document) -> Document {
         let mut l = doc! { "v": 2 };
