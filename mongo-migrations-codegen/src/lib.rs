@@ -25,6 +25,7 @@ mod cache;
 mod error;
 pub mod lint;
 pub mod names;
+mod privileges;
 mod registry;
 mod scan;
 pub mod schema;

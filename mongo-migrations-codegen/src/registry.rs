@@ -102,6 +102,10 @@ pub fn render_with(files: &[MigrationFile], helpers: &[Helper], layout: Layout) 
         if f.independent {
             entry = quote! { ::mongo_migrations::Migration::independent(#entry, #module::INDEPENDENT) };
         }
+        if !f.needs.is_empty() {
+            let needs = &f.needs;
+            entry = quote! { ::mongo_migrations::Migration::needs(#entry, &[#(#needs),*]) };
+        }
         entry
     });
     let tokens = quote! {

@@ -36,6 +36,10 @@ pub struct MigrationFile {
     /// on it, so a run with `continue_on_error` goes on past its failure.
     #[serde(default)]
     pub independent: bool,
+    /// The actions its schema operations need beyond reads and writes
+    /// (`collMod`, `createIndex`, `dropIndex`; see `privileges.rs`).
+    #[serde(default)]
+    pub needs: Vec<String>,
     /// Whether `up` and `down` walk in batches (`[up, down]`; see `walks.rs`),
     /// or, with `pub const REPEATABLE: bool = true;`, are safe to repeat:
     /// either way a run cut off or failed is run again by the next `up` or `down`.
@@ -303,6 +307,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
         replaces,
         phase,
         independent,
+        needs: crate::privileges::needs(&file),
         // A body safe to repeat from its start is run again, as a walk's is.
         walks: if repeatable {
             [true; 2]

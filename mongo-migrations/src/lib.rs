@@ -38,6 +38,7 @@ mod migrator;
 mod options;
 mod phase;
 mod plan;
+mod privileges;
 mod progress;
 mod record;
 mod registry;

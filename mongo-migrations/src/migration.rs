@@ -31,6 +31,8 @@ pub struct Migration {
     pub(crate) walks: [bool; 2],
     /// Later migrations do not depend on it (see [`Migration::independent`]).
     pub(crate) independent: bool,
+    /// The actions it needs beyond reads and writes (see [`Migration::needs`]).
+    pub(crate) needs: &'static [&'static str],
 }
 
 impl Migration {
@@ -48,6 +50,7 @@ impl Migration {
             phase: Phase::PreDeploy,
             walks: [false; 2],
             independent: false,
+            needs: &[],
         }
     }
 
@@ -75,6 +78,7 @@ impl Migration {
             phase: Phase::PreDeploy,
             walks: [false; 2],
             independent: false,
+            needs: &[],
         }
     }
 
@@ -156,6 +160,15 @@ impl Migration {
     /// successors usually build on what it did.
     pub const fn independent(mut self, independent: bool) -> Self {
         self.independent = independent;
+        self
+    }
+
+    /// The actions it needs on the database beyond reads and writes, such
+    /// as `collMod` (outside the `readWrite` role): a run checks, before it
+    /// writes anything, that its user may do all of them. The code
+    /// generator sets them from the schema operations the module calls.
+    pub const fn needs(mut self, actions: &'static [&'static str]) -> Self {
+        self.needs = actions;
         self
     }
 

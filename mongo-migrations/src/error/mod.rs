@@ -190,6 +190,18 @@ pub enum Error {
         completed: Vec<Version>,
     },
 
+    #[error("the user `{user}` may not {} on `{database}`, which the migrations to run need: grant it (the `dbAdmin` role has `collMod`), or run them as a user that may; nothing was written", text::needed(missing))]
+    /// The run's user lacks privileges its migrations need beyond reads
+    /// and writes; refused before anything was written.
+    MissingPrivileges {
+        /// The authenticated user, `name@authdb`.
+        user: String,
+        /// The database.
+        database: String,
+        /// Each missing action, with the migrations that need it.
+        missing: Vec<(String, Vec<Version>)>,
+    },
+
     #[error("{} failed; the run went on with the others (continue on error){}: {}", text::failed_count(failures.len()), text::applied(completed), text::failures(failures))]
     /// With `continue_on_error`, the run went on past migrations that
     /// failed (each recorded `failed`, as one that stops a run is).
@@ -415,6 +427,7 @@ impl Error {
             | Error::BadReplaces { .. }
             | Error::InvalidVersion(_)
             | Error::DuplicateVersion { .. }
+            | Error::MissingPrivileges { .. }
             | Error::Unordered { .. } => ErrorKind::Usage,
             Error::Mongo(_)
             | Error::LockLost { .. }

@@ -10,6 +10,15 @@ pub(super) fn before(completed: &[Version]) -> String {
     format!(" (recorded before it in this run: {})", versions(completed))
 }
 
+/// `run `collMod` (20260102000000, 20260103000000) or `createIndex` (..)`.
+pub(super) fn needed(missing: &[(String, Vec<Version>)]) -> String {
+    let each: Vec<String> = missing
+        .iter()
+        .map(|(action, by)| format!("`{action}` (needed by {})", versions(by)))
+        .collect();
+    format!("run {}", each.join(" or "))
+}
+
 /// `1 migration` or `N migrations`.
 pub(super) fn failed_count(n: usize) -> String {
     format!("{n} {}", if n == 1 { "migration" } else { "migrations" })

@@ -21,6 +21,9 @@ pub fn hint(error: &Error) -> &'static str {
         }
         Error::Blocked { .. } | Error::UnknownVersions { .. } => "see `cargo mongo-migrate status`",
         Error::MigrationFailed { .. } | Error::SomeFailed { .. } => "see `cargo mongo-migrate history --status failed`",
+        Error::MissingPrivileges { .. } => {
+            "`db.getUser(\"<name>\")` shows the user's roles; `collMod` comes with `dbAdmin`, index builds with `readWrite`"
+        }
         Error::TransactionsUnsupported { .. } => {
             "run against a replica set or sharded cluster, or make the migration non-transactional"
         }

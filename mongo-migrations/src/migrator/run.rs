@@ -87,6 +87,9 @@ impl Migrator {
             if let Some(lock) = lock.filter(|l| !l.expired) {
                 return Err(lock.busy());
             }
+            // Before anything is written: what the plan needs beyond reads
+            // and writes, the user may do.
+            self.check_privileges(&planned).await?;
             Ok(Before::Lock(planned.iter().map(|p| p.migration.version).collect()))
         };
         self.with_lock_after(direction.as_str(), gate, before, async |guard| {
@@ -182,6 +185,47 @@ impl Migrator {
         let recorded = recorded.into_iter().map(|p| self::adopted(p.migration, p.batch));
         report.steps = recorded.chain(report.steps).collect();
         Ok(report)
+    }
+
+    /// Refuses a plan whose migrations need actions (see
+    /// [`Migration::needs`]) that the user may not run on the database.
+    /// A server that does not answer `connectionStatus` is not refused.
+    async fn check_privileges(&self, plan: &Plan<'_>) -> Result<(), Error> {
+        let mut needed: std::collections::BTreeMap<&str, Vec<Version>> = Default::default();
+        for p in plan {
+            for action in p.migration.needs {
+                needed.entry(action).or_default().push(p.migration.version);
+            }
+        }
+        if needed.is_empty() {
+            return Ok(());
+        }
+        let command = bson::doc! { "connectionStatus": 1, "showPrivileges": true };
+        let reply = self
+            .server
+            .retry
+            .idempotent(
+                || "reading the user's privileges".into(),
+                || async {
+                    match self.db.run_command(command.clone()).await {
+                        Ok(reply) => Ok(Some(reply)),
+                        Err(e) if crate::retry::is_transient(&e) => Err(e.into()),
+                        Err(_) => Ok(None),
+                    }
+                },
+            )
+            .await?;
+        let Some(reply) = reply else {
+            return Ok(());
+        };
+        match crate::privileges::missing(&reply, self.db.name(), &needed) {
+            Some((user, missing)) => Err(Error::MissingPrivileges {
+                user,
+                database: self.db.name().to_string(),
+                missing,
+            }),
+            None => Ok(()),
+        }
     }
 
     pub(super) fn plan_up<'a>(

@@ -490,6 +490,64 @@ async fn an_index_build_that_does_not_commit_in_time_fails_in_plain_words() {
     t.drop_db().await;
 }
 
+/// `connectionStatus` of a user with these actions on `db` (the manual's
+/// "connectionStatus" with `showPrivileges`, abridged).
+fn user_with(db: &str, actions: &[&str]) -> Document {
+    doc! { "authInfo": {
+        "authenticatedUsers": [{ "user": "app", "db": "admin" }],
+        "authenticatedUserRoles": [{ "role": "custom", "db": db }],
+        "authenticatedUserPrivileges": [{ "resource": { "db": db, "collection": "" }, "actions": actions }],
+    }, "ok": 1.0 }
+}
+
+/// A user with `readWrite` only (no `collMod`, as on many managed clouds)
+/// is refused a run whose post-deploy half would need `collMod`, before
+/// anything is written, with the missing action and the migration named;
+/// a user who may, runs it. The proxy impersonates each user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_may_not_change_validators_is_refused_before_anything_is_written() {
+    let t = TestDb::new().await;
+    let proxy = Proxy::start(&uri()).await;
+    let migrations = || {
+        vec![
+            Migration::new(version(0), "stage", noted_only).needs(&["createIndex"]),
+            Migration::new(version(1), "enforce", noted_only).needs(&["collMod"]),
+        ]
+    };
+    let migrator = through(&proxy, &t.name, migrations(), ttl(20)).await;
+    let read_write = [
+        "find",
+        "insert",
+        "update",
+        "remove",
+        "createIndex",
+        "dropIndex",
+        "createCollection",
+    ];
+    proxy.connection_status(Some(user_with(&t.name, &read_write)));
+    let err = migrator.up(UpOptions::default()).await.unwrap_err();
+    assert!(matches!(err, Error::MissingPrivileges { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the user `app@admin` may not run `collMod` (needed by {}) on `{}`, which the migrations to run need: grant it (the `dbAdmin` role has `collMod`), or run them as a user that may; nothing was written",
+            version(1),
+            t.name
+        )
+    );
+    assert!(t.docs("migrations").await.is_empty(), "nothing recorded");
+    assert!(t.docs("migration_locks").await.is_empty(), "the lock never taken");
+    assert!(ran_in(&t.name).is_empty());
+    // With `collMod` too, the same run goes through.
+    let mut all = read_write.to_vec();
+    all.push("collMod");
+    proxy.connection_status(Some(user_with(&t.name, &all)));
+    let report = migrator.up(UpOptions::default()).await.unwrap();
+    assert_eq!(report.steps.len(), 2);
+    migrator.shutdown().await;
+    t.drop_db().await;
+}
+
 /// A black hole longer than the lease: the runner gives up in plain words
 /// within its window (it never hangs), and a clean run settles the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

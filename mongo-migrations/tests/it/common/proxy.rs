@@ -191,6 +191,8 @@ struct Shared {
     builds: Arc<AtomicU64>,
     /// The `createIndexes` commands whose replies were swallowed.
     silenced: Arc<Mutex<Vec<Document>>>,
+    /// The reply to `connectionStatus`, in place of the server's.
+    connection_status: Arc<Mutex<Option<Document>>>,
     stepdowns: Arc<AtomicU64>,
     refusals: Arc<AtomicU64>,
 }
@@ -261,6 +263,7 @@ impl Proxy {
             writes: Arc::default(),
             builds: Arc::default(),
             silenced: Arc::default(),
+            connection_status: Arc::default(),
             stepdowns: Arc::default(),
             refusals: Arc::default(),
         };
@@ -294,6 +297,12 @@ impl Proxy {
     /// The `createIndexes` commands [`Faults::silence_builds_of`] swallowed the replies of.
     pub fn silenced_builds(&self) -> Vec<Document> {
         self.shared.silenced.lock().unwrap().clone()
+    }
+
+    /// Answers `connectionStatus` with `reply` (the server's own with `None`):
+    /// the proxy impersonates a user with other privileges.
+    pub fn connection_status(&self, reply: Option<Document>) {
+        *self.shared.connection_status.lock().unwrap() = reply;
     }
 
     /// The same proxy, its URI with `options` (`name=value&…`) added.
@@ -426,6 +435,11 @@ async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
                     shared.frozen.send_replace(false);
                 }
                 let request_id = i32::from_le_bytes(header[4..8].try_into().unwrap());
+                let status = shared.connection_status.lock().unwrap().clone();
+                if let (true, Some(reply)) = (command.contains_key("connectionStatus"), status) {
+                    let _ = made_tx.send(op_msg(request_id, &reply));
+                    continue;
+                }
                 let target = command.get_str("createIndexes").ok();
                 let silenced = shared.faults.lock().unwrap().0.silence_builds_of;
                 if target.is_some() && target == silenced {
