@@ -251,7 +251,7 @@ impl MigrationContext {
     /// Has `index` on `collection`, safely on a live database: an existing
     /// index of the same identity is adopted under its name, one with other
     /// options refused; else it is built with `commitQuorum: "votingMembers"`
-    /// (a build survives a failover) and its progress from `currentOp`
+    /// (a build survives a failover) and its progress from `$currentOp`
     /// reported as a walk's is. Not in a transaction.
     ///
     /// ```no_run

@@ -58,7 +58,7 @@ pub async fn list_indexes(db: &Database, collection: &str) -> Result<Vec<Documen
 /// Has `index` on `collection`: adopts an existing index of the same
 /// identity (keys, collation, partial filter) under any name, refuses one
 /// whose options differ, else builds it with `commitQuorum: "votingMembers"`
-/// on a replica set, reporting the build's progress from `currentOp` to
+/// on a replica set, reporting the build's progress from `$currentOp` to
 /// `progress` every second (as [`Progress::IndexBuild`]).
 pub async fn ensure_index(
     db: &Database,
@@ -265,15 +265,30 @@ async fn watch_build(
     report: &(dyn Fn(&Progress) + Send + Sync),
 ) -> std::convert::Infallible {
     let namespace = format!("{}.{collection}", db.name());
+    let admin = db.client().database("admin");
+    // This user's own operations (`allUsers: false` needs no `inprog`
+    // privilege), matched by namespace: a long command is listed as
+    // `command.$truncated` (the manual's `$currentOp`).
+    let pipeline = vec![
+        doc! { "$currentOp": { "allUsers": false, "idleConnections": false } },
+        doc! { "$match": { "ns": &namespace, "progress": { "$exists": true } } },
+    ];
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let ops = db
-            .client()
-            .database("admin")
-            .run_command(doc! { "currentOp": true, "ns": &namespace, "command.createIndexes": collection })
-            .await;
-        let Ok(ops) = ops else { continue };
-        for (done, total) in build_progress(&ops, collection) {
+        let ops: Result<Vec<Document>, _> = match admin.aggregate(pipeline.clone()).await {
+            Ok(cursor) => cursor.try_collect().await,
+            Err(e) => Err(e),
+        };
+        let ops = match ops {
+            Ok(ops) => ops,
+            Err(e) if crate::transient::is_transient(&e) => continue,
+            Err(e) => {
+                // Said once; the build goes on, without progress.
+                tracing::warn!(collection, index = name, error = %e, "cannot read the index build's progress (`$currentOp`); the build goes on");
+                return std::future::pending().await;
+            }
+        };
+        if let Some((done, total)) = build_progress(&ops, collection) {
             tracing::info!(collection, index = name, done, total, "index build progress");
             report(&Progress::IndexBuild {
                 version,
@@ -286,25 +301,23 @@ async fn watch_build(
     }
 }
 
-/// The progress of each index build on `collection` in a `currentOp`
-/// reply: mongod gives `progress: { done, total }` for the phase a build is
-/// in. Filtered here too: a server may list other operations.
-fn build_progress(current_op: &Document, collection: &str) -> Vec<(u64, u64)> {
+/// The progress of the build on `collection`, from `$currentOp`'s
+/// documents: mongod gives `progress: { done, total }` for the phase a
+/// build is in; through a `mongos` there is one per shard (with `shard`),
+/// summed here into one. A command listed whole must be this build's
+/// `createIndexes`; one listed as `$truncated` is taken by its namespace.
+fn build_progress(ops: &[Document], collection: &str) -> Option<(u64, u64)> {
     let count = |p: &Document, k| p.get(k).and_then(crate::schema::index_number).unwrap_or(0);
-    current_op
-        .get_array("inprog")
-        .map(|ops| {
-            ops.iter()
-                .filter_map(|o| o.as_document())
-                .filter(|o| {
-                    o.get_document("command")
-                        .is_ok_and(|c| c.get_str("createIndexes") == Ok(collection))
-                })
-                .filter_map(|o| o.get_document("progress").ok())
-                .map(|p| (count(p, "done"), count(p, "total")))
-                .collect()
+    let builds: Vec<(u64, u64)> = ops
+        .iter()
+        .filter(|o| {
+            o.get_document("command")
+                .is_ok_and(|c| c.get_str("createIndexes") == Ok(collection) || c.contains_key("$truncated"))
         })
-        .unwrap_or_default()
+        .filter_map(|o| o.get_document("progress").ok())
+        .map(|p| (count(p, "done"), count(p, "total")))
+        .collect();
+    (!builds.is_empty()).then(|| builds.iter().fold((0, 0), |(d, t), (bd, bt)| (d + bd, t + bt)))
 }
 
 /// Hides the index named `name` from the query planner (it is still kept up
@@ -603,16 +616,25 @@ mod tests {
     }
 
     #[test]
-    fn progress_is_read_from_mongod_s_current_op() {
-        // As mongod 7 reports a build scanning its collection.
-        let reply = doc! { "inprog": [
-            { "op": "command", "ns": "shop.users", "command": { "createIndexes": "users", "indexes": [] },
-              "msg": "Index Build: scanning collection Index Build: scanning collection: 41000/100000 41%",
-              "progress": { "done": 41000, "total": 100000 } },
-            { "op": "command", "command": { "createIndexes": "orders" }, "progress": { "done": 1, "total": 2 } },
-            { "op": "query", "command": { "find": "users" } },
-        ], "ok": 1 };
-        assert_eq!(build_progress(&reply, "users"), [(41_000, 100_000)]);
-        assert!(build_progress(&doc! { "inprog": [] }, "users").is_empty());
+    fn progress_is_read_from_current_op_and_summed_over_shards() {
+        // As mongod 7's `$currentOp` lists a build scanning its collection
+        // (the namespace already matched by the pipeline).
+        let build = doc! { "op": "command", "ns": "shop.users", "command": { "createIndexes": "users", "indexes": [] },
+        "msg": "Index Build: scanning collection Index Build: scanning collection: 41000/100000 41%",
+        "progress": { "done": 41000, "total": 100000 } };
+        assert_eq!(
+            build_progress(std::slice::from_ref(&build), "users"),
+            Some((41_000, 100_000))
+        );
+        assert_eq!(build_progress(&[], "users"), None);
+        // Another collection's build is not this one's.
+        let other = doc! { "command": { "createIndexes": "orders" }, "progress": { "done": 1, "total": 2 } };
+        assert_eq!(build_progress(&[other], "users"), None);
+        // Through a `mongos`: one per shard, summed; a long command truncated.
+        let shard_a =
+            doc! { "shard": "a", "command": { "createIndexes": "users" }, "progress": { "done": 10, "total": 50 } };
+        let shard_b = doc! { "shard": "b", "command": { "$truncated": "{ createIndexes: \"users\", ..." },
+        "progress": { "done": 20, "total": 60 } };
+        assert_eq!(build_progress(&[shard_a, shard_b], "users"), Some((30, 110)));
     }
 }
