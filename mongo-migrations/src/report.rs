@@ -194,6 +194,9 @@ pub struct StatusReport {
     pub counts: Counts,
     /// The lock document, held or expired; `None` when free.
     pub lock: Option<LockInfo>,
+    /// The server is a `mongos` router: each router's clock judges the lease.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mongos: bool,
 }
 
 impl StatusReport {
@@ -309,6 +312,7 @@ impl StatusReport {
             migrations,
             counts,
             lock,
+            mongos: false,
         }
     }
 }

@@ -307,6 +307,9 @@ impl Clock {
 pub(crate) struct Info {
     pub(crate) clock: Clock,
     pub(crate) transactions: bool,
+    /// A `mongos` router (`hello.msg: "isdbgrid"`): its `$$NOW` and
+    /// `localTime` are the router's own clock.
+    pub(crate) mongos: bool,
 }
 
 /// A database and what its server can do, probed on first use and shared by clones.
@@ -332,6 +335,11 @@ impl Server {
             .get_or_try_init(|| self.retry.idempotent(|| "the server probe".into(), || probe(&self.db)))
             .await
             .copied()
+    }
+
+    /// What the probe found, if it ran already (every clock read runs it).
+    pub(crate) fn probed(&self) -> Option<Info> {
+        self.info.get().copied()
     }
 
     pub(crate) async fn clock(&self) -> Result<Clock, Error> {
@@ -377,6 +385,7 @@ async fn probe(db: &Database) -> Result<Info, Error> {
     Ok(Info {
         clock: Clock { has_now, ..clock },
         transactions: hello_supports_transactions(&hello),
+        mongos: hello.get_str("msg") == Ok("isdbgrid"),
     })
 }
 

@@ -405,6 +405,12 @@ pub fn status(package: &str, report: &StatusReport) {
         }
     }
     crate::outln!("lock: {}", lock_line(report.lock.as_ref()));
+    if report.mongos {
+        crate::outln!(
+            "server: a mongos router: each router's clock judges the lease; keep the routers' clocks in sync (up to {} s apart is allowed for)",
+            crate::lock::MAX_ROUTER_SKEW.as_secs()
+        );
+    }
 }
 
 /// Whether what `m` staged still matters: a post-deploy migration after it

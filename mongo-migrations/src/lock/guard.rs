@@ -54,9 +54,11 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn proven(&self, sent: Instant, ttl: Duration) {
-        let mut lease = self.lease.lock().expect("lease lock");
-        *lease = (*lease).max(sent + ttl.mul_f64(0.9));
+    /// A proof sent at `sent` holds the lease for `lease` from then (see
+    /// `Lock::lease`).
+    pub(super) fn proven(&self, sent: Instant, lease: Duration) {
+        let mut until = self.lease.lock().expect("lease lock");
+        *until = (*until).max(sent + lease);
     }
 
     pub(super) fn lose(&self) {
@@ -84,7 +86,7 @@ impl LockGuard {
             proving: tokio::sync::Mutex::new(()),
             generation: fence.generation,
         });
-        shared.proven(sent, lock.ttl);
+        shared.proven(sent, lock.lease());
         let heartbeat = tokio::spawn(heartbeat(lock.clone(), fence, shared.clone()));
         LockGuard {
             handle: LockHandle { lock, fence, shared },
@@ -190,7 +192,7 @@ async fn heartbeat(lock: Lock, fence: Fence, shared: Arc<Shared>) {
         let sent = Instant::now();
         match lock.refresh(&fence, &clock).await {
             Ok(true) => {
-                shared.proven(sent, lock.ttl);
+                shared.proven(sent, lock.lease());
                 tracing::debug!(generation = fence.generation, "lock heartbeat");
             }
             Ok(false) => {

@@ -21,4 +21,4 @@ mod store;
 pub(crate) use guard::{LockGuard, LockHandle};
 pub(crate) use info::Fence;
 pub use info::LockInfo;
-pub(crate) use store::Lock;
+pub(crate) use store::{Lock, MAX_ROUTER_SKEW};

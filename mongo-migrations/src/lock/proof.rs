@@ -74,7 +74,7 @@ impl LockHandle {
                 return Err(Error::lock_lost());
             }
             if sent.elapsed() < SLOW_TRIP.min(self.lock.ttl / 4) || attempt == PROOF_ATTEMPTS {
-                self.shared.proven(sent, self.lock.ttl);
+                self.shared.proven(sent, self.lock.lease());
                 return Ok(());
             }
         }

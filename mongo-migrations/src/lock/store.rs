@@ -53,6 +53,24 @@ pub(crate) struct Lock {
 /// How long a release is retried over transient faults.
 const RELEASE_WINDOW: Duration = Duration::from_secs(5);
 
+/// How far apart two `mongos` routers' clocks may be for the lease to stay
+/// exclusive: each router judges a lease's expiry by its own clock (`$$NOW`
+/// there is the router's, `src/mongo/db/pipeline/variables.cpp`), so a
+/// runner behind a router that is ahead takes over early by that much.
+/// Through a `mongos`, a runner acts on a proof that much less long.
+/// Routers' clocks kept by NTP are milliseconds apart.
+pub(crate) const MAX_ROUTER_SKEW: Duration = Duration::from_secs(5);
+
+/// The lease a proof gives: nine tenths of `ttl`; through a `mongos`, less
+/// [`MAX_ROUTER_SKEW`] (at least half the TTL).
+pub(crate) fn lease_length(ttl: Duration, mongos: bool) -> Duration {
+    let lease = ttl.mul_f64(0.9);
+    match mongos {
+        false => lease,
+        true => lease.saturating_sub(MAX_ROUTER_SKEW).max(ttl / 2),
+    }
+}
+
 /// A free lock document: no holder, already expired. `acquire` matches either.
 fn freed(now: bson::DateTime) -> Document {
     doc! { "holder": Bson::Null, "expiresAt": now, "releasedAt": now, "plan": [] }
@@ -63,6 +81,12 @@ fn ttl_ms(ttl: Duration) -> i64 {
 }
 
 impl Lock {
+    /// How long a proof of the lock lets this runner act without another:
+    /// nine tenths of the TTL, less [`MAX_ROUTER_SKEW`] through a `mongos`.
+    pub(super) fn lease(&self) -> Duration {
+        lease_length(self.ttl, self.server.probed().is_some_and(|i| i.mongos))
+    }
+
     pub(crate) fn new(coll: Collection<Document>, name: String, ttl: Duration, server: Server) -> Self {
         Lock {
             coll,
@@ -347,5 +371,24 @@ impl Lock {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::{lease_length, MAX_ROUTER_SKEW};
+    use std::time::Duration;
+
+    /// Through a `mongos`, a runner acts on a proof for less than the TTL
+    /// less the routers' clock skew it allows: another runner behind a
+    /// router up to `MAX_ROUTER_SKEW` ahead cannot take over while it acts.
+    #[test]
+    fn a_lease_through_a_mongos_leaves_room_for_the_routers_clocks() {
+        let ttl = Duration::from_secs(60);
+        assert_eq!(lease_length(ttl, false), Duration::from_secs(54));
+        assert_eq!(lease_length(ttl, true), Duration::from_secs(49));
+        assert!(lease_length(ttl, true) + MAX_ROUTER_SKEW < ttl);
+        // A short TTL keeps half of it to act on.
+        assert_eq!(lease_length(Duration::from_secs(6), true), Duration::from_secs(3));
     }
 }

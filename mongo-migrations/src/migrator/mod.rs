@@ -248,7 +248,9 @@ impl Migrator {
     /// Every known and recorded migration with its state, the counts, and the lock.
     pub async fn status(&self) -> Result<StatusReport, Error> {
         let (records, lock) = self.read_state().await?;
-        Ok(StatusReport::new(&self.registry, &records, lock))
+        let mut report = StatusReport::new(&self.registry, &records, lock);
+        report.mongos = self.server.probed().is_some_and(|i| i.mongos);
+        Ok(report)
     }
 
     /// Tracking records, most recently changed first.
