@@ -221,7 +221,11 @@ impl StatusReport {
                 thousands(r.checkpoint_done()),
             )),
             MigrationStatus::Running | MigrationStatus::Failed if r.is_resumable() => Some(format!(
-                "resumes from its checkpoint ({} documents done); {}",
+                "{}resumes from its checkpoint ({} documents done); {}",
+                match r.direction {
+                    Direction::Down => "its `down` was cut off (it stands applied until a `down` finishes it); ",
+                    Direction::Up => "",
+                },
                 thousands(r.checkpoint_done()),
                 plan::blocker(r, lock_ref)
             )),

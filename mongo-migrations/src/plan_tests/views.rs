@@ -92,3 +92,24 @@ fn down_takes_at_most_one_target_and_defaults_to_one_step() {
     assert_eq!(DownTarget::from_options(Some(1), true, None), None);
     assert_eq!(DownTarget::from_options(Some(1), false, Some(v(1))), None);
 }
+
+/// A `down` walk cut off (a double Ctrl-C: no `stoppedAt`) leaves the
+/// migration applied; its detail says the `down` was cut off, in every view.
+#[test]
+fn a_down_walk_cut_off_stands_applied_and_says_so() {
+    let reg = registry(vec![m(1)]);
+    let checkpoints = doc! { "0": { "direction": "down", "parts": [ { "done": 1500_i64 } ] } };
+    let recs = records(vec![rec(
+        1,
+        "running",
+        doc! { "walks": true, "direction": "down", "appliedAt": bson::DateTime::now(), "checkpoints": checkpoints },
+    )]);
+    let status = StatusReport::new(&reg, &recs, None);
+    let e = &status.migrations[0];
+    assert_eq!(e.state, State::Applied);
+    let detail = e.detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.starts_with("its `down` was cut off (it stands applied until a `down` finishes it); resumes from its checkpoint (1,500 documents done)"),
+        "{detail}"
+    );
+}
