@@ -118,8 +118,8 @@ single-app: Rolled back 2 migrations in [..] (migration code: [..])
     std::fs::write(&applied, edited).unwrap();
     run(&["up"]).assert().code(4).stderr_eq(str![[r#"
 Updated src/migrations/mod.rs
-error: migration 20260101000000 (create_users) was edited after it was applied (checksum sha256:e3c9990489fccfbd0b597076f0931860270a39ba1dc4dc4285958d72607d5ebf recorded, sha256:7a0e5d92c09ecbb47b03ae341ae8c1ed261040ae23d03222b343860e8c36b4bd now); restore the original file and write a new migration for the change, or if the edit changes nothing it did (a comment, a rename), accept it with `resolve 20260101000000 --accept-checksum`
-hint: `cargo mongo-migrate status` shows it as edited; a harmless edit is accepted with `cargo mongo-migrate resolve <VERSION> --accept-checksum`
+error: migration 20260101000000 (create_users) was edited after it was applied (checksum sha256:e3c9990489fc… then, sha256:7a0e5d92c09e… now): restore the original file and write a new migration for the change, or accept an edit that changes nothing it did with `resolve 20260101000000 --accept-checksum`
+hint: `cargo mongo-migrate status` marks every edited migration; an edit that changes nothing is a comment or a rename
 
 "#]]);
 }

@@ -132,7 +132,7 @@ pub enum Error {
         versions: Vec<(Version, String)>,
     },
 
-    #[error("migration {version} ({name}) was edited after it was applied (checksum {recorded} recorded, {current} now); restore the original file and write a new migration for the change, or if the edit changes nothing it did (a comment, a rename), accept it with `resolve {version} --accept-checksum`")]
+    #[error("migration {version} ({name}) was edited after it was applied (checksum {} then, {} now): restore the original file and write a new migration for the change, or accept an edit that changes nothing it did with `resolve {version} --accept-checksum`", text::short_checksum(recorded), text::short_checksum(current))]
     /// An applied migration's code changed.
     ChecksumMismatch {
         /// Its version.

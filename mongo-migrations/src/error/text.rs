@@ -19,6 +19,15 @@ pub(super) fn needed(missing: &[(String, Vec<Version>)]) -> String {
     format!("run {}", each.join(" or "))
 }
 
+/// `sha256:e3c9990489fc…`: enough of a checksum to tell two apart in a
+/// one-line message (`status --json` and the record keep it whole).
+pub(super) fn short_checksum(checksum: &str) -> String {
+    match checksum.char_indices().nth("sha256:".len() + 12) {
+        Some((at, _)) => format!("{}…", &checksum[..at]),
+        None => checksum.to_string(),
+    }
+}
+
 /// `1 migration` or `N migrations`.
 pub(super) fn failed_count(n: usize) -> String {
     format!("{n} {}", if n == 1 { "migration" } else { "migrations" })

@@ -17,7 +17,7 @@ pub fn hint(error: &Error) -> &'static str {
         Error::Locked { .. } => "see `cargo mongo-migrate lock-status`",
         Error::LockLost { .. } | Error::Conflict { .. } => "see `cargo mongo-migrate status`, then run again",
         Error::ChecksumMismatch { .. } => {
-            "`cargo mongo-migrate status` shows it as edited; a harmless edit is accepted with `cargo mongo-migrate resolve <VERSION> --accept-checksum`"
+            "`cargo mongo-migrate status` marks every edited migration; an edit that changes nothing is a comment or a rename"
         }
         Error::Blocked { .. } | Error::UnknownVersions { .. } => "see `cargo mongo-migrate status`",
         Error::MigrationFailed { .. } | Error::SomeFailed { .. } => "see `cargo mongo-migrate history --status failed`",
