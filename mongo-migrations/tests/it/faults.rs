@@ -228,8 +228,12 @@ async fn trial(rng: &mut Rng, fence: Fence, transactional: bool) -> Outcome {
         .spawn()
         .unwrap();
     let mut watched = Watched::new(&mut child);
+    // The recovering runner is not the one under test: a lease of its own
+    // longer than the child's keeps its recovery (which may wait seconds
+    // for the paused child's open transaction) clear of scheduling stalls
+    // on a busy machine. The child's short TTL is what the takeover needs.
     let config = Config {
-        lock_ttl: Duration::from_millis(ttl_ms),
+        lock_ttl: Duration::from_millis(ttl_ms.max(10_000)),
         ..Config::default()
     };
     let m = Migrator::new(t.client.clone(), &t.name, registry(transactional), config);
