@@ -586,6 +586,14 @@ fn ctrl_c_in_a_walk_stops_between_batches_and_the_next_up_resumes_it() {
         format!("error: single-app: stopped on request after {done} of 40 documents of 20260104000000 walk_items; the next `up` resumes from the checkpoint")
     );
     assert!(!err.contains("failed"), "{err}");
+    // The walk is listed as stopped inside, with what it did, not as not run.
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        out.contains(&format!(
+            "stopped on request before:\n  20260104000000 walk_items (stopped in its walk after {done} of 40 documents; the next run resumes it)"
+        )),
+        "{out}"
+    );
     let status = status_json(crate_dir.path(), &db);
     let walk = &status["migrations"][3];
     assert_eq!(walk["state"], "pending", "{status}");

@@ -209,7 +209,19 @@ pub fn run_report(package: &str, report: &RunReport) {
     if report.stopped() {
         crate::outln!("{package}: stopped on request before:");
         for s in &report.skipped {
-            crate::outln!("  {} {}", s.version, s.name);
+            match &report.stopped_walk {
+                // Stopped inside its walk: part of it is done and kept.
+                Some(w) if w.version == s.version => crate::outln!(
+                    "  {} {} (stopped in its walk after {}{} documents; the next run resumes it)",
+                    s.version,
+                    s.name,
+                    thousands(w.documents_done),
+                    w.documents_total
+                        .map(|t| format!(" of {}", thousands(t)))
+                        .unwrap_or_default()
+                ),
+                _ => crate::outln!("  {} {}", s.version, s.name),
+            }
         }
     }
 }
