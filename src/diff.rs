@@ -92,11 +92,13 @@ pub fn run(ws: &Workspace, target: &Target, name: &str, options: &Options, verbo
         });
     }
     let fixes = options.with_data;
+    // The schema modules are `diff`'s; a data fix is the user's to write.
+    let data_fix = format!("{name}_data");
     if fixes {
         let after = if modules.is_empty() { 0 } else { DATA_FIX_AFTER };
         modules.push(NewModule {
             version: later(&version, after)?,
-            name: format!("{name}_data"),
+            name: data_fix.clone(),
             source: scaffold::module_source(
                 &format!(
                     "Data fix of `cargo mongo-migrate {command}`: brings the documents to the new shape between the deploy and the enforcement of the validator."
@@ -113,14 +115,14 @@ pub fn run(ws: &Workspace, target: &Target, name: &str, options: &Options, verbo
             source: schema::render_module(&changes.post_deploy, Half::PostDeploy, &command),
         });
     }
+    let generated: Vec<String> = modules
+        .iter()
+        .filter(|m| !(fixes && m.name == data_fix))
+        .map(|m| names::module_name(&m.version, &m.name))
+        .collect();
     let created = scaffold::create(target, modules).inspect_err(|_| removed.restore(target))?;
     let mut listed = listed;
-    listed.extend(
-        created
-            .iter()
-            .filter(|path| std::fs::read_to_string(path).is_ok_and(|text| lineage::is_generated(&text)))
-            .filter_map(|path| path.file_stem().map(|s| s.to_string_lossy().into_owned())),
-    );
+    listed.extend(generated);
     if let Err(e) = write_snapshot(&snapshot_path, &new.sealed(listed)) {
         scaffold::remove(target, &created);
         removed.restore(target);
