@@ -8,7 +8,8 @@ use futures_util::TryStreamExt as _;
 use mongodb::Database;
 use serde::{Deserialize, Serialize};
 
-use crate::schema::index::{is_hidden, same_document, same_unordered, same_value_unordered};
+use crate::schema::index::{is_hidden, pair, same_document, same_unordered, same_value_unordered};
+use crate::schema::shards::{shard_indexes, ShardIndexes};
 use crate::schema::{count_violators, list_indexes, Collection, SchemaError};
 
 /// One difference between the database and the declared schema.
@@ -83,18 +84,28 @@ pub(crate) fn validator_differences(declared: &Document, listed: &Document) -> V
 /// lists it: `options` from `listCollections` (`None`: no such collection)
 /// and `indexes` from `listIndexes`. Violators are not counted here.
 pub fn compare(declared: &Collection, options: Option<&Document>, indexes: &[Document]) -> Vec<Drift> {
-    compare_sharded(declared, options, indexes, None)
+    compare_sharded(declared, options, indexes, &Sharding::default())
 }
 
-/// [`compare`] of a sharded collection whose shard key is `shard_key` (its
-/// `config.collections` document's `key`): the index that supports the
-/// shard key is the cluster's, not drift, declared or not.
+/// What a `mongos` tells of a sharded collection beyond its listing.
+#[derive(Debug, Default)]
+pub(crate) struct Sharding {
+    /// Its shard key (its `config.collections` document's `key`).
+    pub(crate) key: Option<Document>,
+    /// Which shards hold each index (`$indexStats`).
+    pub(crate) indexes: Option<ShardIndexes>,
+}
+
+/// [`compare`] of a sharded collection: the index that supports the shard
+/// key is the cluster's, not drift, declared or not; a declared index
+/// missing on some shards is drift (a build that failed there).
 pub(crate) fn compare_sharded(
     declared: &Collection,
     options: Option<&Document>,
     indexes: &[Document],
-    shard_key: Option<&Document>,
+    sharding: &Sharding,
 ) -> Vec<Drift> {
+    let shard_key = sharding.key.as_ref();
     let name = declared.name.as_str();
     let Some(options) = options else {
         return vec![finding(
@@ -108,14 +119,31 @@ pub(crate) fn compare_sharded(
     // the collection's default collation").
     let default_collation = options.get_document("collation").ok();
     let mut out = Vec::new();
-    for index in &declared.indexes {
-        match indexes.iter().find(|l| index.is_on(l, default_collation)) {
+    let paired = pair(&declared.indexes, indexes, default_collation);
+    for (index, found) in declared.indexes.iter().zip(&paired) {
+        match found {
             None => out.push(finding(
                 name,
                 format!("the index `{}` ({}) is declared but missing", index.name(), index.keys),
                 "apply the migration that builds it, or rebuild it if it was dropped by hand",
             )),
             Some(listed) => {
+                let listed_name = listed.get_str("name").unwrap_or_default();
+                if let Some(shards) = &sharding.indexes {
+                    let missing = shards.missing_on(listed_name);
+                    if !missing.is_empty() {
+                        out.push(finding(
+                            name,
+                            format!(
+                                "the index `{listed_name}` is built on {} of {} shards: missing on {}",
+                                shards.shard_count() - missing.len(),
+                                shards.shard_count(),
+                                missing.join(", ")
+                            ),
+                            "a build failed or still runs there: send its `createIndexes` again through the mongos (the shards that have it answer that it exists), after fixing what failed (duplicate keys)",
+                        ));
+                    }
+                }
                 let mut differences = index.differences(listed);
                 if is_hidden(listed) != index.hidden {
                     differences.push("hidden");
@@ -136,7 +164,7 @@ pub(crate) fn compare_sharded(
     }
     for listed in indexes {
         let listed_name = listed.get_str("name").unwrap_or_default();
-        if listed_name == "_id_" || declared.indexes.iter().any(|i| i.is_on(listed, default_collation)) {
+        if listed_name == "_id_" || paired.iter().flatten().any(|p| std::ptr::eq(*p, listed)) {
             continue;
         }
         let key = listed.get_document("key").ok();
@@ -231,11 +259,14 @@ pub async fn drift(db: &Database, declared: &[Collection]) -> Result<Vec<Drift>,
             .first()
             .map(|c| c.get_document("options").cloned().unwrap_or_default());
         let indexes = list_indexes(db, name).await?;
-        let shard_key = match sharded {
-            true => shard_key(db, name).await,
-            false => None,
+        let sharding = match sharded && options.is_some() {
+            true => Sharding {
+                key: shard_key(db, name).await,
+                indexes: shard_indexes(db, name).await,
+            },
+            false => Sharding::default(),
         };
-        let found = compare_sharded(collection, options.as_ref(), &indexes, shard_key.as_ref());
+        let found = compare_sharded(collection, options.as_ref(), &indexes, &sharding);
         let diverged = !found.is_empty();
         out.extend(found);
         let enforced = options
@@ -296,25 +327,71 @@ mod tests {
         assert_eq!(compare(&users(), Some(&enforced()), &indexes).len(), 2);
     }
 
+    fn keyed(key: Document) -> Sharding {
+        Sharding {
+            key: Some(key),
+            indexes: None,
+        }
+    }
+
     #[test]
     fn the_shard_key_index_is_not_reported_as_undeclared() {
         let mut indexes = listed();
         indexes.push(doc! { "v": 2, "key": { "customerId": 1 }, "name": "customerId_1" });
         let shard_key = doc! { "customerId": 1.0 };
         assert_eq!(
-            compare_sharded(&users(), Some(&enforced()), &indexes, Some(&shard_key)),
+            compare_sharded(&users(), Some(&enforced()), &indexes, &keyed(shard_key)),
             []
         );
         assert_eq!(
-            messages(compare_sharded(&users(), Some(&enforced()), &indexes, None)),
+            messages(compare_sharded(
+                &users(),
+                Some(&enforced()),
+                &indexes,
+                &Sharding::default()
+            )),
             ["the index `customerId_1` ({ \"customerId\": 1 }) is not declared"]
         );
         // Another shard key: the index is drift again.
         let other = doc! { "region": 1 };
         assert_eq!(
-            compare_sharded(&users(), Some(&enforced()), &indexes, Some(&other)).len(),
+            compare_sharded(&users(), Some(&enforced()), &indexes, &keyed(other)).len(),
             1
         );
+    }
+
+    /// Through a `mongos`, the one shard `listIndexes` reads has the unique
+    /// index; `$indexStats` (one document per index per shard, with `shard`,
+    /// `getIndexStats`) shows it missing on `shard1`, where its build failed
+    /// on a duplicate key and nothing was rolled back
+    /// (`cluster_create_indexes_cmd.cpp`): drift, named by shard.
+    #[test]
+    fn a_declared_index_missing_on_a_shard_is_drift() {
+        let stat = |shard: &str, name: &str| doc! { "name": name, "host": "h:27018", "shard": shard };
+        let stats = [
+            stat("shard0", "_id_"),
+            stat("shard0", "by_email"),
+            stat("shard1", "_id_"),
+        ];
+        let sharding = Sharding {
+            key: None,
+            indexes: Some(ShardIndexes::read(&stats)),
+        };
+        assert_eq!(
+            messages(compare_sharded(&users(), Some(&enforced()), &listed(), &sharding)),
+            ["the index `by_email` is built on 1 of 2 shards: missing on shard1"]
+        );
+        let everywhere = [
+            stats[0].clone(),
+            stats[1].clone(),
+            stats[2].clone(),
+            stat("shard1", "by_email"),
+        ];
+        let sharding = Sharding {
+            key: None,
+            indexes: Some(ShardIndexes::read(&everywhere)),
+        };
+        assert_eq!(compare_sharded(&users(), Some(&enforced()), &listed(), &sharding), []);
     }
 
     #[test]
@@ -364,6 +441,29 @@ mod tests {
     #[test]
     fn the_declared_schema_matches_by_identity_and_unordered_schema() {
         assert_eq!(compare(&users(), Some(&enforced()), &listed()), []);
+    }
+
+    /// Since MongoDB 5.0, `{email: 1}` and `{email: 1}, unique` stand side
+    /// by side (`compareIndexOptions`, `src/mongo/db/catalog/index_descriptor.cpp`):
+    /// both declared, both listed, no drift; one of them dropped by hand is
+    /// the one reported missing, and the other's options are not said to differ.
+    #[test]
+    fn two_indexes_on_the_same_keys_one_unique_are_each_their_own() {
+        let both = users().index(Index::new(doc! { "email": 1 }).named("email_plain"));
+        let mut indexes = listed();
+        indexes.insert(1, doc! { "v": 2, "key": { "email": 1 }, "name": "email_plain" });
+        assert_eq!(compare(&both, Some(&enforced()), &indexes), []);
+        let without_plain = listed();
+        assert_eq!(
+            messages(compare(&both, Some(&enforced()), &without_plain)),
+            ["the index `email_plain` ({ \"email\": 1 }) is declared but missing"]
+        );
+        // Only the unique one declared: the plain one is undeclared, and the
+        // unique one is not said to differ.
+        assert_eq!(
+            messages(compare(&users(), Some(&enforced()), &indexes)),
+            ["the index `email_plain` ({ \"email\": 1 }) is not declared"]
+        );
     }
 
     #[test]

@@ -183,6 +183,18 @@ impl Index {
         }
     }
 
+    /// Whether `listed` is this index by its whole signature, on a
+    /// collection whose default collation is `default_collation`: its
+    /// identity ([`Index::is_on`]) and `unique` and `sparse`. Since MongoDB
+    /// 5.0 these two options tell indexes on the same keys apart, so
+    /// `{a: 1}` and `{a: 1}, unique` stand side by side under two names
+    /// (`IndexDescriptor::compareIndexOptions`,
+    /// `src/mongo/db/catalog/index_descriptor.cpp`).
+    pub fn is_signature_on(&self, listed: &Document, default_collation: Option<&Document>) -> bool {
+        let flag = |key| listed.get_bool(key).unwrap_or(false);
+        flag("unique") == self.unique && flag("sparse") == self.sparse && self.is_on(listed, default_collation)
+    }
+
     /// The options in which `listed` (the same index by identity) differs
     /// from this one, but for `hidden`: `unique`, `sparse`, `expireAfterSeconds`.
     pub fn differences(&self, listed: &Document) -> Vec<&'static str> {
@@ -198,6 +210,71 @@ impl Index {
             out.push("expireAfterSeconds");
         }
         out
+    }
+}
+
+/// Each of `declared` paired with the index of `listed` that is it, on a
+/// collection whose default collation is `default_collation`: first by
+/// whole signature ([`Index::is_signature_on`]), then, for those left, by
+/// identity alone (the same index with other options: one under the
+/// declared name first). A listed index is paired at most once, so two
+/// declared indexes on the same keys, one unique, are each found.
+pub(crate) fn pair<'a>(
+    declared: &[Index],
+    listed: &'a [Document],
+    default_collation: Option<&Document>,
+) -> Vec<Option<&'a Document>> {
+    let mut taken = vec![false; listed.len()];
+    let mut out: Vec<Option<&'a Document>> = vec![None; declared.len()];
+    let mut take = |out: &mut Vec<Option<&'a Document>>, i: usize, fits: &dyn Fn(&Document) -> bool| {
+        if let Some(j) = (0..listed.len()).find(|&j| !taken[j] && fits(&listed[j])) {
+            taken[j] = true;
+            out[i] = Some(&listed[j]);
+        }
+    };
+    for (i, index) in declared.iter().enumerate() {
+        take(&mut out, i, &|l| index.is_signature_on(l, default_collation));
+    }
+    for (i, index) in declared.iter().enumerate() {
+        if out[i].is_none() {
+            let name = index.name();
+            take(&mut out, i, &|l| {
+                index.is_on(l, default_collation) && l.get_str("name") == Ok(name.as_str())
+            });
+        }
+        if out[i].is_none() {
+            take(&mut out, i, &|l| index.is_on(l, default_collation));
+        }
+    }
+    out
+}
+
+/// What `listed` (a collection's `listIndexes`) holds of one declared index.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Found<'a> {
+    /// It, by whole signature; maybe with another TTL, or hidden otherwise.
+    It(&'a Document),
+    /// Under its name, the same keys with other `unique` or `sparse`: a
+    /// change that needs `replace_index`.
+    OtherOptions(&'a Document),
+    /// Under its name, another index.
+    NameTaken(&'a Document),
+    /// Not there: to be built. An index on the same keys under another
+    /// name with other `unique` or `sparse` stays beside it (MongoDB 5.0+;
+    /// an older server refuses the build with `IndexOptionsConflict`).
+    Missing,
+}
+
+/// Finds `index` in `listed` (see [`Found`]).
+pub(crate) fn find<'a>(index: &Index, listed: &'a [Document]) -> Found<'a> {
+    if let Some(it) = listed.iter().find(|l| index.is_signature_on(l, None)) {
+        return Found::It(it);
+    }
+    let name = index.name();
+    match listed.iter().find(|l| l.get_str("name") == Ok(name.as_str())) {
+        Some(same) if index.is(same) => Found::OtherOptions(same),
+        Some(other) => Found::NameTaken(other),
+        None => Found::Missing,
     }
 }
 
@@ -389,6 +466,55 @@ mod tests {
         assert!(ttl.differences(&same).is_empty());
         let other = listed(doc! { "key": { "at": 1 }, "sparse": true, "expireAfterSeconds": 60 });
         assert_eq!(ttl.differences(&other), ["unique", "sparse", "expireAfterSeconds"]);
+    }
+
+    /// `listIndexes` of a collection holding `{a: 1}` twice, one unique:
+    /// since MongoDB 5.0 both stand (`compareIndexOptions` counts `unique`
+    /// and `sparse` in the signature, `index_descriptor.cpp`; SecantusDB
+    /// 0.7 answers the same, measured).
+    fn both_on_a() -> Vec<Document> {
+        vec![
+            listed(doc! { "key": { "_id": 1 }, "name": "_id_" }),
+            listed(doc! { "key": { "a": 1 }, "name": "a_1" }),
+            listed(doc! { "key": { "a": 1 }, "name": "a_1_unique", "unique": true }),
+        ]
+    }
+
+    #[test]
+    fn unique_and_sparse_are_part_of_the_signature() {
+        let plain = Index::new(doc! { "a": 1 });
+        let unique = Index::new(doc! { "a": 1 }).unique().named("a_1_unique");
+        let both = both_on_a();
+        // Each declared index finds its own, in either order.
+        assert_eq!(
+            pair(&[plain.clone(), unique.clone()], &both, None),
+            [Some(&both[1]), Some(&both[2])]
+        );
+        assert_eq!(
+            pair(&[unique.clone(), plain.clone()], &both, None),
+            [Some(&both[2]), Some(&both[1])]
+        );
+        assert_eq!(find(&plain, &both), Found::It(&both[1]));
+        assert_eq!(find(&unique, &both), Found::It(&both[2]));
+        // Only the plain one there: the unique one, under its own name, is
+        // built beside it; under the plain one's name, it is a change of options.
+        let only_plain = &both[..2];
+        assert_eq!(find(&unique, only_plain), Found::Missing);
+        assert_eq!(
+            find(&Index::new(doc! { "a": 1 }).unique(), only_plain),
+            Found::OtherOptions(&both[1])
+        );
+        assert_eq!(
+            find(&Index::new(doc! { "b": 1 }).named("a_1"), only_plain),
+            Found::NameTaken(&both[1])
+        );
+        // Drift pairs a declaration with the same keys and other options, under its name first.
+        assert_eq!(
+            pair(&[Index::new(doc! { "a": 1 }).sparse()], &both, None),
+            [Some(&both[1])]
+        );
+        assert_eq!(pair(&[unique.clone().sparse()], &both, None), [Some(&both[2])]);
+        assert_eq!(pair(&[Index::new(doc! { "b": 1 })], &both, None), [None]);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use bson::{doc, Document};
 use futures_util::TryStreamExt as _;
 use mongodb::Database;
 
-use crate::schema::index::{is_hidden, Index};
+use crate::schema::index::{find, is_hidden, Found, Index};
+use crate::schema::shards::shard_indexes;
 use crate::schema::SchemaError;
 use crate::{Progress, Version};
 
@@ -190,15 +191,22 @@ async fn create_indexes(db: &Database, command: Document) -> mongodb::error::Res
 /// options.
 pub(crate) async fn adopt(db: &Database, collection: &str, index: &Index) -> Result<Option<IndexOutcome>, SchemaError> {
     let listed = list_indexes(db, collection).await?;
-    let Some(existing) = listed.iter().find(|l| index.is(l)) else {
-        if let Some(taken) = listed.iter().find(|l| l.get_str("name") == Ok(&index.name())) {
+    let existing = match find(index, &listed) {
+        Found::It(existing) => {
+            if !built_on_every_shard(db, collection, existing).await? {
+                return Ok(None);
+            }
+            existing
+        }
+        Found::Missing => return Ok(None),
+        Found::NameTaken(taken) => {
             return Err(SchemaError::NameTaken {
                 collection: collection.into(),
                 name: index.name(),
                 keys: taken.get_document("key").cloned().unwrap_or_default().to_string(),
-            });
+            })
         }
-        return Ok(None);
+        Found::OtherOptions(existing) => existing,
     };
     let name = existing.get_str("name").unwrap_or_default().to_string();
     let differences = index.differences(existing);
@@ -217,6 +225,26 @@ pub(crate) async fn adopt(db: &Database, collection: &str, index: &Index) -> Res
         }));
     }
     Ok(Some(IndexOutcome::Adopted { name }))
+}
+
+/// Whether `listed` (one index of a listing) is built on every shard: on
+/// anything but a `mongos`, yes; through one, whose listing is one shard's,
+/// as `$indexStats` says per shard (see `shards.rs`). Where one lacks it,
+/// it is built again: the shards that have it answer that it exists. Where
+/// `$indexStats` cannot be read, the listing is trusted (logged).
+async fn built_on_every_shard(db: &Database, collection: &str, listed: &Document) -> Result<bool, SchemaError> {
+    if topology(db).await? != Topology::Mongos {
+        return Ok(true);
+    }
+    let name = listed.get_str("name").unwrap_or_default();
+    let Some(shards) = shard_indexes(db, collection).await else {
+        return Ok(true);
+    };
+    let missing = shards.missing_on(name);
+    if !missing.is_empty() {
+        tracing::warn!(collection, index = name, missing_on = %missing.join(", "), "the index is not built on every shard; building it again where it is missing");
+    }
+    Ok(missing.is_empty())
 }
 
 /// What the server is, as its `hello` says.

@@ -10,6 +10,7 @@
 //! - `index.rs`: an index as declared, and how it compares with a listed one;
 //! - `indexes.rs`: building one (adopting an existing one of the same
 //!   identity, with `commitQuorum`, reporting progress), hiding and dropping;
+//! - `shards.rs`: through a `mongos`, which shards hold each index;
 //! - `replace.rs`: replacing one whose options change without leaving the
 //!   collection without it (duplicate keys found before a unique build);
 //! - `validator.rs`: a `$jsonSchema` validator rolled out in stages: warn,
@@ -24,6 +25,7 @@ mod index;
 mod indexes;
 mod quorum;
 mod replace;
+mod shards;
 mod validator;
 
 pub use collection::{json_document, Collection};

@@ -1,8 +1,9 @@
 //! Replacing an index whose options change (made unique, sparse, a TTL)
 //! without leaving the collection without it: a unique index is checked for
-//! duplicate keys before anything is dropped; a replacement on other keys is
-//! built before the old index is dropped; one on the same keys, which cannot
-//! stand beside the old one, is built right after the drop, and the old index
+//! duplicate keys before anything is dropped; a replacement on other keys,
+//! or on the same keys under another name with other `unique` or `sparse`
+//! (MongoDB 5.0+), is built before the old index is dropped; one that cannot
+//! stand beside the old one is built right after the drop, and the old index
 //! is built again if that build fails.
 
 use bson::{doc, Bson, Document};
@@ -85,6 +86,19 @@ pub(crate) async fn replace_index_with(
         let built = build(db, collection, new, how).await?;
         drop_listed(db, collection, old).await?;
         return Ok(built);
+    }
+    if new.name() != old && !new.is_signature_on(&current, None) {
+        // The same keys under another name, made unique or sparse: since
+        // MongoDB 5.0 both can stand, the new one first. An older server
+        // refuses the build (`IndexOptionsConflict`): then as on the same name.
+        match build(db, collection, new, how).await {
+            Ok(built) => {
+                drop_listed(db, collection, old).await?;
+                return Ok(built);
+            }
+            Err(SchemaError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
     drop_listed(db, collection, old).await?;
     match build(db, collection, new, how).await {

@@ -19,6 +19,7 @@ mod http_hostile;
 mod index_build_kills;
 mod late_writes;
 mod lock;
+mod mongos;
 #[cfg(unix)]
 mod net_faults;
 mod operations;

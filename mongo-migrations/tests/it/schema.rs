@@ -65,6 +65,76 @@ async fn an_index_is_built_once_and_adopted_under_another_name() {
     t.drop_db().await;
 }
 
+/// Since MongoDB 5.0, `unique` and `sparse` are part of an index's
+/// signature (`compareIndexOptions`, `src/mongo/db/catalog/index_descriptor.cpp`):
+/// a unique index on the keys of a plain one, under another name, is built
+/// beside it (the safe way to make an index unique: build, then drop), each
+/// is adopted as itself on a rerun, and drift finds neither missing.
+#[tokio::test]
+async fn a_unique_index_on_the_keys_of_a_plain_one_stands_beside_it() {
+    let t = TestDb::new().await;
+    let db = t.db();
+    db.collection::<Document>("users")
+        .insert_many([doc! { "email": "a@x" }, doc! { "email": "b@x" }])
+        .await
+        .unwrap();
+    let plain = Index::new(doc! { "email": 1 });
+    let unique = Index::new(doc! { "email": 1 }).unique().named("email_unique");
+    schema::ensure_index(&db, "users", &plain, None).await.unwrap();
+    assert_eq!(
+        schema::ensure_index(&db, "users", &unique, None).await.unwrap(),
+        IndexOutcome::Built {
+            name: "email_unique".into()
+        }
+    );
+    // A rerun of either finds each as itself.
+    for _ in 0..2 {
+        assert_eq!(
+            schema::ensure_index(&db, "users", &unique, None).await.unwrap(),
+            IndexOutcome::Adopted {
+                name: "email_unique".into()
+            }
+        );
+        assert_eq!(
+            schema::ensure_index(&db, "users", &plain, None).await.unwrap(),
+            IndexOutcome::Adopted { name: "email_1".into() }
+        );
+    }
+    let both = schema::Collection::new("users")
+        .index(plain.clone())
+        .index(unique.clone());
+    assert_eq!(schema::drift(&db, &[both]).await.unwrap(), []);
+    // Replacing the plain one by the unique one under its own name drops
+    // only the plain one.
+    let listed = indexes(&t, "users").await;
+    assert_eq!(names(&listed), ["_id_", "email_1", "email_unique"]);
+    assert_eq!(
+        schema::replace_index(&db, "users", "email_1", &unique, None)
+            .await
+            .unwrap(),
+        IndexOutcome::Adopted {
+            name: "email_unique".into()
+        }
+    );
+    assert_eq!(names(&indexes(&t, "users").await), ["_id_", "email_unique"]);
+    // From the plain one alone, the replacement under another name is built
+    // first, then the plain one dropped.
+    schema::ensure_index(&db, "users", &plain, None).await.unwrap();
+    db.run_command(doc! { "dropIndexes": "users", "index": "email_unique" })
+        .await
+        .unwrap();
+    assert_eq!(
+        schema::replace_index(&db, "users", "email_1", &unique, None)
+            .await
+            .unwrap(),
+        IndexOutcome::Built {
+            name: "email_unique".into()
+        }
+    );
+    assert_eq!(names(&indexes(&t, "users").await), ["_id_", "email_unique"]);
+    t.drop_db().await;
+}
+
 #[tokio::test]
 async fn ttl_collation_and_hidden_indexes_round_trip() {
     let t = TestDb::new().await;

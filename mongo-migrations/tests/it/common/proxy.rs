@@ -21,6 +21,13 @@
 //! lists both codes), and a write on a secondary fails whole with
 //! `NotWritablePrimary` (`src/mongo/base/error_codes.yml`, code 10107).
 //!
+//! It impersonates a `mongos` ([`Proxy::mongos`]) to the runtime: its own
+//! `hello` (not the driver's monitoring) is answered with `msg: "isdbgrid"`
+//! (`src/mongo/s/commands/cluster_hello_cmd.cpp`), and `$indexStats`
+//! answers one document per index per shard, each with its `shard`
+//! (`CommonMongodProcessInterface::getIndexStats`), an index left out on
+//! the shards where a build is to have failed.
+//!
 //! It reads the client's messages whole (MongoDB wire protocol, `OP_MSG`).
 //! When one's command document matches the armed [`Hold`], it stops every
 //! client-to-server stream (the runner's heartbeat too, as for a paused
@@ -107,6 +114,73 @@ enum Rewrite {
     WriteConcernError(i32),
     /// Drops it: the client was answered already.
     Swallow,
+    /// Answers as the impersonated `mongos` (see [`Mongos`]).
+    Mongos,
+}
+
+/// A `mongos` the proxy impersonates, over shards that do not exist.
+#[derive(Debug, Clone, Default)]
+pub struct Mongos {
+    /// The shards' names, as `$indexStats` gives them.
+    pub shards: Vec<&'static str>,
+    /// `(index, shard)`: the index is missing on that shard.
+    pub missing: Vec<(&'static str, &'static str)>,
+}
+
+impl Mongos {
+    /// The server's reply to `command`, as this `mongos` answers it.
+    fn answer(&self, command: &str, mut reply: Document) -> Document {
+        use mongo_migrations::bson::Bson;
+        match command {
+            "hello" => {
+                reply.insert("msg", "isdbgrid");
+            }
+            _ => {
+                let Ok(cursor) = reply.get_document_mut("cursor") else {
+                    return reply;
+                };
+                let Ok(batch) = cursor.get_array("firstBatch") else {
+                    return reply;
+                };
+                let mut per_shard = Vec::new();
+                for shard in &self.shards {
+                    for stat in batch.iter().filter_map(Bson::as_document) {
+                        let name = stat.get_str("name").unwrap_or_default();
+                        if self.missing.iter().any(|(i, s)| *i == name && s == shard) {
+                            continue;
+                        }
+                        let mut stat = stat.clone();
+                        stat.insert("shard", *shard);
+                        per_shard.push(Bson::Document(stat));
+                    }
+                }
+                cursor.insert("firstBatch", per_shard);
+            }
+        }
+        reply
+    }
+}
+
+/// The command the impersonated `mongos` answers, if `command` is one: the
+/// runtime's own `hello`, sent in a session (`lsid`; the driver's handshake
+/// and monitoring are not, and are left to the server, so the driver still
+/// sees the test server), or an `$indexStats` aggregation.
+fn mongos_command(command: &Document) -> Option<&'static str> {
+    let (name, _) = command.iter().next()?;
+    match name.as_str() {
+        "hello" if command.contains_key("lsid") && !command.contains_key("client") => Some("hello"),
+        "aggregate"
+            if command
+                .get_array("pipeline")
+                .ok()
+                .and_then(|p| p.first())
+                .and_then(|s| s.as_document())
+                .is_some_and(|s| s.contains_key("$indexStats")) =>
+        {
+            Some("aggregate")
+        }
+        _ => None,
+    }
 }
 
 /// What the proxy does to one protocol write.
@@ -193,6 +267,10 @@ struct Shared {
     silenced: Arc<Mutex<Vec<Document>>>,
     /// The reply to `connectionStatus`, in place of the server's.
     connection_status: Arc<Mutex<Option<Document>>>,
+    /// The `mongos` impersonated, if any.
+    mongos: Arc<Mutex<Option<Mongos>>>,
+    /// Which command each request awaiting a `mongos` answer was.
+    mongos_requests: Arc<Mutex<std::collections::HashMap<i32, &'static str>>>,
     stepdowns: Arc<AtomicU64>,
     refusals: Arc<AtomicU64>,
 }
@@ -264,6 +342,8 @@ impl Proxy {
             builds: Arc::default(),
             silenced: Arc::default(),
             connection_status: Arc::default(),
+            mongos: Arc::default(),
+            mongos_requests: Arc::default(),
             stepdowns: Arc::default(),
             refusals: Arc::default(),
         };
@@ -303,6 +383,11 @@ impl Proxy {
     /// the proxy impersonates a user with other privileges.
     pub fn connection_status(&self, reply: Option<Document>) {
         *self.shared.connection_status.lock().unwrap() = reply;
+    }
+
+    /// Answers the runtime as `mongos` does (none: as the server).
+    pub fn mongos(&self, mongos: Option<Mongos>) {
+        *self.shared.mongos.lock().unwrap() = mongos;
     }
 
     /// The same proxy, its URI with `options` (`name=value&…`) added.
@@ -389,6 +474,16 @@ async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
                 Some(Rewrite::WriteConcernError(code)) => {
                     with_write_concern_error(&header, &body, code).unwrap_or((header, body))
                 }
+                Some(Rewrite::Mongos) => {
+                    let command = reply_shared.mongos_requests.lock().unwrap().remove(&response_to);
+                    let mongos = reply_shared.mongos.lock().unwrap().clone();
+                    match (command, mongos, command_of(&body)) {
+                        (Some(command), Some(mongos), Some(reply)) => {
+                            op_msg(response_to, &mongos.answer(command, reply))
+                        }
+                        _ => (header, body),
+                    }
+                }
                 None => (header, body),
             };
             reply_shared.through_blackhole().await;
@@ -439,6 +534,10 @@ async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
                 if let (true, Some(reply)) = (command.contains_key("connectionStatus"), status) {
                     let _ = made_tx.send(op_msg(request_id, &reply));
                     continue;
+                }
+                if let (Some(name), true) = (mongos_command(&command), shared.mongos.lock().unwrap().is_some()) {
+                    shared.mongos_requests.lock().unwrap().insert(request_id, name);
+                    rewrite.lock().unwrap().insert(request_id, Rewrite::Mongos);
                 }
                 let target = command.get_str("createIndexes").ok();
                 let silenced = shared.faults.lock().unwrap().0.silence_builds_of;
