@@ -125,7 +125,7 @@ fn print(report: &PackageReport) {
 }
 
 /// A URI from `--uri` or the package's URI variable.
-fn uri_given(conn: &Connection, target: &Target) -> bool {
+pub(crate) fn uri_given(conn: &Connection, target: &Target) -> bool {
     conn.uri.is_some() || std::env::var(&target.config.uri_env).is_ok_and(|v| !v.is_empty())
 }
 
@@ -327,7 +327,7 @@ fn drift(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> R
 }
 
 /// The connection `status` of `target` would use, from the flags and the package's settings.
-fn connection(target: &Target, conn: &Connection) -> Result<mongo_migrations::harness::Connection> {
+pub(crate) fn connection(target: &Target, conn: &Connection) -> Result<mongo_migrations::harness::Connection> {
     let status = mongo_migrations::cli::Command::Status {
         conn: conn.clone(),
         tenancy: Default::default(),
@@ -375,7 +375,7 @@ fn database(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -
             State::Pending | State::RolledBack if m.out_of_order => (
                 Level::Attention,
                 format!("{name} is pending but older than the newest applied migration (out of order)"),
-                "`up --allow-out-of-order` applies it; or give it a new version",
+                "`up --allow-out-of-order` applies it; or give it a new version with `cargo mongo-migrate renumber`",
             ),
             State::Pending | State::RolledBack => (Level::Pending, format!("{name} is pending"), "`up` applies it"),
             _ => continue,

@@ -105,6 +105,17 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Give a migration a new version (after a version clash in a merge, or to
+    /// run it after those applied); only one applied nowhere
+    Renumber {
+        /// The migration: its version, file name or path (a file, where two share a version)
+        migration: String,
+        /// The new version (YYYYMMDDHHMMSS) [default: the current UTC time]
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Build a migration binary of this package (release): the commands above that need no files, for hosts without cargo
     Bundle {
         /// Copy the binary here [default: it stays in the target directory, as `PACKAGE-migrate`]

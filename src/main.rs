@@ -9,6 +9,7 @@ mod diff;
 mod exit;
 mod harness;
 mod local;
+mod renumber;
 mod scaffold;
 mod workspace;
 
@@ -69,6 +70,14 @@ fn run(args: Args) -> Result<()> {
                     .into());
             };
             scaffold::squash(target, to, name, *force)
+        }
+        Command::Renumber { migration, to, conn } => {
+            let [target] = ws.targets.as_slice() else {
+                return Err(Failure::new(Code::Usage, "`renumber` works on one package")
+                    .hint("pass -p <package>")
+                    .into());
+            };
+            renumber::run(&ws, target, migration, to.as_deref(), conn, args.verbose)
         }
         Command::Check {
             conn,

@@ -12,9 +12,11 @@ use crate::workspace::{display, Target};
 const TEMPLATE: &str = include_str!("../templates/migration.rs");
 const SQUASH_TEMPLATE: &str = include_str!("../templates/squash.rs");
 
-fn codegen(e: mongo_migrations_codegen::Error) -> anyhow::Error {
+pub(crate) fn codegen(e: mongo_migrations_codegen::Error) -> anyhow::Error {
     let hint = match &e {
-        mongo_migrations_codegen::Error::DuplicateVersion { .. } => "rename one file to a new timestamp",
+        mongo_migrations_codegen::Error::DuplicateVersion { .. } => {
+            "give the one applied nowhere a new version: `cargo mongo-migrate renumber <its file>`"
+        }
         mongo_migrations_codegen::Error::BadFileName { .. } => {
             "rename the file, or move it out of the migrations directory"
         }
@@ -111,7 +113,7 @@ pub fn new_before(target: &Target, name: &str, before: &str) -> Result<()> {
                 previous.unwrap_or("the first migration")
             ),
         )
-        .hint("give the later migration a new timestamp (rename its file; only while it is applied nowhere), or write the fix into it")
+        .hint("give the later migration a new version with `cargo mongo-migrate renumber` (only while it is applied nowhere), or write the fix into it")
         .into());
     };
     let post = next.phase.as_deref() == Some("post-deploy");
@@ -358,7 +360,7 @@ fn not_kept_by_git<'p>(dir: &Path, paths: &[&'p Path]) -> Vec<(&'p Path, &'stati
 }
 
 /// The first second after `version` that is before `next` (if any).
-fn next_free_second(version: &str, next: Option<&str>) -> Option<String> {
+pub(crate) fn next_free_second(version: &str, next: Option<&str>) -> Option<String> {
     let time = chrono::NaiveDateTime::parse_from_str(version, "%Y%m%d%H%M%S").ok()?;
     let candidate = (time + chrono::Duration::seconds(1)).format("%Y%m%d%H%M%S").to_string();
     next.is_none_or(|next| candidate.as_str() < next).then_some(candidate)

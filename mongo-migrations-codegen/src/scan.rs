@@ -13,7 +13,7 @@ use crate::{Error, Result};
 pub const REGISTRY_FILE: &str = "mod.rs";
 
 /// One migration file, as the registry needs it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MigrationFile {
     pub path: PathBuf,
     pub module: String,

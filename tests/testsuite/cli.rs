@@ -25,6 +25,7 @@ fn help() {
         ("squash", file!["snapshots/help-squash.txt"]),
         ("check", file!["snapshots/help-check.txt"]),
         ("bundle", file!["snapshots/help-bundle.txt"]),
+        ("renumber", file!["snapshots/help-renumber.txt"]),
         ("config", file!["snapshots/help-config.txt"]),
     ] {
         cli().args([command, "--help"]).assert().success().stdout_eq(snapshot);
@@ -912,4 +913,74 @@ error: no MongoDB URI for `single-app`
 hint: pass --uri, or set MONGODB_URI (its name is `uri-env` under [package.metadata.mongo-migrate])
 
 "#]]);
+}
+
+/// After a merge brought a second migration of one version, `renumber`
+/// gives the one named by its file a new version and regenerates the
+/// registry; the version alone is refused as ambiguous. Against a database
+/// where the migration is applied, it is refused and nothing is renamed:
+/// renumbered, it would run again under its new version.
+#[test]
+fn renumber_mends_a_version_clash_and_refuses_an_applied_migration() {
+    let crate_dir = fixture("single");
+    let dir = crate_dir.path().join("src/migrations");
+    std::fs::write(
+        dir.join("m20260102_000000_theirs.rs"),
+        "//! Theirs.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(_ctx: &mut MigrationContext) -> MigrationResult {\n    Ok(())\n}\n",
+    )
+    .unwrap();
+    let offline = || cli().current_dir(crate_dir.path()).env_remove("MONGODB_URI");
+    offline().args(["registry"]).assert().code(2).stderr_eq(str![[r#"
+error: duplicate migration version 20260102000000: [..]/src/migrations/m20260102_000000_seed_admin.rs and [..]/src/migrations/m20260102_000000_theirs.rs; give one of them a new timestamp
+hint: give the one applied nowhere a new version: `cargo mongo-migrate renumber <its file>`
+
+"#]]);
+    offline().args(["renumber", "20260102000000"]).assert().code(2).stderr_eq(str![[r#"
+error: 2 migrations have version 20260102000000: src/migrations/m20260102_000000_seed_admin.rs, src/migrations/m20260102_000000_theirs.rs
+hint: give the file of the one to renumber (the one applied nowhere)
+
+"#]]);
+    offline()
+        .args(["renumber", "src/migrations/m20260102_000000_theirs.rs", "--to", "20260103000000"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+Renamed src/migrations/m20260102_000000_theirs.rs to src/migrations/m20260103_000000_theirs.rs (version 20260102000000 is now 20260103000000)
+Updated src/migrations/mod.rs
+
+"#]])
+        .stderr_eq(str![[r#"
+warning: not checked against a database (no URI): renumber only a migration applied nowhere, or it runs again under its new version
+
+"#]]);
+    assert!(!dir.join("m20260102_000000_theirs.rs").exists());
+    assert!(read(dir.join("mod.rs")).contains("m20260103_000000_theirs"));
+    assert!(read(dir.join("m20260103_000000_theirs.rs")).starts_with("//! Theirs."));
+
+    let db = format!("mm_renumber_{}", std::process::id());
+    with_client(async |client| {
+        let now = mongo_migrations::bson::DateTime::now();
+        client
+            .database(&db)
+            .collection::<mongo_migrations::bson::Document>("migrations")
+            .insert_one(mongo_migrations::bson::doc! {
+                "version": 20260101000000_i64, "name": "create_users", "status": "completed",
+                "batch": 1_i64, "createdAt": now, "updatedAt": now, "appliedAt": now,
+            })
+            .await
+            .unwrap();
+    });
+    let run = against_server(crate_dir.path(), &db);
+    run(&["renumber", "20260101000000"]).assert().code(2).stderr_eq(str![[r#"
+error: 20260101000000 create_users is applied in the database `mm_renumber_[..]`: renumbered, it would run again under its new version
+hint: renumber the other migration of the clash, the one applied nowhere; or give this one's changes a new migration
+
+"#]]);
+    assert!(dir.join("m20260101_000000_create_users.rs").exists());
+    // A pending one there is renumbered.
+    run(&["renumber", "20260103000000", "--to", "20260104000000"])
+        .assert()
+        .success();
+    assert!(dir.join("m20260104_000000_theirs.rs").exists());
+    with_client(async |client| client.database(&db).drop().await.unwrap());
 }
