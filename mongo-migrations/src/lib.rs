@@ -70,7 +70,7 @@ pub use options::{Config, DownOptions, OutOfOrder, UpOptions};
 pub use phase::Phase;
 pub use plan::DownTarget;
 pub use progress::Progress;
-pub use record::{AcceptedChecksum, HistoryQuery, Record, StagedViolations};
+pub use record::{AcceptedChecksum, HistoryQuery, LogEntry, LogEvent, Record, StagedViolations, LOG_KEPT};
 pub use registry::Registry;
 pub use report::{Counts, Readiness, Resolution, RunReport, State, StatusEntry, StatusReport, Step, StoppedWalk};
 pub use server::{check_target, connect, connect_within, supports_transactions};

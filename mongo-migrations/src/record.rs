@@ -82,12 +82,92 @@ pub struct Record {
     /// right after it was set at `warn`.
     #[serde(default)]
     pub violations: Vec<StagedViolations>,
+    /// Its runs, oldest first: every apply, rollback, failure and stop,
+    /// appended by the step write that records it (the last [`LOG_KEPT`];
+    /// none for runs of versions before 0.2, or a record written without running).
+    #[serde(default)]
+    pub log: Vec<LogEntry>,
     /// Free-form details, such as how a `resolve` settled it.
     pub metadata: serde_json::Value,
     /// When the record was created.
     pub created_at: DateTime<Utc>,
     /// When the record last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// The record's field that keeps its [`LogEntry`]s.
+pub(crate) const LOG_FIELD: &str = "log";
+
+/// How many [`LogEntry`]s a record keeps, the latest: a migration run and
+/// rolled back more often than this keeps its latest runs.
+pub const LOG_KEPT: i32 = 100;
+
+/// How one run of a migration ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum LogEvent {
+    /// Its `up` went through.
+    Applied,
+    /// Its `down` went through.
+    RolledBack,
+    /// It failed (see the entry's error).
+    Failed,
+    /// A stop request ended its walk between two batches; resumable.
+    Stopped,
+}
+
+impl LogEvent {
+    /// As stored and printed: `applied`, `rolled-back`, `failed`, `stopped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogEvent::Applied => "applied",
+            LogEvent::RolledBack => "rolled-back",
+            LogEvent::Failed => "failed",
+            LogEvent::Stopped => "stopped",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [
+            LogEvent::Applied,
+            LogEvent::RolledBack,
+            LogEvent::Failed,
+            LogEvent::Stopped,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == text)
+    }
+}
+
+/// One run of a migration, as its record's `log` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    /// How it ended.
+    pub event: LogEvent,
+    /// Which way it went.
+    pub direction: Direction,
+    /// The batch of the run.
+    pub batch: i64,
+    /// When it was recorded (the server's clock).
+    pub at: DateTime<Utc>,
+    /// How long its body took.
+    pub execution_time_ms: Option<i64>,
+    /// Its error, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredLogEntry {
+    event: String,
+    direction: String,
+    batch: i64,
+    at: bson::DateTime,
+    execution_time_ms: Option<i64>,
+    error: Option<String>,
 }
 
 /// How many documents violated a validator a migration staged, and a few of them.
@@ -149,6 +229,7 @@ struct Stored {
     adopted: Option<bool>,
     accepted_checksums: Option<Vec<StoredAccepted>>,
     violations: Option<Vec<StoredViolations>>,
+    log: Option<Vec<StoredLogEntry>>,
     metadata: Option<Bson>,
     created_at: Option<bson::DateTime>,
     updated_at: Option<bson::DateTime>,
@@ -233,6 +314,24 @@ impl Record {
                     sample: v.sample,
                 })
                 .collect(),
+            log: stored
+                .log
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| {
+                    Ok(LogEntry {
+                        event: LogEvent::parse(&e.event).ok_or_else(|| corrupt("log.event"))?,
+                        direction: match e.direction.as_str() {
+                            "down" => Direction::Down,
+                            _ => Direction::Up,
+                        },
+                        batch: e.batch,
+                        at: e.at.to_chrono(),
+                        execution_time_ms: e.execution_time_ms,
+                        error: e.error,
+                    })
+                })
+                .collect::<Result<_, Error>>()?,
             metadata: stored
                 .metadata
                 .map_or(serde_json::Value::Null, Bson::into_relaxed_extjson),
@@ -325,6 +424,10 @@ pub struct HistoryQuery {
     pub skip: u64,
     /// `None` or 0 returns everything.
     pub limit: Option<u64>,
+    /// Every record, for a history of runs read from their logs: `status`,
+    /// `skip` and `limit` then count runs, and are left to the reader
+    /// (`cargo mongo-migrate history` prints one line per run).
+    pub runs: bool,
 }
 
 #[cfg(test)]

@@ -105,6 +105,18 @@ single-app: Rolled back 2 migrations in [..] (migration code: [..])
     );
     let history: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 2, "{out}");
+    // Applied again: the history has a line per run, the latest first.
+    run(&["up", "--to", "20260103000000"]).assert().success();
+    run(&["history", "--limit", "4"]).assert().success().stdout_eq(str![[r#"
+single-app:
+VERSION         NAME            STATUS       DIRECTION  BATCH  AT (UTC)             TIME[..]
+20260103000000  backfill_names  completed    up         2      [..]
+20260103000000  backfill_names  rolled-back  down       1      [..]
+20260104000000  add_flag        rolled-back  down       1      [..]
+20260104000000  add_flag        completed    up         1      [..]
+
+"#]]);
+    run(&["down"]).assert().success();
     // More asked than applied: said, not silent.
     let out = stdout(run(&["down", "--steps", "5", "--dry-run"]).assert().success());
     assert!(

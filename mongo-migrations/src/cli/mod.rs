@@ -24,6 +24,7 @@
 pub mod args;
 pub mod color;
 pub mod exit;
+mod history;
 pub mod output;
 mod render;
 mod request;

@@ -592,26 +592,38 @@ fn process_gone(holder: &crate::Holder, this_host: &str, alive: impl Fn(u32) -> 
     holder.host == this_host && !alive(holder.pid)
 }
 
-/// The history table.
-pub fn history(package: &str, records: &[Record]) {
+/// The history table: a line per run (see `history.rs`), as `query` asks.
+pub fn history(package: &str, records: &[Record], query: &crate::HistoryQuery) {
     crate::outln!("{package}:");
-    let rows: Vec<Vec<String>> = records
+    let rows: Vec<Vec<String>> = crate::cli::history::lines(records, query)
         .iter()
-        .map(|r| {
+        .map(|line| {
+            let r = line.record;
+            let status = line.status();
+            let note = match line.run {
+                // The record's own state says how it came about.
+                None => match (r.baseline, r.adopted, r.documents_done()) {
+                    (true, ..) => " (baseline)".to_string(),
+                    (false, true, _) => " (without running)".to_string(),
+                    (.., Some(done)) => format!(" ({} documents done)", thousands(done)),
+                    _ => String::new(),
+                },
+                Some(run) if run.event == crate::LogEvent::Stopped => " (stopped on request)".to_string(),
+                Some(_) => String::new(),
+            };
+            let (ms, error) = match line.run {
+                Some(run) => (run.execution_time_ms, run.error.clone()),
+                None => (r.execution_time_ms, r.error.clone()),
+            };
             vec![
                 r.version.to_string(),
                 r.name.clone(),
-                match (r.baseline, r.adopted, r.documents_done()) {
-                    (true, ..) => format!("{} (baseline)", r.status),
-                    (false, true, _) => format!("{} (without running)", r.status),
-                    (.., Some(done)) => format!("{} ({} documents done)", r.status, thousands(done)),
-                    _ => r.status.to_string(),
-                },
-                r.direction.to_string(),
-                r.batch.to_string(),
-                when(Some(r.updated_at)),
-                r.execution_time_ms.map(duration).unwrap_or_else(|| "-".into()),
-                r.error.clone().unwrap_or_default(),
+                format!("{status}{note}"),
+                line.direction().to_string(),
+                line.batch().to_string(),
+                when(Some(line.at())),
+                ms.map(duration).unwrap_or_else(|| "-".into()),
+                error.unwrap_or_default(),
             ]
         })
         .collect();
@@ -622,7 +634,7 @@ pub fn history(package: &str, records: &[Record]) {
             "STATUS",
             "DIRECTION",
             "BATCH",
-            "UPDATED AT (UTC)",
+            "AT (UTC)",
             "TIME",
             "ERROR",
         ],

@@ -27,7 +27,13 @@ pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Fai
             _ => output::run_report(package, &report),
         },
         Answer::Status(report) => output::status(package, &report),
-        Answer::History(records) => output::history(package, &records),
+        Answer::History(records) => {
+            let query = match command {
+                Remote::History(query) => query.clone(),
+                _ => crate::HistoryQuery::default(),
+            };
+            output::history(package, &records, &query)
+        }
         Answer::Lock(lock) => match command {
             Remote::ForceUnlock { .. } => match lock.filter(|l| !l.expired) {
                 Some(l) => crate::outln!("{package}: released the lock held by {}", l.holder),

@@ -118,6 +118,8 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
                     status,
                     skip: *skip,
                     limit: *limit,
+                    // The table has a line per run; JSON, the records.
+                    runs: !*json,
                 }),
                 *json,
             )

@@ -77,6 +77,7 @@ pub(super) async fn history(
         status,
         skip: p.skip,
         limit: p.limit,
+        runs: false,
     };
     Ok(Json(api.migrator.history(&query).await?))
 }

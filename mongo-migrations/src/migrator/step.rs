@@ -40,7 +40,7 @@ impl Migrator {
             });
             let previous = open
                 .take()
-                .map(|(i, ms)| (i, finish(plan[i].0, Outcome::Done(direction), ms)));
+                .map(|(i, ms)| (i, finish(plan[i], direction, Outcome::Done(direction), ms)));
             // A runner whose lease ran out (it was paused) claims nothing it
             // would then not start.
             if let Err(e) = guard.ensure_lease().await {
@@ -80,14 +80,14 @@ impl Migrator {
                 // Its `running` record means "not applied" until the
                 // transaction commits it done.
                 match self
-                    .run_in_transaction(guard, m, direction)
+                    .run_in_transaction(guard, (m, batch), direction)
                     .instrument(span.clone())
                     .await
                 {
                     Ok(ms) => ms,
                     Err((e @ Error::MigrationFailed { .. }, attempts)) => {
                         span.in_scope(|| tracing::error!(error = %e, attempts, "migration failed"));
-                        let end = finish(m, Outcome::Failed(failure_text(&e), attempts), 0);
+                        let end = finish((m, batch), direction, Outcome::Failed(failure_text(&e), attempts), 0);
                         self.record_end(guard, end, &steps, plan, next).await?;
                         if continue_on_error && m.independent {
                             self.went_past(m, failure_text(&e), &mut failures);
@@ -121,8 +121,14 @@ impl Migrator {
                 if let Some(walk) = result.as_ref().err().and_then(StepError::stopped_walk) {
                     // Stopped on request between two batches: not a failure.
                     span.in_scope(|| tracing::info!(documents_done = walk.done, "migration stopped on request"));
-                    self.record_end(guard, finish(m, Outcome::Stopped, ms), &steps, plan, next)
-                        .await?;
+                    self.record_end(
+                        guard,
+                        finish((m, batch), direction, Outcome::Stopped, ms),
+                        &steps,
+                        plan,
+                        next,
+                    )
+                    .await?;
                     return Ok(RunReport {
                         direction,
                         dry_run: false,
@@ -139,8 +145,14 @@ impl Migrator {
                 }
                 if let Err(e) = result {
                     span.in_scope(|| tracing::error!(error = %e.message, "migration failed"));
-                    self.record_end(guard, finish(m, Outcome::Failed(&e.message, 1), ms), &steps, plan, next)
-                        .await?;
+                    self.record_end(
+                        guard,
+                        finish((m, batch), direction, Outcome::Failed(&e.message, 1), ms),
+                        &steps,
+                        plan,
+                        next,
+                    )
+                    .await?;
                     if continue_on_error && m.independent {
                         self.went_past(m, &e.message, &mut failures);
                         next += 1;
@@ -165,8 +177,14 @@ impl Migrator {
             next += 1;
         }
         if let Some((i, ms)) = open {
-            self.record_end(guard, finish(plan[i].0, Outcome::Done(direction), ms), &steps, plan, i)
-                .await?;
+            self.record_end(
+                guard,
+                finish(plan[i], direction, Outcome::Done(direction), ms),
+                &steps,
+                plan,
+                i,
+            )
+            .await?;
             steps.push(step(plan[i].0, plan[i].1, Some(ms)));
         }
         if !failures.is_empty() && !self.stop.is_stopped() {
@@ -220,9 +238,17 @@ pub(super) fn function(m: &Migration, direction: Direction) -> MigrationFn {
     }
 }
 
-pub(super) fn finish<'a>(m: &Migration, outcome: Outcome<'a>, elapsed_ms: i64) -> Finish<'a> {
+/// The end of the step of `m` (in `batch`), going `direction`.
+pub(super) fn finish<'a>(
+    (m, batch): (&Migration, i64),
+    direction: Direction,
+    outcome: Outcome<'a>,
+    elapsed_ms: i64,
+) -> Finish<'a> {
     Finish {
         version: m.version,
+        batch,
+        direction,
         outcome,
         elapsed_ms,
     }

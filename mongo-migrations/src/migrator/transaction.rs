@@ -29,12 +29,12 @@ impl Migrator {
     pub(super) async fn run_in_transaction(
         &self,
         guard: &LockGuard,
-        m: &Migration,
+        (m, batch): (&Migration, i64),
         direction: Direction,
     ) -> Result<i64, (Error, u32)> {
         let mut attempt = 1;
         loop {
-            match self.attempt_transaction(guard, m, direction, attempt).await {
+            match self.attempt_transaction(guard, (m, batch), direction, attempt).await {
                 Ok(Some(ms)) => return Ok(ms),
                 Ok(None) => attempt += 1,
                 Err(e) => return Err((e, attempt)),
@@ -48,7 +48,7 @@ impl Migrator {
     pub(super) async fn attempt_transaction(
         &self,
         guard: &LockGuard,
-        m: &Migration,
+        (m, batch): (&Migration, i64),
         direction: Direction,
         attempt: u32,
     ) -> Result<Option<i64>, Error> {
@@ -66,7 +66,10 @@ impl Migrator {
         let result = run_body(function(m, direction), &mut ctx).await;
         let mut session = ctx.into_session().expect("transactional context has a session");
         let outcome = match result {
-            Ok(()) => match self.end_transaction(guard, m, direction, &mut session, start).await {
+            Ok(()) => match self
+                .end_transaction(guard, (m, batch), direction, &mut session, start)
+                .await
+            {
                 Ok(ms) => match commit(&mut session).await {
                     Ok(()) => return Ok(Some(ms)),
                     Err(e) if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) => {
@@ -142,14 +145,14 @@ impl Migrator {
     pub(super) async fn end_transaction(
         &self,
         guard: &LockGuard,
-        m: &Migration,
+        (m, batch): (&Migration, i64),
         direction: Direction,
         session: &mut ClientSession,
         start: Instant,
     ) -> Result<i64, Attempt> {
         let now = self.server.clock().await.map_err(Attempt::Failed)?.now();
         let ms = elapsed_ms(start);
-        let end = finish(m, Outcome::Done(direction), ms);
+        let end = finish((m, batch), direction, Outcome::Done(direction), ms);
         match self
             .tracking
             .step(Some(end), None, guard.fence(), now, Some(session))

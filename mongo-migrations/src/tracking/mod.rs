@@ -105,6 +105,8 @@ impl Tracking {
     }
 
     pub(crate) async fn history(&self, query: &HistoryQuery) -> Result<Vec<Record>, Error> {
+        let all = HistoryQuery::default();
+        let query = if query.runs { &all } else { query };
         let filter = match query.status {
             Some(status) => doc! { "status": status.as_str() },
             None => doc! {},

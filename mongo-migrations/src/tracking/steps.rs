@@ -7,7 +7,7 @@ use mongodb::ClientSession;
 use super::documents::{own, stamp, written_by};
 use super::Tracking;
 use crate::lock::Fence;
-use crate::record::Record;
+use crate::record::{LogEvent, Record, LOG_FIELD, LOG_KEPT};
 use crate::update;
 use crate::{Direction, Error, MigrationStatus, Version};
 
@@ -28,6 +28,10 @@ pub(crate) enum Outcome<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Finish<'a> {
     pub(crate) version: Version,
+    /// The batch of the run.
+    pub(crate) batch: i64,
+    /// The way the step went.
+    pub(crate) direction: Direction,
     pub(crate) outcome: Outcome<'a>,
     pub(crate) elapsed_ms: i64,
 }
@@ -70,7 +74,7 @@ impl Tracking {
                 Outcome::Stopped => drop(set.insert("stoppedAt", now)),
             }
             let filter = own(f.version, MigrationStatus::Running, fence);
-            let update = match f.outcome {
+            let mut update = match f.outcome {
                 // Done: its batches start afresh next time (after a rollback).
                 Outcome::Done(Direction::Up) => doc! { "$set": set, "$unset": { "checkpoints": "" } },
                 // Rolled back: the next `up` finds out anew which indexes it builds.
@@ -80,6 +84,13 @@ impl Tracking {
                 },
                 Outcome::Failed(..) | Outcome::Stopped => doc! { "$set": set },
             };
+            // The same write appends the step to the record's log: the
+            // history of every apply and rollback costs no round trip, and
+            // a retried write cannot append twice (its filter no longer matches).
+            update.insert(
+                "$push",
+                doc! { LOG_FIELD: { "$each": [log_entry(f, now)], "$slice": -LOG_KEPT } },
+            );
             statements.push(doc! { "q": filter, "u": update });
         }
         if let Some(version) = start {
@@ -154,6 +165,27 @@ impl Tracking {
             Stepped::FinishFenced
         })
     }
+}
+
+/// The `log` entry of the end `f` at `now`, as [`LogEntry`](crate::LogEntry) reads it.
+fn log_entry(f: &Finish<'_>, now: bson::DateTime) -> bson::Document {
+    let event = match f.outcome {
+        Outcome::Done(Direction::Up) => LogEvent::Applied,
+        Outcome::Done(Direction::Down) => LogEvent::RolledBack,
+        Outcome::Failed(..) => LogEvent::Failed,
+        Outcome::Stopped => LogEvent::Stopped,
+    };
+    let mut entry = doc! {
+        "event": event.as_str(),
+        "direction": f.direction.as_str(),
+        "batch": f.batch,
+        "at": now,
+        "executionTimeMs": f.elapsed_ms,
+    };
+    if let Outcome::Failed(message, _) = f.outcome {
+        entry.insert("error", message);
+    }
+    entry
 }
 
 /// Whether `record` shows the end `f` as this runner's step write at `now`

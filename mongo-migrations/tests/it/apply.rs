@@ -252,6 +252,7 @@ async fn history_filters_by_status_and_paginates() {
             status: None,
             skip: 1,
             limit: Some(1),
+            runs: false,
         })
         .await
         .unwrap();
