@@ -73,11 +73,13 @@ pub fn run(ws: &Workspace, conn: &Connection, offline: bool, build: bool, json: 
     }
     let worst = reports.iter().flat_map(|r| &r.findings).map(|f| f.level).max();
     if json {
-        let document = if ws.targets.len() == 1 {
-            serde_json::to_value(&reports[0])?
-        } else {
-            serde_json::to_value(&reports)?
-        };
+        let document = crate::output::one_or_keyed(
+            reports
+                .iter()
+                .map(|r| Ok((r.package.clone(), serde_json::to_value(r)?)))
+                .collect::<Result<_, serde_json::Error>>()?,
+            ws.whole,
+        );
         mongo_migrations::outln!("{}", serde_json::to_string_pretty(&document)?);
     } else {
         for r in &reports {

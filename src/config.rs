@@ -165,10 +165,15 @@ pub fn print(ws: &Workspace, conn: &Connection, json: bool) -> Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     let all: Vec<(&Target, Vec<Setting>)> = ws.targets.iter().map(|t| (t, settings(t, conn, env))).collect();
     if json {
-        let doc: serde_json::Map<String, serde_json::Value> = all
-            .iter()
-            .map(|(t, s)| (t.name.clone(), serde_json::to_value(s).expect("settings serialise")))
-            .collect();
+        let doc = crate::output::one_or_keyed(
+            all.iter()
+                .map(|(t, s)| {
+                    let package = serde_json::json!({ "package": t.name, "settings": s });
+                    (t.name.clone(), package)
+                })
+                .collect(),
+            ws.whole,
+        );
         mongo_migrations::outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }

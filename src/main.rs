@@ -160,14 +160,7 @@ fn remote(args: &Args, command: &Remote, ws: &Workspace) -> Result<()> {
         }
     }
     if json {
-        let document = if args.workspace {
-            serde_json::Value::Object(results)
-        } else {
-            results
-                .into_iter()
-                .next()
-                .map_or(serde_json::Value::Null, |(_, only)| only)
-        };
+        let document = output::one_or_keyed(results.into_iter().collect(), args.workspace);
         mongo_migrations::outln!("{}", serde_json::to_string_pretty(&document)?);
         if let Some(failure) = tenant_failure {
             return Err(failure.into());

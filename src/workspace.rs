@@ -61,6 +61,8 @@ pub struct Workspace {
     pub root: PathBuf,
     pub target_dir: PathBuf,
     pub targets: Vec<Target>,
+    /// `--workspace` was given: one JSON document keyed by package.
+    pub whole: bool,
     /// How to run `cargo metadata` again, with dependencies resolved.
     manifest_path: Option<PathBuf>,
     verbose: bool,
@@ -77,6 +79,7 @@ impl Workspace {
             root,
             target_dir,
             targets,
+            whole: false,
             manifest_path: None,
             verbose: false,
             resolved: std::cell::OnceCell::new(),
@@ -186,6 +189,7 @@ pub fn load(args: &Args) -> Result<Workspace> {
         .map(|p| target(p, args))
         .collect::<Result<Vec<_>>>()?;
     Ok(Workspace {
+        whole: args.workspace,
         manifest_path: args.manifest_path.clone(),
         verbose: args.verbose,
         ..Workspace::new(

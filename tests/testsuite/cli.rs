@@ -984,3 +984,38 @@ hint: renumber the other migration of the clash, the one applied nowhere; or giv
     assert!(dir.join("m20260104_000000_theirs.rs").exists());
     with_client(async |client| client.database(&db).drop().await.unwrap());
 }
+
+/// Every `--json` follows one rule: the package's result, or with
+/// `--workspace` an object of each package's result under its name.
+/// `config` and `check` followed two others (always keyed; an array).
+#[test]
+fn config_and_check_json_follow_the_rule_of_every_json_output() {
+    let single = fixture("single");
+    let json = |dir: &std::path::Path, args: &[&str]| -> serde_json::Value {
+        let out = cli()
+            .current_dir(dir)
+            .env_remove("MONGODB_URI")
+            .args(args)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {out:?}"))
+    };
+    let config = json(single.path(), &["config", "--json"]);
+    assert_eq!(config["package"], "single-app", "{config}");
+    assert!(config["settings"].as_array().is_some_and(|s| !s.is_empty()), "{config}");
+    let check = json(single.path(), &["check", "--offline", "--json"]);
+    assert_eq!(check["package"], "single-app", "{check}");
+    assert!(check["findings"].is_array(), "{check}");
+
+    let ws = fixture("workspace");
+    for args in [
+        &["--workspace", "config", "--json"][..],
+        &["--workspace", "check", "--offline", "--json"],
+    ] {
+        let keyed = json(ws.path(), args);
+        let names: Vec<&String> = keyed.as_object().unwrap_or_else(|| panic!("{keyed}")).keys().collect();
+        // Dependencies first, as they run.
+        assert_eq!(names, ["ws-billing", "ws-app"], "{args:?}");
+        assert_eq!(keyed["ws-billing"]["package"], "ws-billing", "{args:?}");
+    }
+}

@@ -286,6 +286,19 @@ pub fn duration(ms: i64) -> String {
     }
 }
 
+/// The one JSON document of a command's `--json`, the same for every
+/// command: with `keyed` (`--workspace`), an object of each package's
+/// result under its name; else the only package's result.
+pub fn one_or_keyed(results: Vec<(String, serde_json::Value)>, keyed: bool) -> serde_json::Value {
+    if keyed {
+        return serde_json::Value::Object(results.into_iter().collect());
+    }
+    results
+        .into_iter()
+        .next()
+        .map_or(serde_json::Value::Null, |(_, only)| only)
+}
+
 /// `migration` or `migrations`.
 pub fn plural(n: usize, noun: &str) -> String {
     if n == 1 {
