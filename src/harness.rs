@@ -453,7 +453,11 @@ fn outlive_ctrl_c() -> &'static AtomicBool {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         // Without the handler Ctrl-C ends the CLI early; nothing worse.
-        let _ = ctrlc::set_handler(|| SEEN.store(true, Ordering::SeqCst));
+        let _ = ctrlc::set_handler(|| {
+            SEEN.store(true, Ordering::SeqCst);
+            // The harness now writes to the terminal: no bar over its lines.
+            mongo_migrations::cli::output::interrupted();
+        });
     });
     &SEEN
 }

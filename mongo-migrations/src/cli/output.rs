@@ -29,6 +29,20 @@ static LAST_BATCH_LINE: std::sync::Mutex<Option<std::time::Instant>> = std::sync
 /// A walk's progress bar, on a terminal.
 static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
 
+/// Set by Ctrl-C: the harness then writes to the terminal itself
+/// ("stopping after ...", "aborted"), and a bar drawn again would cover
+/// those lines or follow them.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// On Ctrl-C: clears a walk's bar and draws none again; the walk's batch
+/// lines, and the stop's own message, say the rest.
+pub fn interrupted() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(bar) = BAR.lock().expect("progress lock").take() {
+        bar.finish_and_clear();
+    }
+}
+
 /// How often a walk's progress gets a line.
 const BATCH_LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -72,6 +86,9 @@ fn progress_on(p: &Progress, mut out: impl Write, terminal: bool) {
         if OPEN_LINE.swap(false, SeqCst) {
             let _ = writeln!(out);
             let _ = out.flush();
+        }
+        if terminal && INTERRUPTED.load(SeqCst) {
+            return;
         }
         if terminal {
             let mut bar = BAR.lock().expect("progress lock");
@@ -686,6 +703,28 @@ mod tests {
         assert_eq!(super::thousands(1_234_567), "1,234,567");
         assert_eq!(super::rate(1_669, Some(125)), "1,669/s, about 2m05s left");
         assert_eq!(super::rate(12, None), "12/s");
+    }
+
+    /// After Ctrl-C, the harness writes "stopping ..." and "aborted" to the
+    /// terminal itself: the walk's bar is gone and is not drawn again
+    /// (it was redrawn after "aborted").
+    #[test]
+    fn a_walk_s_bar_is_not_drawn_after_ctrl_c() {
+        let batch = |done| crate::Progress::Batch {
+            version: crate::Version::parse("20260101000000").unwrap(),
+            done,
+            total: 20_000,
+            per_second: 500,
+            eta_secs: Some(30),
+        };
+        let mut out = Vec::new();
+        super::progress_on(&batch(100), &mut out, true);
+        assert!(super::BAR.lock().unwrap().is_some(), "a terminal gets a bar");
+        super::interrupted();
+        assert!(super::BAR.lock().unwrap().is_none(), "Ctrl-C clears it");
+        super::progress_on(&batch(200), &mut out, true);
+        assert!(super::BAR.lock().unwrap().is_none(), "and it is not drawn again");
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub const ABORTED: u8 = 130;
 pub(crate) async fn stop_on_signal(mut signals: Signals, stop: StopHandle) {
     signals.next().await;
     stop.stop();
+    // A migration binary draws its walk's bar in this process: cleared,
+    // and not drawn again over (or after) the lines below.
+    #[cfg(feature = "cli")]
+    crate::cli::output::interrupted();
     // On a line of its own: a progress line may be open.
     eprintln!(
         "\nmongo-migrate: stopping after the migration in progress (a walk in batches stops after its batch in flight); press Ctrl-C again to abort"
