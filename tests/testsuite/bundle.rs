@@ -193,3 +193,77 @@ fn collections_then_drop(db: &str) -> Vec<String> {
         names
     })
 }
+
+/// The README's "A migration binary for production", as written: its
+/// `bundle` lines (the second only where the musl target is installed;
+/// `--profile dev` added, as everywhere in these tests: a release build
+/// would compile the driver a second time, minutes on CI), the binary's
+/// `--version` and `up --phase pre` lines, and its one-line
+/// `src/bin/migrate.rs`, which is the fixture's own with the crate's name.
+#[test]
+fn the_readme_s_production_binary_section_runs_as_written() {
+    let section = readme::section("## A migration binary for production");
+    let commands: Vec<String> = readme::cli_lines(&section).iter().map(|c| c.join(" ")).collect();
+    assert_eq!(
+        commands,
+        [
+            "bundle --out dist/",
+            "bundle --target x86_64-unknown-linux-musl --out dist/"
+        ],
+        "the README's production section changed: run what it says now"
+    );
+    let one_line = readme::blocks(&section, "rust").remove(0);
+    let fixture_bin = read(root().join("fixtures/single/src/bin/migrate.rs"));
+    assert_eq!(
+        one_line
+            .replace("// src/bin/migrate.rs\n", "")
+            .replace("my_service", "single_app"),
+        fixture_bin,
+        "the README's one-line binary is the fixture's (built and run by `the_one_line_binary_of_the_crate_carries_its_settings`)"
+    );
+
+    let crate_dir = fixture("single");
+    let musl = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("x86_64-unknown-linux-musl"));
+    for command in &commands {
+        if command.contains("--target") && !musl {
+            eprintln!("not run here (no musl target installed): cargo mongo-migrate {command}");
+            continue;
+        }
+        let mut args: Vec<&str> = command.split_whitespace().collect();
+        args.extend(["--profile", "dev"]);
+        cli().current_dir(crate_dir.path()).args(&args).assert().success();
+    }
+    // `dist/my-service-migrate --version`, then `MONGODB_URI=... dist/my-service-migrate up --phase pre`.
+    let sh = readme::blocks(&section, "sh");
+    let lines: Vec<&str> = sh
+        .iter()
+        .flat_map(|b| b.lines().map(str::trim).collect::<Vec<_>>())
+        .filter(|l| l.contains("dist/my-service-migrate "))
+        .map(|l| l.split(" #").next().unwrap().trim())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "dist/my-service-migrate --version",
+            "MONGODB_URI=... dist/my-service-migrate up --phase pre"
+        ]
+    );
+    let bin = crate_dir.path().join("dist/single-app-migrate");
+    let empty = tempfile::tempdir().unwrap();
+    let db = database("readme");
+    let run = binary(&bin, empty.path(), &db);
+    run(&["--version"]).assert().success().stdout_eq(str![[r#"
+single-app 0.1.0: 2 migrations, newest 20260102000000 (mongo-migrations 0.1.0)
+
+"#]]);
+    run(&["up", "--phase", "pre"]).assert().success().stdout_eq(str![[r#"
+  applying 20260101000000 create_users ... ok ([..])
+  applying 20260102000000 seed_admin ... ok ([..])
+single-app: Applied 2 migrations in [..] (migration code: [..])
+
+"#]]);
+    collections_then_drop(&db);
+}

@@ -57,24 +57,6 @@ fn new_crate(app: &Path, dependency: &str, extra: &str) {
     std::fs::write(app.join("src/lib.rs"), "pub mod migrations;\n").unwrap();
 }
 
-const MIGRATION: &str = r#"//! Add a unique index on users.email.
-
-use mongo_migrations::mongodb::{options::IndexOptions, IndexModel};
-use mongo_migrations::prelude::*;
-
-pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {
-    let unique = IndexOptions::builder().unique(true).build();
-    let index = IndexModel::builder().keys(doc! { "email": 1 }).options(unique).build();
-    ctx.db()?.collection::<Document>("users").create_index(index).await?;
-    Ok(())
-}
-
-pub async fn down(ctx: &mut MigrationContext) -> MigrationResult {
-    ctx.db()?.collection::<Document>("users").drop_index("email_1").await?;
-    Ok(())
-}
-"#;
-
 #[test]
 fn the_quick_start_works_with_the_packaged_crates_alone() {
     let work = tempfile::tempdir().unwrap();
@@ -92,26 +74,59 @@ fn the_quick_start_works_with_the_packaged_crates_alone() {
     );
     new_crate(&app, "mongo-migrations = \"0.1\"", &patch);
     let run = against_server(&app, &format!("mm_packaged_{}", std::process::id()));
-    run(&["new", "add-email-index", "--version", "20260301000000"])
-        .assert()
-        .success();
-    std::fs::write(
-        app.join("src/migrations/m20260301_000000_add_email_index.rs"),
-        MIGRATION,
-    )
-    .unwrap();
-    run(&["up", "--dry-run"]).assert().success().stdout_eq(str![[r#"
+    // The quick start's commands and migration, word for word from the README.
+    let quick_start = readme::section("## Quick start");
+    let commands = readme::cli_lines(&quick_start);
+    let shown: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
+    assert_eq!(
+        shown,
+        ["new add-email-index", "up --dry-run", "up", "status", "down"],
+        "the README's quick start changed: run what it says now"
+    );
+    let migration = readme::blocks(&quick_start, "rust").remove(0);
+    let dir = app.join("src/migrations");
+    for command in &commands {
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let assert = run(&args).assert().success();
+        match args.as_slice() {
+            ["new", ..] => {
+                let created: Vec<_> = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.to_string_lossy().ends_with("_add_email_index.rs"))
+                    .collect();
+                let [file] = created.as_slice() else {
+                    panic!("`new` wrote {created:?}")
+                };
+                std::fs::write(file, &migration).unwrap();
+            }
+            ["up", "--dry-run"] => drop(assert.stdout_eq(str![[r#"
 my-service: Would apply 1 migration (dry run, nothing changed):
-  20260301000000 add_email_index (batch 1)
+  [..] add_email_index (batch 1)
       Add a unique index on users.email.
 
-"#]]);
-    run(&["up"]).assert().success().stdout_eq(str![[r#"
-  applying 20260301000000 add_email_index ... ok ([..])
+"#]])),
+            ["up"] => drop(assert.stdout_eq(str![[r#"
+  applying [..] add_email_index ... ok ([..])
 my-service: Applied 1 migration in [..] (migration code: [..])
 
-"#]]);
-    run(&["down"]).assert().success();
+"#]])),
+            ["status"] => drop(assert.stdout_eq(str![[r#"
+my-service:
+VERSION         NAME             PHASE       STATE    BATCH  APPLIED AT (UTC)     TIME
+[..]  add_email_index  pre-deploy  applied  1      [..]
+1 migration: 1 applied, 0 pending, 0 failed, 0 running, 0 unknown
+lock: free
+
+"#]])),
+            ["down"] => drop(assert.stdout_eq(str![[r#"
+  rolling back [..] add_email_index ... ok ([..])
+my-service: Rolled back 1 migration in [..] (migration code: [..])
+
+"#]])),
+            other => panic!("no check for {other:?}"),
+        }
+    }
 
     // The runtime the harness linked is the unpacked package.
     let metadata = Command::new(env!("CARGO"))

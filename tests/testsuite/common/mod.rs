@@ -1,6 +1,8 @@
 //! Helpers for the CLI tests: copies of fixture crates and the binary.
 #![allow(dead_code)]
 
+pub mod readme;
+
 use std::path::{Path, PathBuf};
 
 use snapbox::cmd::Command;
