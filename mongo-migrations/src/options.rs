@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DownTarget, Version};
+use crate::Version;
 
 /// Collection names and lock timing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,4 +92,50 @@ pub struct DownOptions {
     pub target: DownTarget,
     /// Report what would be rolled back; change nothing, not even the lock.
     pub dry_run: bool,
+}
+
+/// How far `down` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DownTarget {
+    /// The last N applied migrations.
+    Steps(usize),
+    /// Every migration of the most recent batch.
+    LastBatch,
+    /// Everything applied after this version (which stays applied).
+    To(Version),
+}
+
+impl DownTarget {
+    /// From `down`'s options `steps`, `batch` and `to`, of which at most one
+    /// may be given (`None` otherwise); none at all means one step.
+    pub fn from_options(steps: Option<usize>, batch: bool, to: Option<Version>) -> Option<Self> {
+        match (steps, batch, to) {
+            (None, false, None) => Some(DownTarget::Steps(1)),
+            (Some(n), false, None) => Some(DownTarget::Steps(n)),
+            (None, true, None) => Some(DownTarget::LastBatch),
+            (None, false, Some(v)) => Some(DownTarget::To(v)),
+            _ => None,
+        }
+    }
+}
+
+impl Default for DownTarget {
+    fn default() -> Self {
+        DownTarget::Steps(1)
+    }
+}
+
+/// How to settle a migration left `running` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Resolution {
+    /// Its effect is in place: record it as applied.
+    Applied,
+    /// Its effect is not in place: run it again on the next `up`.
+    Pending,
+    /// A completed migration whose code changed harmlessly: record the
+    /// current checksum, keeping the old one in the record's
+    /// `acceptedChecksums`.
+    AcceptChecksum,
 }

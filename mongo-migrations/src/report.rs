@@ -76,20 +76,6 @@ impl RunReport {
     }
 }
 
-/// How to settle a migration left `running` or `failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Resolution {
-    /// Its effect is in place: record it as applied.
-    Applied,
-    /// Its effect is not in place: run it again on the next `up`.
-    Pending,
-    /// A completed migration whose code changed harmlessly: record the
-    /// current checksum, keeping the old one in the record's
-    /// `acceptedChecksums`.
-    AcceptChecksum,
-}
-
 /// Where one migration stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -25,3 +25,20 @@ impl StopHandle {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// What this process does on its first Ctrl-C before the harness says it
+/// stops: a migration binary clears its progress bar (set by the CLI front,
+/// so that the signal handler below it needs no knowledge of the terminal).
+static ON_INTERRUPT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what the first Ctrl-C does first (once per process).
+pub(crate) fn on_interrupt(hook: fn()) {
+    let _ = ON_INTERRUPT.set(hook);
+}
+
+/// Runs the hook [`on_interrupt`] set, if any.
+pub(crate) fn interrupted() {
+    if let Some(hook) = ON_INTERRUPT.get() {
+        hook();
+    }
+}

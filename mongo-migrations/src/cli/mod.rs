@@ -144,6 +144,7 @@ async fn execute(package: &Package, registry: Registry, command: &Command, verbo
         connection,
         command: remote.clone(),
     };
+    crate::stop::on_interrupt(output::interrupted);
     let answer = harness::run(request, registry, move |p, _| match json {
         true => output::progress_on_stderr(p),
         false => output::progress(p),

@@ -15,8 +15,7 @@ pub(crate) async fn stop_on_signal(mut signals: Signals, stop: StopHandle) {
     stop.stop();
     // A migration binary draws its walk's bar in this process: cleared,
     // and not drawn again over (or after) the lines below.
-    #[cfg(feature = "cli")]
-    crate::cli::output::interrupted();
+    crate::stop::interrupted();
     // On a line of its own: a progress line may be open.
     eprintln!(
         "\nmongo-migrate: stopping after the migration in progress (a walk in batches stops after its batch in flight); press Ctrl-C again to abort"

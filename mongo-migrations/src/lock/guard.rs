@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::info::Fence;
-use super::proof::Resumed;
+use super::info::{Acquired, Fence};
+use super::resumed::Resumed;
 use super::store::Lock;
 use crate::{Error, Version};
 
@@ -77,7 +77,20 @@ impl std::ops::Deref for LockGuard {
 }
 
 impl LockGuard {
-    pub(super) fn start(lock: Lock, fence: Fence, plan: &[Version], inherited: Vec<Version>, sent: Instant) -> Self {
+    /// Takes the lock (see `Lock::acquire`) and holds it: the heartbeat
+    /// starts, and the lease runs from when the taking write was sent.
+    pub(crate) async fn acquire(lock: &Lock, reason: &str, plan: &[Version]) -> Result<Self, Error> {
+        let acquired = lock.acquire(reason, plan).await?;
+        Ok(LockGuard::start(lock.clone(), acquired))
+    }
+
+    fn start(lock: Lock, acquired: Acquired) -> Self {
+        let Acquired {
+            fence,
+            plan,
+            inherited,
+            sent,
+        } = acquired;
         let (lost, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             lost,
@@ -91,7 +104,7 @@ impl LockGuard {
         LockGuard {
             handle: LockHandle { lock, fence, shared },
             heartbeat: Some(heartbeat),
-            plan: Mutex::new(plan.iter().copied().collect()),
+            plan: Mutex::new(plan.into_iter().collect()),
             inherited,
             fenced: std::sync::atomic::AtomicBool::new(false),
         }

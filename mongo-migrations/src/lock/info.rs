@@ -102,6 +102,17 @@ pub(crate) struct Released {
     pub(crate) unfenced: Vec<Version>,
 }
 
+/// A lock just taken: the fence its claims carry, the versions this holder
+/// may claim, those earlier holders may have claimed without being fenced,
+/// and when the taking write was sent (its lease runs from then).
+#[derive(Debug)]
+pub(crate) struct Acquired {
+    pub(crate) fence: Fence,
+    pub(crate) plan: Vec<Version>,
+    pub(crate) inherited: Vec<Version>,
+    pub(crate) sent: std::time::Instant,
+}
+
 #[cfg(test)]
 mod tests {
     use super::LockInfo;

@@ -11,11 +11,17 @@
 //! - [`info`]: the lock document as read, and who holds it;
 //! - [`store`]: the lock document's writes (acquire, refresh, release);
 //! - [`guard`]: a run's hold on the lock and its heartbeat;
-//! - [`proof`]: the rules for when the lock is proved before work starts.
+//! - [`proof`]: the rules for when the lock is proved before work starts;
+//! - [`resumed`]: a SIGCONT, seen directly.
+//!
+//! No file uses one that uses it: `info` and `resumed` hold data; `store`
+//! uses `info` and returns data; `guard` uses those three and builds itself
+//! (`LockGuard::acquire`); `proof` adds its rules to the guard's handle.
 
 mod guard;
 mod info;
 mod proof;
+mod resumed;
 mod store;
 
 pub(crate) use guard::{LockGuard, LockHandle};

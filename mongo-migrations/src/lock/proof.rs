@@ -1,7 +1,6 @@
 //! When a run proves its lock before work starts: the named rules, each a
 //! free check of the lease or one round trip.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::guard::LockHandle;
@@ -9,46 +8,12 @@ use crate::Error;
 
 /// again before starting a migration: a runner paused (a VM freeze, a long
 /// GC, SIGSTOP) while its write was in flight may have been fenced meanwhile.
-/// A SIGCONT is seen directly (see [`Resumed`]).
+/// A SIGCONT is seen directly (see `resumed.rs`).
 const SLOW_TRIP: Duration = Duration::from_millis(100);
 
 /// How many round trips one proof of the lock makes at most while their
 /// answers are slow (see [`LockHandle::prove`]).
 const PROOF_ATTEMPTS: u32 = 3;
-
-/// Set by the SIGCONT handler itself, before the process's threads go on: a
-/// process that was stopped proves its lock before it starts anything.
-#[derive(Debug)]
-pub(super) struct Resumed {
-    flag: Arc<std::sync::atomic::AtomicBool>,
-    #[cfg(unix)]
-    id: Option<signal_hook::SigId>,
-}
-
-impl Resumed {
-    pub(super) fn watch() -> Self {
-        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        Resumed {
-            #[cfg(unix)]
-            id: signal_hook::flag::register(signal_hook::consts::SIGCONT, flag.clone()).ok(),
-            flag,
-        }
-    }
-
-    /// Whether the process was resumed since the last call.
-    pub(super) fn take(&self) -> bool {
-        self.flag.swap(false, std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Drop for Resumed {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Some(id) = self.id.take() {
-            signal_hook::low_level::unregister(id);
-        }
-    }
-}
 
 impl LockHandle {
     /// Proves the lock is still ours with a round trip; `Err(LockLost)` otherwise.

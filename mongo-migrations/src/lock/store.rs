@@ -8,8 +8,7 @@ use chrono::Utc;
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;
 
-use super::guard::LockGuard;
-use super::info::{Fence, LockInfo, Released};
+use super::info::{Acquired, Fence, LockInfo, Released};
 use crate::holder::{Holder, LockedBy};
 use crate::retry::Retry;
 use crate::server::{Clock, Server};
@@ -158,9 +157,10 @@ impl Lock {
     /// Takes the lock in one conditional upsert: it matches only a free or
     /// expired lock document (by the server's clock), and a held one makes
     /// the upsert's insert fail on the `_id` key. `plan` names every version
-    /// this holder may claim (see [`LockGuard::extend`] for more); the plans
-    /// of earlier holders move to `unfenced`.
-    pub(crate) async fn acquire(&self, reason: &str, plan: &[Version]) -> Result<LockGuard, Error> {
+    /// this holder may claim (see `LockGuard::extend` for more); the plans
+    /// of earlier holders move to `unfenced`. What was taken is data: the
+    /// guard that holds it is made by `LockGuard::acquire`.
+    pub(crate) async fn acquire(&self, reason: &str, plan: &[Version]) -> Result<Acquired, Error> {
         let clock = self.server.clock().await?;
         let holder = Holder::this_process(reason);
         // The same pipeline with the server's `$$NOW` or, where a probe found
@@ -211,14 +211,14 @@ impl Lock {
             )
             .await?;
         match result {
-            Some(doc) => Ok(self.guard(&holder, &doc, plan, sent)),
+            Some(doc) => Ok(self.acquired(&holder, &doc, plan, sent)),
             // A held lock (the duplicate key), or some servers' answer to a
             // raced upsert: the lock document tells whether this runner won.
             None => self.busy_unless_ours(&holder, plan, sent).await,
         }
     }
 
-    fn guard(&self, holder: &Holder, doc: &Document, plan: &[Version], sent: Instant) -> LockGuard {
+    fn acquired(&self, holder: &Holder, doc: &Document, plan: &[Version], sent: Instant) -> Acquired {
         let fence = Fence {
             holder_id: holder.id,
             generation: doc.get_i64("generation").unwrap_or(0),
@@ -230,17 +230,22 @@ impl Lock {
             reason = %holder.reason,
             "lock acquired"
         );
-        LockGuard::start(self.clone(), fence, plan, versions(doc, "unfenced"), sent)
+        Acquired {
+            fence,
+            plan: plan.to_vec(),
+            inherited: versions(doc, "unfenced"),
+            sent,
+        }
     }
 
-    async fn busy_unless_ours(&self, holder: &Holder, plan: &[Version], sent: Instant) -> Result<LockGuard, Error> {
+    async fn busy_unless_ours(&self, holder: &Holder, plan: &[Version], sent: Instant) -> Result<Acquired, Error> {
         let doc = self.read().await?;
         let ours = doc.as_ref().is_some_and(|d| {
             d.get_document("holder")
                 .is_ok_and(|h| h.get_str("id") == Ok(holder.id.to_string().as_str()))
         });
         match doc {
-            Some(doc) if ours => Ok(self.guard(holder, &doc, plan, sent)),
+            Some(doc) if ours => Ok(self.acquired(holder, &doc, plan, sent)),
             _ => match self.status().await? {
                 Some(info) => Err(info.busy()),
                 // Released between our attempt and the read: busy all the same.

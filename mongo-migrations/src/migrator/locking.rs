@@ -72,7 +72,7 @@ impl Migrator {
                     Before::Lock(versions) => versions,
                 };
                 self.ensure_indexes().await?;
-                Ok(Ok(self.lock.acquire(reason, &versions).await?))
+                Ok(Ok(LockGuard::acquire(&self.lock, reason, &versions).await?))
             })
             .await?;
         match guard {

@@ -12,14 +12,14 @@
 
 use crate::batch::ProgressFn;
 use crate::lock::{Lock, LockInfo};
-use crate::plan::{self, DownTarget, Records};
+use crate::plan::{self, DownTarget, Intent, Records};
 use crate::record::{HistoryQuery, Record};
 use crate::retry::Retry;
 use crate::server::{connect_within, durable, Server};
 use crate::tracking::Tracking;
 use crate::{
-    Config, Direction, DownOptions, Error, MigrationStatus, OutOfOrder, Phase, Progress, Registry, RunReport,
-    StatusReport, StopHandle, UpOptions, Version,
+    Config, Direction, DownOptions, Error, MigrationStatus, Phase, Progress, Registry, RunReport, StatusReport,
+    StopHandle, UpOptions, Version,
 };
 use mongodb::{Client, Database};
 use std::sync::Arc;
@@ -198,13 +198,8 @@ impl Migrator {
     pub async fn up(&self, options: UpOptions) -> Result<RunReport, Error> {
         // Bad input is refused before anything, even the lock, is written.
         self.known_target(options.to)?;
-        let allow = options.allow_out_of_order || self.config.out_of_order == OutOfOrder::Allow;
-        self.run(
-            Direction::Up,
-            (options.dry_run, options.continue_on_error),
-            move |records, lock| self.plan_up(records, lock, options.to, options.phase, allow),
-        )
-        .await
+        self.run(Intent::Up(options), (options.dry_run, options.continue_on_error))
+            .await
     }
 
     /// What `up` answers when it has nothing to do, asked of the planner
@@ -215,12 +210,11 @@ impl Migrator {
     /// blocked migration) is the error `up` would return.
     pub async fn up_settled(&self, options: UpOptions) -> Result<Option<RunReport>, Error> {
         self.known_target(options.to)?;
-        let allow = options.allow_out_of_order || self.config.out_of_order == OutOfOrder::Allow;
         let (records, lock) = self.read_state().await?;
         if lock.as_ref().is_some_and(|l| !l.expired) {
             return Ok(None);
         }
-        match self.plan_up(&records, lock.as_ref(), options.to, options.phase, allow) {
+        match plan::up(&self.registry, &records, lock.as_ref(), &options, &self.config) {
             Ok(planned) if planned.is_empty() => Ok(Some(RunReport {
                 direction: Direction::Up,
                 dry_run: options.dry_run,
@@ -239,10 +233,7 @@ impl Migrator {
         if let DownTarget::To(to) = options.target {
             self.known_target(Some(to))?;
         }
-        self.run(Direction::Down, (options.dry_run, false), move |records, lock| {
-            self.plan_down(records, lock, options.target)
-        })
-        .await
+        self.run(Intent::Down(options.target), (options.dry_run, false)).await
     }
 
     /// Every known and recorded migration with its state, the counts, and the lock.

@@ -1,10 +1,10 @@
 //! The run protocol of `up` and `down`: plan before the lock, take it, fence,
 //! plan again and claim under it, prove it, then hand the plan to `step.rs`.
 
-use crate::lock::{LockGuard, LockInfo};
-use crate::plan::{self, DownTarget, Planned, Records};
+use crate::lock::LockGuard;
+use crate::plan::{Intent, Planned, Records};
 use crate::tracking::{Claim, Fenced};
-use crate::{Direction, Error, Migration, Phase, RunReport, Step, Version};
+use crate::{Error, Migration, RunReport, Step, Version};
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -18,12 +18,12 @@ pub(super) type Plan<'a> = Vec<Planned<'a>>;
 impl Migrator {
     /// [`Migrator::run_unspanned`] in a `mongo_migrations.run` span (direction,
     /// database, dry-run, and the batch once planned).
-    pub(super) async fn run<'a>(
-        &'a self,
-        direction: Direction,
+    pub(super) async fn run(
+        &self,
+        intent: Intent,
         (dry_run, continue_on_error): (bool, bool),
-        plan: impl Fn(&Records, Option<&LockInfo>) -> Result<Plan<'a>, Error>,
     ) -> Result<RunReport, Error> {
+        let direction = intent.direction();
         let span = tracing::info_span!(
             "mongo_migrations.run",
             direction = direction.as_str(),
@@ -33,7 +33,7 @@ impl Migrator {
         );
         let started = Instant::now();
         let mut result = self
-            .run_unspanned(direction, (dry_run, continue_on_error), plan)
+            .run_unspanned(intent, (dry_run, continue_on_error))
             .instrument(span.clone())
             .await;
         if let Ok(report) = &mut result {
@@ -52,12 +52,12 @@ impl Migrator {
     /// (or one with nothing to do, or a dry-run) writes nothing; then plans
     /// again under the lock, runs the plan, and releases the lock whatever
     /// happens.
-    pub(super) async fn run_unspanned<'a>(
-        &'a self,
-        direction: Direction,
+    pub(super) async fn run_unspanned(
+        &self,
+        intent: Intent,
         (dry_run, continue_on_error): (bool, bool),
-        plan: impl Fn(&Records, Option<&LockInfo>) -> Result<Plan<'a>, Error>,
     ) -> Result<RunReport, Error> {
+        let direction = intent.direction();
         let report = |steps: Vec<Step>, skipped: Vec<Step>| RunReport {
             direction,
             dry_run,
@@ -69,7 +69,7 @@ impl Migrator {
         let gate = if dry_run { Gate::ReadThrough } else { Gate::RefuseHeld };
         let before = || async {
             let (records, lock) = self.read_state().await?;
-            let planned = plan(&records, lock.as_ref())?;
+            let planned = intent.plan(&self.registry, &records, lock.as_ref(), &self.config)?;
             if let Some(first) = planned.first() {
                 tracing::Span::current().record("batch", first.batch);
             }
@@ -93,21 +93,22 @@ impl Migrator {
             Ok(Before::Lock(planned.iter().map(|p| p.migration.version).collect()))
         };
         self.with_lock_after(direction.as_str(), gate, before, async |guard| {
-            self.run_locked(guard, direction, continue_on_error, |r| plan(r, None))
-                .await
+            self.run_locked(guard, intent, continue_on_error).await
         })
         .await
     }
 
     /// Plans from the records read under the lock, claims the plan, proves
     /// the lock, then runs the plan.
-    pub(super) async fn run_locked<'a>(
-        &'a self,
+    pub(super) async fn run_locked(
+        &self,
         guard: &LockGuard,
-        direction: Direction,
+        intent: Intent,
         continue_on_error: bool,
-        plan: impl Fn(&Records) -> Result<Plan<'a>, Error>,
     ) -> Result<RunReport, Error> {
+        let direction = intent.direction();
+        // Under the lock the lock is this runner's: none is read.
+        let plan = |records: &Records| intent.plan(&self.registry, records, None, &self.config);
         let mut attempt = 0;
         let plan = loop {
             if self.stop.is_stopped() {
@@ -126,21 +127,8 @@ impl Migrator {
                     elapsed_ms: None,
                 });
             }
-            // A runner that was paused since it took the lock writes
-            // nothing before proving it again: not even the fence, which
-            // could otherwise hit the claims of whoever holds the lock now.
-            guard.ensure_lease().await?;
-            self.fence_others(guard).await?;
-            let records = self.records().await?;
-            let plan = match plan(&records) {
-                Ok(plan) => plan,
-                // What blocks this run may be a newer holder's claim: a
-                // runner that lost its lock says so, not what it read.
-                Err(e) => {
-                    guard.check().await?;
-                    return Err(e);
-                }
-            };
+            let records = self.opening(guard).await?;
+            let plan = refused_proved(guard, plan(&records)).await?;
             self.require_transactions(&plan).await?;
             let mut claims = Vec::with_capacity(plan.len());
             for p in &plan {
@@ -228,47 +216,16 @@ impl Migrator {
         }
     }
 
-    pub(super) fn plan_up<'a>(
-        &'a self,
-        records: &Records,
-        lock: Option<&LockInfo>,
-        to: Option<Version>,
-        phase: Option<Phase>,
-        allow_out_of_order: bool,
-    ) -> Result<Plan<'a>, Error> {
-        plan::validate(&self.registry, records, lock)?;
-        let batch = plan::next_batch(records);
-        let pending = plan::in_phase(plan::pending(&self.registry, records, to), phase);
-        // Decided once here; the claims and the report use the decision.
-        let planned = pending
-            .iter()
-            .map(|&migration| {
-                Ok(Planned {
-                    migration,
-                    batch,
-                    adopt: plan::adoption(migration, records)?,
-                })
-            })
-            .collect::<Result<Plan<'a>, Error>>()?;
-        plan::check_order(&pending, &self.registry, records, allow_out_of_order)?;
-        Ok(planned)
-    }
-
-    pub(super) fn plan_down<'a>(
-        &'a self,
-        records: &Records,
-        lock: Option<&LockInfo>,
-        target: DownTarget,
-    ) -> Result<Plan<'a>, Error> {
-        plan::validate(&self.registry, records, lock)?;
-        Ok(plan::rollback(&self.registry, records, target)?
-            .into_iter()
-            .map(|migration| Planned {
-                migration,
-                batch: records[&migration.version].batch,
-                adopt: None,
-            })
-            .collect())
+    /// The opening of every command under the lock, once: a runner that
+    /// was paused since it took the lock writes nothing before proving its
+    /// lease again (not even the fence, which could otherwise hit the
+    /// claims of whoever holds the lock now); then every other claim is
+    /// fenced, and the records are read. What is decided from them and
+    /// refused goes through [`refused_proved`].
+    pub(super) async fn opening(&self, guard: &LockGuard) -> Result<Records, Error> {
+        guard.ensure_lease().await?;
+        self.fence_others(guard).await?;
+        self.records().await
     }
 
     /// Fences every claim but this holder's, and every plan this holder
@@ -320,6 +277,16 @@ impl Migrator {
             name: m.name.to_string(),
         })
     }
+}
+
+/// `decided` from the records read under the lock; a refusal is proved
+/// first: what refuses the command may be a newer holder's claim, and a
+/// runner that lost its lock says so, not what it read.
+pub(super) async fn refused_proved<T>(guard: &LockGuard, decided: Result<T, Error>) -> Result<T, Error> {
+    if decided.is_err() {
+        guard.check().await?;
+    }
+    decided
 }
 
 /// A plan's migrations and batches, as the steps run them.

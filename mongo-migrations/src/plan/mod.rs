@@ -3,45 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::holder::LockedBy;
 use crate::lock::LockInfo;
+pub use crate::options::DownTarget;
 use crate::record::Record;
 use crate::status::{Blocker, Runner};
 use crate::{Error, Migration, MigrationStatus, Phase, Registry, Version};
-
-/// How far `down` goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum DownTarget {
-    /// The last N applied migrations.
-    Steps(usize),
-    /// Every migration of the most recent batch.
-    LastBatch,
-    /// Everything applied after this version (which stays applied).
-    To(Version),
-}
-
-impl DownTarget {
-    /// From `down`'s options `steps`, `batch` and `to`, of which at most one
-    /// may be given (`None` otherwise); none at all means one step.
-    pub fn from_options(steps: Option<usize>, batch: bool, to: Option<Version>) -> Option<Self> {
-        match (steps, batch, to) {
-            (None, false, None) => Some(DownTarget::Steps(1)),
-            (Some(n), false, None) => Some(DownTarget::Steps(n)),
-            (None, true, None) => Some(DownTarget::LastBatch),
-            (None, false, Some(v)) => Some(DownTarget::To(v)),
-            _ => None,
-        }
-    }
-}
-
-impl Default for DownTarget {
-    fn default() -> Self {
-        DownTarget::Steps(1)
-    }
-}
 
 /// Records by version.
 pub(crate) type Records = BTreeMap<Version, Record>;
@@ -315,6 +282,11 @@ pub(crate) enum Adopt {
     Squash,
 }
 
+mod admin;
+mod compose;
+
+pub(crate) use admin::{baselinable, forgettable, resolvable, up_to};
+pub(crate) use compose::{up, Intent};
+
 #[cfg(test)]
-#[path = "plan_tests/mod.rs"]
 mod tests;

@@ -66,7 +66,7 @@ pub(super) fn live_lock(holder: &str, generation: i64) -> LockInfo {
     }
 }
 
-const HOLDER: &str = "7d0f4a4e-0000-4000-8000-000000000001";
+pub(super) const HOLDER: &str = "7d0f4a4e-0000-4000-8000-000000000001";
 
 pub(super) fn applied(n: u64, batch: i64, at_secs: i64) -> Record {
     rec(
@@ -76,6 +76,7 @@ pub(super) fn applied(n: u64, batch: i64, at_secs: i64) -> Record {
     )
 }
 
+mod composed;
 mod down;
 mod records;
 mod up;
