@@ -23,6 +23,12 @@ fn has_generated_registry(target: &Target) -> bool {
     target.config.registry_fn == GENERATED_REGISTRY_FN && target.migrations_dir().is_dir()
 }
 
+/// Whether the commands that only read metadata read `target`'s files
+/// (its registry is the generated one) rather than a build.
+pub fn reads_files(target: &Target) -> bool {
+    has_generated_registry(target)
+}
+
 /// Whether `request` can be served without building `target`.
 pub fn serves(target: &Target, request: &Request) -> bool {
     request.command.reads_metadata_only() && has_generated_registry(target)
@@ -68,7 +74,16 @@ fn registry(target: &Target, cache: &Path, command: &harness::Command) -> Result
         let Ok((version, name)) = mongo_migrations_codegen::names::parse_module_name(&stem) else {
             return Err(refuse(e).into());
         };
-        eprintln!("warning: {e}; it is listed by its file name");
+        let shown = match &e {
+            mongo_migrations_codegen::Error::Syntax {
+                path,
+                line,
+                column,
+                message,
+            } => format!("{}:{line}:{column}: {message}", crate::workspace::display(path)),
+            other => other.to_string(),
+        };
+        eprintln!("warning: {shown}; it is listed by its file name");
         migrations.push(
             Migration::new(Version::parse(&version)?, name, not_run).with_description(format!("does not parse: {e}")),
         );

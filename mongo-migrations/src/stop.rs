@@ -32,6 +32,7 @@ impl StopHandle {
 static ON_INTERRUPT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
 
 /// Sets what the first Ctrl-C does first (once per process).
+#[cfg(feature = "cli")]
 pub(crate) fn on_interrupt(hook: fn()) {
     let _ = ON_INTERRUPT.set(hook);
 }

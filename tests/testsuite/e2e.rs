@@ -118,11 +118,19 @@ VERSION         NAME            STATUS       DIRECTION  BATCH  AT (UTC)         
 "#]]);
     run(&["down"]).assert().success();
     // More asked than applied: said, not silent.
-    let out = stdout(run(&["down", "--steps", "5", "--dry-run"]).assert().success());
-    assert!(
-        out.contains("single-app: note: 5 asked, and only 2 were applied: all of them"),
-        "{out}"
-    );
+    run(&["down", "--steps", "5", "--dry-run"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+single-app: Would roll back 2 migrations (dry run, nothing changed):
+  20260102000000 seed_admin (batch 1, transactional)
+      Seed the admin user.
+      Runs in a transaction with its tracking record.
+  20260101000000 create_users (batch 1)
+      Create the users collection with a unique email index.
+single-app: note: 5 asked, and only 2 were applied: all of them
+
+"#]]);
 
     // Editing an applied migration is refused with the "blocked" exit code.
     let applied = crate_dir.path().join("src/migrations/m20260101_000000_create_users.rs");
@@ -175,7 +183,14 @@ fn a_virtual_workspace_member_is_chosen_with_p_and_the_lock_commands_work() {
     let run = against_server(ws.path(), &db);
     let assert = run(&["-v", "-p", "api", "up"]).assert().success();
     let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
-    assert!(out.contains("api: Applied 1 migration"), "{out}");
+    snapbox::assert_data_eq!(
+        out,
+        str![[r#"
+  applying 20260301000000 create_sessions ... ok ([..])
+api: Applied 1 migration in [..] (migration code: [..])
+
+"#]]
+    );
     let stderr = stderr_of(assert);
     assert!(
         stderr.contains(" build --manifest-path "),
@@ -206,23 +221,27 @@ fn a_virtual_workspace_member_is_chosen_with_p_and_the_lock_commands_work() {
     // A read command runs no migration code: it builds nothing.
     assert!(!stderr.contains(" build --manifest-path "), "{stderr}");
     run(&["-p", "api", "force-unlock"]).assert().code(2);
-    let out = stdout(run(&["-p", "api", "force-unlock", "--yes"]).assert().success());
-    assert!(out.contains("api: the lock was free"), "{out}");
-    let stderr = stderr_of(
-        run(&[
-            "-p",
-            "api",
-            "status",
-            "--uri",
-            "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300",
-        ])
+    run(&["-p", "api", "force-unlock", "--yes"])
         .assert()
-        .code(5),
-    );
-    assert!(
-        stderr.contains("cannot reach 127.0.0.1:9: connection refused"),
-        "{stderr}"
-    );
+        .success()
+        .stdout_eq(str![[r#"
+api: the lock was free; it is released all the same
+
+"#]]);
+    run(&[
+        "-p",
+        "api",
+        "status",
+        "--uri",
+        "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300",
+    ])
+    .assert()
+    .code(5)
+    .stderr_eq(str![[r#"
+error: cannot reach 127.0.0.1:9: connection refused
+hint: check that the server is up and --uri / MONGODB_URI points at it; --connect-timeout SECS waits longer
+
+"#]]);
 }
 
 #[test]
@@ -230,8 +249,12 @@ fn a_build_script_registry_picks_up_new_files_without_a_manual_step() {
     let crate_dir = fixture("buildscript");
     let db = database();
     let run = against_server(crate_dir.path(), &db);
-    let out = stdout(run(&["up", "--dry-run"]).assert().success());
-    assert!(out.contains("Would apply 1 migration"), "{out}");
+    run(&["up", "--dry-run"]).assert().success().stdout_eq(str![[r#"
+buildscript-app: Would apply 1 migration (dry run, nothing changed):
+  20260401000000 create_events (batch 1)
+      Create the events collection.
+
+"#]]);
     run(&["new", "add-event-index", "--version", "20260402000000"])
         .assert()
         .success();
@@ -239,9 +262,12 @@ fn a_build_script_registry_picks_up_new_files_without_a_manual_step() {
         !crate_dir.path().join("src/migrations/mod.rs").exists(),
         "wrote mod.rs in build-script mode"
     );
-    let out = stdout(run(&["up"]).assert().success());
-    assert!(out.contains("applying 20260402000000 add_event_index ... ok"), "{out}");
-    assert!(out.contains("Applied 2 migrations"), "{out}");
+    run(&["up"]).assert().success().stdout_eq(str![[r#"
+  applying 20260401000000 create_events ... ok ([..])
+  applying 20260402000000 add_event_index ... ok ([..])
+buildscript-app: Applied 2 migrations in [..] (migration code: [..])
+
+"#]]);
 }
 
 /// Writes into the database the CLI works on, as another runner or a crash would.
@@ -272,27 +298,28 @@ fn a_held_lock_exits_3_and_a_crashed_migration_exits_4_until_resolved() {
             .await
             .unwrap();
     });
-    let stderr = stderr_of(run(&["up"]).assert().code(3));
-    assert!(
-        stderr.contains("migrations are locked by") && stderr.contains("deploy-9"),
-        "{stderr}"
-    );
+    run(&["up"]).assert().code(3).stderr_eq(str![[r#"
+...
+error: migrations are locked by 7d0f4a4e-0000-4000-8000-000000000000 (pid 99 on deploy-9, up) until [..] UTC; wait for that run to finish, or if it died, run `force-unlock` once you are sure it is gone
+hint: see `cargo mongo-migrate lock-status`
+
+"#]]);
     // Told to wait, it says so, and gives up when the wait is over.
-    let out = stdout(run(&["up", "--wait", "1"]).assert().code(3));
-    assert!(
-        out.contains("waiting for the lock held by") && out.contains("deploy-9"),
-        "{out}"
-    );
-    let out = stdout(run(&["lock-status"]).assert().success());
-    assert!(out.contains("held by") && out.contains("generation 4"), "{out}");
+    run(&["up", "--wait", "1"]).assert().code(3).stdout_eq(str![[r#"
+  waiting for the lock held by 7d0f4a4e-0000-4000-8000-000000000000 (pid 99 on deploy-9, up) (expires [..] UTC)
+
+"#]]);
+    run(&["lock-status"]).assert().success().stdout_eq(str![[r#"
+single-app: lock held by 7d0f4a4e-0000-4000-8000-000000000000 (pid 99 on deploy-9, up) until [..] (generation 4)
+
+"#]]);
     let held: serde_json::Value =
         serde_json::from_str(&stdout(run(&["lock-status", "--json"]).assert().success())).unwrap();
     assert_eq!(held["lock"]["generation"], 4, "{held}");
-    let out = stdout(run(&["force-unlock", "--yes"]).assert().success());
-    assert!(
-        out.contains("released the lock held by") && out.contains("deploy-9"),
-        "{out}"
-    );
+    run(&["force-unlock", "--yes"]).assert().success().stdout_eq(str![[r#"
+single-app: released the lock held by 7d0f4a4e-0000-4000-8000-000000000000 (pid 99 on deploy-9, up)
+
+"#]]);
     // Free: an object all the same, as HTTP answers.
     let free: serde_json::Value =
         serde_json::from_str(&stdout(run(&["lock-status", "--json"]).assert().success())).unwrap();
@@ -311,19 +338,36 @@ fn a_held_lock_exits_3_and_a_crashed_migration_exits_4_until_resolved() {
             .await
             .unwrap();
     });
-    let out = stdout(run(&["status"]).assert().success());
-    assert!(out.contains("RUNNING") && out.contains("1 running"), "{out}");
-    let stderr = stderr_of(run(&["up"]).assert().code(4));
-    assert!(stderr.contains("20260101000000 (create_users) is running"), "{stderr}");
+    run(&["status"]).assert().success().stdout_eq(str![[r#"
+single-app:
+VERSION         NAME          PHASE       STATE    BATCH  APPLIED AT (UTC)  TIME
+20260101000000  create_users  pre-deploy  RUNNING  -      -                 -
+20260102000000  seed_admin    pre-deploy  pending  -      -                 -
+2 migrations: 0 applied, 1 pending, 0 failed, 1 running, 0 unknown
+  20260101000000 left running by 7d0f4a4e-0000-4000-8000-000000000000, which no longer holds the lock; its up may have run in part
+lock: free
+
+"#]]);
+    run(&["up"]).assert().code(4).stderr_eq(str![[r#"
+error: migration 20260101000000 (create_users) is running (left running by 7d0f4a4e-0000-4000-8000-000000000000, which no longer holds the lock; its up may have run in part); fix the cause, then `resolve 20260101000000 --pending` to run it again or `resolve 20260101000000 --applied` if it completed
+hint: see `cargo mongo-migrate status`
+
+"#]]);
     let out = stdout(run(&["resolve", "20260101000000", "--pending"]).assert().success());
     assert_eq!(out.trim(), "single-app: marked 20260101000000 as pending");
-    let out = stdout(run(&["up"]).assert().success());
-    assert!(out.contains("Applied 2 migrations"), "{out}");
-    let out = stdout(run(&["history"]).assert().success());
-    assert!(
-        out.contains("VERSION") && out.contains("seed_admin") && out.contains("completed"),
-        "{out}"
-    );
+    run(&["up"]).assert().success().stdout_eq(str![[r#"
+  applying 20260101000000 create_users ... ok ([..])
+  applying 20260102000000 seed_admin ... ok ([..])
+single-app: Applied 2 migrations in [..] (migration code: [..])
+
+"#]]);
+    run(&["history"]).assert().success().stdout_eq(str![[r#"
+single-app:
+VERSION         NAME          STATUS     DIRECTION  BATCH  AT (UTC)             TIME  ERROR
+20260102000000  seed_admin    completed  up         2      [..]
+20260101000000  create_users  completed  up         2      [..]
+
+"#]]);
 
     // A migration whose file was deleted: its record blocks until forgotten.
     with_db(&db, async |db| {
@@ -337,13 +381,18 @@ fn a_held_lock_exits_3_and_a_crashed_migration_exits_4_until_resolved() {
             .await
             .unwrap();
     });
-    let stderr = stderr_of(run(&["up"]).assert().code(4));
-    assert!(stderr.contains("20260109000000 (deleted_one)"), "{stderr}");
-    let out = stdout(run(&["forget", "20260109000000", "--yes"]).assert().success());
-    assert!(
-        out.contains("single-app: forgot 20260109000000 deleted_one (was completed"),
-        "{out}"
-    );
+    run(&["up"]).assert().code(4).stderr_eq(str![[r#"
+error: the database records migration(s) 20260109000000 (deleted_one) that this build does not know; deploy the code that contains them, or if their files were deleted on purpose, `forget` them (a copy of each record is kept); if another package or service keeps its migrations in the same collection, give each its own tracking collection
+hint: see `cargo mongo-migrate status`
+
+"#]]);
+    run(&["forget", "20260109000000", "--yes"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+single-app: forgot 20260109000000 deleted_one (was completed; a copy is in the audit collection)
+
+"#]]);
     run(&["up"]).assert().success();
 }
 
@@ -358,13 +407,16 @@ fn compile_errors_in_migrations_are_shown_as_cargo_prints_them() {
         broken,
     )
     .unwrap();
-    let stderr = stderr_of(run(&["up"]).assert().code(1));
-    assert!(stderr.contains("mismatched types"), "{stderr}");
-    assert!(stderr.contains("m20260105_000000_broken.rs"), "{stderr}");
-    assert!(
-        stderr.contains("error: building the migrations of `single-app` failed"),
-        "{stderr}"
-    );
+    // Cargo's own words, then the one error line.
+    run(&["up"]).assert().code(1).stderr_eq(str![[r#"
+...
+error[E0308]: mismatched types
+ --> [..]m20260105_000000_broken.rs:6:18
+...
+error: building the migrations of `single-app` failed
+hint: fix the errors cargo printed above
+
+"#]]);
     // Nothing ran, and `status` needs no build: it works, broken file and all.
     let out = stdout(run(&["status", "--json"]).assert().success());
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -379,7 +431,7 @@ fn cargo_features_of_the_package_reach_its_migrations() {
     let manifest = crate_dir.path().join("Cargo.toml");
     // Beside the fixture's own `cli` feature.
     let toml = read(&manifest).replace("[features]\n", "[features]\ndefault = [\"loud\"]\nloud = []\n");
-    assert!(toml.contains("loud = []"), "{toml}");
+    assert_ne!(toml, read(&manifest), "the fixture has no [features]");
     std::fs::write(&manifest, toml).unwrap();
     let signal = "//! Records whether the crate was built with `loud`.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let db = ctx.db()?;\n    db.collection::<Document>(\"signals\").insert_one(doc! { \"loud\": cfg!(feature = \"loud\") }).await?;\n    Ok(())\n}\n";
     std::fs::write(
@@ -407,16 +459,14 @@ fn cargo_features_of_the_package_reach_its_migrations() {
     }
 
     let db = database();
-    let stderr = stderr_of(
-        against_server(crate_dir.path(), &db)(&["up", "--features", "lound"])
-            .assert()
-            .code(2),
-    );
-    assert!(
-        stderr.contains("package `single-app` has no feature `lound`")
-            && stderr.contains("its features: cli, default, loud"),
-        "{stderr}"
-    );
+    against_server(crate_dir.path(), &db)(&["up", "--features", "lound"])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: package `single-app` has no feature `lound`
+hint: its features: cli, default, loud
+
+"#]]);
     with_db(&db, async |db| {
         let names = db.list_collection_names().await.unwrap();
         assert!(names.is_empty(), "a bad feature still changed the database: {names:?}");
@@ -529,15 +579,28 @@ fn ctrl_c_or_a_killed_cli_stops_after_the_migration_in_progress_and_twice_aborts
         String::from_utf8_lossy(&output.stderr),
     );
     assert_eq!(output.status.code(), Some(130), "{out}\n{err}");
-    assert!(out.contains("applying 20260101120000 slow ... ok"), "{out}");
-    assert!(
-        out.contains("stopped on request before:\n  20260102000000 seed_admin"),
-        "{out}"
+    snapbox::assert_data_eq!(
+        out.as_ref(),
+        str![[r#"
+  applying 20260101000000 create_users ... ok ([..])
+  applying 20260101120000 slow ... ok ([..])
+single-app: Applied 2 migrations in [..] (migration code: [..])
+single-app: stopped on request before:
+  20260102000000 seed_admin
+
+"#]]
     );
-    assert!(err.contains("stopping after the migration in progress"), "{err}");
-    assert!(
-        err.contains("error: single-app: stopped on request; 1 migration did not run"),
-        "{err}"
+    snapbox::assert_data_eq!(
+        err.as_ref(),
+        str![[r#"
+Updated src/migrations/mod.rs
+...
+
+mongo-migrate: stopping after the migration in progress (a walk in batches stops after its batch in flight); press Ctrl-C again to abort
+error: single-app: stopped on request; 1 migration did not run
+hint: the migrations that ran are recorded and the lock is free; run the command again to go on
+
+"#]]
     );
     stopped_after_slow(crate_dir.path(), &db);
 
@@ -546,9 +609,16 @@ fn ctrl_c_or_a_killed_cli_stops_after_the_migration_in_progress_and_twice_aborts
     let output = ctrl_c(slow_up(crate_dir.path(), &db), 2);
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{err}");
-    assert!(
-        err.contains("error: aborted: the migration in progress was cut off"),
-        "{err}"
+    snapbox::assert_data_eq!(
+        err.as_ref(),
+        str![[r#"
+
+mongo-migrate: stopping after the migration in progress (a walk in batches stops after its batch in flight); press Ctrl-C again to abort
+mongo-migrate: aborted
+error: aborted: the migration in progress was cut off
+hint: its lock expires on its own; then see `cargo mongo-migrate status` and settle it with `resolve`
+
+"#]]
     );
     let status = status_json(crate_dir.path(), &db);
     assert_eq!(status["counts"]["applied"], 1, "{status}");
@@ -599,12 +669,20 @@ fn ctrl_c_in_a_walk_stops_between_batches_and_the_next_up_resumes_it() {
     );
     assert!(!err.contains("failed"), "{err}");
     // The walk is listed as stopped inside, with what it did, not as not run.
-    let out = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        out.contains(&format!(
-            "stopped on request before:\n  20260104000000 walk_items (stopped in its walk after {done} of 40 documents; the next run resumes it)"
-        )),
-        "{out}"
+    let out = String::from_utf8_lossy(&output.stdout).replace(&format!(" {done} "), " [DONE] ");
+    snapbox::assert_data_eq!(
+        out,
+        str![[r#"
+  applying 20260101000000 create_users ... ok ([..])
+  applying 20260102000000 seed_admin ... ok ([..])
+  applying 20260103000000 seed_items ... ok ([..])
+  applying 20260104000000 walk_items ... 
+...
+single-app: Applied 3 migrations in [..] (migration code: [..])
+single-app: stopped on request before:
+  20260104000000 walk_items (stopped in its walk after [DONE] of 40 documents; the next run resumes it)
+
+"#]]
     );
     let status = status_json(crate_dir.path(), &db);
     let walk = &status["migrations"][3];
@@ -616,10 +694,20 @@ fn ctrl_c_in_a_walk_stops_between_batches_and_the_next_up_resumes_it() {
     assert!(status["lock"].is_null(), "{status}");
     // The table says the same, not a plain `pending`.
     let table = stdout(against_server(crate_dir.path(), &db)(&["status"]).assert().success());
-    assert!(
-        table.contains("  20260104000000 stopped on request at ")
-            && table.contains(&format!("resumes from its checkpoint ({done} documents done)")),
-        "{table}"
+    snapbox::assert_data_eq!(
+        table.replace(&format!("({done} "), "([DONE] "),
+        str![[r#"
+single-app:
+VERSION         NAME          PHASE       STATE    BATCH  APPLIED AT (UTC)     TIME
+20260101000000  create_users  pre-deploy  applied  1      [..]
+20260102000000  seed_admin    pre-deploy  applied  1      [..]
+20260103000000  seed_items    pre-deploy  applied  1      [..]
+20260104000000  walk_items    pre-deploy  pending  -      -                    [..]
+4 migrations: 3 applied, 1 pending, 0 failed, 0 running, 0 unknown
+  20260104000000 stopped on request at [..] UTC; resumes from its checkpoint ([DONE] documents done)
+lock: free
+
+"#]]
     );
     let history = against_server(crate_dir.path(), &db)(&["history", "--json"])
         .assert()
@@ -642,8 +730,15 @@ fn ctrl_c_in_a_walk_stops_between_batches_and_the_next_up_resumes_it() {
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["steps"].as_array().map(Vec::len), Some(1), "{out}");
     let err = String::from_utf8_lossy(&resumed.get_output().stderr).into_owned();
-    assert!(err.contains("applying 20260104000000 walk_items ... "), "{err}");
-    assert!(err.contains(" of 40 documents ("), "{err}");
+    snapbox::assert_data_eq!(
+        err,
+        str![[r#"
+  applying 20260104000000 walk_items ... 
+...
+  20260104000000 walk_items ok ([..])
+
+"#]]
+    );
     with_db(&db, async |db| {
         let left = db
             .collection::<mongo_migrations::bson::Document>("items")
@@ -684,11 +779,21 @@ fn connection_and_migration_failures_say_one_plain_line_with_their_own_hint() {
     );
     // With work to do, `up` builds the harness; the first build is announced
     // (stderr is not a terminal here).
-    let assert = run(&["up"]).assert().success();
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    assert!(stderr.contains("building the migrations of `single-app`"), "{stderr}");
-    assert!(stderr.contains("built the migrations of `single-app` in"), "{stderr}");
-    assert!(stdout(assert).contains("Applied 2 migrations"));
+    // Nothing else on stderr: no warning of the harness's build.
+    run(&["up"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+  applying 20260101000000 create_users ... ok ([..])
+  applying 20260102000000 seed_admin ... ok ([..])
+single-app: Applied 2 migrations in [..] (migration code: [..])
+
+"#]])
+        .stderr_eq(str![[r#"
+building the migrations of `single-app`
+built the migrations of `single-app` in [..]
+
+"#]]);
 
     // A failing migration: its progress line ends, the hint names the history.
     std::fs::write(
@@ -737,36 +842,53 @@ fn team_workflow_baseline_check_out_of_order_accepted_edit_and_squash() {
         out,
         "single-app: baselined 1 migration up to 20260101000000, recorded as applied without running (batch 1)\n"
     );
-    let out = stdout(run(&["status"]).assert().success());
-    assert!(out.contains("applied (baseline)"), "{out}");
-    assert!(out.contains("PHASE") && out.contains("pre-deploy"), "{out}");
-    let out = stdout(run(&["check"]).assert().code(6));
-    assert!(out.contains("pending: 20260102000000 seed_admin is pending"), "{out}");
-    assert!(out.contains("checked files and database"), "{out}");
+    run(&["status"]).assert().success().stdout_eq(str![[r#"
+single-app:
+VERSION         NAME          PHASE       STATE               BATCH  APPLIED AT (UTC)     TIME
+20260101000000  create_users  pre-deploy  applied (baseline)  1      [..]
+20260102000000  seed_admin    pre-deploy  pending             -      -                    -
+2 migrations: 1 applied, 1 pending, 0 failed, 0 running, 0 unknown
+lock: free
+
+"#]]);
+    run(&["check"]).assert().code(6).stdout_eq(str![[r#"
+single-app: pending: 20260102000000 seed_admin is pending
+  hint: `up` applies it
+single-app: checked files and database: 0 errors, 0 need attention, 1 pending, 0 warnings
+
+"#]]);
     run(&["up"]).assert().success();
     run(&["check"]).assert().success();
 
     // A branch merged late brings an older migration.
     run(&["new", "early", "--version", "20260101120000"]).assert().success();
-    let err = stderr_of(run(&["up"]).assert().code(4));
-    assert!(
-        err.contains("migration 20260101120000 (early) is pending but older than 20260102000000"),
-        "{err}"
-    );
-    let out = stdout(run(&["status"]).assert().success());
-    assert!(out.contains("pending (out of order)"), "{out}");
+    run(&["up"]).assert().code(4).stderr_eq(str![[r#"
+error: migration 20260101120000 (early) is pending but older than 20260102000000, the newest applied migration (merged from another branch?); nothing was run. Apply it with --allow-out-of-order (or `out-of-order = "allow"`), or give it a new version
+hint: see `cargo mongo-migrate status`; the README's "Team workflow" explains the policy
+
+"#]]);
+    run(&["status"]).assert().success().stdout_eq(str![[r#"
+single-app:
+VERSION         NAME          PHASE       STATE                   BATCH  APPLIED AT (UTC)     TIME
+20260101000000  create_users  pre-deploy  applied (baseline)      1      [..]
+20260101120000  early         pre-deploy  pending (out of order)  -      -                    -
+20260102000000  seed_admin    pre-deploy  applied                 2      [..]
+3 migrations: 2 applied, 1 pending, 0 failed, 0 running, 0 unknown
+lock: free
+
+"#]]);
     let json: serde_json::Value = serde_json::from_str(&stdout(run(&["check", "--json"]).assert().code(4))).unwrap();
-    assert!(
-        json["findings"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("out of order"),
-        "{json}"
+    snapbox::assert_data_eq!(
+        json["findings"][0]["message"].as_str().unwrap(),
+        str!["20260101120000 early is pending but older than the newest applied migration (out of order)"]
     );
     run(&["up", "--allow-out-of-order"]).assert().success();
     // Rolled back where it was applied: last.
-    let out = stdout(run(&["down"]).assert().success());
-    assert!(out.contains("rolling back 20260101120000 early"), "{out}");
+    run(&["down"]).assert().success().stdout_eq(str![[r#"
+  rolling back 20260101120000 early ... ok ([..])
+single-app: Rolled back 1 migration in [..] (migration code: [..])
+
+"#]]);
     run(&["up"]).assert().success();
 
     // A harmless edit of an applied migration, accepted.
@@ -778,27 +900,40 @@ fn team_workflow_baseline_check_out_of_order_accepted_edit_and_squash() {
             .replace("db.collection", "database.collection"),
     )
     .unwrap();
-    let err = stderr_of(run(&["up"]).assert().code(4));
-    assert!(err.contains("was edited after it was applied"), "{err}");
+    run(&["up"]).assert().code(4).stderr_eq(str![[r#"
+Updated src/migrations/mod.rs
+error: migration 20260102000000 (seed_admin) was edited after it was applied (checksum sha256:9e1d822ea883… then, sha256:0384a1040de9… now): restore the original file and write a new migration for the change, or accept an edit that changes nothing it did with `resolve 20260102000000 --accept-checksum`
+hint: `cargo mongo-migrate status` marks every edited migration; an edit that changes nothing is a comment or a rename
+
+"#]]);
     run(&["check"]).assert().code(4);
-    let out = stdout(
-        run(&["resolve", "20260102000000", "--accept-checksum"])
-            .assert()
-            .success(),
-    );
-    assert!(out.contains("accepted the edit of 20260102000000 seed_admin"), "{out}");
+    run(&["resolve", "20260102000000", "--accept-checksum"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+single-app: accepted the edit of 20260102000000 seed_admin; `up` no longer refuses it
+
+"#]]);
     run(&["up"]).assert().success();
 
     // Squashed: recorded without running (the scaffold's `up` would fail).
     run(&["squash", "--to", "20260102000000", "--force"]).assert().success();
-    let out = stdout(run(&["up"]).assert().success());
-    assert!(
-        out.contains("20260102000001 squashed recorded as applied without running"),
-        "{out}"
-    );
-    let out = stdout(run(&["status"]).assert().success());
-    assert!(out.contains("squashed into 20260102000001"), "{out}");
-    assert!(out.contains("3 squashed"), "{out}");
+    run(&["up"]).assert().success().stdout_eq(str![[r#"
+single-app: Applied 1 migration in [..] (migration code: [..])
+  20260102000001 squashed recorded as applied without running
+
+"#]]);
+    run(&["status"]).assert().success().stdout_eq(str![[r#"
+single-app:
+VERSION         NAME          PHASE       STATE                         BATCH  APPLIED AT (UTC)     TIME
+20260101000000  create_users  -           squashed into 20260102000001  1      [..]
+20260101120000  early         -           squashed into 20260102000001  4      [..]
+20260102000000  seed_admin    -           squashed into 20260102000001  2      [..]
+20260102000001  squashed      pre-deploy  applied                       5      [..]
+4 migrations: 1 applied, 0 pending, 0 failed, 0 running, 0 unknown, 3 squashed
+lock: free
+
+"#]]);
     run(&["check"]).assert().success();
 }
 
@@ -816,13 +951,12 @@ fn check_build_fails_on_migrations_that_do_not_compile() {
     let run = |args: &[&str]| cli().current_dir(crate_dir.path()).env_remove("MONGODB_URI").args(args);
     run(&["registry"]).assert().success();
     run(&["check"]).assert().success();
-    let assert = run(&["check", "--build"]).assert().code(2);
-    let out = stdout(assert);
-    assert!(
-        out.contains("single-app: error: building the migrations of `single-app` failed\n  hint: fix the errors cargo printed above\n"),
-        "{out}"
-    );
-    assert!(out.contains("checked files only: 1 error"), "{out}");
+    run(&["check", "--build"]).assert().code(2).stdout_eq(str![[r#"
+single-app: error: building the migrations of `single-app` failed
+  hint: fix the errors cargo printed above
+single-app: checked files only: 1 error, 0 need attention, 0 pending, 0 warnings
+
+"#]]);
     // Fixed, and using a helper module beside the migrations: it compiles.
     let fixed = "//! Uses a helper.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let _ = (ctx, super::common::NAME.len() as u32);\n    Ok(())\n}\n";
     let dir = crate_dir.path().join("src/migrations");
@@ -862,11 +996,16 @@ fn tenants_by_list_and_by_regex_with_a_summary_table_and_json() {
 
     let regex = format!("^{prefix}");
     let out = stdout(run(&["status", "--databases-from-regex", &regex]).assert().success());
-    assert!(out.contains("DATABASE"), "{out}");
-    assert!(out.contains(&format!("{b}  2        0")), "{out}");
-    assert!(
-        out.contains("2 databases: 0 with pending migrations, 0 unreadable"),
-        "{out}"
+    snapbox::assert_data_eq!(
+        out.replace(&prefix, "[PREFIX]"),
+        str![[r#"
+single-app:
+DATABASE[..]APPLIED  PENDING  FAILED  RUNNING  UNKNOWN  LOCK
+[PREFIX]a[..]2        0        0       0        0        free
+[PREFIX]b[..]2        0        0       0        0        free
+2 databases: 0 with pending migrations, 0 unreadable
+
+"#]]
     );
     let json: serde_json::Value = serde_json::from_str(&stdout(
         run(&["status", "--databases-from-regex", &regex, "--json"])
@@ -893,8 +1032,17 @@ fn tenants_by_list_and_by_regex_with_a_summary_table_and_json() {
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(json[0]["outcome"], "locked", "{json}");
     assert_eq!(json[1]["outcome"], "applied", "{json}");
-    let err = run(&["status", "--databases-from-regex", "("]).assert().code(2);
-    assert!(stderr_of(err).contains("invalid --databases-from-regex"));
+    run(&["status", "--databases-from-regex", "("])
+        .assert()
+        .code(2)
+        .stderr_eq(str![[r#"
+error: invalid --databases-from-regex: regex parse error:
+    (
+    ^
+error: unclosed group
+hint: e.g. --databases-from-regex '^tenant_'
+
+"#]]);
     for db in [a, b] {
         with_db(&db, async |db| db.drop().await.unwrap());
     }
@@ -923,22 +1071,24 @@ fn up_continue_on_error_goes_past_independent_failures_and_lists_them() {
     )
     .unwrap();
 
-    let out = run(&["up", "--continue-on-error"]).assert().code(1);
-    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(
-        stdout.contains("applying 20260101120000 fails_second ... failed, recorded; going on: the second one fails"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("applying 20260103000000 last ... ok"), "{stdout}");
-    assert!(
-        stderr.contains("2 migrations failed; the run went on with the others (continue on error) (recorded in this run: 20260101000000, 20260102000000, 20260103000000): 20260101120000 (fails_second): the second one fails; 20260102120000 (fails_fourth): the fourth one fails"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("hint: see `cargo mongo-migrate history --status failed`"),
-        "{stderr}"
-    );
+    run(&["up", "--continue-on-error"])
+        .assert()
+        .code(1)
+        .stdout_eq(str![[r#"
+  applying 20260101000000 create_users ... ok ([..])
+  applying 20260101120000 fails_second ... failed, recorded; going on: the second one fails
+  applying 20260102000000 seed_admin ... ok ([..])
+  applying 20260102120000 fails_fourth ... failed, recorded; going on: the fourth one fails
+  applying 20260103000000 last ... ok ([..])
+
+"#]])
+        .stderr_eq(str![[r#"
+Updated src/migrations/mod.rs
+...
+error: 2 migrations failed; the run went on with the others (continue on error) (recorded in this run: 20260101000000, 20260102000000, 20260103000000): 20260101120000 (fails_second): the second one fails; 20260102120000 (fails_fourth): the fourth one fails
+hint: see `cargo mongo-migrate history --status failed`
+
+"#]]);
     let status = status_json(crate_dir.path(), &db);
     assert_eq!(status["counts"]["applied"], 3, "{status}");
     assert_eq!(status["counts"]["failed"], 2, "{status}");
@@ -970,17 +1120,29 @@ fn status_answers_while_a_migration_file_does_not_parse() {
         "//! Broken.\n\nuse mongo_migrations::prelude::*;\n\npub async fn up(ctx: &mut MigrationContext) -> MigrationResult {\n    let x = ;\n}\n",
     )
     .unwrap();
-    for command in [&["status"][..], &["history"][..], &["lock-status"][..]] {
-        let out = run(command).assert().success();
-        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-        assert!(
-            stderr.contains("m20260103_000000_broken.rs:6:") && stderr.contains("warning:"),
-            "{command:?}: {stderr}"
-        );
+    for command in [&["history"][..], &["lock-status"][..]] {
+        run(command).assert().success().stderr_eq(str![[r#"
+warning: src/migrations/m20260103_000000_broken.rs:6:13: expected an expression; it is listed by its file name
+
+"#]]);
     }
-    let status = stdout(run(&["status"]).assert().success());
-    assert!(status.contains("20260103000000  broken"), "{status}");
-    assert!(status.contains("3 migrations: 2 applied, 1 pending"), "{status}");
+    run(&["status"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+single-app:
+VERSION         NAME          PHASE       STATE    BATCH  APPLIED AT (UTC)     TIME
+20260101000000  create_users  pre-deploy  applied  1      [..]
+20260102000000  seed_admin    pre-deploy  applied  1      [..]
+20260103000000  broken        pre-deploy  pending  -      -                    -
+3 migrations: 2 applied, 1 pending, 0 failed, 0 running, 0 unknown
+lock: free
+
+"#]])
+        .stderr_eq(str![[r#"
+warning: src/migrations/m20260103_000000_broken.rs:6:13: expected an expression; it is listed by its file name
+
+"#]]);
     // What would run or change anything is refused until the file is fixed.
     run(&["up", "--dry-run"]).assert().code(2);
     run(&["down", "--dry-run"]).assert().code(2);
