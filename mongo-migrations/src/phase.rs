@@ -6,12 +6,15 @@ use std::fmt;
 /// side by side (expand/contract): before the new code is deployed, or after
 /// the old code is gone. A module declares `pub const PHASE: Phase`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     /// Before the deploy: changes the old code tolerates (add a field, backfill it).
     #[default]
+    #[cfg_attr(feature = "cli", value(name = "pre", alias = "pre-deploy", help = None::<&str>))]
     PreDeploy,
     /// After the deploy: changes only the new code tolerates (drop the old field).
+    #[cfg_attr(feature = "cli", value(name = "post", alias = "post-deploy", help = None::<&str>))]
     PostDeploy,
 }
 

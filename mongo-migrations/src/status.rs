@@ -8,20 +8,26 @@ use serde::{Deserialize, Serialize};
 
 /// Where a migration stands in the tracking collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum MigrationStatus {
     /// Claimed by a run that has not started it yet. If that run ends or
     /// loses its lock first, the migration never started: it stands as it
     /// was before (pending for `up`, applied for `down`).
+    #[cfg_attr(feature = "cli", value(help = None::<&str>))]
     Planned,
     /// Started, not finished.
+    #[cfg_attr(feature = "cli", value(help = None::<&str>))]
     Running,
     /// Applied (`up`) or rolled back (`down`) and recorded.
+    #[cfg_attr(feature = "cli", value(help = None::<&str>))]
     Completed,
     /// Failed; the record keeps the error.
+    #[cfg_attr(feature = "cli", value(help = None::<&str>))]
     Failed,
     /// Rolled back, or resolved as not applied.
+    #[cfg_attr(feature = "cli", value(help = None::<&str>))]
     RolledBack,
 }
 

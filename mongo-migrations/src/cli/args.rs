@@ -2,7 +2,7 @@
 //! database: shared by `cargo mongo-migrate` and a migration binary, so
 //! both take the same flags.
 
-use clap::{ArgGroup, Subcommand, ValueEnum};
+use clap::{ArgGroup, Subcommand};
 
 /// The commands that need the migrations and the database, not the files.
 #[derive(Debug, Clone, Subcommand)]
@@ -27,7 +27,7 @@ pub enum Command {
         /// Only this deploy phase: `pre` (before the new code), or `post` (after it; only those
         /// whose older pre-deploy migrations are applied)
         #[arg(long, value_enum)]
-        phase: Option<PhaseArg>,
+        phase: Option<crate::Phase>,
         #[command(flatten)]
         tenancy: Tenancy,
         /// With --databases*: start no other database after one fails
@@ -75,20 +75,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the tracking history, most recent first
+    /// Show every run (apply, rollback, failure, stop), most recent first
     History {
         #[command(flatten)]
         conn: Connection,
-        /// Only records with this status
+        /// Only runs that ended so (with --json: records in this state)
         #[arg(long, value_enum)]
-        status: Option<StatusFilter>,
-        /// At most N records (N >= 1; without it, all)
+        status: Option<crate::MigrationStatus>,
+        /// At most N runs, or records with --json (N >= 1; without it, all)
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
-        /// Skip the first N records
+        /// Skip the first N runs, or records with --json
         #[arg(long, value_name = "N", default_value_t = 0)]
         skip: u64,
-        /// Print JSON
+        /// Print the tracking records, each with its log, as JSON
         #[arg(long)]
         json: bool,
     },
@@ -182,19 +182,4 @@ impl Tenancy {
     pub fn is_set(&self) -> bool {
         !self.databases.is_empty() || self.databases_from_regex.is_some()
     }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PhaseArg {
-    Pre,
-    Post,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum StatusFilter {
-    Planned,
-    Running,
-    Completed,
-    Failed,
-    RolledBack,
 }

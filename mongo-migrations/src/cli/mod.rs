@@ -34,7 +34,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{Command, Connection, PhaseArg, StatusFilter, Tenancy};
+pub use args::{Command, Connection, Tenancy};
 pub use color::ColorChoice;
 pub use exit::{Code, Failure};
 pub use render::{interrupted, render};

@@ -1,9 +1,9 @@
 //! Turning a command line into a harness request for one package.
 
-use crate::cli::args::{Command, PhaseArg, StatusFilter, Tenancy};
+use crate::cli::args::{Command, Tenancy};
 use crate::cli::exit::{Code, Failure};
 use crate::harness::{Command as Remote, Connection};
-use crate::{DownOptions, DownTarget, HistoryQuery, MigrationStatus, Phase, Resolution, Settings, UpOptions, Version};
+use crate::{DownOptions, DownTarget, HistoryQuery, Resolution, Settings, UpOptions, Version};
 
 type Result<T> = std::result::Result<T, Failure>;
 
@@ -66,10 +66,7 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
                 dry_run: *dry_run,
                 to: to.as_deref().map(version).transpose()?,
                 allow_out_of_order: *allow_out_of_order,
-                phase: phase.map(|p| match p {
-                    PhaseArg::Pre => Phase::PreDeploy,
-                    PhaseArg::Post => Phase::PostDeploy,
-                }),
+                phase: *phase,
                 continue_on_error: *continue_on_error,
             }),
             *json,
@@ -105,13 +102,7 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
             skip,
             json,
         } => {
-            let status = status.map(|s| match s {
-                StatusFilter::Planned => MigrationStatus::Planned,
-                StatusFilter::Running => MigrationStatus::Running,
-                StatusFilter::Completed => MigrationStatus::Completed,
-                StatusFilter::Failed => MigrationStatus::Failed,
-                StatusFilter::RolledBack => MigrationStatus::RolledBack,
-            });
+            let status = *status;
             (
                 conn,
                 Remote::History(HistoryQuery {
