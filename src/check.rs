@@ -5,13 +5,13 @@
 //! `--build`) and from the database (with a URI) is read off its types.
 
 use anyhow::Result;
-use mongo_migrations::harness::{Answer, Command as Remote, Request};
+use mongo_migrations::harness::{Answer, Command as HarnessCommand, Request};
 use mongo_migrations::State;
 use mongo_migrations_codegen::lint::{self, Severity};
 use mongo_migrations_codegen::{render_with, Layout, REGISTRY_FILE};
 use serde::Serialize;
 
-use crate::cli::Connection;
+use crate::cli::ConnectionArgs;
 use crate::exit::{Code, Failure};
 use crate::workspace::{display, Target, Workspace};
 
@@ -47,7 +47,7 @@ struct PackageReport {
     findings: Vec<Finding>,
 }
 
-pub fn run(ws: &Workspace, conn: &Connection, offline: bool, build: bool, json: bool, verbose: bool) -> Result<()> {
+pub fn run(ws: &Workspace, conn: &ConnectionArgs, offline: bool, build: bool, json: bool, verbose: bool) -> Result<()> {
     let mut reports = Vec::new();
     for target in &ws.targets {
         let mut report = PackageReport {
@@ -127,7 +127,7 @@ fn print(report: &PackageReport) {
 }
 
 /// A URI from `--uri` or the package's URI variable.
-pub(crate) fn uri_given(conn: &Connection, target: &Target) -> bool {
+pub(crate) fn uri_given(conn: &ConnectionArgs, target: &Target) -> bool {
     conn.uri.is_some() || std::env::var(&target.config.uri_env).is_ok_and(|v| !v.is_empty())
 }
 
@@ -308,11 +308,11 @@ fn snapshot(ws: &Workspace, target: &Target, verbose: bool) -> Result<Vec<Findin
 /// The online checks of a package that declares collections: where the
 /// database is not what they declare (an index made or dropped by hand, a
 /// validator changed in a shell, documents that violate an enforced one).
-fn drift(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> Result<Vec<Finding>> {
+fn drift(ws: &Workspace, target: &Target, conn: &ConnectionArgs, verbose: bool) -> Result<Vec<Finding>> {
     let bin = crate::harness::build(ws, target, verbose)?;
     let request = Request {
         connection: connection(target, conn)?,
-        command: Remote::Drift,
+        command: HarnessCommand::Drift,
     };
     let Answer::Drift(drift) = crate::harness::run(&bin, &request, verbose, |_| {})? else {
         anyhow::bail!("the harness answered `drift` with something else");
@@ -329,8 +329,8 @@ fn drift(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> R
 }
 
 /// The connection `status` of `target` would use, from the flags and the package's settings.
-pub(crate) fn connection(target: &Target, conn: &Connection) -> Result<mongo_migrations::harness::Connection> {
-    let status = mongo_migrations::cli::Command::Status {
+pub(crate) fn connection(target: &Target, conn: &ConnectionArgs) -> Result<mongo_migrations::harness::Connection> {
+    let status = mongo_migrations::cli::DatabaseCommand::Status {
         conn: conn.clone(),
         tenancy: Default::default(),
         json: false,
@@ -341,10 +341,10 @@ pub(crate) fn connection(target: &Target, conn: &Connection) -> Result<mongo_mig
 }
 
 /// The online checks: what `status` says needs attention or is pending.
-fn database(ws: &Workspace, target: &Target, conn: &Connection, verbose: bool) -> Result<Vec<Finding>> {
+fn database(ws: &Workspace, target: &Target, conn: &ConnectionArgs, verbose: bool) -> Result<Vec<Finding>> {
     let request = Request {
         connection: connection(target, conn)?,
-        command: Remote::Status,
+        command: HarnessCommand::Status,
     };
     let cache = crate::harness::registry_cache(ws, target);
     let Answer::Status(report) = crate::local::run(target, &cache, &request, verbose)? else {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-pub use mongo_migrations::cli::{ColorChoice, Connection};
+pub use mongo_migrations::cli::{ColorChoice, ConnectionArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo", bin_name = "cargo", styles = clap::builder::styling::Styles::plain())]
@@ -92,7 +92,7 @@ pub enum Command {
     /// Regenerate the registry module from the migration files
     Registry,
     #[command(flatten)]
-    Remote(mongo_migrations::cli::Command),
+    Database(mongo_migrations::cli::DatabaseCommand),
     /// Replace every migration up to VERSION with one new module
     Squash {
         /// The last migration to replace
@@ -114,7 +114,7 @@ pub enum Command {
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
     },
     /// Build a migration binary of this package (release): the commands above that need no files, for hosts without cargo
     Bundle {
@@ -131,7 +131,7 @@ pub enum Command {
     /// Print the package's effective settings and where each comes from
     Config {
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -139,7 +139,7 @@ pub enum Command {
     /// Check the migrations for CI: offline, and against the database when a URI is given
     Check {
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
         /// Check only the files, even if a URI is set
         #[arg(long)]
         offline: bool,

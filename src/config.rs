@@ -5,7 +5,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cli::Connection;
+use crate::cli::ConnectionArgs;
 use crate::workspace::{Target, Workspace};
 
 /// Where a setting's value comes from.
@@ -47,7 +47,7 @@ pub struct Setting {
 
 /// The settings of `target`: pure, given the flags and `env` (a lookup of
 /// environment variables).
-pub fn settings(target: &Target, conn: &Connection, env: impl Fn(&str) -> Option<String>) -> Vec<Setting> {
+pub fn settings(target: &Target, conn: &ConnectionArgs, env: impl Fn(&str) -> Option<String>) -> Vec<Setting> {
     let c = &target.config;
     let set = |key| target.configured.contains(key);
     let meta_or_default = |key: &'static str, value: serde_json::Value| Setting {
@@ -161,7 +161,7 @@ pub fn redact(uri: &str) -> String {
 
 /// Prints the settings of each package: TOML-like lines with their
 /// sources, or JSON.
-pub fn print(ws: &Workspace, conn: &Connection, json: bool) -> Result<()> {
+pub fn print(ws: &Workspace, conn: &ConnectionArgs, json: bool) -> Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     let all: Vec<(&Target, Vec<Setting>)> = ws.targets.iter().map(|t| (t, settings(t, conn, env))).collect();
     if json {
@@ -215,8 +215,8 @@ mod tests {
         }
     }
 
-    fn conn(uri: Option<&str>, database: Option<&str>) -> Connection {
-        Connection {
+    fn conn(uri: Option<&str>, database: Option<&str>) -> ConnectionArgs {
+        ConnectionArgs {
             uri: uri.map(str::to_string),
             database: database.map(str::to_string),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,

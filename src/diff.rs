@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use mongo_migrations::harness::{Answer, Command as Remote, Connection, Request};
+use mongo_migrations::harness::{Answer, Command as HarnessCommand, Connection, Request};
 use mongo_migrations_codegen::names;
 use mongo_migrations_codegen::schema::{self, lineage, Half, Snapshot, SNAPSHOT_FILE};
 
@@ -329,7 +329,7 @@ fn harness_schema(ws: &Workspace, target: &Target, verbose: bool) -> Result<Snap
     let bin = crate::harness::build(ws, target, verbose)?;
     let request = Request {
         connection: Connection::default(),
-        command: Remote::Schema,
+        command: HarnessCommand::Schema,
     };
     let Answer::Schema(collections) = crate::harness::run(&bin, &request, verbose, |_| {})? else {
         anyhow::bail!("the harness answered `schema` with something else");

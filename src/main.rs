@@ -15,7 +15,7 @@ mod workspace;
 
 use anyhow::Result;
 use clap::Parser;
-use mongo_migrations::cli::{output, Command as Remote};
+use mongo_migrations::cli::{output, DatabaseCommand};
 use mongo_migrations::harness::{Answer, Command as HarnessCommand, Connection, Request};
 
 use cli::{Args, Cargo, Command};
@@ -98,13 +98,13 @@ fn run(args: Args) -> Result<()> {
             bundle::build(&ws, package, out.as_deref(), &build, args.verbose)
         }
         Command::Config { conn, json } => config::print(&ws, conn, *json),
-        Command::Remote(command) => remote(&args, command, &ws),
+        Command::Database(command) => database(&args, command, &ws),
     }
 }
 
 /// Commands that run in the harness, package by package. With `--json`, one
 /// document: the package's result, or with `--workspace` an object keyed by package.
-fn remote(args: &Args, command: &Remote, ws: &Workspace) -> Result<()> {
+fn database(args: &Args, command: &DatabaseCommand, ws: &Workspace) -> Result<()> {
     let mut results = serde_json::Map::new();
     let mut json = false;
     let mut stopped = None;
@@ -176,7 +176,7 @@ fn remote(args: &Args, command: &Remote, ws: &Workspace) -> Result<()> {
 
 /// Every package's request, all checked before any package runs: a bad
 /// setting of the last package stops the run before the first one starts.
-fn requests(command: &Remote, targets: &[Target]) -> Result<Vec<(Connection, HarnessCommand, bool)>> {
+fn requests(command: &DatabaseCommand, targets: &[Target]) -> Result<Vec<(Connection, HarnessCommand, bool)>> {
     let requests = local::block_on(async {
         let mut all = Vec::new();
         for target in targets {

@@ -12,7 +12,7 @@ use mongo_migrations::harness::{Answer, Request};
 use mongo_migrations::State;
 use mongo_migrations_codegen::{names, MigrationFile, REGISTRY_FILE};
 
-use crate::cli::Connection;
+use crate::cli::ConnectionArgs;
 use crate::exit::{Code, Failure};
 use crate::workspace::{display, Target, Workspace};
 
@@ -76,7 +76,7 @@ pub fn run(
     target: &Target,
     given: &str,
     to: Option<&str>,
-    conn: &Connection,
+    conn: &ConnectionArgs,
     verbose: bool,
 ) -> Result<()> {
     crate::scaffold::require_runtime_name(target)?;
@@ -132,7 +132,13 @@ pub fn run(
 }
 
 /// Refuses when the database `target` connects to has a record of `version`.
-fn refuse_if_recorded(ws: &Workspace, target: &Target, conn: &Connection, version: &str, verbose: bool) -> Result<()> {
+fn refuse_if_recorded(
+    ws: &Workspace,
+    target: &Target,
+    conn: &ConnectionArgs,
+    version: &str,
+    verbose: bool,
+) -> Result<()> {
     let request = Request {
         connection: crate::check::connection(target, conn)?,
         command: mongo_migrations::harness::Command::Status,

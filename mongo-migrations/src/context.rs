@@ -6,7 +6,7 @@ use std::fmt;
 use bson::Document;
 use mongodb::{ClientSession, Database};
 
-use crate::batch::{Batches, Checkpoints};
+use crate::batch::{Batches, CheckpointWriter};
 use crate::built_indexes;
 use crate::lock::LockHandle;
 use crate::schema::{Index, IndexOutcome, ValidationLevel, Violations};
@@ -17,7 +17,7 @@ const LOCK_LOST: &str = "the migration's lock was lost: another runner took it o
 
 /// The indexes the run's record notes (see `built_indexes`); an error
 /// once the run's claim is fenced.
-async fn noted_indexes(c: &Checkpoints) -> Result<Vec<built_indexes::Entry>, MigrationError> {
+async fn noted_indexes(c: &CheckpointWriter) -> Result<Vec<built_indexes::Entry>, MigrationError> {
     match c.record("reading the indexes").await? {
         Some(record) => Ok(built_indexes::of(&record)),
         None => Err(LOCK_LOST.into()),
@@ -33,7 +33,7 @@ pub struct MigrationContext {
     name: String,
     lock: LockHandle,
     /// Where batches record their progress (none in a transaction).
-    checkpoints: Option<Checkpoints>,
+    checkpoints: Option<CheckpointWriter>,
     /// How many walks this run of the migration has started.
     walks: std::sync::atomic::AtomicUsize,
     /// The migration's deploy phase.
@@ -94,7 +94,7 @@ impl MigrationContext {
     }
 
     /// With checkpoints for [`MigrationContext::batches`].
-    pub(crate) fn with_checkpoints(mut self, checkpoints: Checkpoints) -> Self {
+    pub(crate) fn with_checkpoints(mut self, checkpoints: CheckpointWriter) -> Self {
         self.checkpoints = Some(checkpoints);
         self
     }

@@ -14,7 +14,7 @@ pub(crate) type ProgressFn = std::sync::Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// What a migration's batches write to, and when they must stop.
 #[derive(Clone)]
-pub(crate) struct Checkpoints {
+pub(crate) struct CheckpointWriter {
     /// The tracking collection.
     pub(crate) tracking: Collection<Document>,
     /// This runner's unfenced `running` claim on the migration: every
@@ -30,16 +30,16 @@ pub(crate) struct Checkpoints {
     pub(crate) retry: Retry,
 }
 
-impl std::fmt::Debug for Checkpoints {
+impl std::fmt::Debug for CheckpointWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checkpoints")
+        f.debug_struct("CheckpointWriter")
             .field("claim", &self.claim)
             .field("direction", &self.direction)
             .finish()
     }
 }
 
-impl Checkpoints {
+impl CheckpointWriter {
     /// Applies `update` to this runner's claim on the record, retried over
     /// transient faults (`what` names it in their errors); `false` when the
     /// claim matched nothing: the run was fenced and the lock is lost.

@@ -21,7 +21,7 @@ use bson::{doc, Bson, Document};
 use futures_util::TryStreamExt;
 use mongodb::{Collection, Database};
 
-pub(crate) use context::{Checkpoints, ProgressFn};
+pub(crate) use context::{CheckpointWriter, ProgressFn};
 use ids::one_id_type;
 pub(crate) use walk::WalkStopped;
 use walk::{Stop, Walk, LOST_LOCK};
@@ -48,7 +48,7 @@ pub struct BatchStats {
 #[must_use = "a walk does nothing until `run` is awaited"]
 pub struct Batches<'a> {
     pub(crate) db: &'a Database,
-    pub(crate) checkpoints: Option<&'a Checkpoints>,
+    pub(crate) checkpoints: Option<&'a CheckpointWriter>,
     /// Which walk of the migration this is (its checkpoint's key).
     pub(crate) index: usize,
     /// A transaction cannot span batches: refused.

@@ -7,11 +7,11 @@ use clap::{ArgGroup, Subcommand};
 /// The commands that need the migrations and the database, not the files.
 #[derive(Debug, Clone, Subcommand)]
 #[non_exhaustive]
-pub enum Command {
+pub enum DatabaseCommand {
     /// Apply pending migrations
     Up {
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
         /// Show what would run; change nothing
         #[arg(long)]
         dry_run: bool,
@@ -45,7 +45,7 @@ pub enum Command {
     #[command(group(ArgGroup::new("target").args(["steps", "batch", "to"])))]
     Down {
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
         /// Roll back the last N migrations (N >= 1)
         #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         steps: Option<usize>,
@@ -68,7 +68,7 @@ pub enum Command {
     /// Show applied, pending and failed migrations and the lock
     Status {
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
         #[command(flatten)]
         tenancy: Tenancy,
         /// Print JSON
@@ -78,7 +78,7 @@ pub enum Command {
     /// Show every run (apply, rollback, failure, stop), most recent first
     History {
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
         /// Only runs that ended so (with --json: records in this state)
         #[arg(long, value_enum)]
         status: Option<crate::MigrationStatus>,
@@ -95,7 +95,7 @@ pub enum Command {
     /// Show who holds the migration lock
     LockStatus {
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -103,7 +103,7 @@ pub enum Command {
     /// Release the migration lock whoever holds it
     ForceUnlock {
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
         /// Confirm: the holder, if alive, is fenced off and records nothing more
         #[arg(long)]
         yes: bool,
@@ -112,7 +112,7 @@ pub enum Command {
     #[command(group(ArgGroup::new("as").args(["applied", "pending", "accept_checksum"]).required(true)))]
     Resolve {
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
         /// The migration's version
         version: String,
         /// Its effect is in place: record it as applied
@@ -128,14 +128,14 @@ pub enum Command {
     /// Record every migration up to VERSION as applied without running it (adopt an existing database)
     Baseline {
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
         /// The last migration whose effect the database already has
         version: String,
     },
     /// Remove the tracking records of migrations whose files were deleted (kept in `<tracking>_audit`)
     Forget {
         #[command(flatten)]
-        conn: Connection,
+        conn: ConnectionArgs,
         /// Versions this build no longer has
         #[arg(required = true, value_name = "VERSION")]
         versions: Vec<String>,
@@ -145,8 +145,9 @@ pub enum Command {
     },
 }
 
+/// The connection flags every database command takes.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Connection {
+pub struct ConnectionArgs {
     /// MongoDB URI [default: $MONGODB_URI, or the package's `uri-env`]
     #[arg(long, value_name = "URI", help_heading = "Connection")]
     pub uri: Option<String>,

@@ -34,7 +34,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{Command, Connection, Tenancy};
+pub use args::{ConnectionArgs, DatabaseCommand, Tenancy};
 pub use color::ColorChoice;
 pub use exit::{Code, Failure};
 pub use render::{interrupted, render};
@@ -60,7 +60,7 @@ struct Binary {
     color: Option<ColorChoice>,
 
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Option<DatabaseCommand>,
 }
 
 /// `main` of a migration binary: parses the command line, runs the command
@@ -138,7 +138,12 @@ pub fn version_line(package: &Package, registry: &Registry) -> String {
 }
 
 /// Runs `command` in this process, as the harness runs it for the CLI.
-async fn execute(package: &Package, registry: Registry, command: &Command, verbose: bool) -> Result<(), Failure> {
+async fn execute(
+    package: &Package,
+    registry: Registry,
+    command: &DatabaseCommand,
+    verbose: bool,
+) -> Result<(), Failure> {
     let (connection, remote, json) = request(command, &package.name, &package.settings).await?;
     let request = Request {
         connection,
@@ -182,7 +187,7 @@ pub fn finish(package: &str, command: &harness::Command, answer: Answer, json: b
 #[cfg(test)]
 mod binary_tests {
     use super::Binary;
-    use crate::harness::Command as Remote;
+    use crate::harness::Command as HarnessCommand;
     use clap::Parser as _;
 
     /// The binary's `up --continue-on-error` reaches the run's options, as
@@ -202,7 +207,7 @@ mod binary_tests {
                 ..settings.clone()
             };
             let (_, remote, _) = super::request(&command, "app", &settings).await.unwrap();
-            let Remote::Up(options) = remote else {
+            let HarnessCommand::Up(options) = remote else {
                 panic!("{remote:?}");
             };
             assert_eq!(options.continue_on_error, expected, "{args:?}");

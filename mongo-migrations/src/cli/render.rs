@@ -3,14 +3,14 @@
 
 use crate::cli::exit::{Code, Failure};
 use crate::cli::output;
-use crate::harness::{Answer, Command as Remote};
+use crate::harness::{Answer, Command as HarnessCommand};
 use crate::{Resolution, StoppedWalk};
 
 /// Prints `answer` to `command` of `package` as human text on stdout.
-pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Failure> {
+pub fn render(package: &str, command: &HarnessCommand, answer: Answer) -> Result<(), Failure> {
     match answer {
         Answer::Run(report) => match command {
-            Remote::Baseline { to } => {
+            HarnessCommand::Baseline { to } => {
                 let n = report.steps.len();
                 crate::outln!(
                     "{package}: baselined {n} {} up to {to}, recorded as applied without running (batch {})",
@@ -18,7 +18,7 @@ pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Fai
                     report.steps.first().map_or(0, |s| s.batch)
                 );
             }
-            Remote::Down(options) => {
+            HarnessCommand::Down(options) => {
                 output::run_report(package, &report);
                 if let Some(note) = fewer_than_asked(options.target, report.steps.len() + report.skipped.len()) {
                     crate::outln!("{package}: note: {note}");
@@ -29,13 +29,13 @@ pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Fai
         Answer::Status(report) => output::status(package, &report),
         Answer::History(records) => {
             let query = match command {
-                Remote::History(query) => query.clone(),
+                HarnessCommand::History(query) => query.clone(),
                 _ => crate::HistoryQuery::default(),
             };
             output::history(package, &records, &query)
         }
         Answer::Lock(lock) => match command {
-            Remote::ForceUnlock { .. } => match lock.filter(|l| !l.expired) {
+            HarnessCommand::ForceUnlock { .. } => match lock.filter(|l| !l.expired) {
                 Some(l) => crate::outln!("{package}: released the lock held by {}", l.holder),
                 None => crate::outln!("{package}: the lock was free; it is released all the same"),
             },
@@ -52,14 +52,14 @@ pub fn render(package: &str, command: &Remote, answer: Answer) -> Result<(), Fai
             }
         }
         Answer::Resolved(record) => match command {
-            Remote::Resolve {
+            HarnessCommand::Resolve {
                 resolution: Resolution::AcceptChecksum,
                 version,
             } => crate::outln!(
                 "{package}: accepted the edit of {version} {}; `up` no longer refuses it",
                 record.name
             ),
-            Remote::Resolve {
+            HarnessCommand::Resolve {
                 resolution: Resolution::Pending,
                 version,
             } => crate::outln!("{package}: marked {version} as pending"),

@@ -1,8 +1,8 @@
 //! Turning a command line into a harness request for one package.
 
-use crate::cli::args::{Command, Tenancy};
+use crate::cli::args::{DatabaseCommand, Tenancy};
 use crate::cli::exit::{Code, Failure};
-use crate::harness::{Command as Remote, Connection};
+use crate::harness::{Command as HarnessCommand, Connection};
 use crate::{DownOptions, DownTarget, HistoryQuery, Resolution, Settings, UpOptions, Version};
 
 type Result<T> = std::result::Result<T, Failure>;
@@ -13,10 +13,10 @@ fn version(s: &str) -> Result<Version> {
 }
 
 /// The tenant flags of `up` and `status`, when given, and `--fail-fast`.
-fn tenancy(command: &Command) -> Option<(&Tenancy, bool)> {
+fn tenancy(command: &DatabaseCommand) -> Option<(&Tenancy, bool)> {
     match command {
-        Command::Up { tenancy, fail_fast, .. } => Some((tenancy, *fail_fast)),
-        Command::Status { tenancy, .. } => Some((tenancy, false)),
+        DatabaseCommand::Up { tenancy, fail_fast, .. } => Some((tenancy, *fail_fast)),
+        DatabaseCommand::Status { tenancy, .. } => Some((tenancy, false)),
         _ => None,
     }
     .filter(|(t, _)| t.is_set())
@@ -49,9 +49,13 @@ async fn tenants(tenancy: &Tenancy, uri: &str, connect_timeout: u64) -> Result<V
 
 /// The harness request for `command` in `package` with its `settings`
 /// (checked before anything is built or run), and whether to print JSON.
-pub async fn request(command: &Command, package: &str, settings: &Settings) -> Result<(Connection, Remote, bool)> {
+pub async fn request(
+    command: &DatabaseCommand,
+    package: &str,
+    settings: &Settings,
+) -> Result<(Connection, HarnessCommand, bool)> {
     let (conn, remote, json) = match command {
-        Command::Up {
+        DatabaseCommand::Up {
             conn,
             dry_run,
             to,
@@ -62,7 +66,7 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
             ..
         } => (
             conn,
-            Remote::Up(UpOptions {
+            HarnessCommand::Up(UpOptions {
                 dry_run: *dry_run,
                 to: to.as_deref().map(version).transpose()?,
                 allow_out_of_order: *allow_out_of_order,
@@ -71,7 +75,7 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
             }),
             *json,
         ),
-        Command::Down {
+        DatabaseCommand::Down {
             conn,
             steps,
             batch,
@@ -87,15 +91,15 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
             })?;
             (
                 conn,
-                Remote::Down(DownOptions {
+                HarnessCommand::Down(DownOptions {
                     target,
                     dry_run: *dry_run,
                 }),
                 *json,
             )
         }
-        Command::Status { conn, json, .. } => (conn, Remote::Status, *json),
-        Command::History {
+        DatabaseCommand::Status { conn, json, .. } => (conn, HarnessCommand::Status, *json),
+        DatabaseCommand::History {
             conn,
             status,
             limit,
@@ -105,7 +109,7 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
             let status = *status;
             (
                 conn,
-                Remote::History(HistoryQuery {
+                HarnessCommand::History(HistoryQuery {
                     status,
                     skip: *skip,
                     limit: *limit,
@@ -115,15 +119,15 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
                 *json,
             )
         }
-        Command::LockStatus { conn, json } => (conn, Remote::LockStatus, *json),
-        Command::ForceUnlock { conn, yes } => {
+        DatabaseCommand::LockStatus { conn, json } => (conn, HarnessCommand::LockStatus, *json),
+        DatabaseCommand::ForceUnlock { conn, yes } => {
             if !yes {
                 return Err(Failure::new(Code::Usage, "force-unlock needs confirmation")
                     .hint("make sure the holder is gone (`lock-status`), then pass --yes"));
             }
-            (conn, Remote::ForceUnlock { confirm: true }, false)
+            (conn, HarnessCommand::ForceUnlock { confirm: true }, false)
         }
-        Command::Resolve {
+        DatabaseCommand::Resolve {
             conn,
             version: v,
             applied,
@@ -137,14 +141,14 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
             };
             (
                 conn,
-                Remote::Resolve {
+                HarnessCommand::Resolve {
                     version: version(v)?,
                     resolution,
                 },
                 false,
             )
         }
-        Command::Forget { conn, versions, yes } => {
+        DatabaseCommand::Forget { conn, versions, yes } => {
             if !yes {
                 return Err(Failure::new(Code::Usage, "forget needs confirmation")
                     .hint("check `status` for the unknown versions, then pass --yes"));
@@ -152,14 +156,14 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
             let versions = versions.iter().map(|v| version(v)).collect::<Result<Vec<_>>>()?;
             (
                 conn,
-                Remote::Forget {
+                HarnessCommand::Forget {
                     versions,
                     confirm: true,
                 },
                 false,
             )
         }
-        Command::Baseline { conn, version: v } => (conn, Remote::Baseline { to: version(v)? }, false),
+        DatabaseCommand::Baseline { conn, version: v } => (conn, HarnessCommand::Baseline { to: version(v)? }, false),
     };
     let config = settings;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -187,7 +191,7 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
         Some((tenancy, fail_fast)) => {
             let databases = tenants(tenancy, &uri, conn.connect_timeout).await?;
             database = databases.first().cloned();
-            Remote::Tenants {
+            HarnessCommand::Tenants {
                 databases,
                 concurrency: usize::try_from(tenancy.concurrency).unwrap_or(usize::MAX),
                 fail_fast,
@@ -214,7 +218,7 @@ pub async fn request(command: &Command, package: &str, settings: &Settings) -> R
         database,
         config: config.runtime(conn.connect_timeout),
         lock_wait_secs: match command {
-            Command::Up { wait, .. } | Command::Down { wait, .. } => Some(*wait),
+            DatabaseCommand::Up { wait, .. } | DatabaseCommand::Down { wait, .. } => Some(*wait),
             _ => None,
         },
     };

@@ -1,7 +1,7 @@
 //! One claimed plan, one write per migration: each step's end goes out with
 //! the next one's start, and nothing starts on a stale answer.
 
-use crate::batch::Checkpoints;
+use crate::batch::CheckpointWriter;
 use crate::context::MigrationContext;
 use crate::lock::LockGuard;
 use crate::migration::MigrationFn;
@@ -100,7 +100,7 @@ impl Migrator {
                 }
             } else {
                 let start = Instant::now();
-                let checkpoints = Checkpoints {
+                let checkpoints = CheckpointWriter {
                     tracking: self.tracking.collection(),
                     claim: running_claim(m.version, guard.fence()),
                     direction,
