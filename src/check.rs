@@ -128,7 +128,9 @@ fn print(report: &PackageReport) {
 
 /// A URI from `--uri` or the package's URI variable.
 pub(crate) fn uri_given(conn: &ConnectionArgs, target: &Target) -> bool {
-    conn.uri.is_some() || std::env::var(&target.config.uri_env).is_ok_and(|v| !v.is_empty())
+    mongo_migrations::cli::connection::resolve(conn, &target.config, |name| std::env::var(name).ok())
+        .uri
+        .is_some()
 }
 
 fn error(check: &'static str, message: String, hint: &str) -> Finding {

@@ -8,28 +8,18 @@ use serde::Serialize;
 use crate::cli::ConnectionArgs;
 use crate::workspace::{Target, Workspace};
 
-/// Where a setting's value comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Source {
-    Flag,
-    Environment,
-    Metadata,
-    Uri,
-    Default,
-    Unset,
-}
+pub use mongo_migrations::cli::connection::Source;
+use mongo_migrations::cli::connection::{resolve, DEFAULT_CONNECT_TIMEOUT_SECS};
 
-impl Source {
-    fn describe(self, env: &str) -> String {
-        match self {
-            Source::Flag => "flag".into(),
-            Source::Environment => format!("environment ({env})"),
-            Source::Metadata => "[package.metadata.mongo-migrate]".into(),
-            Source::Uri => "the URI's path".into(),
-            Source::Default => "default".into(),
-            Source::Unset => "not set".into(),
-        }
+/// How `config` names a source.
+fn describe(source: Source, env: &str) -> String {
+    match source {
+        Source::Flag => "flag".into(),
+        Source::Environment => format!("environment ({env})"),
+        Source::Metadata => "[package.metadata.mongo-migrate]".into(),
+        Source::Uri => "the URI's path".into(),
+        Source::Default => "default".into(),
+        _ => "not set".into(),
     }
 }
 
@@ -56,24 +46,9 @@ pub fn settings(target: &Target, conn: &ConnectionArgs, env: impl Fn(&str) -> Op
         source: if set(key) { Source::Metadata } else { Source::Default },
         variable: None,
     };
-    let uri_env = env(&c.uri_env).filter(|v| !v.is_empty());
-    let (uri, uri_source) = match (&conn.uri, uri_env) {
-        (Some(u), _) => (Some(u.clone()), Source::Flag),
-        (None, Some(u)) => (Some(u), Source::Environment),
-        (None, None) => (None, Source::Unset),
-    };
-    let db_env = env(&c.database_env).filter(|v| !v.is_empty());
-    // The driver's parse of the URI, as the run reads it.
-    let from_uri = uri
-        .as_deref()
-        .and_then(|u| mongo_migrations::check_target(u, None).ok());
-    let (database, db_source) = match (&conn.database, db_env, &c.database, from_uri) {
-        (Some(d), ..) => (Some(d.clone()), Source::Flag),
-        (None, Some(d), ..) => (Some(d), Source::Environment),
-        (None, None, Some(d), _) => (Some(d.clone()), Source::Metadata),
-        (None, None, None, Some(d)) => (Some(d), Source::Uri),
-        _ => (None, Source::Unset),
-    };
+    let resolved = resolve(conn, c, &env);
+    let (uri, uri_source) = (resolved.uri, resolved.uri_source);
+    let (database, db_source) = (resolved.database, resolved.database_source);
     let runtime = c.runtime(conn.connect_timeout);
     vec![
         Setting {
@@ -106,7 +81,7 @@ pub fn settings(target: &Target, conn: &ConnectionArgs, env: impl Fn(&str) -> Op
         Setting {
             key: "connect-timeout",
             value: Some(conn.connect_timeout.into()),
-            source: if conn.connect_timeout == DEFAULT_CONNECT_TIMEOUT {
+            source: if conn.connect_timeout == DEFAULT_CONNECT_TIMEOUT_SECS {
                 Source::Default
             } else {
                 Source::Flag
@@ -138,9 +113,6 @@ fn toml_literal(value: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
-
-/// `--connect-timeout`'s default.
-const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
 
 /// The URI with its password replaced by `****`.
 pub fn redact(uri: &str) -> String {
@@ -184,7 +156,7 @@ pub fn print(ws: &Workspace, conn: &ConnectionArgs, json: bool) -> Result<()> {
                 // An unset key is a comment: the line stays valid TOML.
                 None => mongo_migrations::outln!("# {:<18} = (not set)", s.key),
                 Some(v) => {
-                    let source = s.source.describe(s.variable.as_deref().unwrap_or_default());
+                    let source = describe(s.source, s.variable.as_deref().unwrap_or_default());
                     mongo_migrations::outln!("{:<20} = {:<40} # {source}", s.key, toml_literal(v));
                 }
             }
@@ -219,7 +191,7 @@ mod tests {
         ConnectionArgs {
             uri: uri.map(str::to_string),
             database: database.map(str::to_string),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT_SECS,
         }
     }
 

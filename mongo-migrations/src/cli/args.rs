@@ -155,7 +155,7 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "NAME", help_heading = "Connection")]
     pub database: Option<String>,
     /// Seconds to wait for a server before reporting it unreachable
-    #[arg(long, value_name = "SECS", default_value_t = 10, help_heading = "Connection")]
+    #[arg(long, value_name = "SECS", default_value_t = crate::cli::connection::DEFAULT_CONNECT_TIMEOUT_SECS, help_heading = "Connection")]
     pub connect_timeout: u64,
 }
 

@@ -23,6 +23,7 @@
 #[allow(missing_docs)]
 pub mod args;
 pub mod color;
+pub mod connection;
 pub mod exit;
 mod history;
 pub mod output;

@@ -166,8 +166,8 @@ pub async fn request(
         DatabaseCommand::Baseline { conn, version: v } => (conn, HarnessCommand::Baseline { to: version(v)? }, false),
     };
     let config = settings;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let uri = conn.uri.clone().or_else(|| env(&config.uri_env)).ok_or_else(|| {
+    let resolved = crate::cli::connection::resolve(conn, config, |name| std::env::var(name).ok());
+    let uri = resolved.uri.ok_or_else(|| {
         Failure::new(Code::Usage, format!("no MongoDB URI for `{}`", package)).hint(format!(
             "pass --uri, or set {} (its name is `uri-env` under [package.metadata.mongo-migrate])",
             config.uri_env
@@ -182,11 +182,10 @@ pub async fn request(
         )
         .hint("check --uri / MONGODB_URI; expected e.g. mongodb://127.0.0.1:27017/mydb")
     };
-    let mut database = conn
+    // A database from the URI's path is the driver's to read.
+    let mut database = resolved
         .database
-        .clone()
-        .or_else(|| env(&config.database_env))
-        .or_else(|| config.database.clone());
+        .filter(|_| resolved.database_source != crate::cli::connection::Source::Uri);
     let remote = match tenancy(command) {
         Some((tenancy, fail_fast)) => {
             let databases = tenants(tenancy, &uri, conn.connect_timeout).await?;
