@@ -691,6 +691,126 @@ mod gone_tests {
     }
 }
 
+/// Whole outputs of the tables and summaries, captured at stdout's one
+/// choke point (`stdout.rs`): records and reports in, text out, no process.
+#[cfg(test)]
+mod whole_outputs {
+    use crate::cli::stdout::capture::printed;
+    use crate::{Direction, Migration, Record, Registry, RunReport, Step, Version};
+    use bson::doc;
+
+    fn noop(_: &mut crate::MigrationContext) -> crate::BoxFuture<'_, crate::MigrationResult> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn at(minute: i64) -> bson::DateTime {
+        bson::DateTime::from_millis(1_796_600_000_000 + minute * 60_000)
+    }
+
+    fn records() -> Vec<Record> {
+        let run = |event: &str, direction: &str, batch: i64, minute: i64, ms: i64| {
+            doc! { "event": event, "direction": direction, "batch": batch, "at": at(minute), "executionTimeMs": ms }
+        };
+        [
+            doc! {
+                "version": 20260101000000_i64, "name": "create_users", "status": "completed", "direction": "up",
+                "batch": 2_i64, "createdAt": at(0), "updatedAt": at(3), "appliedAt": at(3), "executionTimeMs": 12_i64,
+                "log": [run("applied", "up", 1, 1, 10), run("rolled-back", "down", 1, 2, 4), run("applied", "up", 2, 3, 12)],
+            },
+            doc! {
+                "version": 20260102000000_i64, "name": "seed_admin", "status": "failed", "direction": "up",
+                "batch": 2_i64, "createdAt": at(3), "updatedAt": at(4), "error": "boom", "executionTimeMs": 1_500_i64,
+                "log": [{ "event": "failed", "direction": "up", "batch": 2_i64, "at": at(4), "executionTimeMs": 1_500_i64, "error": "boom" }],
+            },
+        ]
+        .iter()
+        .map(|d| Record::from_document(d).unwrap())
+        .collect()
+    }
+
+    #[test]
+    fn history_is_a_table_of_runs() {
+        let out = printed(|| super::history("app", &records(), &crate::HistoryQuery::default()));
+        assert_eq!(
+            out,
+            "app:
+VERSION         NAME          STATUS       DIRECTION  BATCH  AT (UTC)             TIME   ERROR
+20260102000000  seed_admin    failed       up         2      2026-12-06 23:37:20  1.5 s  boom
+20260101000000  create_users  completed    up         2      2026-12-06 23:36:20  12 ms
+20260101000000  create_users  rolled-back  down       1      2026-12-06 23:35:20  4 ms
+20260101000000  create_users  completed    up         1      2026-12-06 23:34:20  10 ms
+"
+        );
+    }
+
+    #[test]
+    fn status_lists_every_migration_its_state_and_the_lock() {
+        let registry = Registry::new(vec![
+            Migration::new(Version::parse("20260101000000").unwrap(), "create_users", noop),
+            Migration::new(Version::parse("20260102000000").unwrap(), "seed_admin", noop),
+            Migration::new(Version::parse("20260103000000").unwrap(), "add_flag", noop),
+        ])
+        .unwrap();
+        let records = crate::plan::index(records());
+        let report = crate::StatusReport::new(&registry, &records, None);
+        let out = printed(|| super::status("app", &report));
+        assert_eq!(
+            out,
+            "app:
+VERSION         NAME          PHASE       STATE    BATCH  APPLIED AT (UTC)     TIME
+20260101000000  create_users  pre-deploy  applied  2      2026-12-06 23:36:20  12 ms
+20260102000000  seed_admin    pre-deploy  FAILED   2      -                    1.5 s
+20260103000000  add_flag      pre-deploy  pending  -      -                    -
+3 migrations: 1 applied, 1 pending, 1 failed, 0 running, 0 unknown
+  20260102000000 failed: boom
+lock: free
+"
+        );
+    }
+
+    #[test]
+    fn a_run_report_says_what_ran_and_what_did_not() {
+        let step = |v: &str, name: &str, ms| Step {
+            version: Version::parse(v).unwrap(),
+            name: name.into(),
+            description: String::new(),
+            batch: 3,
+            transactional: false,
+            reversible: true,
+            duration_ms: ms,
+            adopted: false,
+        };
+        let report = RunReport {
+            direction: Direction::Up,
+            dry_run: false,
+            steps: vec![step("20260101000000", "create_users", Some(7))],
+            skipped: vec![step("20260102000000", "seed_admin", None)],
+            stopped_walk: None,
+            elapsed_ms: Some(2_340),
+        };
+        let out = printed(|| super::run_report("app", &report));
+        assert_eq!(
+            out,
+            "app: Applied 1 migration in 2.3 s (migration code: 7 ms)
+app: stopped on request before:
+  20260102000000 seed_admin
+"
+        );
+        let dry = RunReport {
+            dry_run: true,
+            skipped: Vec::new(),
+            elapsed_ms: None,
+            ..report
+        };
+        assert_eq!(
+            printed(|| super::run_report("app", &dry)),
+            "app: Would apply 1 migration (dry run, nothing changed):
+  20260101000000 create_users (batch 3)
+"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::duration;

@@ -13,6 +13,10 @@ static CLOSED: AtomicBool = AtomicBool::new(false);
 /// Writes `args` and a newline to stdout; see the module documentation. An
 /// error other than a closed pipe (a full disk) is said once on stderr.
 pub fn print_line(args: fmt::Arguments<'_>) {
+    #[cfg(test)]
+    if capture::line(args) {
+        return;
+    }
     if CLOSED.load(Ordering::Relaxed) {
         return;
     }
@@ -36,4 +40,34 @@ macro_rules! outln {
     ($($arg:tt)*) => {
         $crate::cli::stdout::print_line(::std::format_args!($($arg)*))
     };
+}
+
+/// In unit tests, what a printing function writes, whole, without a
+/// process: every line this thread prints while [`capture::printed`] runs.
+#[cfg(test)]
+pub(crate) mod capture {
+    use std::cell::RefCell;
+    use std::fmt::Write as _;
+
+    thread_local! {
+        static CAPTURED: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    /// Takes the line if this thread captures; whether it did.
+    pub(super) fn line(args: std::fmt::Arguments<'_>) -> bool {
+        CAPTURED.with(|c| match c.borrow_mut().as_mut() {
+            Some(out) => {
+                let _ = writeln!(out, "{args}");
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// The lines `f` prints, as one text.
+    pub(crate) fn printed(f: impl FnOnce()) -> String {
+        CAPTURED.with(|c| *c.borrow_mut() = Some(String::new()));
+        f();
+        CAPTURED.with(|c| c.borrow_mut().take().unwrap_or_default())
+    }
 }
