@@ -22,6 +22,9 @@ pub(super) enum Before<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Gate {
     RefuseHeld,
+    /// As `RefuseHeld`, but the command's first read takes the lock with
+    /// the records and refuses a held one first: one command less.
+    RefuseHeldAsRead,
     ReadThrough,
 }
 
@@ -58,11 +61,13 @@ impl Migrator {
     where
         F: std::future::Future<Output = Result<Before<T>, Error>>,
     {
+        let first = std::sync::atomic::AtomicBool::new(true);
         let guard = self
             .waiting(|| async {
                 // While a live runner holds the lock, a waiter reads one
                 // small document per poll, not the whole tracking collection.
-                if gate == Gate::RefuseHeld {
+                let polling = !first.swap(false, std::sync::atomic::Ordering::SeqCst);
+                if gate == Gate::RefuseHeld || (gate == Gate::RefuseHeldAsRead && polling) {
                     if let Some(lock) = self.lock.status().await?.filter(|l| !l.expired) {
                         return Err(lock.busy());
                     }

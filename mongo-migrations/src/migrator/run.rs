@@ -66,9 +66,18 @@ impl Migrator {
             stopped_walk: None,
             elapsed_ms: None,
         };
-        let gate = if dry_run { Gate::ReadThrough } else { Gate::RefuseHeld };
+        let gate = if dry_run {
+            Gate::ReadThrough
+        } else {
+            Gate::RefuseHeldAsRead
+        };
         let before = || async {
             let (records, lock) = self.read_state().await?;
+            // Held by a live runner, as just read: refused first, as the
+            // gate would have.
+            if let Some(lock) = lock.as_ref().filter(|l| !l.expired && !dry_run) {
+                return Err(lock.busy());
+            }
             let planned = intent.plan(&self.registry, &records, lock.as_ref(), &self.config)?;
             if let Some(first) = planned.first() {
                 tracing::Span::current().record("batch", first.batch);
@@ -82,10 +91,6 @@ impl Migrator {
                     })
                     .collect();
                 return Ok(Before::Answer(report(steps, Vec::new())));
-            }
-            // Held by a live runner, as just read: no need to ask again.
-            if let Some(lock) = lock.filter(|l| !l.expired) {
-                return Err(lock.busy());
             }
             // Before anything is written: what the plan needs beyond reads
             // and writes, the user may do.

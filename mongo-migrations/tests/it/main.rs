@@ -6,6 +6,7 @@ mod common;
 
 mod apply;
 mod batches;
+mod commands;
 mod connect;
 mod continue_on_error;
 mod dry_run;
