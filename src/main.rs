@@ -149,6 +149,9 @@ fn database(args: &Args, command: &DatabaseCommand, ws: &Workspace) -> Result<()
             if let Answer::TenantRuns(reports) = &answer {
                 tenant_failure = tenant_failure.or(output::tenants_exit(reports).err());
             }
+            if let Answer::Plan(report) = &answer {
+                tenant_failure = tenant_failure.or(mongo_migrations::cli::plan_output::plan_exit(report).err());
+            }
             results.insert(target.name.clone(), answer.to_json());
         } else if let Err(failure) = mongo_migrations::cli::finish(&target.name, &request.command, answer, false) {
             if failure.code != Code::Interrupted {

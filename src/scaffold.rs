@@ -150,11 +150,11 @@ pub fn module_source(description: &str, data: Option<DataFix>) -> String {
     let (phase, up) = match data {
         None => (
             "",
-            "    // e.g. db.collection::<Document>(\"users\").insert_one(doc! { \"name\": \"admin\" }).await?;\n    let _ = db;\n    Ok(())",
+            "    let db = ctx.db()?;\n    // e.g. db.collection::<Document>(\"users\").insert_one(doc! { \"name\": \"admin\" }).await?;\n    let _ = db;\n    Ok(())",
         ),
         Some(DataFix::Planned) => (
             "\n/// After the deploy, before the enforcement that follows: the new code\n/// writes the new shape everywhere, so the documents fixed stay fixed.\npub const PHASE: Phase = Phase::PostDeploy;\n\n/// Run again by the next `up` after a failure, without `resolve` (this one\n/// fails until it is written): keep `up` safe to repeat, e.g. by a filter that\n/// matches only the documents still of the old shape.\npub const REPEATABLE: bool = true;\n",
-            "    // Bring every document to the new shape, e.g. in resumable batches:\n    // ctx.batches(\"users\", doc! { \"name\": { \"$exists\": false } })\n    //     .run(|batch, db| async move { /* update each document of `batch` */ Ok(()) })\n    //     .await?;\n    let _ = db;\n    Err(\"this data fix is not written yet: write its `up`, then run `up --phase post` again\".into())",
+            "    // Bring every document to the new shape, e.g. in resumable batches, which\n    // `cargo mongo-migrate plan` counts (it cannot follow `ctx.db()`):\n    // ctx.batches(\"users\", doc! { \"name\": { \"$exists\": false } })\n    //     .update_each(|d| Some(doc! { \"$set\": { \"name\": \"..\" } }))\n    //     .await?;\n    let _ = ctx;\n    Err(\"this data fix is not written yet: write its `up`, then run `up --phase post` again\".into())",
         ),
     };
     TEMPLATE

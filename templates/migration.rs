@@ -7,7 +7,6 @@ use mongo_migrations::prelude::*;
 pub const TRANSACTIONAL: bool = false;
 
 pub async fn up(ctx: &mut MigrationContext) -> MigrationResult {
-    let db = ctx.db()?;
 {{up}}
 }
 

@@ -31,7 +31,11 @@ pub struct MigrationContext {
     session: Option<ClientSession>,
     version: Version,
     name: String,
-    lock: LockHandle,
+    /// None while `plan` inspects the migration: no lock is taken.
+    lock: Option<LockHandle>,
+    /// While `plan` inspects the migration: where its operations go,
+    /// recorded instead of run.
+    inspecting: Option<crate::operation::Recorded>,
     /// Where batches record their progress (none in a transaction).
     checkpoints: Option<CheckpointWriter>,
     /// How many walks this run of the migration has started.
@@ -57,12 +61,48 @@ impl MigrationContext {
             session,
             version,
             name: name.to_string(),
-            lock,
+            lock: Some(lock),
+            inspecting: None,
             checkpoints: None,
             walks: std::sync::atomic::AtomicUsize::new(0),
             phase: Phase::PreDeploy,
             violations: std::sync::Mutex::new(Vec::new()),
             index_builds: (Default::default(), Some(crate::schema::DEFAULT_BUILD_WAIT)),
+        }
+    }
+
+    /// The context `plan` runs a migration's `up` in: each schema operation
+    /// and walk is recorded into `recorded`, not run; the database itself
+    /// (`db()`, `transaction()`) is refused, so nothing is written.
+    pub(crate) fn inspecting(
+        db: Database,
+        (version, name): (Version, &str),
+        phase: Phase,
+        recorded: crate::operation::Recorded,
+    ) -> Self {
+        MigrationContext {
+            db,
+            session: None,
+            version,
+            name: name.to_string(),
+            lock: None,
+            inspecting: Some(recorded),
+            checkpoints: None,
+            walks: std::sync::atomic::AtomicUsize::new(0),
+            phase,
+            violations: std::sync::Mutex::new(Vec::new()),
+            index_builds: (Default::default(), Some(crate::schema::DEFAULT_BUILD_WAIT)),
+        }
+    }
+
+    /// While inspected: records `op` and says so (`true`).
+    fn recorded(&self, op: impl FnOnce() -> crate::operation::Operation) -> bool {
+        match &self.inspecting {
+            Some(recorded) => {
+                crate::operation::record(recorded, op());
+                true
+            }
+            None => false,
         }
     }
 
@@ -130,6 +170,7 @@ impl MigrationContext {
         Batches {
             db: &self.db,
             checkpoints: self.checkpoints.as_ref(),
+            inspecting: self.inspecting.as_ref(),
             index: self.walks.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
             transactional: self.session.is_some(),
             collection: collection.to_string(),
@@ -146,7 +187,7 @@ impl MigrationContext {
     /// more, but the migration's own writes would: a long migration should
     /// look at this between chunks of work and return early.
     pub fn is_lock_lost(&self) -> bool {
-        self.lock.is_lost()
+        self.lock.as_ref().is_some_and(LockHandle::is_lost)
     }
 
     /// Completes when this run loses its lock. Race it against the work
@@ -166,7 +207,11 @@ impl MigrationContext {
     /// }
     /// ```
     pub async fn lock_lost(&self) {
-        self.lock.lost().await
+        match &self.lock {
+            Some(lock) => lock.lost().await,
+            // Inspected by `plan`: no lock to lose.
+            None => std::future::pending().await,
+        }
     }
 
     /// Proves that this run still holds its lock, before work the run's
@@ -196,7 +241,10 @@ impl MigrationContext {
     /// }
     /// ```
     pub async fn ensure_lock(&self) -> MigrationResult {
-        self.lock.ensure_lease().await.map_err(|e| {
+        let Some(lock) = &self.lock else {
+            return Ok(());
+        };
+        lock.ensure_lease().await.map_err(|e| {
             let e: MigrationError = match e {
                 crate::Error::LockLost { .. } => "this run lost the migration lock; stopping".into(),
                 e => e.into(),
@@ -210,6 +258,9 @@ impl MigrationContext {
     /// A transactional migration gets an error here so that no write can
     /// silently run outside its transaction: use [`MigrationContext::transaction`].
     pub fn db(&self) -> Result<&Database, MigrationError> {
+        if self.inspecting.is_some() {
+            return Err(crate::operation::NOT_INSPECTABLE.into());
+        }
         match self.session {
             None => Ok(&self.db),
             Some(_) => Err(format!(
@@ -223,6 +274,9 @@ impl MigrationContext {
     /// The database and the session of the running transaction; pass the
     /// session to every operation with `.session(session)`.
     pub fn transaction(&mut self) -> Result<(&Database, &mut ClientSession), MigrationError> {
+        if self.inspecting.is_some() {
+            return Err(crate::operation::NOT_INSPECTABLE.into());
+        }
         match self.session.as_mut() {
             Some(session) => Ok((&self.db, session)),
             None => Err(format!(
@@ -267,6 +321,12 @@ impl MigrationContext {
     /// there already, so that [`drop_built_index`](Self::drop_built_index)
     /// in its `down` keeps an index the migration found.
     pub async fn ensure_index(&self, collection: &str, index: &Index) -> Result<IndexOutcome, MigrationError> {
+        if self.recorded(|| crate::operation::Operation::EnsureIndex {
+            collection: collection.into(),
+            index: index.clone(),
+        }) {
+            return Ok(IndexOutcome::Built { name: index.name() });
+        }
         let db = self.db()?;
         let found = crate::schema::adopt(db, collection, index).await?;
         self.note_index(collection, index, found.is_some()).await?;
@@ -296,16 +356,33 @@ impl MigrationContext {
 
     /// Hides an index (step one of removing it, in a pre-deploy migration).
     pub async fn hide_index(&self, collection: &str, name: &str) -> MigrationResult {
+        if self.recorded(|| crate::operation::Operation::HideIndex {
+            collection: collection.into(),
+            name: name.into(),
+        }) {
+            return Ok(());
+        }
         Ok(crate::schema::hide_index(self.db()?, collection, name).await?)
     }
 
     /// Creates `collection` unless it exists.
     pub async fn create_collection(&self, collection: &str) -> MigrationResult {
+        if self.recorded(|| crate::operation::Operation::CreateCollection {
+            collection: collection.into(),
+        }) {
+            return Ok(());
+        }
         Ok(crate::schema::create_collection(self.db()?, collection).await?)
     }
 
     /// Shows a hidden index again: the rollback of a hide.
     pub async fn unhide_index(&self, collection: &str, name: &str) -> MigrationResult {
+        if self.recorded(|| crate::operation::Operation::UnhideIndex {
+            collection: collection.into(),
+            name: name.into(),
+        }) {
+            return Ok(());
+        }
         Ok(crate::schema::unhide_index(self.db()?, collection, name).await?)
     }
 
@@ -320,11 +397,24 @@ impl MigrationContext {
         old: &str,
         index: &Index,
     ) -> Result<IndexOutcome, MigrationError> {
+        if self.recorded(|| crate::operation::Operation::ReplaceIndex {
+            collection: collection.into(),
+            old: old.into(),
+            index: index.clone(),
+        }) {
+            return Ok(IndexOutcome::Built { name: index.name() });
+        }
         Ok(crate::schema::replace_index_with(self.db()?, collection, old, index, &self.build_options()).await?)
     }
 
     /// Drops an index at once: the rollback of a migration that built it.
     pub async fn drop_index(&self, collection: &str, name: &str) -> MigrationResult {
+        if self.recorded(|| crate::operation::Operation::DropIndex {
+            collection: collection.into(),
+            name: name.into(),
+        }) {
+            return Ok(());
+        }
         Ok(crate::schema::drop_index(self.db()?, collection, name).await?)
     }
 
@@ -334,6 +424,12 @@ impl MigrationContext {
     /// indexes it declares), which it keeps. A migration applied before
     /// its record noted this drops it, as [`drop_index`](Self::drop_index).
     pub async fn drop_built_index(&self, collection: &str, name: &str) -> MigrationResult {
+        if self.recorded(|| crate::operation::Operation::DropIndex {
+            collection: collection.into(),
+            name: name.into(),
+        }) {
+            return Ok(());
+        }
         if let Some(c) = &self.checkpoints {
             if built_indexes::keeps(&noted_indexes(c).await?, collection, name) {
                 tracing::info!(
@@ -350,6 +446,12 @@ impl MigrationContext {
     /// Drops a hidden index (step two, in a post-deploy or later migration);
     /// refused for an index that is not hidden.
     pub async fn drop_hidden_index(&self, collection: &str, name: &str) -> MigrationResult {
+        if self.recorded(|| crate::operation::Operation::DropIndex {
+            collection: collection.into(),
+            name: name.into(),
+        }) {
+            return Ok(());
+        }
         Ok(crate::schema::drop_hidden_index(self.db()?, collection, name).await?)
     }
 
@@ -362,6 +464,13 @@ impl MigrationContext {
         schema: &bson::Document,
         level: ValidationLevel,
     ) -> MigrationResult {
+        if self.recorded(|| crate::operation::Operation::StageValidator {
+            collection: collection.into(),
+            schema: schema.clone(),
+            level,
+        }) {
+            return Ok(());
+        }
         crate::schema::stage_validator(self.db()?, collection, schema, level).await?;
         // Counted now, one scan: `status` shows what the data migration and
         // the post-deploy enforcement face.
@@ -416,7 +525,8 @@ impl MigrationContext {
         collection: &str,
         schema: &bson::Document,
     ) -> Result<Violations, MigrationError> {
-        Ok(crate::schema::count_violators(self.db()?, collection, schema).await?)
+        // A read: allowed while `plan` inspects the migration.
+        Ok(crate::schema::count_violators(&self.db, collection, schema).await?)
     }
 
     /// Enforces `schema` (`validationAction: "error"`): only in a
@@ -434,6 +544,13 @@ impl MigrationContext {
         schema: &bson::Document,
         level: ValidationLevel,
     ) -> MigrationResult {
+        if self.recorded(|| crate::operation::Operation::EnforceValidator {
+            collection: collection.into(),
+            schema: schema.clone(),
+            forced: false,
+        }) {
+            return Ok(());
+        }
         if let Some(later) = self.superseded_by(collection, schema).await? {
             tracing::info!(
                 collection,
@@ -483,6 +600,13 @@ impl MigrationContext {
         schema: &bson::Document,
         level: ValidationLevel,
     ) -> Result<Violations, MigrationError> {
+        if self.recorded(|| crate::operation::Operation::EnforceValidator {
+            collection: collection.into(),
+            schema: schema.clone(),
+            forced: true,
+        }) {
+            return Ok(Violations::default());
+        }
         Ok(crate::schema::force_validator(self.db()?, collection, schema, level, self.phase).await?)
     }
 
@@ -494,6 +618,11 @@ impl MigrationContext {
         schema: Option<&bson::Document>,
         level: ValidationLevel,
     ) -> MigrationResult {
+        if self.recorded(|| crate::operation::Operation::RestoreValidator {
+            collection: collection.into(),
+        }) {
+            return Ok(());
+        }
         Ok(crate::schema::restore_validator(self.db()?, collection, schema, level).await?)
     }
 

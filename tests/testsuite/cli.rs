@@ -26,6 +26,7 @@ fn help() {
         ("check", file!["snapshots/help-check.txt"]),
         ("bundle", file!["snapshots/help-bundle.txt"]),
         ("renumber", file!["snapshots/help-renumber.txt"]),
+        ("plan", file!["snapshots/help-plan.txt"]),
         ("config", file!["snapshots/help-config.txt"]),
     ] {
         cli().args([command, "--help"]).assert().success().stdout_eq(snapshot);

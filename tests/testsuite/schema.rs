@@ -35,8 +35,7 @@ pub struct User {
 "#;
 
 /// The `up` of the data fix `diff --with-data` wrote, as the user writes it.
-const DATA_FIX: &str = r#"    let _ = db;
-    ctx.batches("users", doc! { "displayName": { "$exists": true } })
+const DATA_FIX: &str = r#"    ctx.batches("users", doc! { "displayName": { "$exists": true } })
         .update_each(|_| Some(doc! { "$rename": { "displayName": "name" } }))
         .await?;
     Ok(())"#;
@@ -249,6 +248,23 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
         doc! { "_id": 3, "email": "c@example.com", "displayName": "old code" },
     )
     .unwrap();
+    // `plan` before the data fix is written: the enforcement meets the
+    // documents of the old shape (blocking, exit 4); the data fix fails.
+    let before = users(&db);
+    run(&["plan", "--phase", "post"]).assert().code(4).stdout_eq(str![[r#"
+schema-app: plan for `[..]` (read only: nothing was changed)
+  20260402000005 name_required_data (post-deploy, unknown)
+    unknown      not planned: runs code `plan` cannot inspect
+                 its `up` failed while inspected: this data fix is not written yet: write its `up`, then run `up --phase post` again
+  20260402000010 name_required_post_deploy (post-deploy, blocking)
+    blocking     enforce the validator of `users`
+                 2 documents violate it (for example _id 1, 3): the enforcement is refused until they are fixed
+    destructive  drop the index `displayName_1` of `users`
+                 a dropped index is built again only by a migration
+schema-app: 2 migrations: 1 blocking, 1 unknown
+
+"#]]);
+    assert_eq!(users(&db), before, "plan changed the database");
     // After the deploy, the data fix runs first: as `diff` wrote it, it
     // fails, and nothing after it runs.
     let refused = run(&["up", "--phase", "post"]).assert().failure();
@@ -265,6 +281,39 @@ schema-app: Would apply 2 migrations (dry run, nothing changed):
     let end = source[start..].find("\n}\n").unwrap() + start;
     let written = format!("{}{}{}", &source[..start], DATA_FIX, &source[end..]);
     std::fs::write(&fix, written).unwrap();
+    // Planned again: the walk is counted, and the enforcement after it is
+    // no longer blocking. As JSON and as Markdown too.
+    run(&["plan", "--phase", "post"]).assert().success().stdout_eq(str![[r#"
+schema-app: plan for `[..]` (read only: nothing was changed)
+  20260402000005 name_required_data (post-deploy, safe)
+    safe         walk 2 documents of `users` (exact count of its filter) in 1 batch of 1000
+  20260402000010 name_required_post_deploy (post-deploy, destructive)
+    slow         enforce the validator of `users`
+                 2 documents violate it now (for example _id 1, 3); an earlier migration of this plan walks `users` and may fix them
+    destructive  drop the index `displayName_1` of `users`
+                 a dropped index is built again only by a migration
+schema-app: 2 migrations: 1 destructive, 1 safe
+
+"#]]);
+    let json = stdout(&run(&["plan", "--phase", "post", "--json"]).assert().success());
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["risk"], "destructive", "{json}");
+    assert_eq!(json["migrations"][0]["steps"][0]["risk"], "safe", "{json}");
+    run(&["plan", "--phase", "post", "--markdown"])
+        .assert()
+        .success()
+        .stdout_eq(str![[r#"
+### Deploy plan of `schema-app` for `[..]`: **destructive**
+
+| migration | phase | risk | what it would do |
+| --- | --- | --- | --- |
+| 20260402000005 `name_required_data` | post-deploy | safe | walk 2 documents of `users` (exact count of its filter) in 1 batch of 1000 |
+| 20260402000010 `name_required_post_deploy` | post-deploy | slow | enforce the validator of `users`: 2 documents violate it now (for example _id 1, 3); an earlier migration of this plan walks `users` and may fix them |
+|  |  | destructive | drop the index `displayName_1` of `users`: a dropped index is built again only by a migration |
+
+2 migrations: 1 destructive, 1 safe. Read only: `cargo mongo-migrate plan` changed nothing.
+
+"#]]);
     run(&["up", "--phase", "post"]).assert().success();
     // Enforced: what the staging found is history, out of the table's notes.
     let status = stdout(&run(&["status"]).assert().success());

@@ -49,6 +49,8 @@ pub struct BatchStats {
 pub struct Batches<'a> {
     pub(crate) db: &'a Database,
     pub(crate) checkpoints: Option<&'a CheckpointWriter>,
+    /// While `plan` inspects the migration: the walk is recorded, not run.
+    pub(crate) inspecting: Option<&'a crate::operation::Recorded>,
     /// Which walk of the migration this is (its checkpoint's key).
     pub(crate) index: usize,
     /// A transaction cannot span batches: refused.
@@ -150,6 +152,21 @@ impl Batches<'_> {
         F: Fn(Vec<Document>, Database) -> Fut + Sync,
         Fut: Future<Output = Result<(), MigrationError>> + Send,
     {
+        if let Some(recorded) = self.inspecting {
+            crate::operation::record(
+                recorded,
+                crate::operation::Operation::Walk {
+                    collection: self.collection.clone(),
+                    filter: self.filter.clone(),
+                    size: self.size,
+                },
+            );
+            return Ok(BatchStats {
+                batches: 0,
+                documents: 0,
+                resumed: 0,
+            });
+        }
         if self.transactional {
             return Err("batches do not run inside a transaction (each batch is its own write, checkpointed): make this migration non-transactional".into());
         }

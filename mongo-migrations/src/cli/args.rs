@@ -92,6 +92,27 @@ pub enum DatabaseCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What `up` would do to this database, read-only: each pending migration's operations, with
+    /// counts and a risk label (exit 4 when anything would fail as things stand)
+    Plan {
+        #[command(flatten)]
+        conn: ConnectionArgs,
+        /// Plan up to and including this version
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Only this deploy phase (as `up --phase`)
+        #[arg(long, value_enum)]
+        phase: Option<crate::Phase>,
+        /// A step over more documents than N is labelled slow
+        #[arg(long, value_name = "N", default_value_t = crate::DEFAULT_SLOW_DOCUMENTS)]
+        slow_documents: u64,
+        /// Print JSON
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Print Markdown, for a pull-request comment
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Show who holds the migration lock
     LockStatus {
         #[command(flatten)]

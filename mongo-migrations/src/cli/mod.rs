@@ -27,6 +27,7 @@ pub mod connection;
 pub mod exit;
 mod history;
 pub mod output;
+pub mod plan_output;
 mod render;
 mod request;
 pub mod stdout;
@@ -170,6 +171,7 @@ pub fn finish(package: &str, command: &harness::Command, answer: Answer, json: b
     if json {
         let tenants = match &answer {
             Answer::TenantRuns(reports) => output::tenants_exit(reports).err(),
+            Answer::Plan(report) => plan_output::plan_exit(report).err(),
             _ => None,
         };
         crate::outln!(

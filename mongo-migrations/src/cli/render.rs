@@ -74,6 +74,13 @@ pub fn render(package: &str, command: &HarnessCommand, answer: Answer) -> Result
                 crate::outln!("{package}: {}: {}", d.collection, d.message);
             }
         }
+        Answer::Plan(report) => {
+            match command {
+                HarnessCommand::Plan { markdown: true, .. } => crate::cli::plan_output::plan_markdown(package, &report),
+                _ => crate::cli::plan_output::plan(package, &report),
+            }
+            return crate::cli::plan_output::plan_exit(&report);
+        }
     }
     Ok(())
 }

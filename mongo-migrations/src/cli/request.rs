@@ -119,6 +119,26 @@ pub async fn request(
                 *json,
             )
         }
+        DatabaseCommand::Plan {
+            conn,
+            to,
+            phase,
+            slow_documents,
+            json,
+            markdown,
+        } => (
+            conn,
+            HarnessCommand::Plan {
+                options: UpOptions {
+                    to: to.as_deref().map(version).transpose()?,
+                    phase: *phase,
+                    ..UpOptions::default()
+                },
+                slow: *slow_documents,
+                markdown: *markdown,
+            },
+            *json,
+        ),
         DatabaseCommand::LockStatus { conn, json } => (conn, HarnessCommand::LockStatus, *json),
         DatabaseCommand::ForceUnlock { conn, yes } => {
             if !yes {

@@ -149,6 +149,7 @@ pub async fn execute(migrator: &Migrator, command: Command) -> Result<Answer, Er
                 crate::schema::drift(migrator.database(), declared).await?,
             ))
         }
+        Command::Plan { options, slow, .. } => migrator.plan_deploy(options, slow).await.map(Answer::Plan),
         Command::Tenants {
             databases,
             concurrency,

@@ -50,6 +50,14 @@ pub enum Command {
     Schema,
     /// Where the database differs from the declared collections, for `check`.
     Drift,
+    /// What `up` with these options would do to this database, read-only
+    /// (`plan`): steps over more than `slow` documents are slow; `markdown`
+    /// is how the CLI prints it.
+    Plan {
+        options: UpOptions,
+        slow: u64,
+        markdown: bool,
+    },
     /// `Up` or `Status` over many databases, one per tenant.
     Tenants {
         databases: Vec<String>,
@@ -67,10 +75,10 @@ impl Command {
         !self.applies() && !self.reads_schema()
     }
 
-    /// `Schema` and `Drift`: they need the crate's declared collections, so
-    /// a build of it.
+    /// `Schema`, `Drift` and `Plan`: they need the crate's declared
+    /// collections or its migrations' code, so a build of it.
     pub fn reads_schema(&self) -> bool {
-        matches!(self, Command::Schema | Command::Drift)
+        matches!(self, Command::Schema | Command::Drift | Command::Plan { .. })
     }
 
     /// An `up` or `down` that changes something (not a dry-run): the
@@ -145,6 +153,8 @@ pub enum Answer {
     /// The declared collections, each as [`Collection::to_json`](crate::schema::Collection::to_json) writes it.
     Schema(Vec<serde_json::Value>),
     Drift(Vec<crate::schema::Drift>),
+    /// `plan`.
+    Plan(crate::PlanReport),
 }
 
 impl Answer {
@@ -161,6 +171,7 @@ impl Answer {
             Answer::TenantStatuses(r) => serde_json::to_value(r),
             Answer::Schema(r) => serde_json::to_value(r),
             Answer::Drift(r) => serde_json::to_value(r),
+            Answer::Plan(r) => serde_json::to_value(r),
         };
         value.expect("reports serialize to JSON")
     }

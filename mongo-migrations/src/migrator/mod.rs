@@ -178,6 +178,11 @@ impl Migrator {
         self.stop.is_stopped()
     }
 
+    /// Its configuration.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The migrations it runs.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -283,7 +288,7 @@ impl Migrator {
     /// gone, or finished by one that released the lock between the two
     /// reads (a run records its last step before it releases). One more read
     /// tells which.
-    async fn read_state(&self) -> Result<(Records, Option<LockInfo>), Error> {
+    pub(crate) async fn read_state(&self) -> Result<(Records, Option<LockInfo>), Error> {
         let mut again = true;
         loop {
             let records = self.records().await?;

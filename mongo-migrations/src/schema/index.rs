@@ -278,6 +278,41 @@ pub(crate) fn find<'a>(index: &Index, listed: &'a [Document]) -> Found<'a> {
     }
 }
 
+/// What a build of `index` would meet in `listed`, as owned data (for `plan`).
+#[derive(Debug, PartialEq)]
+pub(crate) enum Listed {
+    /// There, under this name, hidden or not: nothing to build.
+    It(String, bool),
+    /// Not there: built.
+    Missing,
+    /// Something stands in the way, said why.
+    InTheWay(String),
+}
+
+/// [`find`] as [`Listed`].
+pub(crate) fn find_listed(index: &Index, listed: &[Document]) -> Listed {
+    let name = |d: &Document| d.get_str("name").unwrap_or_default().to_string();
+    match find(index, listed) {
+        Found::It(it) if !index.differences(it).is_empty() => Listed::InTheWay(format!(
+            "`{}` has its keys with other options ({}): change it with `replace_index`",
+            name(it),
+            index.differences(it).join(", ")
+        )),
+        Found::It(it) => Listed::It(name(it), is_hidden(it)),
+        Found::Missing => Listed::Missing,
+        Found::OtherOptions(it) => Listed::InTheWay(format!(
+            "`{}` has its keys with other options ({}): change it with `replace_index`",
+            name(it),
+            index.differences(it).join(", ")
+        )),
+        Found::NameTaken(it) => Listed::InTheWay(format!(
+            "another index is named `{}` (on {})",
+            name(it),
+            it.get_document("key").cloned().unwrap_or_default()
+        )),
+    }
+}
+
 /// A text index's key as the server lists it, and its text fields, sorted:
 /// the fields declared `"text"` become `_fts: "text", _ftsx: 1` where the
 /// first of them stood, other keys before and after kept in place (the

@@ -32,6 +32,7 @@ pub use collection::{json_document, Collection};
 pub use declared::{nullable, MongoSchema};
 pub use drift::{compare, drift, Drift};
 pub use index::Index;
+pub(crate) use index::{find_listed, Listed};
 pub(crate) use indexes::{adopt, build, Build};
 pub use indexes::{
     create_collection, drop_hidden_index, drop_index, ensure_index, hide_index, list_indexes, unhide_index,

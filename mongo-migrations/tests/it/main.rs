@@ -24,6 +24,7 @@ mod mongos;
 #[cfg(unix)]
 mod net_faults;
 mod operations;
+mod plan;
 mod recovery;
 mod refusals;
 mod releases_behind;

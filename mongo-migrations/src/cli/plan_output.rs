@@ -1,0 +1,110 @@
+//! `plan` as a person reads it (a table on a terminal) and as a pull
+//! request shows it (Markdown). JSON is the report itself.
+
+use crate::cli::exit::{Code, Failure};
+use crate::{PlanReport, Risk};
+
+/// The plan, as text.
+pub fn plan(package: &str, report: &PlanReport) {
+    crate::outln!(
+        "{package}: plan for `{}` (read only: nothing was changed)",
+        report.database
+    );
+    if let Some(refused) = &report.refused {
+        crate::outln!("  blocking: `up` would be refused: {refused}");
+    }
+    for m in &report.migrations {
+        crate::outln!("  {} {} ({}, {})", m.version, m.name, m.phase.as_str(), m.risk.as_str());
+        for s in &m.steps {
+            crate::outln!("    {:<12} {}", s.risk.as_str(), s.what);
+            if let Some(why) = &s.why {
+                crate::outln!("    {:<12} {why}", "");
+            }
+        }
+    }
+    crate::outln!("{package}: {}", summary(report));
+    if let Some(lock) = &report.lock {
+        crate::outln!(
+            "{package}: the lock is held by {} until {}: the deploy would wait for it (`--wait`) or be refused",
+            lock.holder,
+            lock.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+    }
+}
+
+/// `3 migrations: 1 blocking, 2 safe`.
+fn summary(report: &PlanReport) -> String {
+    let n = report.migrations.len();
+    if n == 0 && report.refused.is_none() {
+        return "nothing to do".into();
+    }
+    let mut counts: Vec<(Risk, usize)> = Vec::new();
+    for m in &report.migrations {
+        match counts.iter_mut().find(|(r, _)| *r == m.risk) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((m.risk, 1)),
+        }
+    }
+    counts.sort_by_key(|c| std::cmp::Reverse(c.0));
+    let by_risk: Vec<String> = counts.iter().map(|(r, c)| format!("{c} {}", r.as_str())).collect();
+    format!(
+        "{n} {}: {}",
+        crate::cli::output::plural(n, "migration"),
+        if by_risk.is_empty() {
+            "refused".to_string()
+        } else {
+            by_risk.join(", ")
+        }
+    )
+}
+
+/// The plan, as Markdown for a pull-request comment.
+pub fn plan_markdown(package: &str, report: &PlanReport) {
+    let cell = |s: &str| s.replace('|', "\\|");
+    crate::outln!(
+        "### Deploy plan of `{package}` for `{}`: **{}**",
+        report.database,
+        report.risk.as_str()
+    );
+    crate::outln!();
+    if let Some(refused) = &report.refused {
+        crate::outln!("**Blocking:** `up` would be refused: {}", cell(refused));
+        crate::outln!();
+    }
+    if !report.migrations.is_empty() {
+        crate::outln!("| migration | phase | risk | what it would do |");
+        crate::outln!("| --- | --- | --- | --- |");
+        for m in &report.migrations {
+            for (i, s) in m.steps.iter().enumerate() {
+                let migration = if i == 0 {
+                    format!("{} `{}`", m.version, m.name)
+                } else {
+                    String::new()
+                };
+                let phase = if i == 0 { m.phase.as_str() } else { "" };
+                let what = match &s.why {
+                    Some(why) => format!("{}: {}", cell(&s.what), cell(why)),
+                    None => cell(&s.what),
+                };
+                crate::outln!("| {migration} | {phase} | {} | {what} |", s.risk.as_str());
+            }
+        }
+        crate::outln!();
+    }
+    crate::outln!(
+        "{}. Read only: `cargo mongo-migrate plan` changed nothing.",
+        summary(report)
+    );
+}
+
+/// The failure `plan` ends with when the deploy would fail as things stand.
+pub fn plan_exit(report: &PlanReport) -> Result<(), Failure> {
+    if !report.blocks() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Code::Blocked,
+        "the plan has blocking steps: the deploy would fail as things stand",
+    )
+    .hint("fix what each blocking step says (duplicates, violators, an index in the way), then plan again"))
+}

@@ -1,0 +1,243 @@
+//! `plan`: what a deploy would do to this database, read-only. Each test
+//! compares the whole database (documents, indexes, validators) before and
+//! after: a plan changes nothing.
+
+use crate::common::*;
+use mongo_migrations::bson::{doc, Document};
+use mongo_migrations::schema::{Index, ValidationLevel};
+use mongo_migrations::{BoxFuture, Migration, MigrationContext, MigrationResult, PlanReport, Risk, UpOptions};
+
+fn unique_email(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.ensure_index("users", &Index::new(doc! { "email": 1 }).unique())
+            .await?;
+        Ok(())
+    })
+}
+
+fn name_index(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.ensure_index("users", &Index::new(doc! { "name": 1 })).await?;
+        Ok(())
+    })
+}
+
+fn email_required() -> Document {
+    doc! { "bsonType": "object", "required": ["email"], "properties": { "email": { "bsonType": "string" } } }
+}
+
+fn stage(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.stage_validator("users", &email_required(), ValidationLevel::Strict)
+            .await
+    })
+}
+
+fn fix_emails(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.batches("users", doc! { "email": { "$exists": false } })
+            .size(2)
+            .update_each(|d| Some(doc! { "$set": { "email": format!("{}@fixed", d.get("_id")?) } }))
+            .await?;
+        Ok(())
+    })
+}
+
+fn enforce(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.enforce_validator("users", &email_required(), ValidationLevel::Strict)
+            .await
+    })
+}
+
+fn by_hand(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.db()?.collection::<Document>("users").delete_many(doc! {}).await?;
+        Ok(())
+    })
+}
+
+fn noop(_: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async { Ok(()) })
+}
+
+fn steps(report: &PlanReport) -> Vec<String> {
+    report
+        .migrations
+        .iter()
+        .flat_map(|m| {
+            m.steps.iter().map(move |s| {
+                format!(
+                    "{} {}: {}{}",
+                    m.name,
+                    s.risk.as_str(),
+                    s.what,
+                    s.why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
+                )
+            })
+        })
+        .collect()
+}
+
+async fn users(t: &TestDb, docs: Vec<Document>) {
+    t.db().collection::<Document>("users").insert_many(docs).await.unwrap();
+}
+
+/// A unique index over duplicates is blocking, with the count and a few
+/// `_id`s; once they are fixed it is a build; an index already there is
+/// adopted. The database is the same before and after each plan.
+#[tokio::test]
+async fn a_unique_index_over_duplicates_is_blocking_until_they_are_fixed() {
+    let t = TestDb::new().await;
+    users(
+        &t,
+        vec![
+            doc! { "_id": 1, "email": "a@x", "name": "A" },
+            doc! { "_id": 2, "email": "a@x", "name": "B" },
+            doc! { "_id": 3, "email": "c@x", "name": "C" },
+        ],
+    )
+    .await;
+    t.db()
+        .collection::<Document>("users")
+        .create_index(
+            mongo_migrations::mongodb::IndexModel::builder()
+                .keys(doc! { "name": 1 })
+                .build(),
+        )
+        .await
+        .unwrap();
+    let m = t.migrator(vec![
+        Migration::new(v("20260101000000"), "unique_email", unique_email).with_down(noop),
+        Migration::new(v("20260102000000"), "name_index", name_index).with_down(noop),
+    ]);
+    let before = t.snapshot().await;
+    let report = m.plan_deploy(UpOptions::default(), 1_000_000).await.unwrap();
+    assert_eq!(t.snapshot().await, before, "plan changed the database");
+    assert_eq!(
+        steps(&report),
+        [
+            "unique_email blocking: build the index `email_1` of `users` (3 documents, estimated) (2 documents share their keys with another (1 value held more than once; for example _id 1, 2): the unique build fails)",
+            "name_index safe: adopt the index `name_1` of `users`, there already (nothing is built)",
+        ]
+    );
+    assert_eq!(report.risk, Risk::Blocking);
+    assert!(report.blocks());
+
+    t.db()
+        .collection::<Document>("users")
+        .update_one(doc! { "_id": 2 }, doc! { "$set": { "email": "b@x" } })
+        .await
+        .unwrap();
+    let report = m.plan_deploy(UpOptions::default(), 1_000_000).await.unwrap();
+    assert_eq!(
+        steps(&report)[0],
+        "unique_email safe: build the index `email_1` of `users` (3 documents, estimated)"
+    );
+    assert!(!report.blocks());
+    // Over the threshold: slow.
+    let report = m.plan_deploy(UpOptions::default(), 2).await.unwrap();
+    assert_eq!(report.migrations[0].risk, Risk::Slow);
+    // Nothing was recorded either: `up` still has both to apply.
+    assert!(t.docs("migrations").await.is_empty());
+    t.drop_db().await;
+}
+
+/// A staged validator's violators are counted exactly; an enforcement
+/// over violators is blocking, unless a walk earlier in the plan goes over
+/// the same collection; the walk's documents are counted.
+#[tokio::test]
+async fn violators_and_walks_are_counted_and_an_enforcement_over_violators_blocks() {
+    let t = TestDb::new().await;
+    users(
+        &t,
+        vec![
+            doc! { "_id": 1, "email": "a@x" },
+            doc! { "_id": 2 },
+            doc! { "_id": 3 },
+            doc! { "_id": 4, "email": "d@x" },
+            doc! { "_id": 5 },
+        ],
+    )
+    .await;
+    let staged = Migration::new(v("20260101000000"), "stage", stage).with_down(noop);
+    let enforced = Migration::new(v("20260101000020"), "enforce", enforce)
+        .with_down(noop)
+        .in_phase(mongo_migrations::Phase::PostDeploy);
+    let before = t.snapshot().await;
+    let report = t
+        .migrator(vec![staged.clone(), enforced.clone()])
+        .plan_deploy(UpOptions::default(), 1_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        steps(&report),
+        [
+            "stage safe: stage the validator of `users` at `warn`: 3 documents violate it now",
+            "enforce blocking: enforce the validator of `users` (3 documents violate it (for example _id 2, 3, 5): the enforcement is refused until they are fixed)",
+        ]
+    );
+    let fix = Migration::new(v("20260101000010"), "fix_emails", fix_emails)
+        .with_down(noop)
+        .in_phase(mongo_migrations::Phase::PostDeploy);
+    let report = t
+        .migrator(vec![staged, fix, enforced])
+        .plan_deploy(UpOptions::default(), 1_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        steps(&report)[1..],
+        [
+            "fix_emails safe: walk 3 documents of `users` (exact count of its filter) in 2 batches of 2".to_string(),
+            "enforce slow: enforce the validator of `users` (3 documents violate it now (for example _id 2, 3, 5); an earlier migration of this plan walks `users` and may fix them)".to_string(),
+        ]
+    );
+    assert_eq!(t.snapshot().await, before, "plan changed the database");
+    t.drop_db().await;
+}
+
+/// Code `plan` cannot follow (the database used directly) is said so, and
+/// not run: the documents are all there. A migration without `down` is
+/// irreversible.
+#[tokio::test]
+async fn code_plan_cannot_see_is_said_so_and_not_run() {
+    let t = TestDb::new().await;
+    users(&t, vec![doc! { "_id": 1, "email": "a@x" }]).await;
+    let report = t
+        .migrator(vec![Migration::new(v("20260101000000"), "by_hand", by_hand)])
+        .plan_deploy(UpOptions::default(), 1_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        steps(&report),
+        [
+            "by_hand unknown: not planned: runs code `plan` cannot inspect (it uses the database directly, through ctx.db() or ctx.transaction(), which `plan` cannot follow)",
+            "by_hand irreversible: no `down`: it cannot be rolled back",
+        ]
+    );
+    assert_eq!(report.risk, Risk::Irreversible);
+    assert!(!report.blocks());
+    assert_eq!(t.docs("users").await.len(), 1, "the migration's code ran");
+    t.drop_db().await;
+}
+
+/// A database `up` would refuse (a failed migration) plans as refused.
+#[tokio::test]
+async fn a_database_up_would_refuse_is_refused_in_the_plan() {
+    let t = TestDb::new().await;
+    t.migrator(vec![Migration::new(v("20260101000000"), "fails", failing)])
+        .up(UpOptions::default())
+        .await
+        .unwrap_err();
+    let report = t
+        .migrator(vec![Migration::new(v("20260101000000"), "fails", failing)])
+        .plan_deploy(UpOptions::default(), 1_000_000)
+        .await
+        .unwrap();
+    assert!(
+        report.refused.as_deref().is_some_and(|r| r.contains("is failed")),
+        "{report:?}"
+    );
+    assert!(report.blocks());
+    t.drop_db().await;
+}
