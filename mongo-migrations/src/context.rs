@@ -40,6 +40,8 @@ pub struct MigrationContext {
     checkpoints: Option<CheckpointWriter>,
     /// How many walks this run of the migration has started.
     walks: std::sync::atomic::AtomicUsize,
+    /// Documents this run's walks handed over, and the milliseconds they took.
+    walked: std::sync::Mutex<(u64, u64)>,
     /// The migration's deploy phase.
     phase: Phase,
     /// What each `stage_validator` of this run found, for its record.
@@ -65,6 +67,7 @@ impl MigrationContext {
             inspecting: None,
             checkpoints: None,
             walks: std::sync::atomic::AtomicUsize::new(0),
+            walked: std::sync::Mutex::new((0, 0)),
             phase: Phase::PreDeploy,
             violations: std::sync::Mutex::new(Vec::new()),
             index_builds: (Default::default(), Some(crate::schema::DEFAULT_BUILD_WAIT)),
@@ -89,10 +92,18 @@ impl MigrationContext {
             inspecting: Some(recorded),
             checkpoints: None,
             walks: std::sync::atomic::AtomicUsize::new(0),
+            walked: std::sync::Mutex::new((0, 0)),
             phase,
             violations: std::sync::Mutex::new(Vec::new()),
             index_builds: (Default::default(), Some(crate::schema::DEFAULT_BUILD_WAIT)),
         }
+    }
+
+    /// Documents this run's walks handed over and the milliseconds they
+    /// took, if it walked: the walk rate `plan` estimates durations from.
+    pub(crate) fn walked(&self) -> Option<(u64, u64)> {
+        let walked = *self.walked.lock().unwrap_or_else(|e| e.into_inner());
+        (walked.0 > 0).then_some(walked)
     }
 
     /// While inspected: records `op` and says so (`true`).
@@ -171,6 +182,7 @@ impl MigrationContext {
             db: &self.db,
             checkpoints: self.checkpoints.as_ref(),
             inspecting: self.inspecting.as_ref(),
+            walked: &self.walked,
             index: self.walks.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
             transactional: self.session.is_some(),
             collection: collection.to_string(),

@@ -157,6 +157,12 @@ pub struct LogEntry {
     /// Its error, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Documents its walks handed over, when it walked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walked_documents: Option<u64>,
+    /// How long those walks took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +174,8 @@ struct StoredLogEntry {
     at: bson::DateTime,
     execution_time_ms: Option<i64>,
     error: Option<String>,
+    walked_documents: Option<i64>,
+    walk_ms: Option<i64>,
 }
 
 /// How many documents violated a validator a migration staged, and a few of them.
@@ -329,6 +337,8 @@ impl Record {
                         at: e.at.to_chrono(),
                         execution_time_ms: e.execution_time_ms,
                         error: e.error,
+                        walked_documents: e.walked_documents.and_then(|n| u64::try_from(n).ok()),
+                        walk_ms: e.walk_ms.and_then(|n| u64::try_from(n).ok()),
                     })
                 })
                 .collect::<Result<_, Error>>()?,

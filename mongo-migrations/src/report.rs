@@ -387,6 +387,15 @@ fn state_of(record: &Record) -> State {
     }
 }
 
+/// `850 ms`, `3.4 s`, `12 min 5 s`.
+pub(crate) fn duration(ms: i64) -> String {
+    match ms {
+        ..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1_000.0),
+        _ => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1_000),
+    }
+}
+
 /// `1234567` as `1,234,567`.
 pub(crate) fn thousands(n: impl Into<i128>) -> String {
     let n: i128 = n.into();

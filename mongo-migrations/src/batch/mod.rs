@@ -51,6 +51,8 @@ pub struct Batches<'a> {
     pub(crate) checkpoints: Option<&'a CheckpointWriter>,
     /// While `plan` inspects the migration: the walk is recorded, not run.
     pub(crate) inspecting: Option<&'a crate::operation::Recorded>,
+    /// The migration's walked documents and milliseconds, added to.
+    pub(crate) walked: &'a std::sync::Mutex<(u64, u64)>,
     /// Which walk of the migration this is (its checkpoint's key).
     pub(crate) index: usize,
     /// A transaction cannot span batches: refused.
@@ -201,8 +203,10 @@ impl Batches<'_> {
             handed: std::sync::atomic::AtomicU64::new(0),
             failed: std::sync::atomic::AtomicBool::new(false),
         };
+        let started = std::time::Instant::now();
         let results =
             futures_util::future::join_all(parts.into_iter().enumerate().map(|(i, part)| walk.part(i, part))).await;
+        let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut stats = BatchStats {
             batches: 0,
             documents: 0,
@@ -226,6 +230,11 @@ impl Batches<'_> {
                     }
                 }
             }
+        }
+        {
+            let mut walked = self.walked.lock().unwrap_or_else(|e| e.into_inner());
+            walked.0 += stats.documents;
+            walked.1 += took;
         }
         match first_error {
             Some(Stop::Failed(e)) => Err(e),

@@ -296,11 +296,7 @@ fn rate(per_second: u64, eta_secs: Option<u64>) -> String {
 
 /// `850 ms`, `3.4 s`, `12 min 5 s`.
 pub fn duration(ms: i64) -> String {
-    match ms {
-        ..1_000 => format!("{ms} ms"),
-        1_000..60_000 => format!("{:.1} s", ms as f64 / 1_000.0),
-        _ => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1_000),
-    }
+    crate::report::duration(ms)
 }
 
 /// The one JSON document of a command's `--json`, the same for every

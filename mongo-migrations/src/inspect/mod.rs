@@ -53,6 +53,7 @@ impl Migrator {
         };
         let mut migrations = Vec::new();
         let mut walked: Vec<String> = Vec::new();
+        let rate = assess::walk_rate(records.values());
         for p in planned {
             let m = p.migration;
             let mut steps = Vec::new();
@@ -76,6 +77,7 @@ impl Migrator {
                     db: self.database(),
                     slow,
                     walked_before: &walked,
+                    rate,
                 };
                 for op in &ops {
                     steps.push(assess::assess(&assessing, op).await?);

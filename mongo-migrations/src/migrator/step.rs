@@ -29,7 +29,7 @@ impl Migrator {
         let mut failures: Vec<(Version, String, String)> = Vec::new();
         // The previous plain step (its index and time), done but not yet
         // recorded: its end goes out with the next step's start, in one command.
-        let mut open: Option<(usize, i64)> = None;
+        let mut open: Option<(usize, i64, Option<(u64, u64)>)> = None;
         let mut next = 0;
         while next < plan.len() && !self.stop.is_stopped() {
             let (m, batch) = plan[next];
@@ -38,9 +38,12 @@ impl Migrator {
                 name: m.name.to_string(),
                 direction,
             });
-            let previous = open
-                .take()
-                .map(|(i, ms)| (i, finish(plan[i], direction, Outcome::Done(direction), ms)));
+            let previous = open.take().map(|(i, ms, walked)| {
+                (
+                    i,
+                    finish(plan[i], direction, Outcome::Done(direction), ms).walked(walked),
+                )
+            });
             // A runner whose lease ran out (it was paused) claims nothing it
             // would then not start.
             if let Err(e) = guard.ensure_lease().await {
@@ -76,7 +79,7 @@ impl Migrator {
                 transactional = m.transactional,
                 direction = direction.as_str(),
             );
-            let ms = if m.transactional {
+            let (ms, walked) = if m.transactional {
                 // Its `running` record means "not applied" until the
                 // transaction commits it done.
                 match self
@@ -84,7 +87,7 @@ impl Migrator {
                     .instrument(span.clone())
                     .await
                 {
-                    Ok(ms) => ms,
+                    Ok(ms) => (ms, None),
                     Err((e @ Error::MigrationFailed { .. }, attempts)) => {
                         span.in_scope(|| tracing::error!(error = %e, attempts, "migration failed"));
                         let end = finish((m, batch), direction, Outcome::Failed(failure_text(&e), attempts), 0);
@@ -118,6 +121,7 @@ impl Migrator {
                     .instrument(span.clone())
                     .await;
                 let ms = elapsed_ms(start);
+                let walked = ctx.walked();
                 if let Some(walk) = result.as_ref().err().and_then(StepError::stopped_walk) {
                     // Stopped on request between two batches: not a failure.
                     span.in_scope(|| tracing::info!(documents_done = walk.done, "migration stopped on request"));
@@ -160,13 +164,13 @@ impl Migrator {
                     }
                     return Err(after(failed(m, e), &steps));
                 }
-                ms
+                (ms, walked)
             };
             span.in_scope(|| tracing::info!(duration_ms = ms, "migration done"));
             if m.transactional {
                 steps.push(step(m, batch, Some(ms)));
             } else {
-                open = Some((next, ms));
+                open = Some((next, ms, walked));
             }
             self.report(Progress::Finished {
                 version: m.version,
@@ -176,10 +180,10 @@ impl Migrator {
             });
             next += 1;
         }
-        if let Some((i, ms)) = open {
+        if let Some((i, ms, walked)) = open {
             self.record_end(
                 guard,
-                finish(plan[i], direction, Outcome::Done(direction), ms),
+                finish(plan[i], direction, Outcome::Done(direction), ms).walked(walked),
                 &steps,
                 plan,
                 i,
@@ -251,6 +255,7 @@ pub(super) fn finish<'a>(
         direction,
         outcome,
         elapsed_ms,
+        walked: None,
     }
 }
 

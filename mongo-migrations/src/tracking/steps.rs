@@ -34,6 +34,15 @@ pub(crate) struct Finish<'a> {
     pub(crate) direction: Direction,
     pub(crate) outcome: Outcome<'a>,
     pub(crate) elapsed_ms: i64,
+    /// Documents its walks handed over, and their milliseconds.
+    pub(crate) walked: Option<(u64, u64)>,
+}
+
+impl Finish<'_> {
+    /// With what its walks did.
+    pub(crate) fn walked(self, walked: Option<(u64, u64)>) -> Self {
+        Finish { walked, ..self }
+    }
 }
 
 /// What one step write did.
@@ -184,6 +193,10 @@ fn log_entry(f: &Finish<'_>, now: bson::DateTime) -> bson::Document {
     };
     if let Outcome::Failed(message, _) = f.outcome {
         entry.insert("error", message);
+    }
+    if let Some((documents, ms)) = f.walked {
+        entry.insert("walkedDocuments", i64::try_from(documents).unwrap_or(i64::MAX));
+        entry.insert("walkMs", i64::try_from(ms).unwrap_or(i64::MAX));
     }
     entry
 }

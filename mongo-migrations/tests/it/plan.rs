@@ -188,7 +188,7 @@ async fn violators_and_walks_are_counted_and_an_enforcement_over_violators_block
     assert_eq!(
         steps(&report)[1..],
         [
-            "fix_emails safe: walk 3 documents of `users` (exact count of its filter) in 2 batches of 2".to_string(),
+            "fix_emails safe: walk 3 documents of `users` (exact count of its filter) in 2 batches of 2; no walk is recorded here to time it by".to_string(),
             "enforce slow: enforce the validator of `users` (3 documents violate it now (for example _id 2, 3, 5); an earlier migration of this plan walks `users` and may fix them)".to_string(),
         ]
     );
@@ -239,5 +239,66 @@ async fn a_database_up_would_refuse_is_refused_in_the_plan() {
         "{report:?}"
     );
     assert!(report.blocks());
+    t.drop_db().await;
+}
+
+fn mark_items(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.batches("items", doc! { "marked": { "$exists": false } })
+            .size(50)
+            .update_each(|_| Some(doc! { "$set": { "marked": true } }))
+            .await?;
+        Ok(())
+    })
+}
+
+fn mark_more(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.batches("more", doc! {})
+            .size(50)
+            .update_each(|_| Some(doc! { "$set": { "m": 1 } }))
+            .await?;
+        Ok(())
+    })
+}
+
+/// A walk that ran keeps in its record's log how many documents it handed
+/// over and how long that took; a planned walk is timed by that rate.
+#[tokio::test]
+async fn a_planned_walk_is_timed_by_the_walk_rate_recorded_here() {
+    let t = TestDb::new().await;
+    let items: Vec<Document> = (0..150).map(|i| doc! { "_id": i }).collect();
+    t.db().collection::<Document>("items").insert_many(items).await.unwrap();
+    let more: Vec<Document> = (0..600).map(|i| doc! { "_id": i }).collect();
+    t.db().collection::<Document>("more").insert_many(more).await.unwrap();
+    let first = Migration::new(v("20260101000000"), "mark_items", mark_items).with_down(noop);
+    t.migrator(vec![first.clone()]).up(UpOptions::default()).await.unwrap();
+    let log = t.tracking("20260101000000").await.unwrap();
+    let run = log.get_array("log").unwrap()[0].as_document().unwrap().clone();
+    let documents = run.get_i64("walkedDocuments").unwrap();
+    let ms = run.get_i64("walkMs").unwrap();
+    assert_eq!(documents, 150, "{run}");
+    let rate = documents as f64 * 1_000.0 / ms as f64;
+    let report = t
+        .migrator(vec![
+            first,
+            Migration::new(v("20260102000000"), "mark_more", mark_more).with_down(noop),
+        ])
+        .plan_deploy(UpOptions::default(), 1_000_000)
+        .await
+        .unwrap();
+    let expected_ms = (600.0 / rate * 1_000.0) as i64;
+    let duration = match expected_ms {
+        ..1_000 => format!("{expected_ms} ms"),
+        1_000..60_000 => format!("{:.1} s", expected_ms as f64 / 1_000.0),
+        _ => format!("{} min {} s", expected_ms / 60_000, (expected_ms % 60_000) / 1_000),
+    };
+    assert_eq!(
+        steps(&report),
+        [format!(
+            "mark_more safe: walk 600 documents of `more` (exact count of its filter) in 12 batches of 50; about {duration} at the walk rate recorded here ({} documents/s)",
+            (rate.round() as u64).to_string().as_bytes().rchunks(3).rev().map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(",")
+        )]
+    );
     t.drop_db().await;
 }
