@@ -29,7 +29,7 @@ impl Migrator {
         let mut failures: Vec<(Version, String, String)> = Vec::new();
         // The previous plain step (its index and time), done but not yet
         // recorded: its end goes out with the next step's start, in one command.
-        let mut open: Option<(usize, i64, Option<(u64, u64)>)> = None;
+        let mut open: Option<(usize, i64, Option<Walked>)> = None;
         let mut next = 0;
         while next < plan.len() && !self.stop.is_stopped() {
             let (m, batch) = plan[next];
@@ -234,6 +234,9 @@ impl Migrator {
         }
     }
 }
+
+/// Documents a step's walks handed over, and their milliseconds.
+type Walked = (u64, u64);
 
 pub(super) fn function(m: &Migration, direction: Direction) -> MigrationFn {
     match direction {
