@@ -152,6 +152,9 @@ fn database(args: &Args, command: &DatabaseCommand, ws: &Workspace) -> Result<()
             if let Answer::Plan(report) = &answer {
                 tenant_failure = tenant_failure.or(mongo_migrations::cli::plan_output::plan_exit(report).err());
             }
+            if let Answer::TenantPlans(plans) = &answer {
+                tenant_failure = tenant_failure.or(mongo_migrations::cli::plan_output::tenant_plans_exit(plans).err());
+            }
             results.insert(target.name.clone(), answer.to_json());
         } else if let Err(failure) = mongo_migrations::cli::finish(&target.name, &request.command, answer, false) {
             if failure.code != Code::Interrupted {

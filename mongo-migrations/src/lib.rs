@@ -80,7 +80,7 @@ pub use server::{check_target, connect, connect_within, supports_transactions};
 pub use settings::{Package, Settings};
 pub use status::{Blocker, Direction, MigrationStatus, Runner};
 pub use stop::StopHandle;
-pub use tenants::{list_databases, TenantOutcome, TenantReport, TenantStatus, Tenants};
+pub use tenants::{list_databases, TenantOutcome, TenantPlan, TenantReport, TenantStatus, Tenants};
 pub use version::{InvalidVersion, Version};
 
 /// Re-exported so migrations and generated code need no direct dependency.

@@ -69,6 +69,19 @@ pub struct TenantStatus {
     pub error: Option<String>,
 }
 
+/// One tenant's `plan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct TenantPlan {
+    /// The database.
+    pub database: String,
+    /// Its plan, when it could be made.
+    pub plan: Option<crate::PlanReport>,
+    /// Why it could not.
+    pub error: Option<String>,
+}
+
 impl Migrator {
     /// The same registry, configuration, lock wait and stop handle over
     /// many databases, one per tenant (see [`Tenants`]).
@@ -211,6 +224,30 @@ impl Tenants {
 
     /// Runs `f` with each database's migrator and name, at most
     /// `concurrency` at once; the results in the order of the databases.
+    /// [`Migrator::plan_deploy`] in each database, `concurrency` at a time;
+    /// read-only everywhere.
+    pub async fn plan(&self, options: UpOptions, slow: u64) -> Vec<TenantPlan> {
+        if let Err(e) = self.validate() {
+            return self
+                .databases
+                .iter()
+                .map(|database| TenantPlan {
+                    database: database.clone(),
+                    plan: None,
+                    error: Some(format!("not planned: {e}")),
+                })
+                .collect();
+        }
+        self.each(|migrator, database| async move {
+            let (plan, error) = match migrator.plan_deploy(options, slow).await {
+                Ok(p) => (Some(p), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            TenantPlan { database, plan, error }
+        })
+        .await
+    }
+
     async fn each<T, Fut>(&self, f: impl Fn(Migrator, String) -> Fut) -> Vec<T>
     where
         Fut: std::future::Future<Output = T>,

@@ -1007,6 +1007,19 @@ DATABASE[..]APPLIED  PENDING  FAILED  RUNNING  UNKNOWN  LOCK
 
 "#]]
     );
+    // Planned over both: nothing pending, nothing would fail.
+    let out = stdout(run(&["plan", "--databases", &list]).assert().success());
+    snapbox::assert_data_eq!(
+        out.replace(&prefix, "[PREFIX]"),
+        str![[r#"
+single-app: plan over 2 databases (read only: nothing was changed)
+DATABASE[..]RISK          PENDING  BLOCKING  SLOW
+[PREFIX]a  safe                0         0     0
+[PREFIX]b  safe                0         0     0
+single-app: 0 of 2 databases would fail as things stand
+
+"#]]
+    );
     let json: serde_json::Value = serde_json::from_str(&stdout(
         run(&["status", "--databases-from-regex", &regex, "--json"])
             .assert()

@@ -106,6 +106,8 @@ pub enum DatabaseCommand {
         /// A step over more documents than N is labelled slow
         #[arg(long, value_name = "N", default_value_t = crate::DEFAULT_SLOW_DOCUMENTS)]
         slow_documents: u64,
+        #[command(flatten)]
+        tenancy: Tenancy,
         /// Print JSON
         #[arg(long, conflicts_with = "markdown")]
         json: bool,

@@ -172,6 +172,7 @@ pub fn finish(package: &str, command: &harness::Command, answer: Answer, json: b
         let tenants = match &answer {
             Answer::TenantRuns(reports) => output::tenants_exit(reports).err(),
             Answer::Plan(report) => plan_output::plan_exit(report).err(),
+            Answer::TenantPlans(plans) => plan_output::tenant_plans_exit(plans).err(),
             _ => None,
         };
         crate::outln!(

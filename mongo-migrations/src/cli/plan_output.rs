@@ -108,3 +108,78 @@ pub fn plan_exit(report: &PlanReport) -> Result<(), Failure> {
     )
     .hint("fix what each blocking step says (duplicates, violators, an index in the way), then plan again"))
 }
+
+/// The plans of many databases, one line each: its risk, its pending
+/// migrations, its blocking and slow steps; then which would fail.
+pub fn tenant_plans(package: &str, plans: &[crate::TenantPlan]) -> Result<(), Failure> {
+    crate::outln!(
+        "{package}: plan over {} databases (read only: nothing was changed)",
+        plans.len()
+    );
+    let width = plans.iter().map(|p| p.database.len()).max().unwrap_or(8).max(8);
+    crate::outln!(
+        "{:<width$}  {:<12}  {:>7}  {:>8}  {:>4}",
+        "DATABASE",
+        "RISK",
+        "PENDING",
+        "BLOCKING",
+        "SLOW"
+    );
+    let mut failing = Vec::new();
+    for p in plans {
+        match (&p.plan, &p.error) {
+            (Some(plan), _) => {
+                let count = |risk| {
+                    plan.migrations
+                        .iter()
+                        .flat_map(|m| &m.steps)
+                        .filter(|s| s.risk == risk)
+                        .count()
+                };
+                let blocking = count(Risk::Blocking) + usize::from(plan.refused.is_some());
+                if plan.blocks() {
+                    failing.push(p.database.as_str());
+                }
+                crate::outln!(
+                    "{:<width$}  {:<12}  {:>7}  {:>8}  {:>4}",
+                    p.database,
+                    plan.risk.as_str(),
+                    plan.migrations.len(),
+                    blocking,
+                    count(Risk::Slow)
+                );
+            }
+            (None, error) => {
+                failing.push(p.database.as_str());
+                crate::outln!(
+                    "{:<width$}  not planned: {}",
+                    p.database,
+                    error.as_deref().unwrap_or("no answer")
+                );
+            }
+        }
+    }
+    crate::outln!(
+        "{package}: {} of {} databases would fail as things stand{}",
+        failing.len(),
+        plans.len(),
+        if failing.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", failing.join(", "))
+        }
+    );
+    tenant_plans_exit(plans)
+}
+
+/// The failure of a plan over many databases where one would fail.
+pub fn tenant_plans_exit(plans: &[crate::TenantPlan]) -> Result<(), Failure> {
+    if plans.iter().all(|p| p.plan.as_ref().is_some_and(|plan| !plan.blocks())) {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Code::Blocked,
+        "some databases' plans have blocking steps, or could not be made",
+    )
+    .hint("plan one of them (`--database NAME`) for its steps and their reasons"))
+}

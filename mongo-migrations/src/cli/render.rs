@@ -74,6 +74,7 @@ pub fn render(package: &str, command: &HarnessCommand, answer: Answer) -> Result
                 crate::outln!("{package}: {}: {}", d.collection, d.message);
             }
         }
+        Answer::TenantPlans(plans) => return crate::cli::plan_output::tenant_plans(package, &plans),
         Answer::Plan(report) => {
             match command {
                 HarnessCommand::Plan { markdown: true, .. } => crate::cli::plan_output::plan_markdown(package, &report),

@@ -16,7 +16,7 @@ fn version(s: &str) -> Result<Version> {
 fn tenancy(command: &DatabaseCommand) -> Option<(&Tenancy, bool)> {
     match command {
         DatabaseCommand::Up { tenancy, fail_fast, .. } => Some((tenancy, *fail_fast)),
-        DatabaseCommand::Status { tenancy, .. } => Some((tenancy, false)),
+        DatabaseCommand::Status { tenancy, .. } | DatabaseCommand::Plan { tenancy, .. } => Some((tenancy, false)),
         _ => None,
     }
     .filter(|(t, _)| t.is_set())
@@ -126,6 +126,7 @@ pub async fn request(
             slow_documents,
             json,
             markdown,
+            ..
         } => (
             conn,
             HarnessCommand::Plan {

@@ -163,7 +163,10 @@ pub async fn execute(migrator: &Migrator, command: Command) -> Result<Answer, Er
             match *command {
                 Command::Up(options) => Ok(Answer::TenantRuns(tenants.up(options).await)),
                 Command::Status => Ok(Answer::TenantStatuses(tenants.status().await)),
-                _ => Err(Error::Harness("only `up` and `status` run over many databases".into())),
+                Command::Plan { options, slow, .. } => Ok(Answer::TenantPlans(tenants.plan(options, slow).await)),
+                _ => Err(Error::Harness(
+                    "only `up`, `status` and `plan` run over many databases".into(),
+                )),
             }
         }
     }

@@ -58,7 +58,7 @@ pub enum Command {
         slow: u64,
         markdown: bool,
     },
-    /// `Up` or `Status` over many databases, one per tenant.
+    /// `Up`, `Status` or `Plan` over many databases, one per tenant.
     Tenants {
         databases: Vec<String>,
         concurrency: usize,
@@ -155,6 +155,8 @@ pub enum Answer {
     Drift(Vec<crate::schema::Drift>),
     /// `plan`.
     Plan(crate::PlanReport),
+    /// `plan` over many databases.
+    TenantPlans(Vec<crate::TenantPlan>),
 }
 
 impl Answer {
@@ -172,6 +174,7 @@ impl Answer {
             Answer::Schema(r) => serde_json::to_value(r),
             Answer::Drift(r) => serde_json::to_value(r),
             Answer::Plan(r) => serde_json::to_value(r),
+            Answer::TenantPlans(r) => serde_json::to_value(r),
         };
         value.expect("reports serialize to JSON")
     }

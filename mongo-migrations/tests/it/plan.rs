@@ -302,3 +302,47 @@ async fn a_planned_walk_is_timed_by_the_walk_rate_recorded_here() {
     );
     t.drop_db().await;
 }
+
+/// `plan` over tenant databases: each planned, concurrently, read-only;
+/// the one whose documents would fail the unique build blocks.
+#[tokio::test]
+async fn tenants_are_planned_each_and_the_one_that_would_fail_is_named() {
+    let t = TestDb::new().await;
+    let names: Vec<String> = (0..3).map(|i| format!("{}_t{i}", t.name)).collect();
+    for (i, name) in names.iter().enumerate() {
+        let duplicate = if i == 1 { "a@x" } else { "b@x" };
+        t.client
+            .database(name)
+            .collection::<Document>("users")
+            .insert_many([doc! { "_id": 1, "email": "a@x" }, doc! { "_id": 2, "email": duplicate }])
+            .await
+            .unwrap();
+    }
+    let m = t.migrator(vec![
+        Migration::new(v("20260101000000"), "unique_email", unique_email).with_down(noop)
+    ]);
+    let plans = m
+        .for_databases(names.clone())
+        .concurrency(3)
+        .plan(UpOptions::default(), 1_000_000)
+        .await;
+    let risks: Vec<(String, Option<Risk>)> = plans
+        .iter()
+        .map(|p| (p.database.clone(), p.plan.as_ref().map(|p| p.risk)))
+        .collect();
+    assert_eq!(
+        risks,
+        [
+            (names[0].clone(), Some(Risk::Safe)),
+            (names[1].clone(), Some(Risk::Blocking)),
+            (names[2].clone(), Some(Risk::Safe)),
+        ]
+    );
+    for name in &names {
+        let db = t.client.database(name);
+        let collections = db.list_collection_names().await.unwrap();
+        assert_eq!(collections, ["users"], "plan wrote into {name}");
+        db.drop().await.unwrap();
+    }
+    t.drop_db().await;
+}
