@@ -259,7 +259,7 @@ schema-app: plan for `[..]` (read only: nothing was changed)
   20260402000010 name_required_post_deploy (post-deploy, blocking)
     blocking     enforce the validator of `users`
                  2 documents violate it (for example _id 1, 3): the enforcement is refused until they are fixed
-    destructive  drop the index `displayName_1` of `users`
+    destructive  drop the index `displayName_1` of `users`; not used since the server started
                  a dropped index is built again only by a migration
 schema-app: 2 migrations: 1 blocking, 1 unknown
 
@@ -290,7 +290,7 @@ schema-app: plan for `[..]` (read only: nothing was changed)
   20260402000010 name_required_post_deploy (post-deploy, destructive)
     slow         enforce the validator of `users`
                  2 documents violate it now (for example _id 1, 3); an earlier migration of this plan walks `users` and may fix them
-    destructive  drop the index `displayName_1` of `users`
+    destructive  drop the index `displayName_1` of `users`; not used since the server started
                  a dropped index is built again only by a migration
 schema-app: 2 migrations: 1 destructive, 1 safe
 
@@ -309,7 +309,7 @@ schema-app: 2 migrations: 1 destructive, 1 safe
 | --- | --- | --- | --- |
 | 20260402000005 `name_required_data` | post-deploy | safe | walk 2 documents of `users` (exact count of its filter) in 1 batch of 1000; no walk is recorded here to time it by |
 | 20260402000010 `name_required_post_deploy` | post-deploy | slow | enforce the validator of `users`: 2 documents violate it now (for example _id 1, 3); an earlier migration of this plan walks `users` and may fix them |
-|  |  | destructive | drop the index `displayName_1` of `users`: a dropped index is built again only by a migration |
+|  |  | destructive | drop the index `displayName_1` of `users`; not used since the server started: a dropped index is built again only by a migration |
 
 2 migrations: 1 destructive, 1 safe. Read only: `cargo mongo-migrate plan` changed nothing.
 

@@ -77,6 +77,50 @@ async fn estimated(db: &Database, collection: &str) -> Result<u64, crate::Error>
     Ok(db.collection::<Document>(collection).estimated_document_count().await?)
 }
 
+/// How often the index `name` of `collection` was used since the server
+/// (each shard's, through a `mongos`) started: `$indexStats`'s
+/// `accesses.ops`, summed; none where it cannot be read (the `indexStats`
+/// action is not in `readWrite`).
+async fn accesses(db: &Database, collection: &str, name: &str) -> Option<u64> {
+    use futures_util::TryStreamExt as _;
+    let pipeline = vec![doc! { "$indexStats": {} }, doc! { "$match": { "name": name } }];
+    let stats: Vec<Document> = db
+        .collection::<Document>(collection)
+        .aggregate(pipeline)
+        .await
+        .ok()?
+        .try_collect()
+        .await
+        .ok()?;
+    if stats.is_empty() {
+        return None;
+    }
+    Some(
+        stats
+            .iter()
+            .filter_map(|s| {
+                s.get_document("accesses")
+                    .ok()?
+                    .get("ops")
+                    .and_then(crate::schema::index_number)
+            })
+            .sum(),
+    )
+}
+
+/// `; used 12 times since the server started`, or nothing.
+fn used(n: Option<u64>) -> String {
+    match n {
+        Some(0) => "; not used since the server started".into(),
+        Some(n) => format!(
+            "; used {} {} since the server started",
+            crate::report::thousands(n),
+            if n == 1 { "time" } else { "times" }
+        ),
+        None => String::new(),
+    }
+}
+
 /// The step of `op`.
 pub(crate) async fn assess(a: &Assessing<'_>, op: &Operation) -> Result<PlanStep, crate::Error> {
     let slow_or = |n: u64, what: String, risk: Risk| {
@@ -128,7 +172,10 @@ pub(crate) async fn assess(a: &Assessing<'_>, op: &Operation) -> Result<PlanStep
         }
         Operation::HideIndex { collection, name } => step(
             Risk::Safe,
-            format!("hide the index `{name}` of `{collection}` (kept up to date; unhidden at once)"),
+            format!(
+                "hide the index `{name}` of `{collection}` (kept up to date; unhidden at once){}",
+                used(accesses(a.db, collection, name).await)
+            ),
             None,
         ),
         Operation::UnhideIndex { collection, name } => {
@@ -136,7 +183,10 @@ pub(crate) async fn assess(a: &Assessing<'_>, op: &Operation) -> Result<PlanStep
         }
         Operation::DropIndex { collection, name } => step(
             Risk::Destructive,
-            format!("drop the index `{name}` of `{collection}`"),
+            format!(
+                "drop the index `{name}` of `{collection}`{}",
+                used(accesses(a.db, collection, name).await)
+            ),
             Some("a dropped index is built again only by a migration".into()),
         ),
         Operation::CreateCollection { collection } => {

@@ -91,6 +91,13 @@ impl Migrator {
                         INSPECT_TIMEOUT.as_secs()
                     )),
                 };
+                // A transaction holds what it changes until it commits.
+                let unseen = match (unseen, m.transactional) {
+                    (Some(why), true) => Some(format!(
+                        "{why}; it runs in one transaction, which must end within the server's `transactionLifetimeLimitSeconds` (60 s by default) and write at most 16 MB of oplog (one entry's limit): over a big collection, make it a walk instead"
+                    )),
+                    (unseen, _) => unseen,
+                };
                 if let Some(why) = unseen {
                     steps.push(PlanStep {
                         risk: Risk::Unknown,

@@ -192,6 +192,6 @@ impl SchemaError {
 }
 
 /// A count as the server gives it (an int32, int64 or double).
-fn index_number(value: &bson::Bson) -> Option<u64> {
+pub(crate) fn index_number(value: &bson::Bson) -> Option<u64> {
     index::number(value).filter(|n| *n >= 0.0).map(|n| n as u64)
 }
