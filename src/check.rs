@@ -47,7 +47,18 @@ struct PackageReport {
     findings: Vec<Finding>,
 }
 
-pub fn run(ws: &Workspace, conn: &ConnectionArgs, offline: bool, build: bool, json: bool, verbose: bool) -> Result<()> {
+/// What `check` checks beyond the files.
+pub struct Checks {
+    /// The files only, even with a URI.
+    pub offline: bool,
+    /// Compile the migrations.
+    pub build: bool,
+    /// With a URI: plan the deploy, its blocking steps as findings.
+    pub plan: bool,
+}
+
+pub fn run(ws: &Workspace, conn: &ConnectionArgs, checks: Checks, json: bool, verbose: bool) -> Result<()> {
+    let Checks { offline, build, plan } = checks;
     let mut reports = Vec::new();
     for target in &ws.targets {
         let mut report = PackageReport {
@@ -67,6 +78,9 @@ pub fn run(ws: &Workspace, conn: &ConnectionArgs, offline: bool, build: bool, js
             report.findings.extend(database(ws, target, conn, verbose)?);
             if target.config.schema_fn.is_some() {
                 report.findings.extend(drift(ws, target, conn, verbose)?);
+            }
+            if plan {
+                report.findings.extend(planned(ws, target, conn, verbose)?);
             }
         }
         reports.push(report);
@@ -328,6 +342,49 @@ fn drift(ws: &Workspace, target: &Target, conn: &ConnectionArgs, verbose: bool) 
             hint: Some(d.hint),
         })
         .collect())
+}
+
+/// `check --plan`: the deploy's plan (see `plan`), each blocking step, and
+/// a refusal of `up`, a finding that needs attention.
+fn planned(ws: &Workspace, target: &Target, conn: &ConnectionArgs, verbose: bool) -> Result<Vec<Finding>> {
+    let bin = crate::harness::build(ws, target, verbose)?;
+    let request = Request {
+        connection: connection(target, conn)?,
+        command: HarnessCommand::Plan {
+            options: Default::default(),
+            slow: mongo_migrations::DEFAULT_SLOW_DOCUMENTS,
+            markdown: false,
+        },
+    };
+    let Answer::Plan(report) = crate::harness::run(&bin, &request, verbose, |_| {})? else {
+        anyhow::bail!("the harness answered `plan` with something else");
+    };
+    let mut findings = Vec::new();
+    if let Some(refused) = report.refused {
+        findings.push(Finding {
+            level: Level::Attention,
+            check: "plan",
+            message: format!("`up` would be refused: {refused}"),
+            hint: Some("see `cargo mongo-migrate status`".into()),
+        });
+    }
+    for m in &report.migrations {
+        for s in m.steps.iter().filter(|s| s.risk == mongo_migrations::Risk::Blocking) {
+            findings.push(Finding {
+                level: Level::Attention,
+                check: "plan",
+                message: format!(
+                    "{} {} would fail: {}{}",
+                    m.version,
+                    m.name,
+                    s.what,
+                    s.why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
+                ),
+                hint: Some("see `cargo mongo-migrate plan`".into()),
+            });
+        }
+    }
+    Ok(findings)
 }
 
 /// The connection `status` of `target` would use, from the flags and the package's settings.

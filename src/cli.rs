@@ -146,6 +146,9 @@ pub enum Command {
         /// Also compile the migrations (builds the harness; runs nothing)
         #[arg(long)]
         build: bool,
+        /// With a URI: also plan the deploy (`plan`), each blocking step a finding that needs attention
+        #[arg(long)]
+        plan: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,

@@ -83,8 +83,19 @@ fn run(args: Args) -> Result<()> {
             conn,
             offline,
             build,
+            plan,
             json,
-        } => check::run(&ws, conn, *offline, *build, *json, args.verbose),
+        } => check::run(
+            &ws,
+            conn,
+            check::Checks {
+                offline: *offline,
+                build: *build,
+                plan: *plan,
+            },
+            *json,
+            args.verbose,
+        ),
         Command::Bundle { out, target, profile } => {
             let [package] = ws.targets.as_slice() else {
                 return Err(Failure::new(Code::Usage, "`bundle` works on one package")

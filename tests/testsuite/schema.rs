@@ -265,6 +265,21 @@ schema-app: 2 migrations: 1 blocking, 1 unknown
 
 "#]]);
     assert_eq!(users(&db), before, "plan changed the database");
+    // `check --plan` gates CI on it: the blocking step needs attention (exit 4).
+    run(&["check", "--plan"]).assert().code(4).stdout_eq(str![[r#"
+schema-app: pending: 20260402000005 name_required_data is pending
+  hint: `up` applies it
+schema-app: pending: 20260402000010 name_required_post_deploy is pending
+  hint: `up` applies it
+schema-app: pending: the index `displayName_1` is hidden and no longer declared: on its way out
+  hint: apply the post-deploy migration that drops it (`up --phase post`); if none does, drop it with `ctx.drop_hidden_index` in one
+schema-app: pending: the validator of `users` is staged (`validationAction: warn`), not enforced
+  hint: apply the post-deploy migration that enforces it (`up --phase post`)
+schema-app: attention: 20260402000010 name_required_post_deploy would fail: enforce the validator of `users` (2 documents violate it (for example _id 1, 3): the enforcement is refused until they are fixed)
+  hint: see `cargo mongo-migrate plan`
+schema-app: checked files and database: 0 errors, 1 need attention, 4 pending, 0 warnings
+
+"#]]);
     // After the deploy, the data fix runs first: as `diff` wrote it, it
     // fails, and nothing after it runs.
     let refused = run(&["up", "--phase", "post"]).assert().failure();
