@@ -346,3 +346,25 @@ async fn tenants_are_planned_each_and_the_one_that_would_fail_is_named() {
     }
     t.drop_db().await;
 }
+
+/// Opt-in measure (BENCHMARKS.md): a plan of 1,000 pending no-op
+/// migrations, beyond the build. Run with `--ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measure, printed: run it on an idle machine"]
+async fn plan_of_a_thousand_no_op_migrations_is_timed() {
+    let t = TestDb::new().await;
+    let migrations: Vec<Migration> = (0..1_000)
+        .map(|i| {
+            let version = format!("20260101{:02}{:02}{:02}", i / 3600, (i / 60) % 60, i % 60);
+            Migration::new(v(&version), format!("m{i}"), noop).with_down(noop)
+        })
+        .collect();
+    let m = t.migrator(migrations);
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let report = m.plan_deploy(UpOptions::default(), 1_000_000).await.unwrap();
+        assert_eq!(report.migrations.len(), 1_000);
+        eprintln!("plan of 1,000 no-op migrations: {:?}", started.elapsed());
+    }
+    t.drop_db().await;
+}
