@@ -53,11 +53,20 @@ pub fn render_with(files: &[MigrationFile], helpers: &[Helper], layout: Layout) 
                 }
             }
         });
+        let plan_fn = f.has_plan.then(|| {
+            let plan = format_ident!("{}_plan", f.module);
+            quote! {
+                fn #plan(ctx: &mut ::mongo_migrations::PlanContext) -> ::mongo_migrations::BoxFuture<'_, ::mongo_migrations::MigrationResult> {
+                    ::std::boxed::Box::pin(#module::plan(ctx))
+                }
+            }
+        });
         quote! {
             fn #up(ctx: &mut ::mongo_migrations::MigrationContext) -> ::mongo_migrations::BoxFuture<'_, ::mongo_migrations::MigrationResult> {
                 ::std::boxed::Box::pin(#module::up(ctx))
             }
             #down_fn
+            #plan_fn
         }
     });
     let entries = files.iter().map(|f| {
@@ -101,6 +110,10 @@ pub fn render_with(files: &[MigrationFile], helpers: &[Helper], layout: Layout) 
         }
         if f.independent {
             entry = quote! { ::mongo_migrations::Migration::independent(#entry, #module::INDEPENDENT) };
+        }
+        if f.has_plan {
+            let plan = format_ident!("{}_plan", f.module);
+            entry = quote! { ::mongo_migrations::Migration::planned(#entry, #plan) };
         }
         if !f.needs.is_empty() {
             let needs = &f.needs;

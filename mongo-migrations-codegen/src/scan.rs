@@ -22,6 +22,10 @@ pub struct MigrationFile {
     /// The file's inner doc comment (`//!`), trimmed.
     pub description: String,
     pub has_down: bool,
+    /// The module declares `pub async fn plan(ctx: &mut PlanContext)`: what
+    /// it would do, for `cargo mongo-migrate plan`.
+    #[serde(default)]
+    pub has_plan: bool,
     /// The file declares `const TRANSACTIONAL: bool`.
     pub has_transactional: bool,
     /// Its value: whether `up` and `down` run in a transaction.
@@ -219,6 +223,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
 
     let mut has_up = false;
     let mut has_down = false;
+    let mut has_plan = false;
     let mut has_transactional = false;
     let mut transactional = false;
     let mut repeatable = false;
@@ -227,7 +232,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
     let mut phase = None;
     for item in &file.items {
         match item {
-            Item::Fn(f) if f.sig.ident == "up" || f.sig.ident == "down" => {
+            Item::Fn(f) if f.sig.ident == "up" || f.sig.ident == "down" || f.sig.ident == "plan" => {
                 if f.sig.asyncness.is_none() {
                     return Err(syntax(
                         f.sig.ident.span(),
@@ -239,6 +244,8 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
                 }
                 if f.sig.ident == "up" {
                     has_up = true;
+                } else if f.sig.ident == "plan" {
+                    has_plan = true;
                 } else {
                     has_down = true;
                 }
@@ -301,6 +308,7 @@ pub fn read(path: &Path) -> Result<MigrationFile> {
         name,
         description: description(&file.attrs),
         has_down,
+        has_plan,
         has_transactional,
         transactional,
         checksum: checksum_tokens(tokens),

@@ -14,6 +14,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// One direction of a migration: `|ctx| Box::pin(my_migration::up(ctx))`.
 pub type MigrationFn = for<'a> fn(&'a mut MigrationContext) -> BoxFuture<'a, MigrationResult>;
 
+/// A migration's own `plan` (its module's `pub async fn plan(ctx: &mut PlanContext)`):
+/// what it would do, said by the migration, for `cargo mongo-migrate plan`.
+pub type PlanFn = for<'a> fn(&'a mut crate::PlanContext) -> BoxFuture<'a, MigrationResult>;
+
 /// A versioned migration: an `up`, an optional `down` (absent means irreversible),
 /// and the metadata the tracking collection records.
 #[derive(Clone)]
@@ -33,6 +37,8 @@ pub struct Migration {
     pub(crate) independent: bool,
     /// The actions it needs beyond reads and writes (see [`Migration::needs`]).
     pub(crate) needs: &'static [&'static str],
+    /// Its own `plan`, in place of inspecting its `up`.
+    pub(crate) plan: Option<PlanFn>,
 }
 
 impl Migration {
@@ -51,6 +57,7 @@ impl Migration {
             walks: [false; 2],
             independent: false,
             needs: &[],
+            plan: None,
         }
     }
 
@@ -79,6 +86,7 @@ impl Migration {
             walks: [false; 2],
             independent: false,
             needs: &[],
+            plan: None,
         }
     }
 
@@ -169,6 +177,15 @@ impl Migration {
     /// generator sets them from the schema operations the module calls.
     pub const fn needs(mut self, actions: &'static [&'static str]) -> Self {
         self.needs = actions;
+        self
+    }
+
+    /// With its own `plan`: `cargo mongo-migrate plan` asks it what it
+    /// would do instead of inspecting its `up` (for code `plan` cannot
+    /// follow, such as a migration that uses the database directly). The
+    /// code generator sets it from the module's `pub async fn plan`.
+    pub const fn planned(mut self, plan: PlanFn) -> Self {
+        self.plan = Some(plan);
         self
     }
 

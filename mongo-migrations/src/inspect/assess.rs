@@ -4,8 +4,8 @@
 use bson::{doc, Bson, Document};
 use mongodb::Database;
 
-use crate::inspect::report::{PlanStep, Risk};
 use crate::operation::Operation;
+use crate::plan_report::{PlanStep, Risk};
 use crate::schema::{self, Index};
 
 /// What an assessment needs beyond the operation.

@@ -7,10 +7,10 @@
 //! migration's own use of the database is refused while it is inspected.
 
 mod assess;
-mod report;
 
 use crate::operation::{Operation, Recorded, NOT_INSPECTABLE};
-pub use report::{PlanReport, PlanStep, PlannedMigration, Risk};
+use crate::plan_context::{PlanContext, Said};
+use crate::plan_report::{PlanReport, PlanStep, PlannedMigration, Risk};
 
 use crate::migrator::Migrator;
 use crate::{Error, MigrationContext, UpOptions};
@@ -63,6 +63,41 @@ impl Migrator {
                     what: "recorded as applied without running (what it replaces is applied)".into(),
                     why: None,
                 });
+            } else if let Some(own) = m.plan {
+                // The migration says what it would do.
+                let mut ctx = PlanContext::new(self.database().clone());
+                let said = tokio::time::timeout(INSPECT_TIMEOUT, own(&mut ctx)).await;
+                let assessing = assess::Assessing {
+                    db: self.database(),
+                    slow,
+                    walked_before: &walked,
+                    rate,
+                };
+                for item in std::mem::take(&mut ctx.said) {
+                    steps.push(match item {
+                        Said::Step(step) => step,
+                        Said::Walk(op) => assess::assess(&assessing, &op).await?,
+                    });
+                }
+                let failed = match said {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(format!("its `plan` failed: {e}")),
+                    Err(_) => Some(format!("its `plan` did not finish in {} s", INSPECT_TIMEOUT.as_secs())),
+                };
+                if let Some(why) = failed {
+                    steps.push(PlanStep {
+                        risk: Risk::Unknown,
+                        what: "not planned".into(),
+                        why: Some(why),
+                    });
+                }
+                if m.down.is_none() {
+                    steps.push(PlanStep {
+                        risk: Risk::Irreversible,
+                        what: "no `down`: it cannot be rolled back".into(),
+                        why: None,
+                    });
+                }
             } else {
                 let recorded = Recorded::default();
                 let mut ctx = MigrationContext::inspecting(
@@ -119,7 +154,7 @@ impl Migrator {
                 }
             }
             let risk = steps.iter().map(|s| s.risk).max().unwrap_or(Risk::Safe);
-            migrations.push(crate::inspect::PlannedMigration {
+            migrations.push(PlannedMigration {
                 version: m.version,
                 name: m.name.to_string(),
                 phase: m.phase(),

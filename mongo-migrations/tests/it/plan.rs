@@ -368,3 +368,47 @@ async fn plan_of_a_thousand_no_op_migrations_is_timed() {
     }
     t.drop_db().await;
 }
+
+fn says_what_it_does(ctx: &mut mongo_migrations::PlanContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        let expired = ctx.count("sessions", doc! { "expired": true }).await?;
+        ctx.step_because(
+            Risk::Destructive,
+            format!("delete {expired} expired sessions"),
+            "deleted documents are gone",
+        );
+        ctx.walk("sessions", doc! { "expired": false }, 10);
+        Ok(())
+    })
+}
+
+/// A migration that declares its own `plan` (its module's `pub async fn
+/// plan`) is asked, not inspected: its `up` would be refused the database.
+#[tokio::test]
+async fn a_migration_s_own_plan_says_what_it_would_do() {
+    let t = TestDb::new().await;
+    let sessions: Vec<Document> = (0..25).map(|i| doc! { "_id": i, "expired": i < 5 }).collect();
+    t.db()
+        .collection::<Document>("sessions")
+        .insert_many(sessions)
+        .await
+        .unwrap();
+    let before = t.snapshot().await;
+    let report = t
+        .migrator(vec![
+            Migration::new(v("20260101000000"), "purge", by_hand).planned(says_what_it_does)
+        ])
+        .plan_deploy(UpOptions::default(), 1_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        steps(&report),
+        [
+            "purge destructive: delete 5 expired sessions (deleted documents are gone)",
+            "purge safe: walk 20 documents of `sessions` (exact count of its filter) in 2 batches of 10; no walk is recorded here to time it by",
+            "purge irreversible: no `down`: it cannot be rolled back",
+        ]
+    );
+    assert_eq!(t.snapshot().await, before, "plan changed the database");
+    t.drop_db().await;
+}
