@@ -412,3 +412,54 @@ async fn a_migration_s_own_plan_says_what_it_would_do() {
     assert_eq!(t.snapshot().await, before, "plan changed the database");
     t.drop_db().await;
 }
+
+fn walk_first(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.batches("big", doc! { "part": 0 })
+            .update_each(|_| Some(doc! { "$set": { "a": 1 } }))
+            .await?;
+        Ok(())
+    })
+}
+
+fn walk_second(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.batches("big", doc! { "part": 1 })
+            .update_each(|_| Some(doc! { "$set": { "b": 1 } }))
+            .await?;
+        Ok(())
+    })
+}
+
+/// Opt-in measure (BENCHMARKS.md): a walk of `PLAN_ESTIMATE_DOCS`
+/// documents (default 10,000) timed by `plan` from an earlier walk of a
+/// fifth as many, then run: the estimate against the real duration.
+#[tokio::test]
+#[ignore = "a measure, printed: run it on an idle machine"]
+async fn a_walk_s_estimate_against_its_real_duration() {
+    let n: i64 = std::env::var("PLAN_ESTIMATE_DOCS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let t = TestDb::new().await;
+    let docs: Vec<Document> = (0..n + n / 5)
+        .map(|i| doc! { "_id": i, "part": i32::from(i >= n / 5) })
+        .collect();
+    for chunk in docs.chunks(5_000) {
+        t.db()
+            .collection::<Document>("big")
+            .insert_many(chunk.to_vec())
+            .await
+            .unwrap();
+    }
+    let first = Migration::new(v("20260101000000"), "walk_first", walk_first).with_down(noop);
+    let second = Migration::new(v("20260102000000"), "walk_second", walk_second).with_down(noop);
+    t.migrator(vec![first.clone()]).up(UpOptions::default()).await.unwrap();
+    let m = t.migrator(vec![first, second]);
+    let report = m.plan_deploy(UpOptions::default(), u64::MAX).await.unwrap();
+    eprintln!("plan: {}", report.migrations[0].steps[0].what);
+    let started = std::time::Instant::now();
+    m.up(UpOptions::default()).await.unwrap();
+    eprintln!("real: {:?} for {n} documents", started.elapsed());
+    t.drop_db().await;
+}
