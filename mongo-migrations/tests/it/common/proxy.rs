@@ -255,6 +255,8 @@ struct Shared {
     blackhole: Arc<AtomicBool>,
     /// Commands seen, by name.
     commands: Arc<Mutex<Vec<String>>>,
+    /// Commands seen, by name and the collection they name.
+    targeted: Arc<Mutex<Vec<(String, String)>>>,
     dropped: Arc<AtomicU64>,
     resets: Arc<AtomicU64>,
     /// Replies seen since the faults were set.
@@ -335,6 +337,7 @@ impl Proxy {
             faults: Arc::new(Mutex::new((Faults::default(), 1))),
             blackhole: Arc::default(),
             commands: Arc::default(),
+            targeted: Arc::default(),
             dropped: Arc::default(),
             resets: Arc::default(),
             replies: Arc::default(),
@@ -417,6 +420,12 @@ impl Proxy {
     /// The commands seen so far, by name, in order; and clears the list.
     pub fn take_commands(&self) -> Vec<String> {
         std::mem::take(&mut *self.shared.commands.lock().unwrap())
+    }
+
+    /// The commands seen so far, by name and the collection they name, in
+    /// order; and clears the list.
+    pub fn take_targeted(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.shared.targeted.lock().unwrap())
     }
 
     /// Replies dropped and connections reset so far.
@@ -512,8 +521,10 @@ async fn pipe(client: TcpStream, server: TcpStream, shared: Shared) {
         let op_code = i32::from_le_bytes(header[12..16].try_into().unwrap());
         if op_code == 2013 {
             if let Some(command) = command_of(&body) {
-                if let Some((name, _)) = command.iter().next() {
+                if let Some((name, target)) = command.iter().next() {
                     shared.commands.lock().unwrap().push(name.clone());
+                    let target = target.as_str().unwrap_or_default().to_string();
+                    shared.targeted.lock().unwrap().push((name.clone(), target));
                 }
                 let hit = {
                     let mut armed = shared.armed.lock().unwrap();
