@@ -117,6 +117,13 @@ impl Migrator {
                     .with_checkpoints(checkpoints)
                     .with_index_builds(self.config.index_commit_quorum, self.config.index_build_wait)
                     .in_phase(m.phase());
+                // The last proof, as near the body's start as it can be: a
+                // pause that landed after the proof above and while this
+                // context was built (a SIGCONT since, or a lease run out)
+                // starts nothing. Free while the lease is fresh.
+                if let Err(e) = guard.ensure_lease().await {
+                    return Err(self.lost(e, &steps, Some(m.version), &plan[next + 1..]));
+                }
                 let result = run_body(function(m, direction), &mut ctx)
                     .instrument(span.clone())
                     .await;

@@ -63,6 +63,8 @@ impl Migrator {
         let mut ctx = MigrationContext::new(self.db.clone(), Some(session), (m.version, &m.name), guard.handle())
             .with_index_builds(self.config.index_commit_quorum, self.config.index_build_wait)
             .in_phase(m.phase());
+        // The last proof before the body, as in a plain step (see step.rs).
+        guard.ensure_lease().await?;
         let result = run_body(function(m, direction), &mut ctx).await;
         let mut session = ctx.into_session().expect("transactional context has a session");
         let outcome = match result {
