@@ -91,13 +91,6 @@ impl Migrator {
                         why: Some(why),
                     });
                 }
-                if m.down.is_none() {
-                    steps.push(PlanStep {
-                        risk: Risk::Irreversible,
-                        what: "no `down`: it cannot be rolled back".into(),
-                        why: None,
-                    });
-                }
             } else {
                 let recorded = Recorded::default();
                 let mut ctx = MigrationContext::inspecting(
@@ -145,13 +138,13 @@ impl Migrator {
                         walked.push(collection);
                     }
                 }
-                if m.down.is_none() {
-                    steps.push(PlanStep {
-                        risk: Risk::Irreversible,
-                        what: "no `down`: it cannot be rolled back".into(),
-                        why: None,
-                    });
-                }
+            }
+            if p.adopt.is_none() && m.down.is_none() {
+                steps.push(PlanStep {
+                    risk: Risk::Irreversible,
+                    what: "no `down`: it cannot be rolled back".into(),
+                    why: None,
+                });
             }
             let risk = steps.iter().map(|s| s.risk).max().unwrap_or(Risk::Safe);
             migrations.push(PlannedMigration {

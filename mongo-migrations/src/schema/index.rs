@@ -292,19 +292,18 @@ pub(crate) enum Listed {
 /// [`find`] as [`Listed`].
 pub(crate) fn find_listed(index: &Index, listed: &[Document]) -> Listed {
     let name = |d: &Document| d.get_str("name").unwrap_or_default().to_string();
-    match find(index, listed) {
-        Found::It(it) if !index.differences(it).is_empty() => Listed::InTheWay(format!(
+    let other_options = |it: &Document| {
+        Listed::InTheWay(format!(
             "`{}` has its keys with other options ({}): change it with `replace_index`",
             name(it),
             index.differences(it).join(", ")
-        )),
+        ))
+    };
+    match find(index, listed) {
+        Found::It(it) if !index.differences(it).is_empty() => other_options(it),
         Found::It(it) => Listed::It(name(it), is_hidden(it)),
         Found::Missing => Listed::Missing,
-        Found::OtherOptions(it) => Listed::InTheWay(format!(
-            "`{}` has its keys with other options ({}): change it with `replace_index`",
-            name(it),
-            index.differences(it).join(", ")
-        )),
+        Found::OtherOptions(it) => other_options(it),
         Found::NameTaken(it) => Listed::InTheWay(format!(
             "another index is named `{}` (on {})",
             name(it),
