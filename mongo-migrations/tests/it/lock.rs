@@ -100,7 +100,7 @@ async fn an_expired_lock_is_taken_over_with_a_new_generation() {
 
 fn sleepy(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
     Box::pin(async move {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        tokio::time::sleep(Duration::from_millis(3000)).await;
         record_up(ctx).await
     })
 }
@@ -108,7 +108,10 @@ fn sleepy(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heartbeat_keeps_a_short_lock_alive_through_a_long_migration() {
     let t = TestDb::new().await;
-    let ttl = 300;
+    // A heartbeat every third of it: the test server stalls a write for
+    // 200 ms now and then (measured: p99 205 ms), which a 300 ms lock did
+    // not always outlive; this one outlives a stall of 600 ms.
+    let ttl = 1_000;
     let migrations = || vec![Migration::new(v("20260101000000"), "long", sleepy)];
     let first = t.other_runner(migrations(), short_lock(ttl)).await;
     let second = t.other_runner(migrations(), short_lock(ttl)).await;
@@ -117,7 +120,7 @@ async fn the_heartbeat_keeps_a_short_lock_alive_through_a_long_migration() {
     let mut beats = std::collections::BTreeSet::new();
     let mut extended = false;
     while !running.is_finished() {
-        // Without the heartbeat the lock would expire after 300 ms and this
+        // Without the heartbeat the lock would expire after 1 s and this
         // runner would take it over and find the migration `running`.
         match second.up(UpOptions::default()).await {
             Err(Error::Locked { .. }) => {}
