@@ -24,6 +24,10 @@ async fn noted_indexes(c: &CheckpointWriter) -> Result<Vec<built_indexes::Entry>
     }
 }
 
+/// What a run's walks and index builds did: documents and milliseconds of
+/// each, the rates `plan` estimates durations from.
+pub(crate) type Worked = (Option<(u64, u64)>, Option<(u64, u64)>);
+
 /// What a migration's `up`/`down` gets: the database, and for transactional
 /// migrations the session whose transaction the tracking write commits in.
 pub struct MigrationContext {
@@ -42,6 +46,8 @@ pub struct MigrationContext {
     walks: std::sync::atomic::AtomicUsize,
     /// Documents this run's walks handed over, and the milliseconds they took.
     walked: std::sync::Mutex<(u64, u64)>,
+    /// Documents under the indexes this run built, and the builds' milliseconds.
+    indexed: std::sync::Mutex<(u64, u64)>,
     /// The migration's deploy phase.
     phase: Phase,
     /// What each `stage_validator` of this run found, for its record.
@@ -68,6 +74,7 @@ impl MigrationContext {
             checkpoints: None,
             walks: std::sync::atomic::AtomicUsize::new(0),
             walked: std::sync::Mutex::new((0, 0)),
+            indexed: std::sync::Mutex::new((0, 0)),
             phase: Phase::PreDeploy,
             violations: std::sync::Mutex::new(Vec::new()),
             index_builds: (Default::default(), Some(crate::schema::DEFAULT_BUILD_WAIT)),
@@ -93,6 +100,7 @@ impl MigrationContext {
             checkpoints: None,
             walks: std::sync::atomic::AtomicUsize::new(0),
             walked: std::sync::Mutex::new((0, 0)),
+            indexed: std::sync::Mutex::new((0, 0)),
             phase,
             violations: std::sync::Mutex::new(Vec::new()),
             index_builds: (Default::default(), Some(crate::schema::DEFAULT_BUILD_WAIT)),
@@ -100,10 +108,33 @@ impl MigrationContext {
     }
 
     /// Documents this run's walks handed over and the milliseconds they
-    /// took, if it walked: the walk rate `plan` estimates durations from.
-    pub(crate) fn walked(&self) -> Option<(u64, u64)> {
-        let walked = *self.walked.lock().unwrap_or_else(|e| e.into_inner());
-        (walked.0 > 0).then_some(walked)
+    /// took, if it walked; documents under the indexes it built and the
+    /// builds' milliseconds, if it built one: the rates `plan` estimates
+    /// durations from.
+    pub(crate) fn worked(&self) -> Worked {
+        let read = |m: &std::sync::Mutex<(u64, u64)>| {
+            let done = *m.lock().unwrap_or_else(|e| e.into_inner());
+            (done.1 > 0 || done.0 > 0).then_some(done)
+        };
+        (read(&self.walked), read(&self.indexed))
+    }
+
+    /// Builds `index` on `collection` (which [`adopt`](crate::schema::adopt)
+    /// found missing), and notes the collection's size and the build's time.
+    async fn build(&self, db: &Database, collection: &str, index: &Index) -> Result<IndexOutcome, MigrationError> {
+        // From the collection's metadata: one cheap command per build.
+        let documents = db
+            .collection::<bson::Document>(collection)
+            .estimated_document_count()
+            .await
+            .unwrap_or(0);
+        let started = std::time::Instant::now();
+        let outcome = crate::schema::build(db, collection, index, &self.build_options()).await?;
+        // Never recorded as taking no time (a rate needs some).
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut indexed = self.indexed.lock().unwrap_or_else(|e| e.into_inner());
+        *indexed = (indexed.0.saturating_add(documents), indexed.1.saturating_add(ms));
+        Ok(outcome)
     }
 
     /// While inspected: records `op` and says so (`true`).
@@ -345,7 +376,7 @@ impl MigrationContext {
         if let Some(outcome) = found {
             return Ok(outcome);
         }
-        Ok(crate::schema::build(db, collection, index, &self.build_options()).await?)
+        self.build(db, collection, index).await
     }
 
     /// Writes into the record, in `up`, whether `index` was `found` there

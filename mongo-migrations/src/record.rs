@@ -163,6 +163,13 @@ pub struct LogEntry {
     /// How long those walks took, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub walk_ms: Option<u64>,
+    /// Documents in the collections of the indexes it built (as their
+    /// metadata counted them before each build), when it built one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed_documents: Option<u64>,
+    /// How long those builds took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +183,8 @@ struct StoredLogEntry {
     error: Option<String>,
     walked_documents: Option<i64>,
     walk_ms: Option<i64>,
+    indexed_documents: Option<i64>,
+    index_ms: Option<i64>,
 }
 
 /// How many documents violated a validator a migration staged, and a few of them.
@@ -339,6 +348,8 @@ impl Record {
                         error: e.error,
                         walked_documents: e.walked_documents.and_then(|n| u64::try_from(n).ok()),
                         walk_ms: e.walk_ms.and_then(|n| u64::try_from(n).ok()),
+                        indexed_documents: e.indexed_documents.and_then(|n| u64::try_from(n).ok()),
+                        index_ms: e.index_ms.and_then(|n| u64::try_from(n).ok()),
                     })
                 })
                 .collect::<Result<_, Error>>()?,

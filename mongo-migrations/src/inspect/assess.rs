@@ -18,12 +18,14 @@ pub(crate) struct Assessing<'a> {
     pub(crate) walked_before: &'a [String],
     /// The walk rate recorded in this database, documents per second.
     pub(crate) rate: Option<f64>,
+    /// The index build rate recorded in this database, documents per second.
+    pub(crate) index_rate: Option<f64>,
 }
 
-/// How many of the latest walks the rate is taken over.
-const RATE_WALKS: usize = 5;
+/// How many of the latest runs a rate is taken over.
+const RATE_RUNS: usize = 5;
 
-/// Walks shorter than this say little about a rate.
+/// Runs over fewer documents than this say little about a rate.
 const RATE_MIN_DOCUMENTS: u64 = 100;
 
 /// The walk rate of this database, documents per second: over the latest
@@ -31,27 +33,43 @@ const RATE_MIN_DOCUMENTS: u64 = 100;
 /// logs keep them (the documents their walks handed over, and the time
 /// the walks took). None where no such run is recorded.
 pub(crate) fn walk_rate<'r>(records: impl IntoIterator<Item = &'r crate::Record>) -> Option<f64> {
-    let mut walks: Vec<&crate::LogEntry> = records
+    rate(records, |e| e.walked_documents.zip(e.walk_ms))
+}
+
+/// The index build rate of this database, documents per second, as
+/// [`walk_rate`] (the documents in the collections the runs' builds
+/// indexed, and the time the builds took).
+pub(crate) fn index_rate<'r>(records: impl IntoIterator<Item = &'r crate::Record>) -> Option<f64> {
+    rate(records, |e| e.indexed_documents.zip(e.index_ms))
+}
+
+fn rate<'r>(
+    records: impl IntoIterator<Item = &'r crate::Record>,
+    done: impl Fn(&crate::LogEntry) -> Option<(u64, u64)>,
+) -> Option<f64> {
+    let mut runs: Vec<(chrono::DateTime<chrono::Utc>, u64, u64)> = records
         .into_iter()
         .flat_map(|r| &r.log)
-        .filter(|e| e.walked_documents.unwrap_or(0) >= RATE_MIN_DOCUMENTS && e.walk_ms.unwrap_or(0) > 0)
+        .filter_map(|e| done(e).map(|(documents, ms)| (e.at, documents, ms)))
+        .filter(|&(_, documents, ms)| documents >= RATE_MIN_DOCUMENTS && ms > 0)
         .collect();
-    walks.sort_by_key(|e| std::cmp::Reverse(e.at));
-    walks.truncate(RATE_WALKS);
-    let documents: u64 = walks.iter().filter_map(|e| e.walked_documents).sum();
-    let ms: u64 = walks.iter().filter_map(|e| e.walk_ms).sum();
+    runs.sort_by_key(|&(at, ..)| std::cmp::Reverse(at));
+    runs.truncate(RATE_RUNS);
+    let documents: u64 = runs.iter().map(|&(_, d, _)| d).sum();
+    let ms: u64 = runs.iter().map(|&(.., ms)| ms).sum();
     (ms > 0).then(|| documents as f64 * 1_000.0 / ms as f64)
 }
 
-/// `about 3 min 20 s at the walk rate recorded here (1,204 documents/s)`.
-fn timed(documents: u64, rate: Option<f64>) -> String {
+/// `about 3 min 20 s at the walk rate recorded here (1,204 documents/s)`;
+/// `kind` is `walk` or `index build`.
+fn timed(documents: u64, rate: Option<f64>, kind: &str) -> String {
     match rate {
         Some(rate) if rate > 0.0 => format!(
-            "about {} at the walk rate recorded here ({} documents/s)",
+            "about {} at the {kind} rate recorded here ({} documents/s)",
             crate::report::duration((documents as f64 / rate * 1_000.0) as i64),
             crate::report::thousands(rate.round() as u64)
         ),
-        _ => "no walk is recorded here to time it by".into(),
+        _ => format!("no {kind} is recorded here to time it by"),
     }
 }
 
@@ -272,7 +290,7 @@ pub(crate) async fn assess(a: &Assessing<'_>, op: &Operation) -> Result<PlanStep
                     } else {
                         "batches"
                     },
-                    timed(matching, a.rate),
+                    timed(matching, a.rate, "walk"),
                 ),
                 Risk::Safe,
             )
@@ -285,9 +303,10 @@ pub(crate) async fn assess(a: &Assessing<'_>, op: &Operation) -> Result<PlanStep
 async fn build(a: &Assessing<'_>, collection: &str, index: &Index, verb: &str) -> Result<PlanStep, crate::Error> {
     let size = estimated(a.db, collection).await?;
     let what = format!(
-        "{verb} the index `{}` of `{collection}` ({}, estimated)",
+        "{verb} the index `{}` of `{collection}` ({}, estimated); {}",
         index.name(),
-        documents(size)
+        documents(size),
+        timed(size, a.index_rate, "index build")
     );
     if index.unique {
         let found = schema::duplicates(a.db, collection, index).await?;

@@ -54,6 +54,7 @@ impl Migrator {
         let mut migrations = Vec::new();
         let mut walked: Vec<String> = Vec::new();
         let rate = assess::walk_rate(records.values());
+        let index_rate = assess::index_rate(records.values());
         for p in planned {
             let m = p.migration;
             let mut steps = Vec::new();
@@ -72,6 +73,7 @@ impl Migrator {
                     slow,
                     walked_before: &walked,
                     rate,
+                    index_rate,
                 };
                 for item in std::mem::take(&mut ctx.said) {
                     steps.push(match item {
@@ -106,6 +108,7 @@ impl Migrator {
                     slow,
                     walked_before: &walked,
                     rate,
+                    index_rate,
                 };
                 for op in &ops {
                     steps.push(assess::assess(&assessing, op).await?);

@@ -3,6 +3,7 @@
 
 use crate::batch::CheckpointWriter;
 use crate::context::MigrationContext;
+use crate::context::Worked;
 use crate::lock::LockGuard;
 use crate::migration::MigrationFn;
 use crate::tracking::{running_claim, Finish, Outcome, Stepped};
@@ -29,7 +30,7 @@ impl Migrator {
         let mut failures: Vec<(Version, String, String)> = Vec::new();
         // The previous plain step (its index and time), done but not yet
         // recorded: its end goes out with the next step's start, in one command.
-        let mut open: Option<(usize, i64, Option<Walked>)> = None;
+        let mut open: Option<(usize, i64, Worked)> = None;
         let mut next = 0;
         while next < plan.len() && !self.stop.is_stopped() {
             let (m, batch) = plan[next];
@@ -38,10 +39,10 @@ impl Migrator {
                 name: m.name.to_string(),
                 direction,
             });
-            let previous = open.take().map(|(i, ms, walked)| {
+            let previous = open.take().map(|(i, ms, worked)| {
                 (
                     i,
-                    finish(plan[i], direction, Outcome::Done(direction), ms).walked(walked),
+                    finish(plan[i], direction, Outcome::Done(direction), ms).worked(worked),
                 )
             });
             // A runner whose lease ran out (it was paused) claims nothing it
@@ -79,7 +80,7 @@ impl Migrator {
                 transactional = m.transactional,
                 direction = direction.as_str(),
             );
-            let (ms, walked) = if m.transactional {
+            let (ms, worked) = if m.transactional {
                 // Its `running` record means "not applied" until the
                 // transaction commits it done.
                 match self
@@ -87,7 +88,7 @@ impl Migrator {
                     .instrument(span.clone())
                     .await
                 {
-                    Ok(ms) => (ms, None),
+                    Ok(ms) => (ms, (None, None)),
                     Err((e @ Error::MigrationFailed { .. }, attempts)) => {
                         span.in_scope(|| tracing::error!(error = %e, attempts, "migration failed"));
                         let end = finish((m, batch), direction, Outcome::Failed(failure_text(&e), attempts), 0);
@@ -128,7 +129,7 @@ impl Migrator {
                     .instrument(span.clone())
                     .await;
                 let ms = elapsed_ms(start);
-                let walked = ctx.walked();
+                let worked = ctx.worked();
                 if let Some(walk) = result.as_ref().err().and_then(StepError::stopped_walk) {
                     // Stopped on request between two batches: not a failure.
                     span.in_scope(|| tracing::info!(documents_done = walk.done, "migration stopped on request"));
@@ -171,13 +172,13 @@ impl Migrator {
                     }
                     return Err(after(failed(m, e), &steps));
                 }
-                (ms, walked)
+                (ms, worked)
             };
             span.in_scope(|| tracing::info!(duration_ms = ms, "migration done"));
             if m.transactional {
                 steps.push(step(m, batch, Some(ms)));
             } else {
-                open = Some((next, ms, walked));
+                open = Some((next, ms, worked));
             }
             self.report(Progress::Finished {
                 version: m.version,
@@ -187,10 +188,10 @@ impl Migrator {
             });
             next += 1;
         }
-        if let Some((i, ms, walked)) = open {
+        if let Some((i, ms, worked)) = open {
             self.record_end(
                 guard,
-                finish(plan[i], direction, Outcome::Done(direction), ms).walked(walked),
+                finish(plan[i], direction, Outcome::Done(direction), ms).worked(worked),
                 &steps,
                 plan,
                 i,
@@ -242,9 +243,6 @@ impl Migrator {
     }
 }
 
-/// Documents a step's walks handed over, and their milliseconds.
-type Walked = (u64, u64);
-
 pub(super) fn function(m: &Migration, direction: Direction) -> MigrationFn {
     match direction {
         Direction::Up => m.up,
@@ -266,6 +264,7 @@ pub(super) fn finish<'a>(
         outcome,
         elapsed_ms,
         walked: None,
+        indexed: None,
     }
 }
 

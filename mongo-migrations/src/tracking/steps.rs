@@ -36,12 +36,19 @@ pub(crate) struct Finish<'a> {
     pub(crate) elapsed_ms: i64,
     /// Documents its walks handed over, and their milliseconds.
     pub(crate) walked: Option<(u64, u64)>,
+    /// Documents under the indexes it built, and the builds' milliseconds.
+    pub(crate) indexed: Option<(u64, u64)>,
 }
 
 impl Finish<'_> {
-    /// With what its walks did.
-    pub(crate) fn walked(self, walked: Option<(u64, u64)>) -> Self {
-        Finish { walked, ..self }
+    /// With what its walks and index builds did (see
+    /// `MigrationContext::worked`).
+    pub(crate) fn worked(self, (walked, indexed): crate::context::Worked) -> Self {
+        Finish {
+            walked,
+            indexed,
+            ..self
+        }
     }
 }
 
@@ -194,9 +201,14 @@ fn log_entry(f: &Finish<'_>, now: bson::DateTime) -> bson::Document {
     if let Outcome::Failed(message, _) = f.outcome {
         entry.insert("error", message);
     }
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     if let Some((documents, ms)) = f.walked {
-        entry.insert("walkedDocuments", i64::try_from(documents).unwrap_or(i64::MAX));
-        entry.insert("walkMs", i64::try_from(ms).unwrap_or(i64::MAX));
+        entry.insert("walkedDocuments", count(documents));
+        entry.insert("walkMs", count(ms));
+    }
+    if let Some((documents, ms)) = f.indexed {
+        entry.insert("indexedDocuments", count(documents));
+        entry.insert("indexMs", count(ms));
     }
     entry
 }

@@ -117,7 +117,7 @@ async fn a_unique_index_over_duplicates_is_blocking_until_they_are_fixed() {
     assert_eq!(
         steps(&report),
         [
-            "unique_email blocking: build the index `email_1` of `users` (3 documents, estimated) (2 documents share their keys with another (1 value held more than once; for example _id 1, 2): the unique build fails)",
+            "unique_email blocking: build the index `email_1` of `users` (3 documents, estimated); no index build is recorded here to time it by (2 documents share their keys with another (1 value held more than once; for example _id 1, 2): the unique build fails)",
             "name_index safe: adopt the index `name_1` of `users`, there already (nothing is built)",
         ]
     );
@@ -132,7 +132,7 @@ async fn a_unique_index_over_duplicates_is_blocking_until_they_are_fixed() {
     let report = m.plan_deploy(UpOptions::default(), 1_000_000).await.unwrap();
     assert_eq!(
         steps(&report)[0],
-        "unique_email safe: build the index `email_1` of `users` (3 documents, estimated)"
+        "unique_email safe: build the index `email_1` of `users` (3 documents, estimated); no index build is recorded here to time it by"
     );
     assert!(!report.blocks());
     // Over the threshold: slow.
@@ -260,6 +260,90 @@ fn mark_more(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
             .await?;
         Ok(())
     })
+}
+
+fn index_items(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.ensure_index("items", &mongo_migrations::schema::Index::new(doc! { "n": 1 }))
+            .await?;
+        Ok(())
+    })
+}
+
+fn index_more(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
+    Box::pin(async move {
+        ctx.ensure_index("more", &mongo_migrations::schema::Index::new(doc! { "n": 1 }))
+            .await?;
+        Ok(())
+    })
+}
+
+/// `1,234`.
+fn thousands(n: u64) -> String {
+    n.to_string()
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `340 ms`, `2.5 s`, `3 min 20 s`, as the plan writes a duration.
+fn duration(ms: i64) -> String {
+    match ms {
+        ..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1_000.0),
+        _ => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1_000),
+    }
+}
+
+/// An index build that ran keeps in its record's log the size of the
+/// collection it indexed and how long it took; a planned build is timed by
+/// that rate, and without one the plan says there is none to time it by.
+#[tokio::test]
+async fn a_planned_index_build_is_timed_by_the_build_rate_recorded_here() {
+    let t = TestDb::new().await;
+    let items: Vec<Document> = (0..300).map(|i| doc! { "_id": i, "n": i }).collect();
+    t.db().collection::<Document>("items").insert_many(items).await.unwrap();
+    let more: Vec<Document> = (0..900).map(|i| doc! { "_id": i, "n": i }).collect();
+    t.db().collection::<Document>("more").insert_many(more).await.unwrap();
+    let first = Migration::new(v("20260101000000"), "index_items", index_items).with_down(noop);
+    let second = Migration::new(v("20260102000000"), "index_more", index_more).with_down(noop);
+    // Nothing built here yet: no rate.
+    let before = t
+        .migrator(vec![first.clone(), second.clone()])
+        .plan_deploy(UpOptions::default(), 1_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        steps(&before),
+        [
+            "index_items safe: build the index `n_1` of `items` (300 documents, estimated); no index build is recorded here to time it by",
+            "index_more safe: build the index `n_1` of `more` (900 documents, estimated); no index build is recorded here to time it by",
+        ]
+    );
+    t.migrator(vec![first.clone()]).up(UpOptions::default()).await.unwrap();
+    let record = t.tracking("20260101000000").await.unwrap();
+    let run = record.get_array("log").unwrap()[0].as_document().unwrap().clone();
+    assert_eq!(run.get_i64("indexedDocuments").unwrap(), 300, "{run}");
+    // At least a millisecond: a build is never recorded as taking no time.
+    let ms = run.get_i64("indexMs").unwrap().max(1);
+    let rate = 300.0 * 1_000.0 / ms as f64;
+    let report = t
+        .migrator(vec![first, second])
+        .plan_deploy(UpOptions::default(), 1_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        steps(&report),
+        [format!(
+            "index_more safe: build the index `n_1` of `more` (900 documents, estimated); about {} at the index build rate recorded here ({} documents/s)",
+            duration((900.0 / rate * 1_000.0) as i64),
+            thousands(rate.round() as u64)
+        )]
+    );
+    t.drop_db().await;
 }
 
 /// A walk that ran keeps in its record's log how many documents it handed
