@@ -329,6 +329,7 @@ fn drift(ws: &Workspace, target: &Target, conn: &ConnectionArgs, verbose: bool) 
     let request = Request {
         connection: connection(target, conn)?,
         command: HarnessCommand::Drift,
+        state: None,
     };
     let Answer::Drift(drift) = crate::harness::run(&bin, &request, verbose, |_| {})? else {
         anyhow::bail!("the harness answered `drift` with something else");
@@ -355,6 +356,7 @@ fn planned(ws: &Workspace, target: &Target, conn: &ConnectionArgs, verbose: bool
             slow: mongo_migrations::DEFAULT_SLOW_DOCUMENTS,
             markdown: false,
         },
+        state: None,
     };
     let Answer::Plan(report) = crate::harness::run(&bin, &request, verbose, |_| {})? else {
         anyhow::bail!("the harness answered `plan` with something else");
@@ -404,6 +406,7 @@ fn database(ws: &Workspace, target: &Target, conn: &ConnectionArgs, verbose: boo
     let request = Request {
         connection: connection(target, conn)?,
         command: HarnessCommand::Status,
+        state: None,
     };
     let cache = crate::harness::registry_cache(ws, target);
     let Answer::Status(report) = crate::local::run(target, &cache, &request, verbose)? else {

@@ -330,6 +330,7 @@ fn harness_schema(ws: &Workspace, target: &Target, verbose: bool) -> Result<Snap
     let request = Request {
         connection: Connection::default(),
         command: HarnessCommand::Schema,
+        state: None,
     };
     let Answer::Schema(collections) = crate::harness::run(&bin, &request, verbose, |_| {})? else {
         anyhow::bail!("the harness answered `schema` with something else");

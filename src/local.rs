@@ -127,21 +127,34 @@ pub fn run(target: &Target, cache: &Path, request: &Request, verbose: bool) -> R
     result.map_err(|e| crate::exit::Failure::from_error(&e, verbose).into())
 }
 
+/// What the check before a build found.
+pub enum Settled {
+    /// `up` would apply nothing: its answer.
+    Answered(Answer),
+    /// `up` has work (or must wait for a runner): the harness runs it,
+    /// starting from what the check read, if it read anything.
+    Work(Option<mongo_migrations::StateRead>),
+}
+
 /// An `up` that would apply nothing, answered without a build by the
-/// runtime's own planner ([`Migrator::up_settled`]). `None` when it has
-/// work to do, or another runner holds the lock (the harness then waits or
-/// refuses, as asked).
-pub fn nothing_to_do(target: &Target, cache: &Path, request: &Request, verbose: bool) -> Result<Option<Answer>> {
+/// runtime's own planner ([`Migrator::up_settled`]). When it has work to do,
+/// or another runner holds the lock (the harness then waits or refuses, as
+/// asked), what it read goes on to the harness.
+pub fn nothing_to_do(target: &Target, cache: &Path, request: &Request, verbose: bool) -> Result<Settled> {
     let harness::Command::Up(options) = &request.command else {
-        return Ok(None);
+        return Ok(Settled::Work(None));
     };
     if options.dry_run || !has_generated_registry(target) {
-        return Ok(None);
+        return Ok(Settled::Work(None));
     }
     let options = *options;
-    let result = with_migrator(target, cache, request, async |m| m.up_settled(options).await)?;
+    let result = with_migrator(target, cache, request, async |m| {
+        let settled = m.up_settled(options).await?;
+        Ok((settled, m.state_read()))
+    })?;
     match result {
-        Ok(report) => Ok(report.map(Answer::Run)),
+        Ok((Some(report), _)) => Ok(Settled::Answered(Answer::Run(report))),
+        Ok((None, state)) => Ok(Settled::Work(state)),
         Err(e) => Err(crate::exit::Failure::from_error(&e, verbose).into()),
     }
 }

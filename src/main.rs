@@ -136,24 +136,29 @@ fn database(args: &Args, command: &DatabaseCommand, ws: &Workspace) -> Result<()
             }
         }
         json = as_json;
-        let request = Request {
+        let mut request = Request {
             connection: conn,
             command,
+            state: None,
         };
         // Even commands that build nothing: `up` would fail on it next.
         scaffold::require_declared(target)?;
         let cache = harness::registry_cache(ws, target);
         let answer = if local::serves(target, &request) {
             local::run(target, &cache, &request, args.verbose)?
-        } else if let Some(answer) = local::nothing_to_do(target, &cache, &request, args.verbose)? {
-            answer
         } else {
-            let bin = harness::build(ws, target, args.verbose)?;
-            harness::run(&bin, &request, args.verbose, |p| match json {
-                true => output::progress_on_stderr(p),
-                false => output::progress(p),
-            })
-            .inspect_err(|_| output::close_progress("failed"))?
+            match local::nothing_to_do(target, &cache, &request, args.verbose)? {
+                local::Settled::Answered(answer) => answer,
+                local::Settled::Work(state) => {
+                    request.state = state;
+                    let bin = harness::build(ws, target, args.verbose)?;
+                    harness::run(&bin, &request, args.verbose, |p| match json {
+                        true => output::progress_on_stderr(p),
+                        false => output::progress(p),
+                    })
+                    .inspect_err(|_| output::close_progress("failed"))?
+                }
+            }
         };
         if json {
             stopped = mongo_migrations::cli::interrupted(&target.name, &answer);

@@ -142,6 +142,7 @@ fn refuse_if_recorded(
     let request = Request {
         connection: crate::check::connection(target, conn)?,
         command: mongo_migrations::harness::Command::Status,
+        state: None,
     };
     let cache = crate::harness::registry_cache(ws, target);
     let database = request.connection.database.clone().unwrap_or_default();

@@ -62,7 +62,7 @@ mod write_concern_tests {
 /// default is 30 s; a CLI user should hear sooner).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Parses the URI, connects, and pings, waiting up to 10 s
+/// Parses the URI, connects, and greets the server (`hello`), waiting up to 10 s
 /// for a server. Returns the client and database name.
 pub async fn connect(uri: &str, database: Option<&str>) -> Result<(Client, String), Error> {
     connect_within(uri, database, CONNECT_TIMEOUT).await
@@ -92,35 +92,83 @@ pub fn check_target(uri: &str, database: Option<&str>) -> Result<String, Error> 
 /// [`connect`], waiting up to `timeout` for a server (unless the URI sets
 /// `serverSelectionTimeoutMS`).
 pub async fn connect_within(uri: &str, database: Option<&str>, timeout: Duration) -> Result<(Client, String), Error> {
-    let name = check_target(uri, database)?;
-    Ok((client_within(uri, &name, timeout).await?, name))
+    let (client, name, _) = connect_greeted(uri, database, timeout).await?;
+    Ok((client, name))
 }
 
-/// A client of the server at `uri`, pinged through database `ping_in`
+/// [`connect_within`], with the server's answer to the `hello` it was
+/// greeted with: the migrator's probe starts from it.
+pub(crate) async fn connect_greeted(
+    uri: &str,
+    database: Option<&str>,
+    timeout: Duration,
+) -> Result<(Client, String, Hello), Error> {
+    let name = check_target(uri, database)?;
+    let (client, hello) = greeted_within(uri, timeout).await?;
+    Ok((client, name, hello))
+}
+
+/// A server's answer to `hello`, and when it was asked.
+#[derive(Debug, Clone)]
+pub(crate) struct Hello {
+    reply: Document,
+    sent: Instant,
+    half_trip: Duration,
+}
+
+impl Hello {
+    /// Asks `client`'s server.
+    async fn ask(client: &Client) -> Result<Self, mongodb::error::Error> {
+        let sent = Instant::now();
+        let reply = client.database("admin").run_command(doc! { "hello": 1 }).await?;
+        Ok(Hello {
+            reply,
+            half_trip: sent.elapsed() / 2,
+            sent,
+        })
+    }
+}
+
+/// A client of the server at `uri`, greeted (`hello`)
 /// within `timeout`: [`connect_within`] without the check of a run's target,
 /// for a client that reads the server (the tenants' `listDatabases`).
-pub(crate) async fn client_within(uri: &str, ping_in: &str, timeout: Duration) -> Result<Client, Error> {
-    let name = ping_in.to_string();
+#[cfg(feature = "cli")]
+pub(crate) async fn client_within(uri: &str, timeout: Duration) -> Result<Client, Error> {
+    Ok(greeted_within(uri, timeout).await?.0)
+}
+
+/// [`client_within`], with the server's answer to `hello`: the first
+/// command, which checks the connection as a `ping` would (and the
+/// credentials, which every connection's handshake presents) and tells the
+/// migrator's probe the server's clock and kind.
+async fn greeted_within(uri: &str, timeout: Duration) -> Result<(Client, Hello), Error> {
     let mut options = ClientOptions::parse(uri).await.map_err(|source| Error::InvalidUri {
         message: plain(&source),
         source: Box::new(source),
     })?;
     options.server_selection_timeout.get_or_insert(timeout);
     options.app_name.get_or_insert_with(|| "mongo-migrate".into());
+    // A run is seconds to minutes of commands that each say when a member
+    // stepped down (the driver then checks it at once): the streaming
+    // monitor's extra connection and awaited `hello`s cost more commands
+    // than they save it. The URI's `serverMonitoringMode` wins.
+    options
+        .server_monitoring_mode
+        .get_or_insert(mongodb::options::ServerMonitoringMode::Poll);
     let hosts = options.hosts.clone();
     let waited = options.server_selection_timeout.unwrap_or(timeout);
     let client = Client::with_options(options).map_err(|source| Error::InvalidUri {
         message: plain(&source),
         source: Box::new(source),
     })?;
-    // A reply lost in the handshake or the ping is a transient fault like
+    // A reply lost in the handshake or the greeting is a transient fault like
     // any other: tried again within the connect timeout.
     // (Not a server that cannot be selected: that already waited as long.)
     let started = Instant::now();
-    let ping = async {
+    let greeting = async {
         loop {
-            match client.database(&name).run_command(doc! { "ping": 1 }).await {
-                Ok(_) => return Ok(()),
+            match Hello::ask(&client).await {
+                Ok(hello) => return Ok(hello),
                 Err(e)
                     if crate::retry::is_transient(&e)
                         && !matches!(*e.kind, mongodb::error::ErrorKind::ServerSelection { .. })
@@ -135,8 +183,8 @@ pub(crate) async fn client_within(uri: &str, ping_in: &str, timeout: Duration) -
     // Every host refusing the connection, twice a second apart, is an
     // answer: no need to wait out the whole timeout in silence.
     let failed = tokio::select! {
-        pinged = ping => match pinged {
-            Ok(()) => return Ok(client),
+        greeted = greeting => match greeted {
+            Ok(hello) => return Ok((client, hello)),
             Err(e) => e,
         },
         () = refused_everywhere(&hosts) => {
@@ -317,6 +365,8 @@ pub(crate) struct Info {
 pub(crate) struct Server {
     db: Database,
     info: Arc<OnceCell<Info>>,
+    /// The `hello` the connection was greeted with, for the probe.
+    greeted: Arc<std::sync::Mutex<Option<Hello>>>,
     /// How the run protocol's commands are retried over transient faults.
     pub(crate) retry: Retry,
 }
@@ -326,13 +376,25 @@ impl Server {
         Server {
             db,
             info: Arc::new(OnceCell::new()),
+            greeted: Arc::default(),
             retry,
         }
     }
 
+    /// The `hello` the client's connection was greeted with: the probe
+    /// starts from it instead of asking again.
+    pub(crate) fn greeted(&self, hello: Hello) {
+        *self.greeted.lock().expect("greeting") = Some(hello);
+    }
+
     pub(crate) async fn info(&self) -> Result<Info, Error> {
         self.info
-            .get_or_try_init(|| self.retry.idempotent(|| "the server probe".into(), || probe(&self.db)))
+            .get_or_try_init(|| {
+                self.retry.idempotent(
+                    || "the server probe".into(),
+                    || probe(&self.db, self.greeted.lock().expect("greeting").take()),
+                )
+            })
             .await
             .copied()
     }
@@ -347,52 +409,99 @@ impl Server {
     }
 }
 
-/// Two commands: `hello` (the server's time and whether it has transactions),
-/// and one `$$NOW` comparison whose answer is known. SecantusDB 0.7 answers it
-/// `false` (it evaluates `$$NOW` only in `$set`/`$add`), and MongoDB before
-/// 5.1 has no `$documents`: both get the estimated clock instead.
-async fn probe(db: &Database) -> Result<Info, Error> {
-    let sent = Instant::now();
-    let hello: Document = db.client().database("admin").run_command(doc! { "hello": 1 }).await?;
-    let half_trip = sent.elapsed() / 2;
-    let server_ms = hello
-        .get_datetime("localTime")
-        .map(|t| t.timestamp_millis())
-        // Every server since 3.0 reports it; this only keeps a broken one usable.
-        .unwrap_or_else(|_| bson::DateTime::now().timestamp_millis());
-    let clock = Clock {
-        has_now: false,
-        server_ms,
-        at: sent + half_trip,
-    };
+/// Two commands: `hello` (whether the server has transactions, is a
+/// `mongos`; none where the connection's greeting is at hand), and one
+/// aggregation of no collection that reads `$$NOW` and compares it with a
+/// time long past. Its `$$NOW` is the server's time, read on a connection
+/// already open, so off by at most half of one plain round trip (the
+/// greeting's round trip includes opening the connection, too long to time
+/// a short lease by). The comparison's answer is known: SecantusDB 0.7
+/// answers it `false` (it evaluates `$$NOW` in `$set`/`$addFields` but not in a
+/// comparison), so the lock is taken and refreshed there by the estimated
+/// time. MongoDB before 5.1 has no `$documents`: the aggregation fails, and
+/// `hello.localTime`, asked once more, gives the time.
+async fn probe(db: &Database, greeted: Option<Hello>) -> Result<Info, Error> {
     let check = doc! {
         "aggregate": 1,
         "pipeline": [
             { "$documents": [ { "t": bson::DateTime::from_millis(0) } ] },
-            { "$match": { "$expr": { "$lt": [ "$t", "$$NOW" ] } } },
+            { "$addFields": { "now": "$$NOW", "later": { "$lt": [ "$t", "$$NOW" ] } } },
         ],
         "cursor": {},
     };
-    let has_now = match db.run_command(check).await {
-        Ok(reply) => reply
-            .get_document("cursor")
-            .and_then(|c| c.get_array("firstBatch"))
-            .is_ok_and(|batch| batch.len() == 1),
+    let sent = Instant::now();
+    let checked = match db.run_command(check).await {
+        Ok(reply) => Some(now_of(&reply)),
         // A lost reply says nothing about the server: probe again.
         Err(e) if crate::retry::is_transient(&e) => return Err(e.into()),
-        Err(_) => false,
+        Err(_) => None,
     };
+    let at = sent + sent.elapsed() / 2;
+    let (has_now, from_now) = match checked {
+        Some((has_now, Some(server_ms))) => (has_now, Some(Clock { has_now, server_ms, at })),
+        Some((has_now, None)) => (has_now, None),
+        None => (false, None),
+    };
+    let hello = match (greeted, &from_now) {
+        (Some(greeted), Some(_)) => greeted,
+        // Without the server's `$$NOW`, its `localTime` on an open connection.
+        _ => Hello::ask(db.client()).await?,
+    };
+    let clock = from_now.unwrap_or_else(|| Clock {
+        has_now,
+        server_ms: hello
+            .reply
+            .get_datetime("localTime")
+            .map(|t| t.timestamp_millis())
+            // Every server since 3.0 reports it; this only keeps a broken one usable.
+            .unwrap_or_else(|_| bson::DateTime::now().timestamp_millis()),
+        at: hello.sent + hello.half_trip,
+    });
     Ok(Info {
-        clock: Clock { has_now, ..clock },
-        transactions: hello_supports_transactions(&hello),
-        mongos: hello.get_str("msg") == Ok("isdbgrid"),
+        clock,
+        transactions: hello_supports_transactions(&hello.reply),
+        mongos: hello.reply.get_str("msg") == Ok("isdbgrid"),
     })
+}
+
+/// From the probe's aggregation: whether `$$NOW` compared as the server's
+/// time (later than 1970), and the server's `$$NOW` in milliseconds, if it
+/// gave one.
+fn now_of(reply: &Document) -> (bool, Option<i64>) {
+    let first = reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .ok()
+        .and_then(|batch| batch.first())
+        .and_then(bson::Bson::as_document);
+    match first {
+        Some(d) => (
+            d.get_bool("later") == Ok(true),
+            d.get_datetime("now").ok().map(|t| t.timestamp_millis()),
+        ),
+        None => (false, None),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::check_target;
+    use super::{check_target, now_of};
     use crate::Error;
+    use bson::doc;
+
+    /// The probe's answer, as mongod 5.1+ gives it (`$documents`,
+    /// `$addFields`, `$$NOW`: the aggregation manual), as SecantusDB 0.7
+    /// gives it (measured: `now` right, the comparison false), and empty.
+    #[test]
+    fn the_probe_reads_the_server_s_now_and_whether_it_compares() {
+        let reply = |later: bool| {
+            doc! { "cursor": { "firstBatch": [ { "t": bson::DateTime::from_millis(0), "now": bson::DateTime::from_millis(1_796_630_000_000), "later": later } ], "id": 0_i64, "ns": "db.$cmd.aggregate" }, "ok": 1.0 }
+        };
+        assert_eq!(now_of(&reply(true)), (true, Some(1_796_630_000_000)));
+        assert_eq!(now_of(&reply(false)), (false, Some(1_796_630_000_000)));
+        let empty = doc! { "cursor": { "firstBatch": [], "id": 0_i64 }, "ok": 1.0 };
+        assert_eq!(now_of(&empty), (false, None));
+    }
 
     #[test]
     fn a_run_s_database_follows_the_server_s_rules_before_anything_connects() {

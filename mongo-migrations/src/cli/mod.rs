@@ -150,6 +150,7 @@ async fn execute(
     let request = Request {
         connection,
         command: remote.clone(),
+        state: None,
     };
     crate::stop::on_interrupt(output::interrupted);
     let answer = harness::run(request, registry, move |p, _| match json {

@@ -34,9 +34,7 @@ async fn tenants(tenancy: &Tenancy, uri: &str, connect_timeout: u64) -> Result<V
     })?;
     let timeout = std::time::Duration::from_secs(connect_timeout);
     let failure = |e: crate::Error| Failure::from_error(&e, false);
-    let client = crate::server::client_within(uri, "admin", timeout)
-        .await
-        .map_err(failure)?;
+    let client = crate::server::client_within(uri, timeout).await.map_err(failure)?;
     let listed = crate::list_databases(&client, |name| regex.is_match(name)).await;
     client.shutdown().await;
     let names = listed.map_err(failure)?;

@@ -113,7 +113,8 @@ pub async fn run(
         .await?
         .with_progress(move |p| progress(p, &for_progress))
         .with_stop(stop.clone())
-        .with_lock_wait(Duration::from_secs(c.lock_wait_secs.unwrap_or(0)));
+        .with_lock_wait(Duration::from_secs(c.lock_wait_secs.unwrap_or(0)))
+        .with_state_read(request.state);
     if request.command.applies() {
         // Registered here, not in the task: a signal before its first poll is not lost.
         tokio::spawn(stop_on_signal(Signals::new(), stop));

@@ -98,6 +98,11 @@ impl Command {
 pub struct Request {
     pub connection: Connection,
     pub command: Command,
+    /// What the CLI read of the lock and the records before it built the
+    /// harness (see [`Migrator::state_read`](crate::Migrator::state_read)):
+    /// the harness starts from it rather than asking again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<crate::StateRead>,
 }
 
 /// One line of the harness's answer.

@@ -1,6 +1,8 @@
 //! The lock document's writes: acquire, refresh, extend, release, and
 //! force-release, each one conditional round trip.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::{doc, Bson, Document};
@@ -36,6 +38,11 @@ fn version_array(versions: &[Version]) -> Bson {
 
 /// The plans of earlier holders that are not fenced yet: `unfenced` and
 /// `plan` of the lock document as it was, in an update pipeline.
+/// The lock document's field naming the tracking collection whose indexes
+/// the runners that took the lock made first: later runs read it with the
+/// lock and do not make them again.
+const INDEXED: &str = "trackingIndexed";
+
 fn inherited() -> Document {
     doc! { "$setUnion": [ { "$ifNull": [ "$unfenced", [] ] }, { "$ifNull": [ "$plan", [] ] } ] }
 }
@@ -47,6 +54,10 @@ pub(crate) struct Lock {
     name: String,
     pub(super) ttl: Duration,
     pub(super) server: Server,
+    /// The tracking collection whose indexes a lock taken vouches for.
+    tracking: String,
+    /// The lock document, as last read, says the tracking indexes exist.
+    indexed: Arc<AtomicBool>,
 }
 
 /// How long a release is retried over transient faults.
@@ -86,17 +97,27 @@ impl Lock {
         lease_length(self.ttl, self.server.probed().is_some_and(|i| i.mongos))
     }
 
-    pub(crate) fn new(coll: Collection<Document>, name: String, ttl: Duration, server: Server) -> Self {
+    pub(crate) fn new(coll: Collection<Document>, name: String, ttl: Duration, server: Server, tracking: &str) -> Self {
         Lock {
             coll,
             name,
             ttl,
             server,
+            tracking: tracking.to_string(),
+            indexed: Arc::default(),
         }
     }
 
+    /// Whether the lock document, when last read, said that a runner made
+    /// the tracking indexes (and dropped the old lock index) before it took
+    /// the lock: every lock taken says so, as only a runner that made them
+    /// takes one (see [`Lock::acquire`]).
+    pub(crate) fn indexes_made(&self) -> bool {
+        self.indexed.load(Ordering::SeqCst)
+    }
+
     /// The lock document, retried over transient faults.
-    async fn read(&self) -> Result<Option<Document>, Error> {
+    pub(crate) async fn read(&self) -> Result<Option<Document>, Error> {
         self.server
             .retry
             .idempotent(
@@ -104,6 +125,15 @@ impl Lock {
                 || async { Ok(self.coll.find_one(doc! { "_id": &self.name }).await?) },
             )
             .await
+            .inspect(|doc| self.note(doc.as_ref()))
+    }
+
+    /// Notes what the lock document `doc`, as read here or by another
+    /// process, says of the tracking indexes.
+    pub(crate) fn note(&self, doc: Option<&Document>) {
+        if doc.is_some_and(|d| d.get_str(INDEXED) == Ok(self.tracking.as_str())) {
+            self.indexed.store(true, Ordering::SeqCst);
+        }
     }
 
     /// One conditional update of the lock document, retried over transient
@@ -150,8 +180,19 @@ impl Lock {
     }
 
     pub(crate) async fn status(&self) -> Result<Option<LockInfo>, Error> {
-        let (doc, clock) = tokio::try_join!(self.read(), self.server.clock())?;
-        Ok(doc.as_ref().and_then(|d| LockInfo::from_document(d, clock.now())))
+        let doc = self.read().await?;
+        self.info_of(doc.as_ref()).await
+    }
+
+    /// The lock as `doc` says, judged by the server's clock. A lock without
+    /// a holder needs no clock, so none is asked for: a free lock costs one
+    /// read.
+    pub(crate) async fn info_of(&self, doc: Option<&Document>) -> Result<Option<LockInfo>, Error> {
+        let Some(doc) = doc.filter(|d| !matches!(d.get("holder"), None | Some(Bson::Null))) else {
+            return Ok(None);
+        };
+        let clock = self.server.clock().await?;
+        Ok(LockInfo::from_document(doc, clock.now()))
     }
 
     /// Takes the lock in one conditional upsert: it matches only a free or
@@ -159,7 +200,9 @@ impl Lock {
     /// the upsert's insert fail on the `_id` key. `plan` names every version
     /// this holder may claim (see `LockGuard::extend` for more); the plans
     /// of earlier holders move to `unfenced`. What was taken is data: the
-    /// guard that holds it is made by `LockGuard::acquire`.
+    /// guard that holds it is made by `LockGuard::acquire`. Called only once
+    /// the tracking indexes exist (`Migrator::ensure_indexes`, or a lock
+    /// read that said so): the lock taken says so too.
     pub(crate) async fn acquire(&self, reason: &str, plan: &[Version]) -> Result<Acquired, Error> {
         let clock = self.server.clock().await?;
         let holder = Holder::this_process(reason);
@@ -186,6 +229,7 @@ impl Lock {
             "generation": { "$add": [ { "$ifNull": [ "$generation", 0_i64 ] }, 1_i64 ] },
             "unfenced": inherited(),
             "plan": { "$literal": version_array(plan) },
+            INDEXED: &self.tracking,
         } }];
         let sent = Instant::now();
         // Retried over transient faults: an attempt that landed before its

@@ -7,7 +7,7 @@ use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use super::Migrator;
+use super::{Ensure, Migrator};
 use crate::retry::jitter;
 
 /// What a command decided before the lock: its answer without it, or the
@@ -76,7 +76,7 @@ impl Migrator {
                     Before::Answer(answer) => return Ok(Err(answer)),
                     Before::Lock(versions) => versions,
                 };
-                self.ensure_indexes().await?;
+                self.ensure_indexes(Ensure::UnlessMade).await?;
                 Ok(Ok(LockGuard::acquire(&self.lock, reason, &versions).await?))
             })
             .await?;

@@ -1,28 +1,32 @@
 //! The migrator: plans before and under the lock, applies and rolls back.
 //!
 //! A run, for N migrations (see README, "What is guaranteed"):
-//! 1. reads the records and the lock, and refuses bad input before it writes anything;
-//! 2. takes the lock (one conditional upsert naming its plan), fences every older claim and
-//!    every plan it inherits, reads the records again;
+//! 1. reads the lock, then the records (or starts from another process's read of them, see
+//!    [`Migrator::with_state_read`]), and refuses bad input before it writes anything;
+//! 2. takes the lock (one conditional upsert naming its plan); where an earlier holder could
+//!    still write, fences every older claim and every plan it inherits, and reads the records
+//!    again (else the first read is current: `Read::still_current`);
 //! 3. claims the whole plan as `planned` in one write, then proves it still holds the lock;
 //! 4. per migration, one write that records the previous step and starts the next;
 //! 5. records the last step and releases the lock.
 //!
-//! That is N + 10 commands, plus four once per migrator (indexes, server probe).
+//! That is N + 7 commands, 2 more where it fences, plus once per process the greeting `hello`,
+//! the `$$NOW` probe, and the tracking indexes until the lock says they exist.
 
 use crate::batch::ProgressFn;
 use crate::lock::{Lock, LockInfo};
 use crate::plan::{self, DownTarget, Intent, Records};
 use crate::record::{HistoryQuery, Record};
 use crate::retry::Retry;
-use crate::server::{connect_within, durable, Server};
+use crate::server::{connect_greeted, durable, Server};
+use crate::state_read::{Read, StateRead};
 use crate::tracking::Tracking;
 use crate::{
-    Config, Direction, DownOptions, Error, MigrationStatus, Phase, Progress, Registry, RunReport, StatusReport,
-    StopHandle, UpOptions, Version,
+    Config, Direction, DownOptions, Error, Phase, Progress, Registry, RunReport, StatusReport, StopHandle, UpOptions,
+    Version,
 };
 use mongodb::{Client, Database};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
@@ -42,6 +46,12 @@ pub struct Migrator {
     lock: Lock,
     server: Server,
     indexes: Arc<OnceCell<()>>,
+    /// The state another process read, used by the first read instead of
+    /// reading it again (see [`Migrator::with_state_read`]).
+    handed: Arc<Mutex<Option<StateRead>>>,
+    /// The last read before the lock, which the run under it uses instead
+    /// of reading again where nothing can have changed since.
+    last_read: Arc<Mutex<Option<Read>>>,
     progress: Option<ProgressFn>,
     stop: StopHandle,
     lock_wait: Duration,
@@ -72,9 +82,12 @@ impl Migrator {
                 config.lock_name,
                 config.lock_ttl,
                 server.clone(),
+                &config.tracking_collection,
             ),
             server,
             indexes: Arc::new(OnceCell::new()),
+            handed: Arc::default(),
+            last_read: Arc::default(),
             client,
             db,
             registry,
@@ -86,7 +99,8 @@ impl Migrator {
         }
     }
 
-    /// Parses `uri`, connects and pings the server. The database is `database`
+    /// Parses `uri`, connects and greets the server (`hello`, which the
+    /// server probe then uses). The database is `database`
     /// or else the URI's path.
     ///
     /// ```no_run
@@ -101,8 +115,10 @@ impl Migrator {
     /// # }
     /// ```
     pub async fn connect(uri: &str, database: Option<&str>, registry: Registry, config: Config) -> Result<Self, Error> {
-        let (client, name) = connect_within(uri, database, config.connect_timeout).await?;
-        Ok(Migrator::new(client, &name, registry, config))
+        let (client, name, hello) = connect_greeted(uri, database, config.connect_timeout).await?;
+        let migrator = Migrator::new(client, &name, registry, config);
+        migrator.server.greeted(hello);
+        Ok(migrator)
     }
 
     /// Closes the connections of this migrator's client and ends the
@@ -283,35 +299,84 @@ impl Migrator {
         }
     }
 
-    /// The records, then the lock, as one consistent view: a `running` record
-    /// that the lock does not explain was either left by a runner that is
-    /// gone, or finished by one that released the lock between the two
-    /// reads (a run records its last step before it releases). One more read
-    /// tells which.
+    /// The lock, then the records, as one consistent view: a `running`
+    /// record that the lock does not explain was either left by a runner
+    /// that is gone, or written by one that took the lock after it was read
+    /// (its generation is newer); one more read tells which. The read is
+    /// kept for the run under the lock (see [`Read::still_current`]), and
+    /// for [`Migrator::state_read`].
     pub(crate) async fn read_state(&self) -> Result<(Records, Option<LockInfo>), Error> {
         let mut again = true;
         loop {
-            let records = self.records().await?;
-            let lock = self.lock.status().await?;
-            let unexplained = records
-                .values()
-                .any(|r| r.status == MigrationStatus::Running && r.fenced_by.is_none() && !r.is_live(lock.as_ref()));
-            if !unexplained || !std::mem::replace(&mut again, false) {
+            let handed = self.handed.lock().expect("handed state").take();
+            let read = match handed {
+                Some(state) => {
+                    let (lock, documents) = state.documents()?;
+                    self.lock.note(lock.as_ref());
+                    Read::new(lock, documents)?
+                }
+                // In this order: records read after a lock that was free are
+                // current until the next holder's generation.
+                None => {
+                    let lock = self.lock.read().await?;
+                    Read::new(lock, self.tracking.load_documents().await?)?
+                }
+            };
+            let lock = self.lock.info_of(read.lock.as_ref()).await?;
+            if !read.unexplained(lock.as_ref()) || !std::mem::replace(&mut again, false) {
+                let records = read.records.clone();
+                *self.last_read.lock().expect("last read") = Some(read);
                 return Ok((records, lock));
             }
         }
+    }
+
+    /// What the last read before the lock found, for another process to
+    /// start from (see [`Migrator::with_state_read`]): the CLI hands what its
+    /// check read to the harness that runs the migrations.
+    pub fn state_read(&self) -> Option<StateRead> {
+        let last = self.last_read.lock().expect("last read");
+        last.as_ref().map(|r| StateRead::new(r.lock.as_ref(), &r.documents))
+    }
+
+    /// Starts from `state`, as [`Migrator::state_read`] of another process
+    /// gave it, instead of reading the lock and the records once more: the
+    /// first read before the lock takes it. Nothing is trusted that could
+    /// have changed: a lock held since is met when it is taken, and the
+    /// records are read again under it unless the lock proves that nobody
+    /// held it in between.
+    pub fn with_state_read(self, state: Option<StateRead>) -> Self {
+        *self.handed.lock().expect("handed state") = state;
+        self
+    }
+
+    /// The last read before the lock, if the records it found are still
+    /// the records for `guard`'s holder (see [`Read::still_current`]);
+    /// taken, so it serves one run.
+    pub(super) fn current_read(&self, guard: &crate::lock::LockGuard) -> Option<Records> {
+        let read = self.last_read.lock().expect("last read").take()?;
+        read.still_current(guard.fence().generation, guard.inherited().len())
+            .then_some(read.records)
     }
 
     async fn records(&self) -> Result<Records, Error> {
         Ok(plan::index(self.tracking.load().await?))
     }
 
-    /// The collections' indexes, once per migrator.
-    async fn ensure_indexes(&self) -> Result<(), Error> {
+    /// The collections' indexes, once per migrator. Before the lock is
+    /// taken, not where the lock as read says a runner made them before it
+    /// took the lock (`Ensure::UnlessMade`); always before a fence
+    /// (`Ensure::Always`): a fence's placeholders rely on the unique version
+    /// index, and only a fence meets earlier holders that could still write.
+    async fn ensure_indexes(&self, ensure: Ensure) -> Result<(), Error> {
+        if ensure == Ensure::UnlessMade && self.lock.indexes_made() {
+            return Ok(());
+        }
         self.indexes
             .get_or_try_init(|| async {
-                tokio::try_join!(self.tracking.ensure_indexes(), self.lock.drop_ttl_index())?;
-                Ok::<_, Error>(())
+                // One after the other: at once they would take two connections.
+                self.tracking.ensure_indexes().await?;
+                self.lock.drop_ttl_index().await
             })
             .await?;
         Ok(())
@@ -322,6 +387,13 @@ impl Migrator {
             f(&progress);
         }
     }
+}
+
+/// When [`Migrator::ensure_indexes`] makes the indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ensure {
+    UnlessMade,
+    Always,
 }
 
 fn elapsed_ms(start: Instant) -> i64 {

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::locking::{Before, Gate};
 use super::step::{adopted, step};
-use super::{elapsed_ms, Migrator};
+use super::{elapsed_ms, Ensure, Migrator};
 
 /// A plan: migrations in the order they run, each with its batch.
 pub(super) type Plan<'a> = Vec<Planned<'a>>;
@@ -132,7 +132,16 @@ impl Migrator {
                     elapsed_ms: None,
                 });
             }
-            let records = self.opening(guard).await?;
+            // The read before the lock, where the lock proves nobody held
+            // it since and nothing is left to fence; else fence and read.
+            let records = match (attempt, self.current_read(guard)) {
+                (0, Some(records)) => {
+                    guard.ensure_lease().await?;
+                    guard.set_fenced();
+                    records
+                }
+                _ => self.opening(guard).await?,
+            };
             let plan = refused_proved(guard, plan(&records)).await?;
             self.require_transactions(&plan).await?;
             let mut claims = Vec::with_capacity(plan.len());
@@ -228,6 +237,8 @@ impl Migrator {
     /// fenced, and the records are read. What is decided from them and
     /// refused goes through [`refused_proved`].
     pub(super) async fn opening(&self, guard: &LockGuard) -> Result<Records, Error> {
+        // Idempotent, and no tracking write: before the lease is proved.
+        self.ensure_indexes(Ensure::Always).await?;
         guard.ensure_lease().await?;
         self.fence_others(guard).await?;
         self.records().await

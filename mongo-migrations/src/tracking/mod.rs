@@ -82,6 +82,20 @@ impl Tracking {
             .await
     }
 
+    /// Every record's document, in version order.
+    pub(crate) async fn load_documents(&self) -> Result<Vec<Document>, Error> {
+        self.retry
+            .idempotent(
+                || "reading the tracking records".into(),
+                || async {
+                    // One reply for the whole collection, not one per 101 documents.
+                    let find = self.coll.find(doc! {}).sort(doc! { "version": 1 }).batch_size(100_000);
+                    Ok(find.await?.try_collect().await?)
+                },
+            )
+            .await
+    }
+
     /// Every record, in version order.
     pub(crate) async fn load(&self) -> Result<Vec<Record>, Error> {
         self.retry

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common::proxy::{Hold, Proxy};
 use crate::common::*;
-use mongo_migrations::bson::{Bson, Document};
+use mongo_migrations::bson::{doc, Bson, Document};
 use mongo_migrations::{Config, Error, Migration, MigrationContext, MigrationResult, Migrator, Registry, UpOptions};
 use tokio::task::JoinHandle;
 
@@ -37,6 +37,26 @@ fn is_plan_write(command: &Document) -> bool {
     statements(command)
         .iter()
         .any(|s| s.get_bool("upsert") == Ok(true) && sets(s, "status", Some("planned")))
+}
+
+/// The lock as a runner killed under it leaves it: held by nobody alive,
+/// expired, naming the plan it may have claimed.
+async fn left_by_a_killed_runner(t: &TestDb) {
+    let epoch = mongo_migrations::bson::DateTime::from_millis(0);
+    t.db()
+        .collection::<Document>("migration_locks")
+        .insert_one(doc! {
+            "_id": "migrations",
+            "holder": { "id": uuid::Uuid::new_v4().to_string(), "host": "gone", "pid": 1_i64, "reason": "up" },
+            "generation": 1_i64,
+            "acquiredAt": epoch,
+            "heartbeatAt": epoch,
+            "expiresAt": epoch,
+            "plan": [20260101000000_i64],
+            "unfenced": [],
+        })
+        .await
+        .unwrap();
 }
 
 /// A new holder's fence: marks older claims fenced.
@@ -160,6 +180,9 @@ async fn a_plan_write_that_lands_after_a_takeover_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fence_that_lands_during_the_next_holders_run_changes_nothing() {
     let t = TestDb::new().await;
+    // A runner fences only what an earlier holder may still write: here, the
+    // plan of one that was killed under the lock.
+    left_by_a_killed_runner(&t).await;
     let proxy = Proxy::start(&uri()).await;
     let mut hold = proxy.hold(is_fence);
     let a = up_until_held(proxied(&t, &proxy, five(true), 1_000).await, &mut hold).await;
