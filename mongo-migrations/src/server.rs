@@ -19,9 +19,15 @@ use crate::Error;
 /// writes with the journal, and majority reads, prevent both, whatever the
 /// server's `writeConcernMajorityJournalDefault`.
 pub(crate) fn durable(db: &Database, name: &str) -> mongodb::Collection<Document> {
+    // From the primary whatever the URI's `readPreference`: the run
+    // protocol reads the lock, then the records, and plans from what the
+    // two say together; a secondary behind the primary would say less.
     let options = CollectionOptions::builder()
         .write_concern(journaled())
         .read_concern(ReadConcern::majority())
+        .selection_criteria(mongodb::options::SelectionCriteria::ReadPreference(
+            mongodb::options::ReadPreference::Primary,
+        ))
         .build();
     db.collection_with_options(name, options)
 }
@@ -421,11 +427,21 @@ impl Server {
 /// time. MongoDB before 5.1 has no `$documents`: the aggregation fails, and
 /// `hello.localTime`, asked once more, gives the time.
 async fn probe(db: &Database, greeted: Option<Hello>) -> Result<Info, Error> {
+    // Two documents: `now` always passes and carries the time; `compared`
+    // passes only where `$$NOW` compares correctly in a query's `$expr`, the
+    // form the lock's filters use.
     let check = doc! {
         "aggregate": 1,
         "pipeline": [
-            { "$documents": [ { "t": bson::DateTime::from_millis(0) } ] },
-            { "$addFields": { "now": "$$NOW", "later": { "$lt": [ "$t", "$$NOW" ] } } },
+            { "$documents": [
+                { "which": "now", "t": bson::DateTime::from_millis(0) },
+                { "which": "compared", "t": bson::DateTime::from_millis(0) },
+            ] },
+            { "$match": { "$or": [
+                { "which": "now" },
+                { "$expr": { "$lt": [ "$t", "$$NOW" ] } },
+            ] } },
+            { "$addFields": { "now": "$$NOW" } },
         ],
         "cursor": {},
     };
@@ -465,22 +481,21 @@ async fn probe(db: &Database, greeted: Option<Hello>) -> Result<Info, Error> {
 }
 
 /// From the probe's aggregation: whether `$$NOW` compared as the server's
-/// time (later than 1970), and the server's `$$NOW` in milliseconds, if it
-/// gave one.
+/// time (later than 1970: the `compared` document passed), and the server's
+/// `$$NOW` in milliseconds, if it gave one.
 fn now_of(reply: &Document) -> (bool, Option<i64>) {
-    let first = reply
+    let batch: Vec<&Document> = reply
         .get_document("cursor")
         .and_then(|c| c.get_array("firstBatch"))
-        .ok()
-        .and_then(|batch| batch.first())
-        .and_then(bson::Bson::as_document);
-    match first {
-        Some(d) => (
-            d.get_bool("later") == Ok(true),
-            d.get_datetime("now").ok().map(|t| t.timestamp_millis()),
-        ),
-        None => (false, None),
-    }
+        .map(|b| b.iter().filter_map(bson::Bson::as_document).collect())
+        .unwrap_or_default();
+    let which = |w: &str| batch.iter().find(|d| d.get_str("which") == Ok(w));
+    (
+        which("compared").is_some(),
+        which("now")
+            .and_then(|d| d.get_datetime("now").ok())
+            .map(|t| t.timestamp_millis()),
+    )
 }
 
 #[cfg(test)]
@@ -489,18 +504,25 @@ mod tests {
     use crate::Error;
     use bson::doc;
 
-    /// The probe's answer, as mongod 5.1+ gives it (`$documents`,
-    /// `$addFields`, `$$NOW`: the aggregation manual), as SecantusDB 0.7
-    /// gives it (measured: `now` right, the comparison false), and empty.
+    /// The probe's answer, as mongod 5.1+ gives it (`$documents`, `$match`
+    /// with `$expr`, `$addFields`, `$$NOW`: the aggregation manual), as
+    /// SecantusDB 0.7 gives it (measured: the `$expr` comparison false, so
+    /// only `now` passes, with the right time), and empty.
     #[test]
     fn the_probe_reads_the_server_s_now_and_whether_it_compares() {
-        let reply = |later: bool| {
-            doc! { "cursor": { "firstBatch": [ { "t": bson::DateTime::from_millis(0), "now": bson::DateTime::from_millis(1_796_630_000_000), "later": later } ], "id": 0_i64, "ns": "db.$cmd.aggregate" }, "ok": 1.0 }
+        let now = bson::DateTime::from_millis(1_796_630_000_000);
+        let epoch = bson::DateTime::from_millis(0);
+        let reply = |batch: Vec<bson::Document>| {
+            doc! { "cursor": { "firstBatch": batch, "id": 0_i64, "ns": "db.$cmd.aggregate" }, "ok": 1.0 }
         };
-        assert_eq!(now_of(&reply(true)), (true, Some(1_796_630_000_000)));
-        assert_eq!(now_of(&reply(false)), (false, Some(1_796_630_000_000)));
-        let empty = doc! { "cursor": { "firstBatch": [], "id": 0_i64 }, "ok": 1.0 };
-        assert_eq!(now_of(&empty), (false, None));
+        let mongod = reply(vec![
+            doc! { "which": "now", "t": epoch, "now": now },
+            doc! { "which": "compared", "t": epoch, "now": now },
+        ]);
+        assert_eq!(now_of(&mongod), (true, Some(1_796_630_000_000)));
+        let secantus = reply(vec![doc! { "which": "now", "t": epoch, "now": now }]);
+        assert_eq!(now_of(&secantus), (false, Some(1_796_630_000_000)));
+        assert_eq!(now_of(&reply(Vec::new())), (false, None));
     }
 
     #[test]

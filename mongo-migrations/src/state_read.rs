@@ -16,31 +16,48 @@ use crate::{Error, MigrationStatus, Record};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StateRead {
+    /// Where it was read: the database, the tracking collection, the lock
+    /// collection and the lock's name.
+    origin: String,
     lock: Option<serde_json::Value>,
     records: Vec<serde_json::Value>,
+    /// The lock said the tracking indexes were made, and the records were
+    /// read through the unique one.
+    #[serde(default)]
+    indexed: bool,
 }
 
 impl StateRead {
-    pub(crate) fn new(lock: Option<&Document>, records: &[Document]) -> Self {
+    pub(crate) fn new(origin: String, read: &Read) -> Self {
         let json = |d: &Document| Bson::Document(d.clone()).into_canonical_extjson();
         StateRead {
-            lock: lock.map(json),
-            records: records.iter().map(json).collect(),
+            origin,
+            lock: read.lock.as_ref().map(json),
+            records: read.documents.iter().map(json).collect(),
+            indexed: read.indexed,
         }
     }
 
-    /// The documents again.
-    pub(crate) fn documents(&self) -> Result<(Option<Document>, Vec<Document>), Error> {
+    /// The read again, if it was made at `origin` while nobody held the lock
+    /// (a holder's expiry would be judged now by a lease read earlier); else
+    /// nothing, and the caller reads for itself.
+    pub(crate) fn read_at(&self, origin: &str) -> Option<Read> {
         let doc = |v: &serde_json::Value| match Bson::try_from(v.clone()) {
-            Ok(Bson::Document(d)) => Ok(d),
-            _ => Err(Error::Harness(
-                "the state handed to the harness is not BSON documents".into(),
-            )),
+            Ok(Bson::Document(d)) => Some(d),
+            _ => None,
         };
-        Ok((
-            self.lock.as_ref().map(doc).transpose()?,
-            self.records.iter().map(doc).collect::<Result<_, _>>()?,
-        ))
+        let lock = match &self.lock {
+            Some(v) => Some(doc(v)?),
+            None => None,
+        };
+        let documents = self.records.iter().map(doc).collect::<Option<Vec<_>>>()?;
+        let held = lock
+            .as_ref()
+            .is_some_and(|d| !matches!(d.get("holder"), None | Some(Bson::Null)));
+        if self.origin != origin || held {
+            return None;
+        }
+        Read::new(lock, documents, self.indexed).ok()
     }
 }
 
@@ -50,15 +67,19 @@ pub(crate) struct Read {
     pub(crate) lock: Option<Document>,
     pub(crate) documents: Vec<Document>,
     pub(crate) records: Records,
+    /// The lock said the tracking indexes were made, and the records were
+    /// read through the unique one.
+    pub(crate) indexed: bool,
 }
 
 impl Read {
-    pub(crate) fn new(lock: Option<Document>, documents: Vec<Document>) -> Result<Self, Error> {
+    pub(crate) fn new(lock: Option<Document>, documents: Vec<Document>, indexed: bool) -> Result<Self, Error> {
         let records = crate::plan::index(documents.iter().map(Record::from_document).collect::<Result<_, _>>()?);
         Ok(Read {
             lock,
             documents,
             records,
+            indexed,
         })
     }
 
@@ -75,10 +96,12 @@ impl Read {
 
     /// Whether the lock, as read, was released by a holder that left
     /// nothing for the next one to fence: no holder, no plan, no unfenced
-    /// plans of earlier holders. No lock document is such a lock.
+    /// plans of earlier holders. No lock document is not: its generation
+    /// would start again at 1 if it had been deleted, and could not tell
+    /// this holder's from one taken and released since the read.
     fn released_clean(&self) -> bool {
         let Some(doc) = &self.lock else {
-            return true;
+            return false;
         };
         let empty = |field: &str| match doc.get(field) {
             None | Some(Bson::Null) => true,
@@ -166,7 +189,7 @@ mod tests {
 
     #[test]
     fn records_read_after_a_clean_release_are_current_for_the_next_generation_only() {
-        let read = Read::new(Some(released(4)), vec![record(1, "completed", 4, false)]).unwrap();
+        let read = Read::new(Some(released(4)), vec![record(1, "completed", 4, false)], false).unwrap();
         assert!(read.still_current(5, 0));
         // Somebody took the lock between the read and this holder.
         assert!(!read.still_current(6, 0));
@@ -176,9 +199,9 @@ mod tests {
     }
 
     #[test]
-    fn no_lock_document_is_generation_zero() {
-        let read = Read::new(None, Vec::new()).unwrap();
-        assert!(read.still_current(1, 0));
+    fn no_lock_document_is_never_current() {
+        let read = Read::new(None, Vec::new(), false).unwrap();
+        assert!(!read.still_current(1, 0));
         assert!(!read.still_current(2, 0));
     }
 
@@ -191,7 +214,7 @@ mod tests {
         let mut forced = released(4);
         forced.insert("unfenced", vec![Bson::Int64(7)]);
         for lock in [held, planned, forced] {
-            let read = Read::new(Some(lock.clone()), Vec::new()).unwrap();
+            let read = Read::new(Some(lock.clone()), Vec::new(), false).unwrap();
             assert!(!read.still_current(5, 0), "{lock}");
         }
     }
@@ -199,9 +222,9 @@ mod tests {
     #[test]
     fn an_unfenced_claim_must_be_fenced_first() {
         for status in ["planned", "running"] {
-            let read = Read::new(Some(released(4)), vec![record(1, status, 3, false)]).unwrap();
+            let read = Read::new(Some(released(4)), vec![record(1, status, 3, false)], false).unwrap();
             assert!(!read.still_current(5, 0), "{status}");
-            let fenced = Read::new(Some(released(4)), vec![record(1, status, 3, true)]).unwrap();
+            let fenced = Read::new(Some(released(4)), vec![record(1, status, 3, true)], false).unwrap();
             assert!(fenced.still_current(5, 0), "{status} fenced");
         }
     }
@@ -210,27 +233,38 @@ mod tests {
     fn a_lock_this_version_cannot_read_is_never_current() {
         let mut odd = released(4);
         odd.insert("generation", "4");
-        assert!(!Read::new(Some(odd), Vec::new()).unwrap().still_current(5, 0));
+        assert!(!Read::new(Some(odd), Vec::new(), false).unwrap().still_current(5, 0));
     }
 
     #[test]
     fn a_claim_newer_than_the_lock_read_asks_for_another_read() {
-        let read = Read::new(Some(released(4)), vec![record(1, "planned", 5, false)]).unwrap();
+        let read = Read::new(Some(released(4)), vec![record(1, "planned", 5, false)], false).unwrap();
         assert!(read.unexplained(None));
-        let old = Read::new(Some(released(4)), vec![record(1, "planned", 4, false)]).unwrap();
+        let old = Read::new(Some(released(4)), vec![record(1, "planned", 4, false)], false).unwrap();
         assert!(!old.unexplained(None));
     }
 
     #[test]
-    fn the_state_handed_on_is_the_same_documents() {
+    fn the_state_handed_on_is_the_same_documents_where_it_was_read() {
         let lock = released(4);
         let records = vec![
             record(1, "completed", 4, false),
-            doc! { "version": 2_i32, "n": 1.5, "t": bson::Timestamp { time: 1, increment: 2 } },
+            doc! { "version": 20260101000002_i64, "name": "m2", "status": "completed", "direction": "up", "batch": 1_i32, "n": 1.5, "t": bson::Timestamp { time: 1, increment: 2 }, "createdAt": bson::DateTime::from_millis(0), "updatedAt": bson::DateTime::from_millis(0) },
         ];
-        let handed = StateRead::new(Some(&lock), &records);
+        let read = Read::new(Some(lock.clone()), records.clone(), true).unwrap();
+        let handed = StateRead::new("db.migrations".into(), &read);
         let json = serde_json::to_string(&handed).unwrap();
         let back: StateRead = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.documents().unwrap(), (Some(lock), records));
+        let again = back.read_at("db.migrations").expect("read where it was handed from");
+        assert_eq!(
+            (again.lock, again.documents, again.indexed),
+            (Some(lock), records, true)
+        );
+        assert!(back.read_at("other.migrations").is_none(), "another database's read");
+        let mut held = released(4);
+        held.insert("holder", doc! { "id": uuid::Uuid::nil().to_string() });
+        let read = Read::new(Some(held), Vec::new(), false).unwrap();
+        let handed = StateRead::new("db.migrations".into(), &read);
+        assert!(handed.read_at("db.migrations").is_none(), "a lock held when read");
     }
 }

@@ -36,13 +36,14 @@ fn version_array(versions: &[Version]) -> Bson {
     Bson::Array(versions.iter().map(|v| Bson::Int64(v.as_i64())).collect())
 }
 
-/// The plans of earlier holders that are not fenced yet: `unfenced` and
-/// `plan` of the lock document as it was, in an update pipeline.
 /// The lock document's field naming the tracking collection whose indexes
 /// the runners that took the lock made first: later runs read it with the
-/// lock and do not make them again.
+/// lock, prove the unique index with their read of the records, and do not
+/// make them again.
 const INDEXED: &str = "trackingIndexed";
 
+/// The plans of earlier holders that are not fenced yet: `unfenced` and
+/// `plan` of the lock document as it was, in an update pipeline.
 fn inherited() -> Document {
     doc! { "$setUnion": [ { "$ifNull": [ "$unfenced", [] ] }, { "$ifNull": [ "$plan", [] ] } ] }
 }
@@ -108,10 +109,10 @@ impl Lock {
         }
     }
 
-    /// Whether the lock document, when last read, said that a runner made
-    /// the tracking indexes (and dropped the old lock index) before it took
-    /// the lock: every lock taken says so, as only a runner that made them
-    /// takes one (see [`Lock::acquire`]).
+    /// Whether the last read before the lock found that a runner made the
+    /// tracking indexes (and dropped the old lock index) before it took the
+    /// lock, and proved the unique index there: every lock taken says so, as
+    /// only a runner that made them takes one (see [`Lock::acquire`]).
     pub(crate) fn indexes_made(&self) -> bool {
         self.indexed.load(Ordering::SeqCst)
     }
@@ -125,15 +126,19 @@ impl Lock {
                 || async { Ok(self.coll.find_one(doc! { "_id": &self.name }).await?) },
             )
             .await
-            .inspect(|doc| self.note(doc.as_ref()))
     }
 
-    /// Notes what the lock document `doc`, as read here or by another
-    /// process, says of the tracking indexes.
-    pub(crate) fn note(&self, doc: Option<&Document>) {
-        if doc.is_some_and(|d| d.get_str(INDEXED) == Ok(self.tracking.as_str())) {
-            self.indexed.store(true, Ordering::SeqCst);
-        }
+    /// Whether the lock document `doc` says a runner made the tracking
+    /// indexes before it took the lock.
+    pub(crate) fn says_indexed(&self, doc: Option<&Document>) -> bool {
+        doc.is_some_and(|d| d.get_str(INDEXED) == Ok(self.tracking.as_str()))
+    }
+
+    /// Notes whether the tracking indexes are known to exist: the lock says
+    /// so and the read of the records proved the unique one (see
+    /// `Migrator::read_state`).
+    pub(crate) fn set_indexes_made(&self, made: bool) {
+        self.indexed.store(made, Ordering::SeqCst);
     }
 
     /// One conditional update of the lock document, retried over transient

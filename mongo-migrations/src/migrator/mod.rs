@@ -309,20 +309,21 @@ impl Migrator {
         let mut again = true;
         loop {
             let handed = self.handed.lock().expect("handed state").take();
-            let read = match handed {
-                Some(state) => {
-                    let (lock, documents) = state.documents()?;
-                    self.lock.note(lock.as_ref());
-                    Read::new(lock, documents)?
-                }
+            let (read, lock) = match handed.and_then(|state| state.read_at(&self.origin())) {
+                // Read while nobody held the lock: no clock to judge it by.
+                Some(read) => (read, None),
                 // In this order: records read after a lock that was free are
-                // current until the next holder's generation.
+                // current until the next holder's generation. The lock is
+                // judged as soon as it is read, not after the records.
                 None => {
-                    let lock = self.lock.read().await?;
-                    Read::new(lock, self.tracking.load_documents().await?)?
+                    let doc = self.lock.read().await?;
+                    let lock = self.lock.info_of(doc.as_ref()).await?;
+                    let marked = self.lock.says_indexed(doc.as_ref());
+                    let (documents, proved) = self.tracking.load_documents(marked).await?;
+                    (Read::new(doc, documents, marked && proved)?, lock)
                 }
             };
-            let lock = self.lock.info_of(read.lock.as_ref()).await?;
+            self.lock.set_indexes_made(read.indexed);
             if !read.unexplained(lock.as_ref()) || !std::mem::replace(&mut again, false) {
                 let records = read.records.clone();
                 *self.last_read.lock().expect("last read") = Some(read);
@@ -336,15 +337,30 @@ impl Migrator {
     /// check read to the harness that runs the migrations.
     pub fn state_read(&self) -> Option<StateRead> {
         let last = self.last_read.lock().expect("last read");
-        last.as_ref().map(|r| StateRead::new(r.lock.as_ref(), &r.documents))
+        last.as_ref().map(|r| StateRead::new(self.origin(), r))
+    }
+
+    /// Where this migrator reads: its database, tracking collection, lock
+    /// collection and lock name.
+    fn origin(&self) -> String {
+        let c = &self.config;
+        format!(
+            "{}.{} {}.{}/{}",
+            self.db.name(),
+            c.tracking_collection,
+            self.db.name(),
+            c.lock_collection,
+            c.lock_name
+        )
     }
 
     /// Starts from `state`, as [`Migrator::state_read`] of another process
     /// gave it, instead of reading the lock and the records once more: the
-    /// first read before the lock takes it. Nothing is trusted that could
-    /// have changed: a lock held since is met when it is taken, and the
-    /// records are read again under it unless the lock proves that nobody
-    /// held it in between.
+    /// first read before the lock takes it, if it was read from this
+    /// migrator's database and collections while nobody held the lock (else
+    /// it reads for itself). Nothing is trusted that could have changed: a
+    /// lock held since is met when it is taken, and the records are read
+    /// again under it unless the lock proves that nobody held it in between.
     pub fn with_state_read(self, state: Option<StateRead>) -> Self {
         *self.handed.lock().expect("handed state") = state;
         self

@@ -43,6 +43,9 @@ pub(crate) struct Tracking {
     retry: Retry,
 }
 
+/// The unique index on `version` the claims and the fence rely on.
+const VERSION_INDEX: &str = "version_unique";
+
 /// Runs `find` and decodes every document it returns.
 async fn records(find: mongodb::action::Find<'_, Document>) -> Result<Vec<Record>, Error> {
     // One reply for the whole collection, not one per 101 documents.
@@ -67,7 +70,7 @@ impl Tracking {
             .options(
                 IndexOptions::builder()
                     .unique(true)
-                    .name("version_unique".to_string())
+                    .name(VERSION_INDEX.to_string())
                     .build(),
             )
             .build();
@@ -82,15 +85,31 @@ impl Tracking {
             .await
     }
 
-    /// Every record's document, in version order.
-    pub(crate) async fn load_documents(&self) -> Result<Vec<Document>, Error> {
+    /// Every record's document, in version order. With `prove_index`, read
+    /// through the unique version index (a hint), which proves it exists:
+    /// `true` beside the documents when it did, and some were read. Where
+    /// the server refuses the hint (no such index, or no collection), they
+    /// are read without it.
+    pub(crate) async fn load_documents(&self, prove_index: bool) -> Result<(Vec<Document>, bool), Error> {
         self.retry
             .idempotent(
                 || "reading the tracking records".into(),
                 || async {
                     // One reply for the whole collection, not one per 101 documents.
-                    let find = self.coll.find(doc! {}).sort(doc! { "version": 1 }).batch_size(100_000);
-                    Ok(find.await?.try_collect().await?)
+                    let find = || self.coll.find(doc! {}).sort(doc! { "version": 1 }).batch_size(100_000);
+                    if prove_index {
+                        match find().hint(mongodb::options::Hint::Name(VERSION_INDEX.into())).await {
+                            Ok(cursor) => {
+                                let docs: Vec<Document> = cursor.try_collect().await?;
+                                let proved = !docs.is_empty();
+                                return Ok((docs, proved));
+                            }
+                            // BadValue: "hint ... does not correspond to an existing index".
+                            Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 2) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Ok((find().await?.try_collect().await?, false))
                 },
             )
             .await
