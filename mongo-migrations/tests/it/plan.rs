@@ -453,6 +453,52 @@ async fn plan_of_a_thousand_no_op_migrations_is_timed() {
     t.drop_db().await;
 }
 
+/// How many tenants the concurrency test plans at once.
+const TENANTS: usize = 30;
+
+/// A migration's own plan that says its step only once every tenant's plan
+/// has reached it: planned one after the other, the first would wait for
+/// the others until `plan` gives up on it (30 s) and says so.
+fn meets_every_tenant(ctx: &mut mongo_migrations::PlanContext) -> BoxFuture<'_, MigrationResult> {
+    static ALL: std::sync::OnceLock<tokio::sync::Barrier> = std::sync::OnceLock::new();
+    Box::pin(async move {
+        ALL.get_or_init(|| tokio::sync::Barrier::new(TENANTS)).wait().await;
+        ctx.step(Risk::Safe, "planned beside every other tenant");
+        Ok(())
+    })
+}
+
+/// Tenants are planned concurrently, all 30 at once at concurrency 30: by
+/// construction (each tenant's plan waits at a barrier until all 30 are
+/// planning), not by timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_tenants_are_planned_at_once() {
+    let t = TestDb::new().await;
+    let names: Vec<String> = (0..TENANTS).map(|i| format!("{}_t{i}", t.name)).collect();
+    let m = t.migrator(vec![
+        Migration::new(v("20260101000000"), "everywhere", by_hand)
+            .with_down(noop)
+            .planned(meets_every_tenant)
+    ]);
+    let started = std::time::Instant::now();
+    let plans = m
+        .for_databases(names.clone())
+        .concurrency(TENANTS)
+        .plan(UpOptions::default(), 1_000_000)
+        .await;
+    eprintln!("{TENANTS} tenants planned in {:?}", started.elapsed());
+    assert_eq!(plans.len(), TENANTS);
+    for p in &plans {
+        let plan = p.plan.as_ref().expect("planned");
+        let steps: Vec<&str> = plan.migrations[0].steps.iter().map(|s| s.what.as_str()).collect();
+        assert_eq!(steps, ["planned beside every other tenant"], "{}", p.database);
+    }
+    for name in &names {
+        t.client.database(name).drop().await.unwrap();
+    }
+    t.drop_db().await;
+}
+
 fn says_what_it_does(ctx: &mut mongo_migrations::PlanContext) -> BoxFuture<'_, MigrationResult> {
     Box::pin(async move {
         let expired = ctx.count("sessions", doc! { "expired": true }).await?;
