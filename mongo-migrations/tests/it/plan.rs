@@ -475,11 +475,9 @@ fn meets_every_tenant(ctx: &mut mongo_migrations::PlanContext) -> BoxFuture<'_, 
 async fn thirty_tenants_are_planned_at_once() {
     let t = TestDb::new().await;
     let names: Vec<String> = (0..TENANTS).map(|i| format!("{}_t{i}", t.name)).collect();
-    let m = t.migrator(vec![
-        Migration::new(v("20260101000000"), "everywhere", by_hand)
-            .with_down(noop)
-            .planned(meets_every_tenant)
-    ]);
+    let m = t.migrator(vec![Migration::new(v("20260101000000"), "everywhere", by_hand)
+        .with_down(noop)
+        .planned(meets_every_tenant)]);
     let started = std::time::Instant::now();
     let plans = m
         .for_databases(names.clone())
