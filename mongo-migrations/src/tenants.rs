@@ -194,17 +194,13 @@ impl Tenants {
     /// Every database's status, in the order given; an invalid database
     /// name reads nothing anywhere (each entry says why).
     pub async fn status(&self) -> Vec<TenantStatus> {
-        if let Err(e) = self.validate() {
-            return self
-                .databases
-                .iter()
-                .map(|database| TenantStatus {
-                    database: database.clone(),
+        if let Some(refused) = self.refused_each("read") {
+            return refused
+                .into_iter()
+                .map(|(database, why)| TenantStatus {
+                    database,
                     status: None,
-                    error: Some(match crate::check_database_name(database) {
-                        Err(own) => own.to_string(),
-                        Ok(()) => format!("not read: {e}"),
-                    }),
+                    error: Some(why),
                 })
                 .collect();
         }
@@ -222,19 +218,17 @@ impl Tenants {
         .await
     }
 
-    /// Runs `f` with each database's migrator and name, at most
-    /// `concurrency` at once; the results in the order of the databases.
     /// [`Migrator::plan_deploy`] in each database, `concurrency` at a time;
-    /// read-only everywhere.
+    /// read-only everywhere. An invalid database name plans nothing
+    /// anywhere (each entry says why).
     pub async fn plan(&self, options: UpOptions, slow: u64) -> Vec<TenantPlan> {
-        if let Err(e) = self.validate() {
-            return self
-                .databases
-                .iter()
-                .map(|database| TenantPlan {
-                    database: database.clone(),
+        if let Some(refused) = self.refused_each("planned") {
+            return refused
+                .into_iter()
+                .map(|(database, why)| TenantPlan {
+                    database,
                     plan: None,
-                    error: Some(format!("not planned: {e}")),
+                    error: Some(why),
                 })
                 .collect();
         }
@@ -248,6 +242,26 @@ impl Tenants {
         .await
     }
 
+    /// While a name is invalid, why each database was left alone: its own
+    /// name's error, or `not <done>: ` and the first invalid name's.
+    fn refused_each(&self, done: &str) -> Option<Vec<(String, String)>> {
+        let first = self.validate().err()?;
+        Some(
+            self.databases
+                .iter()
+                .map(|database| {
+                    let why = match crate::check_database_name(database) {
+                        Err(own) => own.to_string(),
+                        Ok(()) => format!("not {done}: {first}"),
+                    };
+                    (database.clone(), why)
+                })
+                .collect(),
+        )
+    }
+
+    /// Runs `f` with each database's migrator and name, at most
+    /// `concurrency` at once; the results in the order of the databases.
     async fn each<T, Fut>(&self, f: impl Fn(Migrator, String) -> Fut) -> Vec<T>
     where
         Fut: std::future::Future<Output = T>,

@@ -453,6 +453,39 @@ async fn plan_of_a_thousand_no_op_migrations_is_timed() {
     t.drop_db().await;
 }
 
+/// An invalid database name among the tenants plans nothing anywhere, as
+/// `status` reads nothing: the invalid one says its own error, the others
+/// why they were left alone.
+#[tokio::test]
+async fn an_invalid_tenant_name_plans_nothing_anywhere() {
+    let t = TestDb::new().await;
+    let good = format!("{}_t0", t.name);
+    let m = t.migrator(vec![
+        Migration::new(v("20260101000000"), "unique_email", unique_email).with_down(noop)
+    ]);
+    let plans = m
+        .for_databases(vec![good.clone(), "bad/name".into()])
+        .plan(UpOptions::default(), 1_000_000)
+        .await;
+    let said: Vec<(String, bool, String)> = plans
+        .into_iter()
+        .map(|p| (p.database, p.plan.is_some(), p.error.unwrap_or_default()))
+        .collect();
+    let own = mongo_migrations::check_database_name("bad/name")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        said,
+        [
+            (good.clone(), false, format!("not planned: {own}")),
+            ("bad/name".to_string(), false, own),
+        ]
+    );
+    let names = t.client.list_database_names().await.unwrap();
+    assert!(!names.contains(&good), "planned into {good}");
+    t.drop_db().await;
+}
+
 /// How many tenants the concurrency test plans at once.
 const TENANTS: usize = 30;
 
