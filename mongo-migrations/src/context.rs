@@ -24,15 +24,6 @@ async fn noted_indexes(c: &CheckpointWriter) -> Result<Vec<built_indexes::Entry>
     }
 }
 
-/// The size of `collection` from its metadata (one cheap command), for the
-/// index build rate; 0 where it cannot be read.
-async fn size_of(db: &Database, collection: &str) -> u64 {
-    db.collection::<bson::Document>(collection)
-        .estimated_document_count()
-        .await
-        .unwrap_or(0)
-}
-
 /// What a run's walks and index builds did: documents and milliseconds of
 /// each, the rates `plan` estimates durations from.
 pub(crate) type Worked = (Option<(u64, u64)>, Option<(u64, u64)>);
@@ -131,19 +122,19 @@ impl MigrationContext {
     /// Builds `index` on `collection` (which [`adopt`](crate::schema::adopt)
     /// found missing), and notes the collection's size and the build's time.
     async fn build(&self, db: &Database, collection: &str, index: &Index) -> Result<IndexOutcome, MigrationError> {
-        let documents = size_of(db, collection).await;
+        // From the collection's metadata: one cheap command per build.
+        let documents = db
+            .collection::<bson::Document>(collection)
+            .estimated_document_count()
+            .await
+            .unwrap_or(0);
         let started = std::time::Instant::now();
         let outcome = crate::schema::build(db, collection, index, &self.build_options()).await?;
-        self.note_built(documents, started);
-        Ok(outcome)
-    }
-
-    /// Notes an index build over `documents` that started at `started`.
-    fn note_built(&self, documents: u64, started: std::time::Instant) {
         // Never recorded as taking no time (a rate needs some).
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
         let mut indexed = self.indexed.lock().unwrap_or_else(|e| e.into_inner());
         *indexed = (indexed.0.saturating_add(documents), indexed.1.saturating_add(ms));
+        Ok(outcome)
     }
 
     /// While inspected: records `op` and says so (`true`).
@@ -456,14 +447,7 @@ impl MigrationContext {
         }) {
             return Ok(IndexOutcome::Built { name: index.name() });
         }
-        let db = self.db()?;
-        let documents = size_of(db, collection).await;
-        let started = std::time::Instant::now();
-        let outcome = crate::schema::replace_index_with(db, collection, old, index, &self.build_options()).await?;
-        if matches!(outcome, IndexOutcome::Built { .. }) {
-            self.note_built(documents, started);
-        }
-        Ok(outcome)
+        Ok(crate::schema::replace_index_with(self.db()?, collection, old, index, &self.build_options()).await?)
     }
 
     /// Drops an index at once: the rollback of a migration that built it.

@@ -453,33 +453,6 @@ async fn plan_of_a_thousand_no_op_migrations_is_timed() {
     t.drop_db().await;
 }
 
-fn replace_n(ctx: &mut MigrationContext) -> BoxFuture<'_, MigrationResult> {
-    Box::pin(async move {
-        let unique = mongo_migrations::schema::Index::new(doc! { "n": 1 })
-            .unique()
-            .named("n_unique");
-        ctx.replace_index("items", "n_1", &unique).await?;
-        Ok(())
-    })
-}
-
-/// A replaced index is a build too: its run's log keeps the collection's
-/// size and the build's time, for the rate `plan` times builds by.
-#[tokio::test]
-async fn a_replaced_index_is_recorded_as_a_build() {
-    let t = TestDb::new().await;
-    let items: Vec<Document> = (0..200).map(|i| doc! { "_id": i, "n": i }).collect();
-    t.db().collection::<Document>("items").insert_many(items).await.unwrap();
-    let first = Migration::new(v("20260101000000"), "index_items", index_items).with_down(noop);
-    let second = Migration::new(v("20260102000000"), "replace_n", replace_n).with_down(noop);
-    t.migrator(vec![first, second]).up(UpOptions::default()).await.unwrap();
-    let record = t.tracking("20260102000000").await.unwrap();
-    let run = record.get_array("log").unwrap()[0].as_document().unwrap().clone();
-    assert_eq!(run.get_i64("indexedDocuments").unwrap(), 200, "{run}");
-    assert!(run.get_i64("indexMs").unwrap() >= 1, "{run}");
-    t.drop_db().await;
-}
-
 /// An invalid database name among the tenants plans nothing anywhere, as
 /// `status` reads nothing: the invalid one says its own error, the others
 /// why they were left alone.
