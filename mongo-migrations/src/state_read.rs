@@ -51,10 +51,7 @@ impl StateRead {
             None => None,
         };
         let documents = self.records.iter().map(doc).collect::<Option<Vec<_>>>()?;
-        let held = lock
-            .as_ref()
-            .is_some_and(|d| !matches!(d.get("holder"), None | Some(Bson::Null)));
-        if self.origin != origin || held {
+        if self.origin != origin || lock.as_ref().is_some_and(crate::lock::held) {
             return None;
         }
         Read::new(lock, documents, self.indexed).ok()

@@ -27,6 +27,6 @@ mod store;
 pub(crate) use guard::{LockGuard, LockHandle};
 pub(crate) use info::Fence;
 pub use info::LockInfo;
-pub(crate) use store::Lock;
 #[cfg(feature = "cli")]
 pub(crate) use store::MAX_ROUTER_SKEW;
+pub(crate) use store::{held, Lock};

@@ -42,6 +42,12 @@ fn version_array(versions: &[Version]) -> Bson {
 /// make them again.
 const INDEXED: &str = "trackingIndexed";
 
+/// Whether the lock document `doc` names a holder (live or expired): a
+/// released lock's `holder` is null.
+pub(crate) fn held(doc: &Document) -> bool {
+    !matches!(doc.get("holder"), None | Some(Bson::Null))
+}
+
 /// The plans of earlier holders that are not fenced yet: `unfenced` and
 /// `plan` of the lock document as it was, in an update pipeline.
 fn inherited() -> Document {
@@ -193,7 +199,7 @@ impl Lock {
     /// a holder needs no clock, so none is asked for: a free lock costs one
     /// read.
     pub(crate) async fn info_of(&self, doc: Option<&Document>) -> Result<Option<LockInfo>, Error> {
-        let Some(doc) = doc.filter(|d| !matches!(d.get("holder"), None | Some(Bson::Null))) else {
+        let Some(doc) = doc.filter(|d| held(d)) else {
             return Ok(None);
         };
         let clock = self.server.clock().await?;

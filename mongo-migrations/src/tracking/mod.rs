@@ -117,12 +117,8 @@ impl Tracking {
 
     /// Every record, in version order.
     pub(crate) async fn load(&self) -> Result<Vec<Record>, Error> {
-        self.retry
-            .idempotent(
-                || "reading the tracking records".into(),
-                || records(self.coll.find(doc! {}).sort(doc! { "version": 1 })),
-            )
-            .await
+        let (docs, _) = self.load_documents(false).await?;
+        docs.iter().map(Record::from_document).collect()
     }
 
     /// The record of one version.

@@ -35,18 +35,27 @@ fn counted(commands: &[(String, String)]) -> (usize, usize, String) {
     (own.len() - refreshes, refreshes, format!("{tally:?}"))
 }
 
+/// A migrator over `migrations` on `client` (the proxy's), in `t`'s database.
+fn over(
+    client: &mongo_migrations::mongodb::Client,
+    t: &TestDb,
+    migrations: Vec<mongo_migrations::Migration>,
+) -> Migrator {
+    Migrator::new(
+        client.clone(),
+        &t.name,
+        Registry::new(migrations).unwrap(),
+        Default::default(),
+    )
+}
+
 #[tokio::test]
 async fn a_run_sends_few_commands_besides_its_migrations() {
     let t = TestDb::new().await;
     let proxy = Proxy::start(&uri()).await;
     let (client, _) = mongo_migrations::connect(&proxy.uri, Some(&t.name)).await.unwrap();
     proxy.take_targeted();
-    let migrator = Migrator::new(
-        client.clone(),
-        &t.name,
-        Registry::new(three()).unwrap(),
-        Default::default(),
-    );
+    let migrator = over(&client, &t, three());
     let report = migrator.up(UpOptions::default()).await.unwrap();
     assert_eq!(report.steps.len(), 3);
     let (with_work, refreshes, tally) = counted(&proxy.take_targeted());
@@ -74,12 +83,7 @@ async fn a_run_sends_few_commands_besides_its_migrations() {
     // were read, so neither is asked again and nothing is fenced.
     let mut four = three();
     four.push(reversible("20260104000000", "fourth"));
-    let again = Migrator::new(
-        client.clone(),
-        &t.name,
-        Registry::new(four).unwrap(),
-        Default::default(),
-    );
+    let again = over(&client, &t, four);
     let report = again.up(UpOptions::default()).await.unwrap();
     assert_eq!(report.steps.len(), 1);
     let (with_work, refreshes, tally) = counted(&proxy.take_targeted());
@@ -107,30 +111,14 @@ async fn a_state_read_by_another_process_is_not_read_again() {
     let t = TestDb::new().await;
     let proxy = Proxy::start(&uri()).await;
     let (client, _) = mongo_migrations::connect(&proxy.uri, Some(&t.name)).await.unwrap();
-    let first = Migrator::new(
-        client.clone(),
-        &t.name,
-        Registry::new(three()[..1].to_vec()).unwrap(),
-        Default::default(),
-    );
+    let first = over(&client, &t, three()[..1].to_vec());
     first.up(UpOptions::default()).await.unwrap();
     // The check: it reads, finds work, hands on what it read.
-    let check = Migrator::new(
-        client.clone(),
-        &t.name,
-        Registry::new(three()).unwrap(),
-        Default::default(),
-    );
+    let check = over(&client, &t, three());
     assert!(check.up_settled(UpOptions::default()).await.unwrap().is_none());
     let state = check.state_read().expect("a read to hand on");
     proxy.take_targeted();
-    let harness = Migrator::new(
-        client.clone(),
-        &t.name,
-        Registry::new(three()).unwrap(),
-        Default::default(),
-    )
-    .with_state_read(Some(state));
+    let harness = over(&client, &t, three()).with_state_read(Some(state));
     let report = harness.up(UpOptions::default()).await.unwrap();
     assert_eq!(report.steps.len(), 2);
     let (_, _, tally) = counted(&proxy.take_targeted());
